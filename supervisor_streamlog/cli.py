@@ -1,0 +1,92 @@
+"""The ``supervisor-streamlog`` command: ``listen``, ``check`` and ``tail``.
+
+Parsing builds a namespace in :func:`build_parser` (testable on its own);
+:func:`main` only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from . import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="supervisor-streamlog",
+        description="Timestamped, line-safe, rotated child logs for supervisord.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    listen = sub.add_parser(
+        "listen",
+        help="run as a supervisord event listener (listener mode)",
+        description="Speak supervisord's event listener protocol on stdin/stdout and "
+        "write every captured line to the [streamlog] files.",
+    )
+    listen.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="file with the [streamlog] section (e.g. supervisord.conf)",
+    )
+
+    check = sub.add_parser(
+        "check",
+        help="validate the config and list what is captured",
+        description="Validate [streamlog] and list, for every program in the supervisord "
+        "config, what will and will not be captured, and why.",
+    )
+    check.add_argument(
+        "-c", "--config", required=True, metavar="FILE", help="the supervisord config file"
+    )
+
+    tail = sub.add_parser(
+        "tail",
+        help="print the last lines of captured logs",
+        description="Print the last records of one or more processes' streamlog files.",
+    )
+    tail.add_argument(
+        "-c", "--config", required=True, metavar="FILE", help="file with the [streamlog] section"
+    )
+    tail.add_argument(
+        "-n", "--lines", type=int, default=10, metavar="N", help="how many records (default 10)"
+    )
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    tail.add_argument("names", nargs="+", metavar="NAME", help="name or group:name")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        from .check import main as check_main
+
+        return check_main(args.config, sys.stdout, sys.stderr)
+
+    from .config import ConfigError, load
+
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"supervisor-streamlog: {exc}\n")
+        return 2
+    if args.command == "listen":
+        from .core import Capture
+        from .listener import run
+
+        return run(Capture(config))
+    from .tail import run as tail_run
+
+    return tail_run(config, args.names, args.lines, args.follow, sys.stdout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

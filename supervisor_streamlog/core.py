@@ -1,0 +1,258 @@
+"""The capture core: chunks and state changes in, records in files out.
+
+It knows nothing of supervisord's wire protocol or its objects: the front ends
+(:mod:`.listener` for an event listener, :mod:`.plugin` in-process) call
+
+* :meth:`Capture.log` for every chunk a child wrote (raw bytes),
+* :meth:`Capture.state` for every process state change,
+* :meth:`Capture.tick` now and then (at least every ``partial_timeout``),
+* :meth:`Capture.reopen` on SIGUSR2/SIGHUP and :meth:`Capture.close` at exit.
+
+Per process it keeps a :class:`~.writer.RotatingWriter` and one
+:class:`~.assemble.LineAssembler` per stream.  A chunk is stamped once, cut into
+pieces with whole-chunk bytes operations and rendered by the configured
+:class:`~.formats.Format`.  Nothing here raises for bad input or a failing disk.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+from .assemble import LineAssembler
+from .config import Config
+from .formats import FieldValue, Format, make_format
+from .paths import log_path
+from .writer import Compressor, RotatingWriter
+
+Report = Callable[[str], None]
+
+#: States after which a process's unfinished lines will never be finished.
+ENDING_STATES = frozenset({"EXITED", "STOPPED", "FATAL", "BACKOFF", "UNKNOWN"})
+
+
+def report_to_stderr(message: str) -> None:
+    """Default diagnostics sink: one line on stderr (never stdout)."""
+    try:
+        sys.stderr.write(f"streamlog: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class ProcessLog:
+    """The files and the unfinished lines of one process."""
+
+    __slots__ = ("group", "name", "writer", "streams", "pid", "batch", "batch_since")
+
+    def __init__(self, group: str, name: str, writer: RotatingWriter, limit: int) -> None:
+        self.group = group
+        self.name = name
+        self.writer = writer
+        self.streams = {"stdout": LineAssembler(limit), "stderr": LineAssembler(limit)}
+        self.pid = 0
+        self.batch: List[bytes] = []
+        self.batch_since = 0.0
+
+
+class Capture:
+    """Routes chunks and state changes of the captured processes to their files."""
+
+    def __init__(
+        self,
+        config: Config,
+        report: Report = report_to_stderr,
+        clock: Callable[[], float] = time.time,
+        compressor: Optional[Compressor] = None,
+    ) -> None:
+        self.config = config
+        self.report = report
+        self.clock = clock
+        self.format: Format = make_format(config.format, config.timezone == "utc")
+        if compressor is None and config.compress:
+            compressor = Compressor(report=self._report_kind)
+        self.compressor = compressor
+        self.processes: Dict[Tuple[str, str], Optional[ProcessLog]] = {}
+        self.partial_timeout = config.partial_timeout / 1000.0
+        self.flush_interval = config.flush_interval / 1000.0
+        self._reported: Set[str] = set()
+        self._last_check = 0.0
+        self._moved_second = -1
+        self.chunks = 0
+        self.failures = 0
+
+    # ------------------------------------------------------------ reporting
+
+    def _report_kind(self, kind: str, message: str) -> None:
+        """Report a kind of problem once; recoveries (``...:ok``) re-arm it."""
+        if kind.endswith(":ok"):
+            self._reported.discard(kind[:-3])
+            self.report(message)
+            return
+        if kind not in self._reported:
+            self._reported.add(kind)
+            self.report(message)
+
+    def _contain(self, where: str, exc: BaseException) -> None:
+        self.failures += 1
+        self._report_kind(
+            f"bug:{where}:{type(exc).__name__}",
+            f"internal error in {where}, capture continues: {exc!r}",
+        )
+
+    # ------------------------------------------------------------ routing
+
+    def process(self, group: str, name: str) -> Optional[ProcessLog]:
+        """The :class:`ProcessLog` of ``group:name``, or None if not captured."""
+        key = (group, name)
+        try:
+            return self.processes[key]
+        except KeyError:
+            pass
+        plog: Optional[ProcessLog] = None
+        if self.config.captures(group, name):
+            path = log_path(self.config.logdir, group, name)
+            writer = RotatingWriter(
+                path,
+                maxbytes=self.config.maxbytes,
+                backups=self.config.backups,
+                max_total_bytes=self.config.max_total_bytes,
+                compressor=self.compressor,
+                buffer_limit=self.config.write_buffer,
+                report=self._report_kind,
+                notice=self._notice,
+            )
+            plog = ProcessLog(group, name, writer, self.config.max_line_length)
+        self.processes[key] = plog
+        return plog
+
+    def _notice(self, text: str) -> bytes:
+        return self.format.notice(self.format.stamp(self.clock()), text)
+
+    def _emit(self, plog: ProcessLog, data: bytes, now: float) -> None:
+        if not self.flush_interval:
+            plog.writer.write(data)
+            return
+        if not plog.batch:
+            plog.batch_since = now
+        plog.batch.append(data)
+
+    def _flush_batch(self, plog: ProcessLog) -> None:
+        if plog.batch:
+            data = b"".join(plog.batch)
+            plog.batch.clear()
+            plog.writer.write(data)
+
+    # ------------------------------------------------------------ events
+
+    def log(
+        self, group: str, name: str, stream: str, pid: int, data: bytes, now: Optional[float] = None
+    ) -> None:
+        """One chunk of a child's ``stdout`` or ``stderr``, as read from the pipe."""
+        try:
+            plog = self.process(group, name)
+            if plog is None or not data:
+                return
+            when = self.clock() if now is None else now
+            self.chunks += 1
+            plog.pid = pid
+            pieces = plog.streams[stream].feed(data, when)
+            if pieces:
+                self._emit(
+                    plog, self.format.records(self.format.stamp(when), stream, pid, pieces), when
+                )
+            if when - self._last_check >= 0.1:
+                self.tick(when)
+        except Exception as exc:
+            self._contain("log", exc)
+
+    def state(
+        self,
+        group: str,
+        name: str,
+        state: str,
+        pid: int,
+        fields: Optional[Dict[str, FieldValue]] = None,
+        now: Optional[float] = None,
+    ) -> None:
+        """A state change: write a ``status`` record (after any unfinished lines)."""
+        try:
+            plog = self.process(group, name)
+            if plog is None:
+                return
+            when = self.clock() if now is None else now
+            stamp = self.format.stamp(when)
+            if state in ENDING_STATES or state == "STARTING":
+                self._flush_partials(plog, stamp)
+            if pid:
+                plog.pid = pid
+            self._emit(plog, self.format.status(stamp, pid, state, dict(fields or {})), when)
+            if state in ENDING_STATES:
+                self._flush_batch(plog)
+        except Exception as exc:
+            self._contain("state", exc)
+
+    def _flush_partials(self, plog: ProcessLog, stamp: str) -> None:
+        for stream, assembler in plog.streams.items():
+            pieces = assembler.flush()
+            if pieces:
+                self._emit(plog, self.format.records(stamp, stream, plog.pid, pieces), self.clock())
+
+    def tick(self, now: Optional[float] = None) -> None:
+        """Timers: write lines that waited too long, flush batches, retry the disk."""
+        try:
+            when = self.clock() if now is None else now
+            self._last_check = when
+            check_files = False
+            for plog in self.processes.values():
+                if plog is None:
+                    continue
+                for stream, assembler in plog.streams.items():
+                    if assembler.due(when, self.partial_timeout):
+                        pieces = assembler.flush()
+                        self._emit(
+                            plog,
+                            self.format.records(self.format.stamp(when), stream, plog.pid, pieces),
+                            when,
+                        )
+                if plog.batch and when - plog.batch_since >= self.flush_interval:
+                    self._flush_batch(plog)
+                writer = plog.writer
+                if writer.held or writer.tail or writer.failing:
+                    writer.retry()
+                check_files = True
+            if check_files and int(when) != self._moved_second:
+                self._moved_second = int(when)
+                for plog in self.processes.values():
+                    if plog is not None:
+                        plog.writer.check_moved()
+        except Exception as exc:
+            self._contain("tick", exc)
+
+    def reopen(self) -> None:
+        """Reopen every file by name (SIGUSR2/SIGHUP, for external logrotate)."""
+        for plog in self.processes.values():
+            if plog is not None:
+                self._flush_batch(plog)
+                plog.writer.reopen()
+
+    def close(self) -> None:
+        """Write every unfinished line and batch, then close the files."""
+        for plog in self.processes.values():
+            if plog is None:
+                continue
+            try:
+                self._flush_partials(plog, self.format.stamp(self.clock()))
+                self._flush_batch(plog)
+                plog.writer.close()
+            except Exception as exc:
+                self._contain("close", exc)
+
+    def stats(self) -> Dict[str, object]:
+        """Counters for status calls and metrics."""
+        processes = {}
+        for (group, name), plog in self.processes.items():
+            if plog is not None:
+                processes[f"{group}:{name}"] = plog.writer.stats()
+        return {"chunks": self.chunks, "internal_errors": self.failures, "processes": processes}

@@ -1,0 +1,272 @@
+"""Listener mode: capture through supervisord's event listener protocol.
+
+Add to supervisord.conf (and ``stdout_events_enabled = true`` /
+``stderr_events_enabled = true`` to every ``[program:x]`` to capture)::
+
+    [eventlistener:streamlog]
+    command = supervisor-streamlog listen -c %(here)s/supervisord.conf
+    events = PROCESS_LOG,PROCESS_STATE
+    buffer_size = 8192
+    stdout_logfile = NONE
+    stderr_logfile = %(here)s/streamlog-listener.err
+
+The protocol, and what bites:
+
+* the header's ``len`` counts *characters*, so the payload is read from a text
+  stream, with ``newline="\\n"`` so ``\\r\\n`` is not translated;
+* a chunk that was not valid UTF-8 arrives as ``Undecodable: b'...'`` and is
+  turned back into its bytes (only when those bytes are really not UTF-8, so
+  a child that prints that text literally keeps its text);
+* stdout carries protocol tokens and nothing else; diagnostics go to stderr;
+* an exception while handling an event is reported and the event is still
+  answered ``OK`` -- ``FAIL`` would make supervisord re-send it forever;
+* SIGTERM writes the unfinished lines and exits cleanly; SIGUSR2 or SIGHUP
+  reopens the files (for an external logrotate).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import select
+import signal
+import sys
+from typing import Any, Callable, Dict, Optional, TextIO, Tuple
+
+from .core import Capture, Report, report_to_stderr
+
+READY = "READY\n"
+OK = "RESULT 2\nOK"
+UNDECODABLE = "Undecodable: "
+
+#: How often the loop wakes when no event comes, for partial-line timeouts.
+IDLE_TICK = 0.1
+
+Headers = Dict[str, str]
+RpcFactory = Callable[[], Any]
+
+
+class ProtocolError(ValueError):
+    """A header line or payload that does not follow the protocol."""
+
+
+def parse_headers(line: str) -> Headers:
+    """``key:value key:value`` -> dict; raises :class:`ProtocolError`."""
+    headers: Headers = {}
+    for token in line.split():
+        key, sep, value = token.partition(":")
+        if not sep or not key:
+            raise ProtocolError(f"bad header token {token[:60]!r}")
+        headers[key] = value
+    return headers
+
+
+def decode_data(text: str) -> bytes:
+    """The bytes of a PROCESS_LOG chunk, undoing supervisord's ``Undecodable`` repr."""
+    if text.startswith(UNDECODABLE + "b") and len(text) > len(UNDECODABLE) + 2:
+        try:
+            value = ast.literal_eval(text[len(UNDECODABLE) :])
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            value = None
+        if isinstance(value, bytes):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return value  # supervisord could not decode it: these are the bytes
+    return text.encode("utf-8", "surrogateescape")
+
+
+def split_log_payload(payload: str) -> Tuple[Headers, bytes]:
+    """PROCESS_LOG payload -> (its header fields, the chunk's bytes)."""
+    head, sep, data = payload.partition("\n")
+    if not sep:
+        raise ProtocolError("PROCESS_LOG payload without a header line")
+    return parse_headers(head), decode_data(data)
+
+
+def _pid(value: Optional[str]) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+class Listener:
+    """Translates events into :class:`~.core.Capture` calls.
+
+    Streams, the readiness wait and the XML-RPC proxy are injected so the loop
+    runs against in-memory streams in tests.
+    """
+
+    def __init__(
+        self,
+        capture: Capture,
+        stdin: TextIO,
+        stdout: TextIO,
+        wait: Optional[Callable[[float], bool]] = None,
+        rpc: Optional[RpcFactory] = None,
+        report: Report = report_to_stderr,
+    ) -> None:
+        self.capture = capture
+        self.stdin = stdin
+        self.stdout = stdout
+        self.wait = wait
+        self.rpc = rpc
+        self.report = report
+        self.stopping = False
+        self.reopen_requested = False
+        self.events = 0
+        self._reported: set = set()
+
+    # ------------------------------------------------------------ one event
+
+    def handle_event(self, headers: Headers, payload: str) -> None:
+        """Handle one event; raises only for events that make no sense."""
+        name = headers.get("eventname", "")
+        if name.startswith("PROCESS_LOG_"):
+            fields, data = split_log_payload(payload)
+            stream = fields.get("channel") or name[len("PROCESS_LOG_") :].lower()
+            if stream not in ("stdout", "stderr"):
+                raise ProtocolError(f"unknown channel {stream!r}")
+            process = fields.get("processname", "")
+            self.capture.log(
+                fields.get("groupname") or process, process, stream, _pid(fields.get("pid")), data
+            )
+        elif name.startswith("PROCESS_STATE_"):
+            fields = parse_headers(payload)
+            state = name[len("PROCESS_STATE_") :]
+            process = fields.get("processname", "")
+            group = fields.get("groupname") or process
+            pid = _pid(fields.get("pid"))
+            extra: Dict[str, Any] = {}
+            if "pid" in fields and state not in ("STARTING", "BACKOFF", "FATAL"):
+                extra["pid"] = pid
+            if "tries" in fields:
+                extra["tries"] = _pid(fields["tries"])
+            if state == "EXITED":
+                status = self._exit_status(group, process)
+                if status is not None:
+                    extra["exitstatus"] = status
+                extra["expected"] = fields.get("expected") == "1"
+            self.capture.state(group, process, state, pid, extra)
+        # Anything else (TICK, ...) is acknowledged and ignored.
+
+    def _exit_status(self, group: str, name: str) -> Optional[int]:
+        """The exit status is not in the event: ask supervisord for it."""
+        if self.rpc is None:
+            return None
+        try:
+            info = self.rpc().supervisor.getProcessInfo(f"{group}:{name}")
+            return int(info["exitstatus"])
+        except Exception as exc:
+            self._report_once("rpc", f"cannot read exit status over XML-RPC: {exc!r}")
+            return None
+
+    def _report_once(self, kind: str, message: str) -> None:
+        if kind not in self._reported:
+            self._reported.add(kind)
+            self.report(message)
+
+    # ------------------------------------------------------------ the loop
+
+    def _send(self, token: str) -> None:
+        self.stdout.write(token)
+        self.stdout.flush()
+
+    def serve_one(self) -> bool:
+        """Read, handle and acknowledge one event; False at end of input."""
+        line = self.stdin.readline()
+        if not line:
+            return False
+        try:
+            headers = parse_headers(line)
+            length = int(headers["len"])
+            if length < 0:
+                raise ValueError(length)
+        except (ProtocolError, KeyError, ValueError):
+            self._report_once("header", f"ignoring a malformed event header: {line[:120]!r}")
+            self._send(OK + READY)
+            return True
+        payload = self.stdin.read(length)
+        self.events += 1
+        try:
+            self.handle_event(headers, payload)
+        except Exception as exc:
+            kind = f"event:{type(exc).__name__}"
+            self._report_once(
+                kind,
+                f"could not handle {headers.get('eventname')} event (acknowledged anyway): {exc!r}",
+            )
+        self._send(OK + READY)
+        return True
+
+    def run(self) -> int:
+        """Speak the protocol until EOF or SIGTERM; return the exit status."""
+        self._send(READY)
+        try:
+            while not self.stopping:
+                if self.reopen_requested:
+                    self.reopen_requested = False
+                    self.capture.reopen()
+                if self.wait is not None and not self.wait(IDLE_TICK):
+                    self.capture.tick()
+                    continue
+                if not self.serve_one():
+                    break
+        finally:
+            self.capture.close()
+            if self.capture.compressor is not None:
+                self.capture.compressor.stop()
+        return 0
+
+
+def _wait_for(fd: int) -> Callable[[float], bool]:
+    def wait(timeout: float) -> bool:
+        try:
+            ready, _, _ = select.select([fd], [], [], timeout)
+        except InterruptedError:
+            return False
+        return bool(ready)
+
+    return wait
+
+
+def _rpc_factory() -> Optional[RpcFactory]:
+    if not os.environ.get("SUPERVISOR_SERVER_URL"):
+        return None
+    proxy: list = []
+
+    def get() -> Any:
+        if not proxy:
+            from supervisor import childutils
+
+            proxy.append(childutils.getRPCInterface(os.environ))
+        return proxy[0]
+
+    return get
+
+
+def run(capture: Capture) -> int:
+    """Run the listener on this process's real stdin/stdout."""
+    stdin = io.TextIOWrapper(
+        sys.stdin.buffer, encoding="utf-8", errors="surrogateescape", newline="\n"
+    )
+    stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n", write_through=True)
+    # Nothing else may ever write to the protocol channel: send stray prints to stderr.
+    sys.stdout = sys.stderr
+    listener = Listener(capture, stdin, stdout, wait=_wait_for(stdin.fileno()), rpc=_rpc_factory())
+
+    def stop(signum: int, frame: Any) -> None:
+        listener.stopping = True
+
+    def reopen(signum: int, frame: Any) -> None:
+        listener.reopen_requested = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGUSR2, reopen)
+    signal.signal(signal.SIGHUP, reopen)
+    if capture.compressor is not None:
+        capture.compressor.start()
+    return listener.run()

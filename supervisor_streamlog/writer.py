@@ -1,0 +1,453 @@
+"""The rotating writer: whole records in, files that never split one out.
+
+Rotation follows the multilog/s6-log protocol:
+
+* data comes in as whole records; before a write that would take the file past
+  ``maxbytes`` the writer writes the records that still fit, then rotates, then
+  goes on (a single record larger than ``maxbytes`` gets a file of its own);
+* rotation is a chain of renames -- ``.N`` is removed, ``.i`` becomes ``.i+1``,
+  the live file becomes ``.1`` -- so a crash between two steps leaves every byte
+  in some file; the next start finishes what was left (see :meth:`recover`);
+* ``compress`` gzips a rotated file on a background thread into ``.gz.tmp``,
+  renames that to ``.gz`` and only then removes the plain file;
+* retention: ``backups`` files by count, and ``max_total_bytes`` over the live
+  file and its backups together (oldest removed first; the live file never).
+
+A write error (full disk, vanished directory) never raises to the caller and
+never loses data silently: records are held in memory up to ``buffer_limit``
+bytes and retried on the next write or :meth:`retry`; past the limit new
+records are dropped and counted, and once writing works again a ``status``
+record says how many bytes and records were dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import gzip
+import os
+import queue
+import shutil
+import threading
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+Report = Callable[[str, str], None]
+Notice = Callable[[str], bytes]
+
+
+def _quiet_report(kind: str, message: str) -> None:
+    pass
+
+
+class RotatingWriter:
+    """Appends whole records to ``path``, rotating and trimming its backups."""
+
+    def __init__(
+        self,
+        path: str,
+        maxbytes: int = 0,
+        backups: int = 10,
+        max_total_bytes: int = 0,
+        compressor: Optional[Compressor] = None,
+        buffer_limit: int = 16 * 1024 * 1024,
+        report: Report = _quiet_report,
+        notice: Optional[Notice] = None,
+    ) -> None:
+        self.path = path
+        self.maxbytes = maxbytes
+        self.backups = backups
+        self.max_total_bytes = max_total_bytes
+        self.compressor = compressor
+        self.buffer_limit = buffer_limit
+        self.report = report
+        self.notice = notice
+        #: Held by rotation and by the compressor while they rename files.
+        self.lock = threading.Lock()
+        self.fd: Optional[int] = None
+        self.size = 0
+        #: The rest of a record whose write was cut short; written before anything else.
+        self.tail = b""
+        self.held: Deque[bytes] = collections.deque()
+        self.held_bytes = 0
+        self.dropped_bytes = 0
+        self.dropped_records = 0
+        self.failing: Optional[str] = None
+        # Counters for status and metrics.
+        self.bytes_written = 0
+        self.rotations = 0
+        self.errors = 0
+        self.total_dropped_bytes = 0
+        self.recover()
+
+    # ------------------------------------------------------------ file names
+
+    def backup_name(self, index: int, gz: bool = False) -> str:
+        return f"{self.path}.{index}" + (".gz" if gz else "")
+
+    def files(self) -> List[str]:
+        """The live file and every backup that exists, newest first."""
+        names = [self.path] if os.path.exists(self.path) else []
+        for index in range(1, max(self.backups, 1) + 1):
+            for gz in (False, True):
+                name = self.backup_name(index, gz)
+                if os.path.exists(name):
+                    names.append(name)
+        return names
+
+    def recover(self) -> None:
+        """Finish whatever a crash left half done, before the first write."""
+        with self.lock:
+            for index in range(1, max(self.backups, 1) + 1):
+                plain, packed = self.backup_name(index), self.backup_name(index, True)
+                stale = packed + ".tmp"
+                if os.path.exists(stale):
+                    self._remove(stale)
+                if os.path.exists(plain) and os.path.exists(packed):
+                    # The .gz was renamed into place only once complete.
+                    self._remove(plain)
+        if self.compressor is not None:
+            for index in range(1, self.backups + 1):
+                if os.path.exists(self.backup_name(index)):
+                    self.compressor.submit(self, self.backup_name(index))
+
+    # ------------------------------------------------------------ writing
+
+    def write(self, data: bytes) -> None:
+        """Append whole records.  Never raises for an I/O error (see module doc)."""
+        if self.failing is not None or self.held or self.tail:
+            self._hold(data)
+            self.retry()
+            return
+        try:
+            self._write_records(data)
+        except OSError as exc:
+            self._failed(exc)
+
+    def _hold(self, data: bytes) -> None:
+        if self.held_bytes + len(data) > self.buffer_limit:
+            self.dropped_bytes += len(data)
+            self.total_dropped_bytes += len(data)
+            self.dropped_records += data.count(b"\n")
+            return
+        self.held.append(data)
+        self.held_bytes += len(data)
+
+    def _failed(self, exc: OSError) -> None:
+        self.errors += 1
+        kind = errno.errorcode.get(exc.errno or 0, "error")
+        if self.failing != kind:
+            self.failing = kind
+            self.report(
+                f"write:{kind}",
+                f"cannot write {self.path}: {exc.strerror or exc}; holding records "
+                f"in memory (up to {self.buffer_limit} bytes) and retrying",
+            )
+
+    def retry(self) -> bool:
+        """Try again to write held records; True once nothing is held."""
+        try:
+            if self.tail:
+                self._ensure_open()
+                self._raw_write(self.tail)
+                self.tail = b""
+            while self.held:
+                data = self.held.popleft()
+                self.held_bytes -= len(data)
+                # On failure, what was not written is kept (tail and held).
+                self._write_records(data)
+        except OSError as exc:
+            self._failed(exc)
+            return False
+        if self.dropped_bytes:
+            lost, records = self.dropped_bytes, self.dropped_records
+            self.dropped_bytes = self.dropped_records = 0
+            text = (
+                f"dropped bytes={lost} records={records} reason={self.failing or 'error'}"
+                f" (write_buffer full while {self.path} could not be written)"
+            )
+            if self.notice is not None:
+                try:
+                    self._write_records(self.notice(text))
+                except OSError as exc:
+                    self._failed(exc)
+                    return False
+        if self.failing is not None:
+            self.report(f"write:{self.failing}:ok", f"writing {self.path} again")
+            self.failing = None
+        return True
+
+    def _write_records(self, data: bytes) -> None:
+        maxbytes = self.maxbytes
+        while data:
+            try:
+                self._ensure_open()
+            except OSError:
+                self._keep(data)
+                raise
+            if maxbytes and self.size + len(data) > maxbytes:
+                room = maxbytes - self.size
+                cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+                if cut == 0 and self.size == 0:
+                    # One record larger than maxbytes: it gets a file of its own.
+                    cut = data.find(b"\n") + 1 or len(data)
+                if cut:
+                    chunk, data = data[:cut], data[cut:]
+                    self._write_or_keep(chunk, data)
+                if data or self.size >= maxbytes:
+                    self._write_or_keep(b"", data, rotate=True)
+                continue
+            self._write_or_keep(data, b"")
+            data = b""
+
+    def _write_or_keep(self, chunk: bytes, rest: bytes, rotate: bool = False) -> None:
+        """Write ``chunk`` (or rotate); on failure keep ``rest`` for the retry."""
+        try:
+            if rotate:
+                self.rotate()
+            else:
+                self._raw_write(chunk)
+        except OSError:
+            self._keep(rest)
+            raise
+
+    def _keep(self, data: bytes) -> None:
+        """Put unwritten records back at the head of the queue."""
+        if data:
+            self.held.appendleft(data)
+            self.held_bytes += len(data)
+
+    def _raw_write(self, data: bytes) -> None:
+        assert self.fd is not None
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except OSError:
+                # Whatever of this record was not written goes first on retry.
+                self.tail = bytes(view)
+                raise
+            self.size += written
+            self.bytes_written += written
+            view = view[written:]
+
+    def _ensure_open(self) -> None:
+        if self.fd is not None:
+            return
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+
+    def _close_fd(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------ rotation
+
+    def rotate(self) -> None:
+        """Rename the live file to ``.1``, shift the backups, enforce retention."""
+        if self.tail:
+            raise RuntimeError("rotate() with a record half written")
+        self._close_fd()
+        with self.lock:
+            if os.path.exists(self.path):
+                if self.backups <= 0:
+                    self._remove(self.path)
+                else:
+                    for gz in (False, True):
+                        self._remove(self.backup_name(self.backups, gz))
+                    for index in range(self.backups - 1, 0, -1):
+                        for gz in (False, True):
+                            src = self.backup_name(index, gz)
+                            if os.path.exists(src):
+                                os.replace(src, self.backup_name(index + 1, gz))
+                    os.replace(self.path, self.backup_name(1))
+            self.rotations += 1
+            self._enforce_total()
+        self._ensure_open()
+        if self.compressor is not None and self.backups > 0:
+            self.compressor.submit(self, self.backup_name(1))
+
+    def _enforce_total(self) -> None:
+        """Remove the oldest backups until all files fit ``max_total_bytes``."""
+        if not self.max_total_bytes:
+            return
+        sizes: List[Tuple[str, int]] = []
+        for name in self.files():
+            try:
+                sizes.append((name, os.path.getsize(name)))
+            except OSError:
+                pass
+        total = sum(size for _, size in sizes)
+        # Oldest last in files(); never remove the live file.
+        for name, size in reversed(sizes):
+            if total <= self.max_total_bytes or name == self.path:
+                break
+            self._remove(name)
+            total -= size
+
+    def enforce_total(self) -> None:
+        """Apply ``max_total_bytes`` now (after a compression shrank a file)."""
+        with self.lock:
+            self._enforce_total()
+
+    @staticmethod
+    def _remove(name: str) -> None:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+
+    # ------------------------------------------------------------ upkeep
+
+    def reopen(self) -> None:
+        """Reopen the live file by name (after an external logrotate)."""
+        self._close_fd()
+        try:
+            self._ensure_open()
+        except OSError as exc:
+            self._failed(exc)
+
+    def check_moved(self) -> bool:
+        """Reopen if the live file was deleted or replaced under us."""
+        if self.fd is None:
+            return False
+        try:
+            st = os.fstat(self.fd)
+            try:
+                current = os.stat(self.path)
+                same = (current.st_ino, current.st_dev) == (st.st_ino, st.st_dev)
+            except FileNotFoundError:
+                same = False
+        except OSError:
+            same = False
+        if not same:
+            self.report(f"moved:{self.path}", f"{self.path} was moved or deleted; reopening")
+            self.reopen()
+            return True
+        return False
+
+    def close(self) -> None:
+        """Write what is held if possible, then close."""
+        if self.held or self.tail:
+            self.retry()
+        self._close_fd()
+
+    def stats(self) -> Dict[str, object]:
+        return {
+            "path": self.path,
+            "bytes_written": self.bytes_written,
+            "rotations": self.rotations,
+            "write_errors": self.errors,
+            "held_bytes": self.held_bytes + len(self.tail),
+            "dropped_bytes": self.total_dropped_bytes,
+            "failing": self.failing,
+        }
+
+
+class Compressor:
+    """Gzips rotated files on one background thread, so capture never waits.
+
+    A file is found again by its inode after compression, since more rotations
+    may have renamed it meanwhile; renames happen under the writer's lock.
+    """
+
+    def __init__(self, report: Report = _quiet_report, level: int = 6) -> None:
+        self.report = report
+        self.level = level
+        self.jobs: queue.Queue[Optional[Tuple[RotatingWriter, str]]] = queue.Queue()
+        self.thread: Optional[threading.Thread] = None
+        self.idle = threading.Event()
+        self.idle.set()
+        self.compressed = 0
+
+    def start(self) -> None:
+        """Start the worker thread (call after supervisord has daemonized)."""
+        if self.thread is None or not self.thread.is_alive():
+            self.thread = threading.Thread(target=self._run, name="streamlog-gzip", daemon=True)
+            self.thread.start()
+
+    def submit(self, writer: RotatingWriter, name: str) -> None:
+        try:
+            st = os.stat(name)
+        except OSError:
+            return
+        self.idle.clear()
+        self.jobs.put((writer, f"{st.st_dev}:{st.st_ino}"))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish queued work (up to ``timeout`` seconds) and stop the thread."""
+        if self.thread is not None and self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join(timeout)
+        self.thread = None
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every submitted file is compressed (for tests, shutdown)."""
+        return self.idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                self.idle.set()
+                return
+            writer, inode = job
+            try:
+                self.compress(writer, inode)
+            except Exception as exc:  # a bad file must not stop the thread
+                self.report("gzip", f"compressing a backup of {writer.path} failed: {exc!r}")
+            if self.jobs.empty():
+                self.idle.set()
+
+    @staticmethod
+    def _find(writer: RotatingWriter, inode: str) -> Optional[str]:
+        for index in range(1, writer.backups + 1):
+            name = writer.backup_name(index)
+            try:
+                st = os.stat(name)
+            except OSError:
+                continue
+            if f"{st.st_dev}:{st.st_ino}" == inode:
+                return name
+        return None
+
+    def compress(self, writer: RotatingWriter, inode: str) -> None:
+        with writer.lock:
+            name = self._find(writer, inode)
+            if name is None:
+                return
+            source = open(name, "rb")
+        tmp = name + ".gz.tmp"
+        try:
+            with source, open(tmp, "wb") as raw:
+                with gzip.GzipFile(
+                    filename=os.path.basename(name),
+                    mode="wb",
+                    compresslevel=self.level,
+                    fileobj=raw,
+                ) as packed:
+                    shutil.copyfileobj(source, packed, 1024 * 1024)
+                raw.flush()
+                os.fsync(raw.fileno())
+            with writer.lock:
+                current = self._find(writer, inode)
+                if current is None:
+                    os.unlink(tmp)  # removed by retention meanwhile
+                    return
+                os.replace(tmp, current + ".gz")
+                os.unlink(current)
+                self.compressed += 1
+                writer._enforce_total()
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            self.report("gzip", f"cannot compress {name}: {exc.strerror or exc}; kept uncompressed")

@@ -1,0 +1,187 @@
+"""Run a real supervisord (from pip) for the integration tests, and read back our files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, TypeVar
+
+from supervisor_streamlog.formats import Record, iter_records
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+CHILDREN = Path(__file__).resolve().parent / "children"
+EMIT = CHILDREN / "emit.py"
+
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.02,
+) -> T:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def program(command: str, **options: object) -> Dict[str, object]:
+    """A [program:x] section: command plus options (events enabled by default)."""
+    section: Dict[str, object] = {
+        "command": command,
+        "autorestart": "false",
+        "startsecs": 0,
+        "stdout_events_enabled": "true",
+        "stderr_events_enabled": "true",
+        "stopwaitsecs": 5,
+    }
+    section.update(options)
+    return section
+
+
+def emit(*args: object) -> str:
+    return f"{sys.executable} {EMIT} " + " ".join(str(a) for a in args)
+
+
+class Supervisor:
+    """A supervisord in ``workdir`` with streamlog and the given programs."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        programs: Dict[str, Dict[str, object]],
+        streamlog: Optional[Dict[str, object]] = None,
+        base: str = "listener.conf",
+        buffer_size: int = 8192,
+        extra: str = "",
+    ) -> None:
+        self.workdir = workdir
+        self.conf = workdir / "supervisord.conf"
+        self.logdir = workdir / "streamlog"
+        settings: Dict[str, object] = {"logdir": str(self.logdir)}
+        settings.update(streamlog or {})
+        text = (CONF / "tests" / base).read_text()
+        text += "\n[streamlog]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+        for name, options in programs.items():
+            text += f"\n[program:{name}]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
+        text += extra
+        self.conf.write_text(text)
+        self.env = dict(
+            os.environ,
+            STREAMLOG_PYTHON=sys.executable,
+            STREAMLOG_BUFFER_SIZE=str(buffer_size),
+            PYTHONUNBUFFERED="1",
+        )
+        self.proc: Optional[subprocess.Popen] = None
+        (workdir / "childlogs").mkdir(exist_ok=True)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, wait_listener: bool = True) -> Supervisor:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "supervisord.stderr", "ab"),
+        )
+        wait_for(self._answers, 30, "supervisord to answer XML-RPC")
+        if wait_listener:
+            self.wait_state("streamlog:streamlog", "RUNNING")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"supervisord exited: {self.proc.returncode}\n"
+                + (self.workdir / "supervisord.stderr").read_text()
+                + self.main_log()
+            )
+        try:
+            return self.rpc.supervisor.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Fault):
+            return False
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("supervisord did not stop in time") from None
+        self.proc = None
+
+    def reload(self) -> None:
+        """SIGHUP: supervisord stops everything, rereads its config, starts again."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    @property
+    def rpc(self) -> Any:
+        from supervisor.xmlrpc import SupervisorTransport
+
+        transport = SupervisorTransport(None, None, f"unix://{self.workdir}/supervisor.sock")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def info(self, name: str) -> Dict[str, object]:
+        return self.rpc.supervisor.getProcessInfo(name)
+
+    def state(self, name: str) -> str:
+        try:
+            return str(self.info(name)["statename"])
+        except (OSError, xmlrpc.client.Fault):
+            return ""
+
+    def wait_state(self, name: str, *states: str, timeout: float = 60) -> None:
+        wait_for(lambda: self.state(name) in states, timeout, f"{name} in {states}")
+
+    def main_log(self) -> str:
+        path = self.workdir / "supervisord.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def listener_err(self) -> str:
+        path = self.workdir / "listener.err"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # ------------------------------------------------------------ our files
+
+    def log_files(self, name: str) -> List[Path]:
+        """Live file and backups of a process, oldest first."""
+        live = self.logdir / f"{name}.log"
+        found = []
+        for path in self.logdir.glob(f"{name}.log.*"):
+            suffix = path.name[len(name) + 5 :]
+            index = suffix.split(".")[0]
+            if index.isdigit():
+                found.append((int(index), path))
+        ordered = [path for _, path in sorted(found, reverse=True)]
+        return ordered + ([live] if live.exists() else [])
+
+    def read_bytes(self, name: str) -> bytes:
+        blobs = []
+        for path in self.log_files(name):
+            data = path.read_bytes()
+            if path.suffix == ".gz":
+                data = gzip.decompress(data)
+            blobs.append(data)
+        return b"".join(blobs)
+
+    def records(self, name: str) -> List[Record]:
+        return list(iter_records(self.read_bytes(name)))
