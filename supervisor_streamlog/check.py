@@ -56,7 +56,7 @@ def _load_supervisor(path: str) -> Any:
 
 def _mode(options: Any) -> tuple:
     """(mode, listener group config or None)."""
-    for _name, factory, _kwargs in options.rpcinterface_factories or ():
+    for _name, factory, _kwargs in options.configroot.supervisord.rpcinterface_factories or ():
         target = f"{getattr(factory, '__module__', '')}:{getattr(factory, '__name__', '')}"
         if target == PLUGIN_FACTORY:
             return "plugin", None

@@ -102,6 +102,7 @@ class TextFormat(Format):
         return f"{stamp} status {text}\n".encode("utf-8", "surrogateescape")
 
     def notice(self, stamp: str, text: str) -> bytes:
+        text = text.replace("\n", " ")  # one record, whatever the text holds
         return f"{stamp} status STREAMLOG {text}\n".encode("utf-8", "surrogateescape")
 
 

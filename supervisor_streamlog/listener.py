@@ -107,8 +107,11 @@ class Listener:
         wait: Optional[Callable[[float], bool]] = None,
         rpc: Optional[RpcFactory] = None,
         report: Report = report_to_stderr,
+        own: Optional[Tuple[str, str]] = None,
     ) -> None:
         self.capture = capture
+        #: (group, name) of this listener: its own state changes are not logged.
+        self.own = own
         self.stdin = stdin
         self.stdout = stdout
         self.wait = wait
@@ -138,6 +141,8 @@ class Listener:
             state = name[len("PROCESS_STATE_") :]
             process = fields.get("processname", "")
             group = fields.get("groupname") or process
+            if (group, process) == self.own:
+                return
             pid = _pid(fields.get("pid"))
             extra: Dict[str, Any] = {}
             if "pid" in fields and state not in ("STARTING", "BACKOFF", "FATAL"):

@@ -91,8 +91,10 @@ def _follow_once(label: str, path: str, state: tuple, out: TextIO) -> tuple:
     except FileNotFoundError:
         return state
     if st.st_ino != inode and inode:
-        # Rotated: drain what the old file got after we last looked (now .1).
-        rest = _read_from(path + ".1", offset, inode, rest, label, out)
+        # Rotated (maybe several times since we last looked): drain the file we
+        # were reading from where we stopped, then every newer backup, oldest first.
+        for name, start in _rotated_since(path, inode, offset):
+            rest = _emit(rest + _read(name, start), label, out)
         inode, offset = st.st_ino, 0
     elif not inode:
         inode = st.st_ino
@@ -107,15 +109,38 @@ def _follow_once(label: str, path: str, state: tuple, out: TextIO) -> tuple:
     return inode, offset, rest
 
 
-def _read_from(path: str, offset: int, inode: int, rest: bytes, label: str, out: TextIO) -> bytes:
+def _rotated_since(path: str, inode: int, offset: int) -> List[tuple]:
+    """(file, start offset) for what was written after (inode, offset), oldest first."""
+    found: List[tuple] = []
+    index = 1
+    while True:
+        name = f"{path}.{index}"
+        try:
+            st = os.stat(name)
+        except FileNotFoundError:
+            if os.path.exists(name + ".gz"):
+                found.append((name + ".gz", 0))
+                index += 1
+                continue
+            return []  # lost track (retention removed it): resume from the live file
+        if st.st_ino == inode:
+            return [(name, offset)] + list(reversed(found))
+        found.append((name, 0))
+        index += 1
+
+
+def _read(name: str, start: int) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_ino != inode:
-                return rest
-            handle.seek(offset)
-            return _emit(rest + handle.read(), label, out)
+        if name.endswith(".gz"):
+            import gzip
+
+            with gzip.open(name, "rb") as packed:
+                return packed.read()[start:]
+        with open(name, "rb") as handle:
+            handle.seek(start)
+            return handle.read()
     except FileNotFoundError:
-        return rest
+        return b""
 
 
 def _emit(data: bytes, label: str, out: TextIO) -> bytes:

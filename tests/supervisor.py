@@ -71,9 +71,9 @@ class Supervisor:
     ) -> None:
         self.workdir = workdir
         self.conf = workdir / "supervisord.conf"
-        self.logdir = workdir / "streamlog"
-        settings: Dict[str, object] = {"logdir": str(self.logdir)}
+        settings: Dict[str, object] = {"logdir": str(workdir / "streamlog")}
         settings.update(streamlog or {})
+        self.logdir = Path(str(settings["logdir"]))
         text = (CONF / "tests" / base).read_text()
         text += "\n[streamlog]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
         for name, options in programs.items():

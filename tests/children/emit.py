@@ -1,6 +1,7 @@
 """A child program for the integration tests: writes exactly what it is told.
 
     emit.py script FILE      -- run a JSON script: [["out"|"err", hex], ["sleep", s], ["exit", n]]
+    emit.py tick INTERVAL       -- numbered lines forever, one every INTERVAL seconds
     emit.py burst N SIZE MODE [STREAM]  -- N numbered lines of SIZE bytes;
                                 MODE block (64 KiB writes) or line (one write each)
 Output goes straight to the file descriptors (no Python buffering), so each
@@ -9,6 +10,7 @@ step is one write(2) and sleeps make supervisord read separate chunks.
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -57,6 +59,22 @@ def burst(count: int, size: int, mode: str, fd: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "script":
         script(sys.argv[2])
+    elif sys.argv[1] == "tick":
+        n = 0
+        counts = os.environ.get("EMIT_COUNT_FILE")
+
+        def stop(signum: int, frame: object) -> None:
+            # Say how many lines this run wrote, so a test can count what arrived.
+            if counts:
+                with open(counts, "a") as handle:
+                    handle.write(f"{n}\n")
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, stop)
+        while True:
+            write_all(1, line(n, 60))
+            n += 1
+            time.sleep(float(sys.argv[2]))
     else:
         fd = 2 if len(sys.argv) > 5 and sys.argv[5] == "stderr" else 1
         burst(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], fd)

@@ -1,0 +1,127 @@
+"""``supervisor-streamlog check`` on real supervisord configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .supervisor import CONF, ROOT
+
+
+def run_check(conf: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "check", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **env),
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_demo_config_is_clean(tmp_path: Path) -> None:
+    (tmp_path / "childlogs").mkdir()
+    result = run_check(
+        CONF / "demo.conf", STREAMLOG_PYTHON=sys.executable, STREAMLOG_DEMO_DIR=str(tmp_path)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mode: listener" in result.stdout
+    for name in ("web", "worker", "flaky"):
+        assert (
+            f"{name}:{name}: captures stdout+stderr -> {tmp_path}/streamlog/{name}.log"
+            in result.stdout
+        )
+    assert "streamlog:streamlog: captures nothing" in result.stdout
+
+
+def write_conf(tmp_path: Path, body: str) -> Path:
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[supervisord]\nlogfile = %(here)s/s.log\npidfile = %(here)s/s.pid\n" + body)
+    return conf
+
+
+LISTENER = """
+[eventlistener:streamlog]
+command = supervisor-streamlog listen -c %(here)s/supervisord.conf
+events = PROCESS_LOG
+"""
+
+
+def test_lists_what_is_not_captured_and_why(tmp_path: Path) -> None:
+    conf = write_conf(
+        tmp_path,
+        LISTENER
+        + """
+[streamlog]
+programs = quiet noisy merged
+[program:quiet]
+command = /bin/true
+[program:noisy]
+command = /bin/true
+stdout_events_enabled = true
+[program:merged]
+command = /bin/true
+redirect_stderr = true
+stdout_events_enabled = true
+[program:other]
+command = /bin/true
+""",
+    )
+    result = run_check(conf)
+    out = result.stdout
+    assert result.returncode == 1  # valid, with warnings
+    assert "quiet:quiet: captures nothing" in out
+    assert "stdout: not captured: stdout_events_enabled = false" in out
+    assert "noisy:noisy: captures stdout ->" in out
+    assert "stderr: not captured: stderr_events_enabled = false" in out
+    assert "stderr: merged into stdout (redirect_stderr = true)" in out
+    assert "other:other: captures nothing" in out and "not matched by programs" in out
+    assert "buffer_size = 10" in out and "events do not include PROCESS_STATE" in out
+
+
+def test_not_wired_in_is_a_warning(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, "[program:app]\ncommand = /bin/true\n")
+    result = run_check(conf)
+    assert result.returncode == 1
+    assert "mode: none" in result.stdout and "not wired into this file" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "line, key",
+    [
+        ("maxbytes = lots", "maxbytes"),
+        ("format = xml", "format"),
+        ("backups = -1", "backups"),
+        ("colour = blue", "colour"),
+    ],
+)
+def test_bad_value_is_one_clear_line(tmp_path: Path, line: str, key: str) -> None:
+    conf = write_conf(tmp_path, f"[streamlog]\n{line}\n")
+    result = run_check(conf)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], result.stderr
+
+
+def test_broken_supervisord_config_is_reported(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, "[program:x]\n")  # no command
+    result = run_check(conf)
+    assert result.returncode == 2 and "supervisord cannot use" in result.stderr
+
+
+def test_listen_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, "[streamlog]\nmax_line_length = 10\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "listen", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "max_line_length" in result.stderr

@@ -1,0 +1,101 @@
+"""A full disk (a real, small tmpfs) neither stops capture nor loses data silently."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from .supervisor import Supervisor, emit, program, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of the filesystem; return the filler file."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (65536, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def numbers(sup: Supervisor, name: str) -> list:
+    return [int(r.data[5:14]) for r in sup.records(name) if r.data.startswith(b"line")]
+
+
+def run_burst_on_full_disk(tmp_path: Path, disk: Path, write_buffer: str, count: int) -> Supervisor:
+    sup = Supervisor(
+        tmp_path,
+        programs={"burst": program(emit("burst", count, 100, "block"), autostart="false")},
+        streamlog={"logdir": str(disk / "streamlog"), "write_buffer": write_buffer},
+    ).start()
+    try:
+        filler = fill(disk)
+        sup.rpc.supervisor.startProcess("burst")
+        sup.wait_state("burst", "EXITED")
+        wait_for(lambda: "cannot write" in sup.listener_err(), 30, "the listener to report ENOSPC")
+        assert sup.state("streamlog:streamlog") == "RUNNING"
+        filler.unlink()
+        wait_for(
+            lambda: any(r.text.startswith("EXITED") for r in sup.records("burst")),
+            30,
+            "the EXITED record once the disk has room",
+        )
+    except BaseException:
+        sup.stop()
+        raise
+    return sup
+
+
+def test_full_disk_holds_records_and_writes_them_when_space_returns(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    sup = run_burst_on_full_disk(tmp_path, small_disk, "16MB", 5000)
+    try:
+        assert numbers(sup, "burst") == list(range(5000))
+        assert "writing" in sup.listener_err() and "again" in sup.listener_err()
+        assert sup.listener_err().count("cannot write") == 1  # reported once, not per chunk
+        assert "dropped" not in sup.read_bytes("burst").decode()
+    finally:
+        sup.stop()
+
+
+def test_full_disk_beyond_write_buffer_drops_with_a_counted_notice(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    sup = run_burst_on_full_disk(tmp_path, small_disk, "4KB", 5000)
+    try:
+        got = numbers(sup, "burst")
+        assert got == sorted(got) and len(set(got)) == len(got)  # in order, no duplicate
+        notices = [r.text for r in sup.records("burst") if r.text.startswith("STREAMLOG")]
+        assert len(notices) == 1, notices
+        dropped = int(notices[0].split("records=")[1].split()[0])
+        assert dropped > 0 and dropped == 5000 - len(got)
+        lost_bytes = int(notices[0].split("bytes=")[1].split()[0])
+        assert lost_bytes >= dropped * 100
+    finally:
+        sup.stop()

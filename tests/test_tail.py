@@ -1,0 +1,93 @@
+"""``supervisor-streamlog tail`` reads the capture's files, and follows them across rotation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import List
+
+from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.core import Capture
+
+
+def write_conf(tmp_path: Path, **settings: str) -> Path:
+    conf = tmp_path / "streamlog.conf"
+    conf.write_text("[streamlog]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+    return conf
+
+
+def capture_for(conf: Path) -> Capture:
+    import configparser
+
+    parser = configparser.RawConfigParser()
+    parser.read(conf)
+    return Capture(from_mapping(dict(parser.items("streamlog")), str(conf.parent)))
+
+
+def test_tail_prints_the_last_records(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, logdir="%(here)s/logs")
+    capture = capture_for(conf)
+    capture.log("app", "app", "stdout", 7, b"".join(b"line %d\n" % n for n in range(100)))
+    capture.log("app", "app", "stderr", 7, b"oops\n")
+    capture.close()
+    result = subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "tail", "-n", "3", "-c", str(conf), "app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and len(lines) == 3
+    assert lines[0].endswith("stdout line 98") and lines[2].endswith("stderr oops")
+
+
+def test_tail_follows_across_rotation_without_loss_or_duplicate(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, logdir="%(here)s/logs", maxbytes="4KB", backups="50")
+    capture = capture_for(conf)
+    capture.log("app", "app", "stdout", 7, b"start\n")
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "supervisor_streamlog",
+            "tail",
+            "-f",
+            "-n",
+            "1",
+            "-c",
+            str(conf),
+            "app",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen: List[str] = []
+    done = threading.Event()
+    started = threading.Event()
+
+    def read() -> None:
+        assert follower.stdout is not None
+        for line in follower.stdout:
+            seen.append(line.rstrip("\n").split(" ", 2)[2])
+            started.set()
+            if seen[-1] == "line 1999":
+                done.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(60), "the follower printed nothing"
+        for n in range(2000):
+            capture.log("app", "app", "stdout", 7, b"line %d\n" % n)
+            if n % 50 == 0:  # give the follower a chance to be mid-file at rotations
+                done.wait(0.01)
+        assert done.wait(60), f"follower stopped at {seen[-1:]}"
+    finally:
+        follower.kill()
+        follower.wait()
+        capture.close()
+    assert len(list((tmp_path / "logs").glob("app.log.*"))) > 10
+    assert seen == ["start"] + [f"line {n}" for n in range(2000)]
