@@ -260,7 +260,13 @@ def run(capture: Capture) -> int:
     stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n", write_through=True)
     # Nothing else may ever write to the protocol channel: send stray prints to stderr.
     sys.stdout = sys.stderr
-    listener = Listener(capture, stdin, stdout, wait=_wait_for(stdin.fileno()), rpc=_rpc_factory())
+    own = None
+    if os.environ.get("SUPERVISOR_PROCESS_NAME"):
+        name = os.environ["SUPERVISOR_PROCESS_NAME"]
+        own = (os.environ.get("SUPERVISOR_GROUP_NAME") or name, name)
+    listener = Listener(
+        capture, stdin, stdout, wait=_wait_for(stdin.fileno()), rpc=_rpc_factory(), own=own
+    )
 
     def stop(signum: int, frame: Any) -> None:
         listener.stopping = True
