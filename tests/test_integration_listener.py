@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -112,13 +113,14 @@ def line_numbers(records: list, stream: str = "stdout") -> list:
     return [int(r.data[5:14]) for r in records if r.stream == stream and r.data.startswith(b"line")]
 
 
+@pytest.mark.parametrize("compress", [False, True])
 def test_burst_across_many_rotated_files_complete_in_order(
-    tmp_path: Path, supervisor_factory
+    tmp_path: Path, supervisor_factory, compress: bool
 ) -> None:
     count = 200_000
     sup = supervisor_factory(
         programs={"burst": program(emit("burst", count, 100, "block"))},
-        streamlog={"maxbytes": "1MB", "backups": 200},
+        streamlog={"maxbytes": "1MB", "backups": 200, "compress": str(compress).lower()},
     )
     sup.wait_state("burst", "EXITED")
     wait_for(
@@ -126,10 +128,16 @@ def test_burst_across_many_rotated_files_complete_in_order(
         60,
         "all of the burst in the files",
     )
+    if compress:
+        wait_for(
+            lambda: all(p.suffix in (".gz", ".log") for p in sup.log_files("burst")),
+            60,
+            "every backup compressed",
+        )
     files = sup.log_files("burst")
     assert len(files) >= 20
     for path in files:
-        data = path.read_bytes()
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         assert len(data) <= 1024 * 1024
         # Each file starts with a record and ends at a record boundary.
         assert data.endswith(b"\n") and STAMP.match(data)
@@ -193,3 +201,29 @@ def test_sighup_reload_and_listener_restart_lose_nothing(
     # No record lost its timestamp or was cut.
     for line in sup.read_bytes("ticker").split(b"\n")[:-1]:
         assert STAMP.match(line)
+
+
+def test_listener_stop_writes_unfinished_lines(tmp_path: Path, supervisor_factory) -> None:
+    steps = [out(b"line one\n"), out(b"Password: "), ["sleep", 3600]]
+    sup = supervisor_factory(
+        programs={"prompt": program(script(tmp_path, "prompt", steps))},
+        streamlog={"partial_timeout": 3_600_000},
+    )
+    wait_for(lambda: any(r.data == b"line one" for r in sup.records("prompt")), 20, "line one")
+    sup.rpc.supervisor.stopProcess("streamlog:streamlog")  # SIGTERM to the listener
+    records = sup.records("prompt")
+    assert records[-1].data == b"Password: " and records[-1].partial
+    assert "Traceback" not in sup.listener_err()
+
+
+def test_prompt_shows_up_after_partial_timeout(tmp_path: Path, supervisor_factory) -> None:
+    steps = [out(b"Continue? [y/N] "), ["sleep", 3600]]
+    sup = supervisor_factory(
+        programs={"prompt": program(script(tmp_path, "prompt", steps))},
+        streamlog={"partial_timeout": 200},
+    )
+    wait_for(
+        lambda: any(r.data == b"Continue? [y/N] " and r.partial for r in sup.records("prompt")),
+        20,
+        "the prompt, marked partial",
+    )
