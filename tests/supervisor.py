@@ -58,7 +58,11 @@ def emit(*args: object) -> str:
 
 
 class Supervisor:
-    """A supervisord in ``workdir`` with streamlog and the given programs."""
+    """A supervisord in ``workdir`` with streamlog and the given programs.
+
+    ``base`` is a config from conf/tests/ (listener.conf or plugin.conf);
+    ``daemon`` makes supervisord fork into the background as in production.
+    """
 
     def __init__(
         self,
@@ -68,13 +72,18 @@ class Supervisor:
         base: str = "listener.conf",
         buffer_size: int = 8192,
         extra: str = "",
+        daemon: bool = False,
     ) -> None:
         self.workdir = workdir
         self.conf = workdir / "supervisord.conf"
+        self.daemon = daemon
+        self.listener = base == "listener.conf"
         settings: Dict[str, object] = {"logdir": str(workdir / "streamlog")}
         settings.update(streamlog or {})
         self.logdir = Path(str(settings["logdir"]))
         text = (CONF / "tests" / base).read_text()
+        if daemon:
+            text = text.replace("nodaemon = true", "nodaemon = false")
         text += "\n[streamlog]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
         for name, options in programs.items():
             text += f"\n[program:{name}]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
@@ -87,11 +96,12 @@ class Supervisor:
             PYTHONUNBUFFERED="1",
         )
         self.proc: Optional[subprocess.Popen] = None
+        self.pid = 0
         (workdir / "childlogs").mkdir(exist_ok=True)
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, wait_listener: bool = True) -> Supervisor:
+    def start(self) -> Supervisor:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
             env=self.env,
@@ -99,14 +109,26 @@ class Supervisor:
             stdout=subprocess.DEVNULL,
             stderr=open(self.workdir / "supervisord.stderr", "ab"),
         )
+        if self.daemon:
+            assert self.proc.wait(30) == 0, (self.workdir / "supervisord.stderr").read_text()
         wait_for(self._answers, 30, "supervisord to answer XML-RPC")
-        if wait_listener:
+        self.pid = int(self.rpc.supervisor.getPID())
+        if self.listener:
             self.wait_state("streamlog:streamlog", "RUNNING")
         return self
 
+    def _alive(self) -> bool:
+        if self.proc is not None and not self.daemon:
+            return self.proc.poll() is None
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
     def _answers(self) -> bool:
         assert self.proc is not None
-        if self.proc.poll() is not None:
+        if not self.daemon and self.proc.poll() is not None:
             raise AssertionError(
                 f"supervisord exited: {self.proc.returncode}\n"
                 + (self.workdir / "supervisord.stderr").read_text()
@@ -118,20 +140,25 @@ class Supervisor:
             return False
 
     def stop(self, timeout: float = 60) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        if self.pid and self._alive():
+            os.kill(self.pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError("supervisord did not stop in time") from None
+                wait_for(lambda: not self._alive(), timeout, "supervisord to stop")
+            except AssertionError:
+                os.kill(self.pid, signal.SIGKILL)
+                raise
+        if self.proc is not None:
+            self.proc.wait(10)
         self.proc = None
+        self.pid = 0
 
     def reload(self) -> None:
         """SIGHUP: supervisord stops everything, rereads its config, starts again."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
+        os.kill(self.pid, signal.SIGHUP)
+
+    def wait_reloaded(self, timeout: float = 60) -> None:
+        """Wait until a reload has finished and supervisord answers again."""
+        wait_for(self._answers, timeout, "supervisord to answer after reload")
 
     @property
     def rpc(self) -> Any:
@@ -168,20 +195,29 @@ class Supervisor:
         found = []
         for path in self.logdir.glob(f"{name}.log.*"):
             suffix = path.name[len(name) + 5 :]
-            index = suffix.split(".")[0]
-            if index.isdigit():
+            index, _, packed = suffix.partition(".")
+            if index.isdigit() and packed in ("", "gz"):
                 found.append((int(index), path))
         ordered = [path for _, path in sorted(found, reverse=True)]
         return ordered + ([live] if live.exists() else [])
 
     def read_bytes(self, name: str) -> bytes:
-        blobs = []
-        for path in self.log_files(name):
-            data = path.read_bytes()
-            if path.suffix == ".gz":
-                data = gzip.decompress(data)
-            blobs.append(data)
-        return b"".join(blobs)
+        """Every byte of a process's files, oldest first (retried if a rotation or
+        a compression renamed a file between listing and reading)."""
+        for _ in range(50):
+            try:
+                blobs = []
+                for path in self.log_files(name):
+                    data = path.read_bytes()
+                    if path.suffix == ".gz":
+                        data = gzip.decompress(data)
+                    blobs.append(data)
+                return b"".join(blobs)
+            except FileNotFoundError:
+                time.sleep(0.05)
+        raise AssertionError(f"{name}'s files kept changing under the reader")
 
     def records(self, name: str) -> List[Record]:
-        return list(iter_records(self.read_bytes(name)))
+        """Every complete record (a write in progress may have left half of one at the end)."""
+        data = self.read_bytes(name)
+        return list(iter_records(data[: data.rfind(b"\n") + 1]))

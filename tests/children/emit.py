@@ -60,21 +60,20 @@ if __name__ == "__main__":
     if sys.argv[1] == "script":
         script(sys.argv[2])
     elif sys.argv[1] == "tick":
+        # Numbered lines until SIGTERM; then say how many were written, so a
+        # test can check that every one of them arrived.
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
         n = 0
-        counts = os.environ.get("EMIT_COUNT_FILE")
-
-        def stop(signum: int, frame: object) -> None:
-            # Say how many lines this run wrote, so a test can count what arrived.
-            if counts:
-                with open(counts, "a") as handle:
-                    handle.write(f"{n}\n")
-            sys.exit(0)
-
-        signal.signal(signal.SIGTERM, stop)
-        while True:
+        while not stopping:
             write_all(1, line(n, 60))
             n += 1
             time.sleep(float(sys.argv[2]))
+        counts = os.environ.get("EMIT_COUNT_FILE")
+        if counts:
+            with open(counts, "a") as handle:
+                handle.write(f"{n}\n")
+        sys.exit(0)
     else:
         fd = 2 if len(sys.argv) > 5 and sys.argv[5] == "stderr" else 1
         burst(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], fd)

@@ -1,0 +1,189 @@
+"""Plugin mode inside a real supervisord: lossless, line-safe, reload-safe."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator, List
+
+import pytest
+
+from supervisor_streamlog.formats import Record
+
+from .supervisor import Supervisor, emit, program, wait_for
+
+Factory = Callable[..., Supervisor]
+
+
+@pytest.fixture
+def plugin_supervisor(tmp_path: Path) -> Iterator[Factory]:
+    started: List[Supervisor] = []
+
+    def make(**kwargs: object) -> Supervisor:
+        kwargs.setdefault("base", "plugin.conf")
+        sup = Supervisor(tmp_path, **kwargs)  # type: ignore[arg-type]
+        started.append(sup)
+        return sup.start()
+
+    yield make
+    for sup in started:
+        sup.stop()
+
+
+def quiet_program(command: str, **options: object) -> dict:
+    """A [program:x] as users write it: no *_events_enabled at all."""
+    section = program(command, **options)
+    del section["stdout_events_enabled"], section["stderr_events_enabled"]
+    return section
+
+
+def numbers(records: List[Record], stream: str = "stdout") -> List[int]:
+    return [int(r.data[5:14]) for r in records if r.stream == stream and r.data.startswith(b"line")]
+
+
+def exited(sup: Supervisor, name: str) -> bool:
+    return any(r.text.startswith("EXITED") for r in sup.records(name)[-3:])
+
+
+@pytest.mark.parametrize("daemon", [False, True])
+def test_million_lines_block_writes_complete_in_order(
+    plugin_supervisor: Factory, daemon: bool
+) -> None:
+    count = 1_000_000
+    sup = plugin_supervisor(
+        programs={"bulk": quiet_program(emit("burst", count, 100, "block"))},
+        streamlog={"maxbytes": "20MB", "backups": 100, "compress": "true"},
+        daemon=daemon,
+    )
+    sup.wait_state("bulk", "EXITED", timeout=120)
+    wait_for(lambda: exited(sup, "bulk"), 60, "the EXITED record")
+    # Compression runs on a thread started after daemonizing: it must work in both.
+    wait_for(
+        lambda: all(p.suffix in (".gz", ".log") for p in sup.log_files("bulk")),
+        120,
+        "every backup compressed",
+    )
+    assert len(sup.log_files("bulk")) >= 6
+    assert numbers(sup.records("bulk")) == list(range(count))
+    assert "streamlog: capturing bulk:bulk" in sup.main_log()
+
+
+def test_line_per_write_and_three_floods_at_once(plugin_supervisor: Factory) -> None:
+    sup = plugin_supervisor(
+        programs={
+            "lines": quiet_program(emit("burst", 200_000, 100, "line")),
+            "flood1": quiet_program(emit("burst", 300_000, 100, "block")),
+            "flood2": quiet_program(emit("burst", 300_000, 100, "block", "stderr")),
+            "flood3": quiet_program(emit("burst", 300_000, 100, "line")),
+        },
+        streamlog={"maxbytes": "8MB", "backups": 100},
+    )
+    for name in ("lines", "flood1", "flood2", "flood3"):
+        sup.wait_state(name, "EXITED", timeout=180)
+        wait_for(partial(exited, sup, name), 60, f"{name} EXITED record")
+    assert numbers(sup.records("lines")) == list(range(200_000))
+    assert numbers(sup.records("flood1")) == list(range(300_000))
+    assert numbers(sup.records("flood2"), "stderr") == list(range(300_000))
+    assert numbers(sup.records("flood3")) == list(range(300_000))
+
+
+def test_exit_status_and_partial_line_in_process(plugin_supervisor: Factory) -> None:
+    sup = plugin_supervisor(
+        programs={
+            "crash": quiet_program(
+                f"{sys.executable} -c \"import sys; sys.stdout.write('bye'); sys.exit(7)\""
+            )
+        },
+    )
+    sup.wait_state("crash", "EXITED")
+    wait_for(lambda: exited(sup, "crash"), 20, "the EXITED record")
+    records = sup.records("crash")
+    assert records[-2].data == b"bye" and records[-2].partial
+    assert re.fullmatch(r"EXITED pid=\d+ exitstatus=7 expected=false", records[-1].text)
+
+
+def test_reload_neither_duplicates_nor_loses_and_subscribes_once(
+    tmp_path: Path, plugin_supervisor: Factory
+) -> None:
+    sup = plugin_supervisor(
+        programs={
+            "ticker": quiet_program(
+                emit("tick", 0.002),
+                autorestart="true",
+                environment=f"EMIT_COUNT_FILE={tmp_path}/counts",
+            )
+        },
+        streamlog={"maxbytes": "64KB", "backups": 200},
+    )
+
+    def runs() -> List[List[int]]:
+        result: List[List[int]] = []
+        for n in numbers(sup.records("ticker")):
+            if n == 0 or not result:
+                result.append([])
+            result[-1].append(n)
+        return result
+
+    wait_for(lambda: len(numbers(sup.records("ticker"))) > 300, 30, "ticker lines")
+    for reloads in (1, 2):
+        sup.reload()
+        sup.wait_reloaded()
+        wait_for(
+            partial(lambda n: len(runs()) == n + 1 and len(runs()[-1]) > 300, reloads),
+            60,
+            f"the ticker's run after reload {reloads}",
+        )
+    sup.stop()
+    written = [int(n) for n in (tmp_path / "counts").read_text().split()]
+    assert [len(run) for run in runs()] == written  # every line, once
+    for run in runs():
+        assert run == list(range(len(run)))
+    states = [r.text.split()[0] for r in sup.records("ticker") if r.stream == "status"]
+    assert states == ["STARTING", "RUNNING", "STOPPING", "STOPPED"] * 3
+    # Subscribed once per load: one "capturing" announcement per load, never two.
+    assert sup.main_log().count("streamlog: capturing ticker:ticker") == 3
+
+
+def test_update_after_capture_restarts_nothing(plugin_supervisor: Factory) -> None:
+    sup = plugin_supervisor(programs={"svc": quiet_program(emit("tick", 0.05))})
+    wait_for(lambda: len(numbers(sup.records("svc"))) > 3, 20, "svc lines")
+    pid = sup.info("svc:svc")["pid"]
+    ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sup.conf)]
+    reread = subprocess.run(ctl + ["reread"], capture_output=True, text=True, timeout=60)
+    assert "No config updates" in reread.stdout, reread.stdout
+    update = subprocess.run(ctl + ["update"], capture_output=True, text=True, timeout=60)
+    assert update.returncode == 0 and "svc" not in update.stdout
+    assert sup.info("svc:svc")["pid"] == pid
+    assert [r.text.split()[0] for r in sup.records("svc") if r.stream == "status"] == [
+        "STARTING",
+        "RUNNING",
+    ]
+
+
+def test_writer_failure_reported_once_and_others_still_captured(
+    plugin_supervisor: Factory, tmp_path: Path
+) -> None:
+    logdir = tmp_path / "streamlog"
+    (logdir / "broken.log").mkdir(parents=True)  # a directory where the file should be
+    sup = plugin_supervisor(
+        programs={
+            "broken": quiet_program(emit("tick", 0.01)),
+            "fine": quiet_program(emit("tick", 0.01)),
+        }
+    )
+    wait_for(lambda: len(numbers(sup.records("fine"))) > 100, 30, "fine's lines")
+    assert sup.state("broken:broken") == "RUNNING"
+    assert sup.rpc.supervisor.getState()["statename"] == "RUNNING"
+    log = sup.main_log()
+    assert log.count("cannot write") == 1 and "broken.log" in log
+    status = sup.rpc.streamlog.getStatus()
+    broken = next(p for p in status["processes"] if p["name"] == "broken:broken")
+    assert broken["failing"] == "EISDIR" and broken["held_bytes"] > 0
+    ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sup.conf)]
+    shown = subprocess.run(
+        ctl + ["streamlog", "status"], capture_output=True, text=True, timeout=60
+    )
+    assert "broken:broken" in shown.stdout and "FAILING EISDIR" in shown.stdout
