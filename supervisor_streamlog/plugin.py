@@ -43,7 +43,7 @@ from .core import Capture
 TICK_INTERVAL = 0.1
 
 _STATES = {
-    name[len("PROCESS_STATE_"):]: typ
+    name[len("PROCESS_STATE_") :]: typ
     for name, typ in vars(events.EventTypes).items()
     if name.startswith("PROCESS_STATE_") and name != "PROCESS_STATE"
 }
@@ -152,8 +152,9 @@ class Plugin:
             if self.capture.compressor is not None:
                 self.capture.compressor.start()
             if self.timer is None:
-                self.timer = threading.Thread(target=self._tick_loop, name="streamlog-timer",
-                                              daemon=True)
+                self.timer = threading.Thread(
+                    target=self._tick_loop, name="streamlog-timer", daemon=True
+                )
                 self.timer.start()
             self._announce()
         except Exception as exc:
@@ -173,9 +174,11 @@ class Plugin:
                     continue
                 label = f"{group.config.name}:{process.config.name}"
                 (captured if self.captures(process) else skipped).append(label)
-        self.log(f"capturing {', '.join(sorted(captured)) or 'nothing'} into "
-                 f"{self.config.logdir}" + (f"; not matched by programs: "
-                                            f"{', '.join(sorted(skipped))}" if skipped else ""))
+        self.log(
+            f"capturing {', '.join(sorted(captured)) or 'nothing'} into "
+            f"{self.config.logdir}"
+            + (f"; not matched by programs: {', '.join(sorted(skipped))}" if skipped else "")
+        )
 
     def _tick_loop(self) -> None:
         while not self.stop_event.wait(TICK_INTERVAL):
@@ -211,16 +214,18 @@ class StreamlogNamespace:
             stats = plugin.capture.stats()
         processes = []
         for spec, item in sorted(stats["processes"].items()):  # type: ignore[attr-defined]
-            processes.append({
-                "name": spec,
-                "path": item["path"],
-                "bytes_written": float(item["bytes_written"]),
-                "rotations": int(item["rotations"]),
-                "write_errors": int(item["write_errors"]),
-                "held_bytes": float(item["held_bytes"]),
-                "dropped_bytes": float(item["dropped_bytes"]),
-                "failing": item["failing"] or "",
-            })
+            processes.append(
+                {
+                    "name": spec,
+                    "path": item["path"],
+                    "bytes_written": float(item["bytes_written"]),
+                    "rotations": int(item["rotations"]),
+                    "write_errors": int(item["write_errors"]),
+                    "held_bytes": float(item["held_bytes"]),
+                    "dropped_bytes": float(item["dropped_bytes"]),
+                    "failing": item["failing"] or "",
+                }
+            )
         return {
             "logdir": plugin.config.logdir,
             "config": plugin.config.source,
