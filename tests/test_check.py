@@ -29,13 +29,12 @@ def test_demo_config_is_clean(tmp_path: Path) -> None:
         CONF / "demo.conf", STREAMLOG_PYTHON=sys.executable, STREAMLOG_DEMO_DIR=str(tmp_path)
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "mode: listener" in result.stdout
+    assert "mode: plugin" in result.stdout
     for name in ("web", "worker", "flaky"):
         assert (
             f"{name}:{name}: captures stdout+stderr -> {tmp_path}/streamlog/{name}.log"
             in result.stdout
         )
-    assert "streamlog:streamlog: captures nothing" in result.stdout
 
 
 def write_conf(tmp_path: Path, body: str) -> Path:
@@ -125,3 +124,22 @@ def test_listen_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "max_line_length" in result.stderr
+
+
+def test_plugin_snippet_captures_everything(tmp_path: Path) -> None:
+    snippet = (
+        (CONF / "streamlog-plugin.conf")
+        .read_text()
+        .replace("/var/log/supervisor/streamlog", str(tmp_path / "logs"))
+    )
+    conf = write_conf(
+        tmp_path,
+        "[unix_http_server]\nfile = %(here)s/s.sock\n"
+        + snippet
+        + "[program:app]\ncommand = /bin/true\nredirect_stderr = true\n",
+    )
+    result = run_check(conf)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mode: plugin" in result.stdout
+    assert f"app:app: captures stdout -> {tmp_path}/logs/app.log" in result.stdout
+    assert "stderr: merged into stdout (redirect_stderr = true)" in result.stdout

@@ -1,0 +1,56 @@
+"""The demo of the README (conf/demo.conf) really runs and captures its programs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from supervisor_streamlog.formats import iter_records
+
+from .supervisor import CONF, wait_for
+
+
+def test_demo_config_captures_all_three_programs(tmp_path: Path) -> None:
+    (tmp_path / "childlogs").mkdir()
+    env = dict(os.environ, STREAMLOG_DEMO_DIR=str(tmp_path), STREAMLOG_PYTHON=sys.executable)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(CONF / "demo.conf")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    logs = tmp_path / "streamlog"
+
+    def records(name: str) -> list:
+        path = logs / f"{name}.log"
+        if not path.exists():
+            return []
+        data = path.read_bytes()
+        return list(iter_records(data[: data.rfind(b"\n") + 1]))
+
+    try:
+        wait_for(lambda: any(r.stream == "stdout" for r in records("web")), 30, "web's lines")
+        # worker prints progress dots without a newline: they show up as a piece.
+        wait_for(
+            lambda: any(
+                r.partial and r.data.startswith(b"job 1: working") for r in records("worker")
+            ),
+            30,
+            "worker's unfinished line",
+        )
+        # flaky exits with status 3 after about 5 seconds.
+        wait_for(
+            lambda: any(
+                re.fullmatch(r"EXITED pid=\d+ exitstatus=3 expected=false", r.text)
+                for r in records("flaky")
+            ),
+            30,
+            "flaky's exit record",
+        )
+        assert any(r.stream == "stderr" and b"cannot reach" in r.data for r in records("flaky"))
+    finally:
+        proc.terminate()
+        proc.wait(60)
