@@ -230,6 +230,18 @@ class Capture:
         except Exception as exc:
             self._contain("tick", exc)
 
+    def forget_group(self, group: str) -> None:
+        """A group was removed (``supervisorctl update``): finish and close its files."""
+        for key in [key for key in self.processes if key[0] == group]:
+            plog = self.processes.pop(key)
+            if plog is not None:
+                try:
+                    self._flush_partials(plog, self.format.stamp(self.clock()))
+                    self._flush_batch(plog)
+                    plog.writer.close()
+                except Exception as exc:
+                    self._contain("forget_group", exc)
+
     def reopen(self) -> None:
         """Reopen every file by name (SIGUSR2/SIGHUP, for external logrotate)."""
         for plog in self.processes.values():

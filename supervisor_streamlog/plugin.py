@@ -76,6 +76,7 @@ class Plugin:
             (events.ProcessStateEvent, self.on_state),
             (events.SupervisorRunningEvent, self.on_running),
             (events.SupervisorStoppingEvent, self.on_stopping),
+            (events.ProcessGroupRemovedEvent, self.on_group_removed),
         ]
         self.namespace = StreamlogNamespace(self)
 
@@ -159,6 +160,14 @@ class Plugin:
             self._announce()
         except Exception as exc:
             self.capture._contain("plugin.running", exc)
+
+    def on_group_removed(self, event: Any) -> None:
+        """``supervisorctl update`` removed a group: close its files."""
+        try:
+            with self.lock:
+                self.capture.forget_group(event.group)
+        except Exception as exc:
+            self.capture._contain("plugin.group_removed", exc)
 
     def on_stopping(self, event: Any) -> None:
         """Shutdown or reload began; processes are still stopping."""

@@ -187,3 +187,18 @@ def test_writer_failure_reported_once_and_others_still_captured(
         ctl + ["streamlog", "status"], capture_output=True, text=True, timeout=60
     )
     assert "broken:broken" in shown.stdout and "FAILING EISDIR" in shown.stdout
+
+
+def test_removed_group_is_closed_and_added_group_captured(plugin_supervisor: Factory) -> None:
+    sup = plugin_supervisor(programs={"old": quiet_program(emit("tick", 0.05))})
+    wait_for(lambda: len(numbers(sup.records("old"))) > 2, 20, "old's lines")
+    text = sup.conf.read_text().replace("[program:old]", "[program:new]")
+    sup.conf.write_text(text)
+    ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sup.conf)]
+    update = subprocess.run(ctl + ["update"], capture_output=True, text=True, timeout=60)
+    assert "old: removed process group" in update.stdout, update.stdout
+    wait_for(lambda: len(numbers(sup.records("new"))) > 2, 20, "new's lines")
+    names = [p["name"] for p in sup.rpc.streamlog.getStatus()["processes"]]
+    assert names == ["new:new"]
+    states = [r.text.split()[0] for r in sup.records("old") if r.stream == "status"]
+    assert states[-1] == "STOPPED"
