@@ -246,8 +246,11 @@ class Capture:
         """Reopen every file by name (SIGUSR2/SIGHUP, for external logrotate)."""
         for plog in self.processes.values():
             if plog is not None:
-                self._flush_batch(plog)
-                plog.writer.reopen()
+                try:
+                    self._flush_batch(plog)
+                    plog.writer.reopen()
+                except Exception as exc:
+                    self._contain("reopen", exc)
 
     def close(self) -> None:
         """Write every unfinished line and batch, then close the files."""

@@ -29,21 +29,28 @@ from __future__ import annotations
 import ast
 import io
 import os
+import re
 import select
 import signal
+import socket
 import sys
 from typing import Any, Callable, Dict, Optional, TextIO, Tuple
 
+from .config import ConfigError, read_parser
 from .core import Capture, Report, report_to_stderr
 
 READY = "READY\n"
 OK = "RESULT 2\nOK"
 UNDECODABLE = "Undecodable: "
+_UNDECODABLE_B = UNDECODABLE + "b"
 
+#: Seconds an XML-RPC call (the exit status lookup) may take.
+RPC_TIMEOUT = 5.0
 #: How often the loop wakes when no event comes, for partial-line timeouts.
 IDLE_TICK = 0.1
 
 Headers = Dict[str, str]
+_LEN = re.compile(r"(?:^|\s)len:(\d+)(?:\s|$)")
 RpcFactory = Callable[[], Any]
 
 
@@ -64,7 +71,7 @@ def parse_headers(line: str) -> Headers:
 
 def decode_data(text: str) -> bytes:
     """The bytes of a PROCESS_LOG chunk, undoing supervisord's ``Undecodable`` repr."""
-    if text.startswith(UNDECODABLE + "b") and len(text) > len(UNDECODABLE) + 2:
+    if text.startswith(_UNDECODABLE_B) and len(text) > len(UNDECODABLE) + 2:
         try:
             value = ast.literal_eval(text[len(UNDECODABLE) :])
         except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -180,29 +187,35 @@ class Listener:
         self.stdout.flush()
 
     def serve_one(self) -> bool:
-        """Read, handle and acknowledge one event; False at end of input."""
+        """Read, handle and acknowledge one event; False at end of input.
+
+        Raises :class:`ProtocolError` when the header has no readable ``len``:
+        the stream is then out of step and only a restart can bring it back.
+        """
         line = self.stdin.readline()
         if not line:
             return False
-        try:
-            headers = parse_headers(line)
-            length = int(headers["len"])
-            if length < 0:
-                raise ValueError(length)
-        except (ProtocolError, KeyError, ValueError):
-            self._report_once("header", f"ignoring a malformed event header: {line[:120]!r}")
-            self._send(OK + READY)
-            return True
-        payload = self.stdin.read(length)
+        match = _LEN.search(line)
+        if match is None:
+            raise ProtocolError(f"event header without a valid len: {line[:120]!r}")
+        payload = self.stdin.read(int(match.group(1)))
         self.events += 1
         try:
-            self.handle_event(headers, payload)
-        except Exception as exc:
-            kind = f"event:{type(exc).__name__}"
+            headers = parse_headers(line)
+        except ProtocolError:
             self._report_once(
-                kind,
-                f"could not handle {headers.get('eventname')} event (acknowledged anyway): {exc!r}",
+                "header", f"ignoring an event with a malformed header: {line[:120]!r}"
             )
+        else:
+            try:
+                self.handle_event(headers, payload)
+            except Exception as exc:
+                kind = f"event:{type(exc).__name__}"
+                self._report_once(
+                    kind,
+                    f"could not handle {headers.get('eventname')} event (acknowledged anyway): "
+                    f"{exc!r}",
+                )
         self._send(OK + READY)
         return True
 
@@ -219,6 +232,11 @@ class Listener:
                     continue
                 if not self.serve_one():
                     break
+        except ProtocolError as exc:
+            # Answering would put supervisord and us further out of step: exit,
+            # and supervisord restarts the listener (and re-sends its event).
+            self.report(f"{exc}; exiting so supervisord restarts the listener in step")
+            return 2
         finally:
             self.capture.close()
             if self.capture.compressor is not None:
@@ -227,9 +245,13 @@ class Listener:
 
 
 def _wait_for(fd: int) -> Callable[[float], bool]:
+    # poll(), not select(): registered once, half the cost per event.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+
     def wait(timeout: float) -> bool:
         try:
-            ready, _, _ = select.select([fd], [], [], timeout)
+            ready = poller.poll(timeout * 1000.0)
         except InterruptedError:
             return False
         return bool(ready)
@@ -237,16 +259,34 @@ def _wait_for(fd: int) -> Callable[[float], bool]:
     return wait
 
 
-def _rpc_factory() -> Optional[RpcFactory]:
-    if not os.environ.get("SUPERVISOR_SERVER_URL"):
+def _rpc_factory(config_path: str) -> Optional[RpcFactory]:
+    """XML-RPC to the supervisord that runs us, with supervisorctl's credentials.
+
+    supervisord tells its children its URL but not the username and password of
+    its HTTP server: they are read from the ``[supervisorctl]`` section of the
+    listener's config file (normally supervisord.conf itself).
+    """
+    url = os.environ.get("SUPERVISOR_SERVER_URL")
+    if not url:
         return None
+    username = password = None
+    try:
+        parser = read_parser(config_path)
+        if parser.has_section("supervisorctl"):
+            username = parser.get("supervisorctl", "username", fallback=None)
+            password = parser.get("supervisorctl", "password", fallback=None)
+    except ConfigError:
+        pass
     proxy: list = []
 
     def get() -> Any:
         if not proxy:
-            from supervisor import childutils
+            import xmlrpc.client
 
-            proxy.append(childutils.getRPCInterface(os.environ))
+            from supervisor.xmlrpc import SupervisorTransport
+
+            transport = SupervisorTransport(username, password, url)
+            proxy.append(xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport))
         return proxy[0]
 
     return get
@@ -254,6 +294,8 @@ def _rpc_factory() -> Optional[RpcFactory]:
 
 def run(capture: Capture) -> int:
     """Run the listener on this process's real stdin/stdout."""
+    # Only the XML-RPC exit-status lookup opens sockets: never wait long on it.
+    socket.setdefaulttimeout(RPC_TIMEOUT)
     stdin = io.TextIOWrapper(
         sys.stdin.buffer, encoding="utf-8", errors="surrogateescape", newline="\n"
     )
@@ -265,7 +307,12 @@ def run(capture: Capture) -> int:
         name = os.environ["SUPERVISOR_PROCESS_NAME"]
         own = (os.environ.get("SUPERVISOR_GROUP_NAME") or name, name)
     listener = Listener(
-        capture, stdin, stdout, wait=_wait_for(stdin.fileno()), rpc=_rpc_factory(), own=own
+        capture,
+        stdin,
+        stdout,
+        wait=_wait_for(stdin.fileno()),
+        rpc=_rpc_factory(capture.config.source),
+        own=own,
     )
 
     def stop(signum: int, frame: Any) -> None:

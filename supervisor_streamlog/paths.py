@@ -21,7 +21,9 @@ _SAFE = frozenset(string.ascii_letters + string.digits + "_.@+=,-")
 def quote_name(name: str) -> str:
     """Turn a supervisord process or group name into one safe path component."""
     if not name:
-        return "%00"
+        # A lone "%" is never produced for a non-empty name (each "%" there is
+        # followed by two hex digits), so it cannot collide; "%00" would, with "\0".
+        return "%"
     out = []
     for index, char in enumerate(name):
         if char in _SAFE and not (index == 0 and char == "."):
@@ -35,7 +37,7 @@ def unquote_name(component: str) -> str:
     """Invert :func:`quote_name`."""
     from urllib.parse import unquote
 
-    if component == "%00":
+    if component == "%":
         return ""
     return unquote(component, errors="surrogateescape")
 

@@ -7,9 +7,10 @@ rotation the way ``tail -F`` does: the old file is drained before switching.
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
-from typing import List, Optional, TextIO
+from typing import BinaryIO, List, Optional, TextIO, Tuple
 
 from .config import Config
 from .formats import RecordError, parse
@@ -25,8 +26,9 @@ def _render(line: bytes) -> str:
     return f"{record.time} {record.stream}{mark} {record.text}"
 
 
-def last_lines(path: str, count: int, block: int = 65536) -> List[bytes]:
-    """The last ``count`` lines of ``path``, reading backwards from the end."""
+def last_lines(path: str, count: int, block: int = 65536, end: Optional[int] = None) -> List[bytes]:
+    """The last ``count`` lines of ``path`` before offset ``end`` (default: its
+    end), reading backwards."""
     if count <= 0:
         return []
     try:
@@ -34,7 +36,8 @@ def last_lines(path: str, count: int, block: int = 65536) -> List[bytes]:
     except FileNotFoundError:
         return []
     with handle:
-        end = handle.seek(0, os.SEEK_END)
+        size = handle.seek(0, os.SEEK_END)
+        end = size if end is None else min(end, size)
         data = b""
         pos = end
         while pos > 0 and data.count(b"\n") <= count:
@@ -48,6 +51,15 @@ def last_lines(path: str, count: int, block: int = 65536) -> List[bytes]:
     return lines[-count:]
 
 
+def _record_end(path: str, size: int, block: int = 65536) -> int:
+    """The offset just past the last complete record before ``size``."""
+    with open(path, "rb") as handle:
+        start = max(0, size - block)
+        handle.seek(start)
+        found = handle.read(size - start).rfind(b"\n")
+    return start + found + 1 if found != -1 else size
+
+
 def run(
     config: Config,
     names: List[str],
@@ -59,23 +71,24 @@ def run(
 ) -> int:
     """Print the last ``count`` records of each name; follow if asked."""
     paths = []
+    states = {}
     for name in names:
         group, process = split_process(name)
         path = log_path(config.logdir, group, process)
         paths.append(path)
-        for line in last_lines(path, count):
+        # Where following starts: taken before reading the last lines, and the
+        # last lines read up to exactly there, so nothing falls in between.
+        try:
+            st = os.stat(path)
+            states[path] = (st.st_ino, _record_end(path, st.st_size), b"")
+        except FileNotFoundError:
+            states[path] = (0, 0, b"")
+        for line in last_lines(path, count, end=states[path][1]):
             prefix = f"{name} | " if len(names) > 1 else ""
             out.write(prefix + _render(line) + "\n")
     out.flush()
     if not follow:
         return 0
-    states = {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-            states[path] = (st.st_ino, st.st_size, b"")
-        except FileNotFoundError:
-            states[path] = (0, 0, b"")
     while deadline is None or time.monotonic() < deadline:
         for name, path in zip(names, paths):
             states[path] = _follow_once(name if len(names) > 1 else "", path, states[path], out)
@@ -87,60 +100,58 @@ def run(
 def _follow_once(label: str, path: str, state: tuple, out: TextIO) -> tuple:
     inode, offset, rest = state
     try:
-        st = os.stat(path)
+        handle = open(path, "rb")
     except FileNotFoundError:
         return state
-    if st.st_ino != inode and inode:
-        # Rotated (maybe several times since we last looked): drain the file we
-        # were reading from where we stopped, then every newer backup, oldest first.
-        for name, start in _rotated_since(path, inode, offset):
-            rest = _emit(rest + _read(name, start), label, out)
-        inode, offset = st.st_ino, 0
-    elif not inode:
+    with handle:
+        st = os.fstat(handle.fileno())  # the file we read, not whatever the name is now
+        if st.st_ino != inode and inode:
+            # Rotated (maybe several times since we last looked): drain the file we
+            # were reading from where we stopped, then every newer backup, oldest first.
+            for older, start in _rotated_since(path, inode, offset, st.st_ino):
+                with older:
+                    older.seek(start)
+                    rest = _emit(rest + older.read(), label, out)
+            offset = 0
         inode = st.st_ino
-    if st.st_size < offset:
-        offset = 0  # truncated
-    if st.st_size > offset:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-        offset += len(data)
-        rest = _emit(rest + data, label, out)
+        if st.st_size < offset:
+            offset = 0  # truncated
+        handle.seek(offset)
+        data = handle.read()
+    offset += len(data)
+    rest = _emit(rest + data, label, out)
     return inode, offset, rest
 
 
-def _rotated_since(path: str, inode: int, offset: int) -> List[tuple]:
-    """(file, start offset) for what was written after (inode, offset), oldest first."""
-    found: List[tuple] = []
+def _rotated_since(path: str, inode: int, offset: int, live: int) -> List[Tuple[BinaryIO, int]]:
+    """Open files holding what was written after (inode, offset), oldest first.
+
+    Files are opened as they are found, so a rotation during the scan cannot
+    take their contents away; the live file (inode ``live``) is skipped if a
+    rotation already made it a backup.
+    """
+    found: List[Tuple[BinaryIO, int]] = []
     index = 1
     while True:
         name = f"{path}.{index}"
-        try:
-            st = os.stat(name)
-        except FileNotFoundError:
-            if os.path.exists(name + ".gz"):
-                found.append((name + ".gz", 0))
-                index += 1
-                continue
-            return []  # lost track (retention removed it): resume from the live file
-        if st.st_ino == inode:
-            return [(name, offset)] + list(reversed(found))
-        found.append((name, 0))
         index += 1
-
-
-def _read(name: str, start: int) -> bytes:
-    try:
-        if name.endswith(".gz"):
-            import gzip
-
-            with gzip.open(name, "rb") as packed:
-                return packed.read()[start:]
-        with open(name, "rb") as handle:
-            handle.seek(start)
-            return handle.read()
-    except FileNotFoundError:
-        return b""
+        try:
+            handle: BinaryIO = open(name, "rb")
+        except FileNotFoundError:
+            try:
+                found.append((gzip.open(name + ".gz", "rb"), 0))  # type: ignore[arg-type]
+                continue
+            except FileNotFoundError:
+                for opened, _ in found:
+                    opened.close()
+                return []  # lost track (retention removed it): go on from the live file
+        ino = os.fstat(handle.fileno()).st_ino
+        if ino == live:
+            handle.close()
+            continue
+        if ino == inode:
+            return [(handle, offset)] + list(reversed(found))
+        found.append((handle, 0))
 
 
 def _emit(data: bytes, label: str, out: TextIO) -> bytes:

@@ -11,7 +11,8 @@ Rotation follows the multilog/s6-log protocol:
 * ``compress`` gzips a rotated file on a background thread into ``.gz.tmp``,
   renames that to ``.gz`` and only then removes the plain file;
 * retention: ``backups`` files by count, and ``max_total_bytes`` over the live
-  file and its backups together (oldest removed first; the live file never).
+  file and its backups together (oldest removed first; the live file never, and
+  it is counted at ``maxbytes``, the size it may reach before the next rotation).
 
 A write error (full disk, vanished directory) never raises to the caller and
 never loses data silently: records are held in memory up to ``buffer_limit``
@@ -114,12 +115,18 @@ class RotatingWriter:
 
     def write(self, data: bytes) -> None:
         """Append whole records.  Never raises for an I/O error (see module doc)."""
-        if self.failing is not None or self.held or self.tail:
+        if (self.failing is not None or self.held or self.tail) and not self.retry():
+            # Still failing: hold.  (Retrying first means a full buffer never
+            # drops the first records that arrive once the disk is back.)
             self._hold(data)
-            self.retry()
             return
         try:
-            self._write_records(data)
+            if self.fd is not None and (
+                not self.maxbytes or self.size + len(data) <= self.maxbytes
+            ):
+                self._raw_write(data)  # the hot path: no rotation due
+            else:
+                self._write_records(data)
         except OSError as exc:
             self._failed(exc)
 
@@ -218,7 +225,16 @@ class RotatingWriter:
 
     def _raw_write(self, data: bytes) -> None:
         assert self.fd is not None
-        view = memoryview(data)
+        try:
+            written = os.write(self.fd, data)
+        except OSError:
+            self.tail = data  # the whole record goes first on retry
+            raise
+        self.size += written
+        self.bytes_written += written
+        if written == len(data):
+            return  # the usual case: no memoryview, no loop
+        view = memoryview(data)[written:]
         while view:
             try:
                 written = os.write(self.fd, view)
@@ -285,6 +301,10 @@ class RotatingWriter:
             except OSError:
                 pass
         total = sum(size for _, size in sizes)
+        # The live file grows to maxbytes before the next rotation: count it at
+        # that size, so the cap holds at all times, not only just after a rotation.
+        live = next((size for name, size in sizes if name == self.path), 0)
+        total += max(0, self.maxbytes - live)
         # Oldest last in files(); never remove the live file.
         for name, size in reversed(sizes):
             if total <= self.max_total_bytes or name == self.path:
@@ -308,6 +328,13 @@ class RotatingWriter:
 
     def reopen(self) -> None:
         """Reopen the live file by name (after an external logrotate)."""
+        if self.tail and self.fd is not None:
+            # Finish the record a failed write left half done, in the file it began in.
+            try:
+                self._raw_write(self.tail)
+                self.tail = b""
+            except OSError:
+                pass  # still kept in self.tail: it goes to the new file, whole
         self._close_fd()
         try:
             self._ensure_open()
@@ -365,6 +392,9 @@ class Compressor:
         self.thread: Optional[threading.Thread] = None
         self.idle = threading.Event()
         self.idle.set()
+        #: Jobs submitted and not finished; ``idle`` is set exactly when it is 0.
+        self._pending = 0
+        self._pending_lock = threading.Lock()
         self.compressed = 0
 
     def start(self) -> None:
@@ -378,7 +408,9 @@ class Compressor:
             st = os.stat(name)
         except OSError:
             return
-        self.idle.clear()
+        with self._pending_lock:
+            self._pending += 1
+            self.idle.clear()
         self.jobs.put((writer, f"{st.st_dev}:{st.st_ino}"))
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -403,8 +435,12 @@ class Compressor:
                 self.compress(writer, inode)
             except Exception as exc:  # a bad file must not stop the thread
                 self.report("gzip", f"compressing a backup of {writer.path} failed: {exc!r}")
-            if self.jobs.empty():
-                self.idle.set()
+            # Not ``jobs.empty()``: a submit() between its clear() and its put()
+            # would then see idle set while its job is still to come.
+            with self._pending_lock:
+                self._pending -= 1
+                if self._pending == 0:
+                    self.idle.set()
 
     @staticmethod
     def _find(writer: RotatingWriter, inode: str) -> Optional[str]:
@@ -426,25 +462,30 @@ class Compressor:
             source = open(name, "rb")
         tmp = name + ".gz.tmp"
         try:
-            with source, open(tmp, "wb") as raw:
-                with gzip.GzipFile(
-                    filename=os.path.basename(name),
-                    mode="wb",
-                    compresslevel=self.level,
-                    fileobj=raw,
-                ) as packed:
-                    shutil.copyfileobj(source, packed, 1024 * 1024)
-                raw.flush()
-                os.fsync(raw.fileno())
-            with writer.lock:
-                current = self._find(writer, inode)
-                if current is None:
-                    os.unlink(tmp)  # removed by retention meanwhile
-                    return
-                os.replace(tmp, current + ".gz")
-                os.unlink(current)
-                self.compressed += 1
-                writer._enforce_total()
+            # ``source`` stays open until the rename: while it is open, its inode
+            # number cannot be given to a new file, so the file found again by
+            # inode below is this one (and not, say, a newer backup that reused
+            # the number after retention removed this one).
+            with source:
+                with open(tmp, "wb") as raw:
+                    with gzip.GzipFile(
+                        filename=os.path.basename(name),
+                        mode="wb",
+                        compresslevel=self.level,
+                        fileobj=raw,
+                    ) as packed:
+                        shutil.copyfileobj(source, packed, 1024 * 1024)
+                    raw.flush()
+                    os.fsync(raw.fileno())
+                with writer.lock:
+                    current = self._find(writer, inode)
+                    if current is None:
+                        os.unlink(tmp)  # removed by retention meanwhile
+                        return
+                    os.replace(tmp, current + ".gz")
+                    os.unlink(current)
+                    self.compressed += 1
+                    writer._enforce_total()
         except OSError as exc:
             try:
                 os.unlink(tmp)

@@ -62,7 +62,7 @@ if __name__ == "__main__":
     elif sys.argv[1] == "tick":
         # Numbered lines until SIGTERM; then say how many were written, so a
         # test can check that every one of them arrived.
-        stopping = []
+        stopping: list = []
         signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
         n = 0
         while not stopping:
