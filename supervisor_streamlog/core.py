@@ -122,6 +122,7 @@ class Capture:
                 buffer_limit=self.config.write_buffer,
                 report=self._report_kind,
                 notice=self._notice,
+                header=True,
             )
             plog = ProcessLog(group, name, writer, self.config.max_line_length)
         self.processes[key] = plog

@@ -14,14 +14,18 @@ from typing import BinaryIO, List, Optional, TextIO, Tuple
 
 from .config import Config
 from .formats import RecordError, parse
+from .logfiles import is_header
 from .paths import log_path, split_process
 
 
-def _render(line: bytes) -> str:
+def _render(line: bytes) -> Optional[str]:
+    """A record as tail prints it; None for a file header (bookkeeping)."""
     try:
         record = parse(line)
     except RecordError:
         return line.decode("utf-8", "replace")
+    if is_header(record.stream, record.data):
+        return None
     mark = "+" if record.partial else ""
     return f"{record.time} {record.stream}{mark} {record.text}"
 
@@ -83,9 +87,14 @@ def run(
             states[path] = (st.st_ino, _record_end(path, st.st_size), b"")
         except FileNotFoundError:
             states[path] = (0, 0, b"")
-        for line in last_lines(path, count, end=states[path][1]):
-            prefix = f"{name} | " if len(names) > 1 else ""
-            out.write(prefix + _render(line) + "\n")
+        prefix = f"{name} | " if len(names) > 1 else ""
+        shown = [
+            text
+            for text in map(_render, last_lines(path, count + 1, end=states[path][1]))
+            if text is not None
+        ]
+        for text in shown[-count:] if count > 0 else []:
+            out.write(prefix + text + "\n")
     out.flush()
     if not follow:
         return 0
@@ -158,5 +167,7 @@ def _emit(data: bytes, label: str, out: TextIO) -> bytes:
     *lines, rest = data.split(b"\n")
     prefix = f"{label} | " if label else ""
     for line in lines:
-        out.write(prefix + _render(line) + "\n")
+        text = _render(line)
+        if text is not None:
+            out.write(prefix + text + "\n")
     return rest

@@ -32,6 +32,8 @@ import shutil
 import threading
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
+from .logfiles import backup_path, header_text, read_base, uncompressed_size
+
 Report = Callable[[str, str], None]
 Notice = Callable[[str], bytes]
 
@@ -53,6 +55,7 @@ class RotatingWriter:
         buffer_limit: int = 16 * 1024 * 1024,
         report: Report = _quiet_report,
         notice: Optional[Notice] = None,
+        header: bool = False,
     ) -> None:
         self.path = path
         self.maxbytes = maxbytes
@@ -62,6 +65,11 @@ class RotatingWriter:
         self.buffer_limit = buffer_limit
         self.report = report
         self.notice = notice
+        #: Start every new file with a header record giving its offset (logfiles.py).
+        self.header = header and notice is not None
+        #: Offset of the live file's first byte in the process's whole log.
+        self.base = 0
+        self._next_base: Optional[int] = None
         #: Held by rotation and by the compressor while they rename files.
         self.lock = threading.Lock()
         self.fd: Optional[int] = None
@@ -255,6 +263,20 @@ class RotatingWriter:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self.fd = fd
         self.size = os.fstat(fd).st_size
+        if not self.header:
+            return
+        if self.size:
+            self.base = read_base(self.path) or 0
+            self._next_base = None
+            return
+        if self._next_base is None:
+            previous = backup_path(self.path, 1)
+            self._next_base = 0
+            if previous is not None:
+                self._next_base = (read_base(previous) or 0) + uncompressed_size(previous)
+        self.base, self._next_base = self._next_base, None
+        assert self.notice is not None
+        self._raw_write(self.notice(header_text(self.base)))  # on failure kept in self.tail
 
     def _close_fd(self) -> None:
         if self.fd is not None:
@@ -270,6 +292,7 @@ class RotatingWriter:
         """Rename the live file to ``.1``, shift the backups, enforce retention."""
         if self.tail:
             raise RuntimeError("rotate() with a record half written")
+        self._next_base = self.base + self.size
         self._close_fd()
         with self.lock:
             if os.path.exists(self.path):
@@ -335,6 +358,8 @@ class RotatingWriter:
                 self.tail = b""
             except OSError:
                 pass  # still kept in self.tail: it goes to the new file, whole
+        if self.fd is not None:
+            self._next_base = self.base + self.size  # used if the new file is empty
         self._close_fd()
         try:
             self._ensure_open()

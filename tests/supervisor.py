@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from supervisor_streamlog.formats import Record, iter_records
+from supervisor_streamlog.logfiles import is_header
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -218,6 +219,8 @@ class Supervisor:
         raise AssertionError(f"{name}'s files kept changing under the reader")
 
     def records(self, name: str) -> List[Record]:
-        """Every complete record (a write in progress may have left half of one at the end)."""
+        """Every complete record but the files' headers (a write in progress may
+        have left half of one at the end)."""
         data = self.read_bytes(name)
-        return list(iter_records(data[: data.rfind(b"\n") + 1]))
+        found = iter_records(data[: data.rfind(b"\n") + 1])
+        return [r for r in found if not is_header(r.stream, r.data)]

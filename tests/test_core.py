@@ -16,6 +16,7 @@ from supervisor_streamlog import writer as writer_module
 from supervisor_streamlog.config import Config, from_mapping
 from supervisor_streamlog.core import Capture
 from supervisor_streamlog.formats import Record, iter_records, reassemble
+from supervisor_streamlog.logfiles import is_header
 
 T0 = 1795742625.0  # 2026-11-27T01:23:45+00:00
 
@@ -47,7 +48,9 @@ def capture(tmp_path: Path, clock: Clock, reports: Reports, **values: str) -> Ca
 
 
 def records(path: Path) -> List[Record]:
-    return list(iter_records(path.read_bytes())) if path.exists() else []
+    """The records of a file, without its header (tested on its own)."""
+    found = list(iter_records(path.read_bytes())) if path.exists() else []
+    return [r for r in found if not is_header(r.stream, r.data)]
 
 
 def lines(path: Path) -> List[str]:
@@ -102,7 +105,9 @@ def test_text_records_with_timestamp_and_stream(
     cap.log("web", "web", "stdout", 42, b"GET / 200\nGET /a 404\n")
     cap.log("web", "web", "stderr", 42, b"warning\n")
     cap.close()
+    # Every file begins with a header record giving its offset in the whole log.
     assert (tmp_path / "logs" / "web.log").read_bytes() == (
+        b"2026-11-27T01:23:45.678901+00:00 status STREAMLOG file offset=0\n"
         b"2026-11-27T01:23:45.678901+00:00 stdout GET / 200\n"
         b"2026-11-27T01:23:45.678901+00:00 stdout GET /a 404\n"
         b"2026-11-27T01:23:45.678901+00:00 stderr warning\n"
@@ -176,12 +181,13 @@ def test_starting_flushes_the_previous_run_and_pid_follows(
         if line
     ]
     assert [(r["stream"], r["text"], r["pid"]) for r in parsed] == [
+        ("status", "STREAMLOG file offset=0", 0),
         ("stdout", "old run", 7),
         ("status", "STARTING", 0),
         ("status", "RUNNING pid=8", 8),
         ("stdout", "new run", 8),
     ]
-    assert parsed[0]["partial"] is True
+    assert parsed[1]["partial"] is True
 
 
 def test_tick_flushes_a_partial_line_after_partial_timeout(

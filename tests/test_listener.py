@@ -12,6 +12,7 @@ from supervisor_streamlog.config import from_mapping
 from supervisor_streamlog.core import Capture
 from supervisor_streamlog.formats import Record, iter_records, reassemble
 from supervisor_streamlog.listener import IDLE_TICK, OK, READY, Listener, decode_data
+from supervisor_streamlog.logfiles import is_header
 
 T0 = 1795742625.0
 
@@ -74,7 +75,8 @@ class Harness:
 
     def records(self, name: str = "x") -> List[Record]:
         path = self.logdir / f"{name}.log"
-        return list(iter_records(path.read_bytes())) if path.exists() else []
+        found = list(iter_records(path.read_bytes())) if path.exists() else []
+        return [r for r in found if not is_header(r.stream, r.data)]
 
     def answers(self) -> int:
         """How many events were answered; asserts stdout holds nothing else."""
@@ -297,6 +299,7 @@ def test_groups_and_stderr_route_to_their_files(harness: Harness) -> None:
     )
     path = harness.logdir / "worker" / "worker_00.log"
     assert [(r.stream, r.text) for r in iter_records(path.read_bytes())] == [
+        ("status", "STREAMLOG file offset=0"),
         ("stdout", "w0"),
         ("stderr", "e"),
     ]
