@@ -18,6 +18,8 @@ import struct
 from dataclasses import dataclass
 from typing import List, Optional
 
+from .formats import Record
+
 HEADER_PREFIX = "file offset="
 _HEADER = re.compile(rb"STREAMLOG file offset=(\d+)")
 
@@ -107,3 +109,17 @@ def process_files(live: str, max_backups: int = 10_000) -> List[LogFile]:
             base = files[-1].end if files else 0
         files.append(LogFile(name, base, size))
     return files
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record of a process's log, with where it is.
+
+    ``offset`` is the offset of its first byte and ``end`` the offset just past
+    its newline: the next record's ``offset``.  A reader that has seen a record
+    resumes from its ``end`` -- that is what a cursor is.
+    """
+
+    offset: int
+    end: int
+    record: Record
