@@ -36,8 +36,8 @@ import socket
 import sys
 from typing import Any, Callable, Dict, Optional, TextIO, Tuple
 
-from .config import ConfigError, read_parser
 from .core import Capture, Report, report_to_stderr
+from .rpc import supervisor_proxy
 
 READY = "READY\n"
 OK = "RESULT 2\nOK"
@@ -259,39 +259,6 @@ def _wait_for(fd: int) -> Callable[[float], bool]:
     return wait
 
 
-def _rpc_factory(config_path: str) -> Optional[RpcFactory]:
-    """XML-RPC to the supervisord that runs us, with supervisorctl's credentials.
-
-    supervisord tells its children its URL but not the username and password of
-    its HTTP server: they are read from the ``[supervisorctl]`` section of the
-    listener's config file (normally supervisord.conf itself).
-    """
-    url = os.environ.get("SUPERVISOR_SERVER_URL")
-    if not url:
-        return None
-    username = password = None
-    try:
-        parser = read_parser(config_path)
-        if parser.has_section("supervisorctl"):
-            username = parser.get("supervisorctl", "username", fallback=None)
-            password = parser.get("supervisorctl", "password", fallback=None)
-    except ConfigError:
-        pass
-    proxy: list = []
-
-    def get() -> Any:
-        if not proxy:
-            import xmlrpc.client
-
-            from supervisor.xmlrpc import SupervisorTransport
-
-            transport = SupervisorTransport(username, password, url)
-            proxy.append(xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport))
-        return proxy[0]
-
-    return get
-
-
 def run(capture: Capture) -> int:
     """Run the listener on this process's real stdin/stdout."""
     # Only the XML-RPC exit-status lookup opens sockets: never wait long on it.
@@ -311,7 +278,7 @@ def run(capture: Capture) -> int:
         stdin,
         stdout,
         wait=_wait_for(stdin.fileno()),
-        rpc=_rpc_factory(capture.config.source),
+        rpc=supervisor_proxy(capture.config.source),
         own=own,
     )
 
