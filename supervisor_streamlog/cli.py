@@ -1,4 +1,4 @@
-"""The ``supervisor-streamlog`` command: ``listen``, ``check`` and ``tail``.
+"""The ``supervisor-streamlog`` command: ``listen``, ``serve``, ``check`` and ``tail``.
 
 Parsing builds a namespace in :func:`build_parser` (testable on its own);
 :func:`main` only dispatches.
@@ -30,6 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
         "write every captured line to the [streamlog] files.",
     )
     listen.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="file with the [streamlog] section (e.g. supervisord.conf)",
+    )
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the sidecar: live tail page, history API, WebSocket",
+        description="Follow the [streamlog] files and serve them to browsers "
+        "(address from bind = ..., default 127.0.0.1:9002).",
+    )
+    serve.add_argument(
         "-c",
         "--config",
         required=True,
@@ -83,6 +97,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .listener import run
 
         return run(Capture(config))
+    if args.command == "serve":
+        from .server import run as serve_run
+
+        return serve_run(config)
     from .tail import run as tail_run
 
     return tail_run(config, args.names, args.lines, args.follow, sys.stdout)

@@ -98,6 +98,8 @@ class Supervisor:
         )
         self.proc: Optional[subprocess.Popen] = None
         self.pid = 0
+        #: The sidecar's base URL, when it runs one (tests/sidecar.py).
+        self.url = ""
         (workdir / "childlogs").mkdir(exist_ok=True)
 
     # ------------------------------------------------------------ lifecycle

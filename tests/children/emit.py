@@ -2,6 +2,7 @@
 
     emit.py script FILE      -- run a JSON script: [["out"|"err", hex], ["sleep", s], ["exit", n]]
     emit.py tick INTERVAL       -- numbered lines forever, one every INTERVAL seconds
+    emit.py rate N PER_SECOND   -- N numbered 100-byte lines at a steady rate (10 ms blocks)
     emit.py burst N SIZE MODE [STREAM]  -- N numbered lines of SIZE bytes;
                                 MODE block (64 KiB writes) or line (one write each)
 Output goes straight to the file descriptors (no Python buffering), so each
@@ -74,6 +75,15 @@ if __name__ == "__main__":
             with open(counts, "a") as handle:
                 handle.write(f"{n}\n")
         sys.exit(0)
+    elif sys.argv[1] == "rate":
+        total, per_second = int(sys.argv[2]), int(sys.argv[3])
+        per_tick = max(1, per_second // 100)
+        began = time.monotonic()
+        for first in range(0, total, per_tick):
+            write_all(1, b"".join(line(n, 100) for n in range(first, min(total, first + per_tick))))
+            delay = began + (first + per_tick) / per_second - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
     else:
         fd = 2 if len(sys.argv) > 5 and sys.argv[5] == "stderr" else 1
         burst(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], fd)

@@ -1,0 +1,1038 @@
+"""Following the log files live, for the sidecar: discover, FileFollower, Watcher.
+
+Used by the sidecar, which supervisord runs as a program of its own::
+
+    [program:streamlog-sidecar]
+    command = supervisor-streamlog serve -c %(here)s/supervisord.conf
+
+The files are the single source of truth (docs/format.md): every file begins
+with ``status STREAMLOG file offset=N``, so a position in a process's log is
+one integer that stays valid across rotation, compression and retention.  A
+:class:`FileFollower` reads one process's log forward from such an offset and
+hands out complete records as :class:`~.logfiles.Entry` batches, each with its
+``offset`` and ``end`` (the next record's offset: a client's cursor).
+
+How a follower crosses a rotation, without loss or duplicate: it keeps the file
+it reads **open**.  When the name ``<name>.log`` points to another file (whose
+first line is complete, i.e. the writer has moved on), it drains the old file to
+its end, then looks for the file that begins exactly where the old one ended,
+by the headers: the new live file after one rotation, or backups ``.k`` ...
+``.1`` (plain or ``.gz``) when several rotations happened between two polls.
+Backups are immutable, so once opened they are read to their end whatever
+renames or compressions happen meanwhile.  What retention removed before it
+could be read is reported by ``on_gap(start, end)``; a live file that was
+truncated, or replaced by one that does not continue the log (no header, or a
+header that goes back), by ``on_reset(old, new)`` -- the follower then starts
+again at that file's beginning.
+
+One follower per process, fanned out by the server
+--------------------------------------------------
+The intended use is ONE :class:`FileFollower` per process, created when the
+process is discovered (or first subscribed to), started at the current end,
+whose ``on_entries`` fans each batch out to the subscribed clients.  A client
+that asks for older records (``tail N``, resume by cursor) reads them as
+history (the same files, by offset) up to the follower's :attr:`position`, then
+joins the live fan-out.  Why: each record is read and parsed once whatever the
+number of clients, one file descriptor per process instead of one per client,
+and a slow client cannot hold the follower back -- the server buffers per
+client and sends a "skipped" notice, while the follower never waits on anyone
+(DESIGN invariant 3).  The :class:`Watcher` nevertheless accepts several
+followers for one process (each with its own position): it costs nothing and
+serves tools and tests.
+
+Waking up: the :class:`Watcher` uses inotify (Linux, through ctypes) on
+``logdir`` and each group directory and polls a process's followers once per
+IOLoop iteration however many events arrived; elsewhere, or with
+``STREAMLOG_NO_INOTIFY=1``, a 100 ms periodic poll.  A slow safety poll (1 s)
+runs in both modes for events that were missed.  A poll reads at most
+``chunk_size`` bytes (4 MiB) so one busy file cannot starve the loop; a
+follower with more to read is polled again on the next iteration.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import functools
+import gzip
+import logging
+import os
+import re
+import stat
+import struct
+import sys
+import zlib
+from typing import BinaryIO, Callable, Dict, List, Optional, Set, Tuple
+
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from .formats import RecordError, parse
+from .logfiles import HEADER_PREFIX, Entry, is_header, process_files
+from .paths import quote_name, split_process, unquote_name
+
+log = logging.getLogger(__name__)
+
+EntriesCallback = Callable[[List[Entry]], None]
+RangeCallback = Callable[[int, int], None]
+
+#: How much a header line may take; anything longer is not a header.
+_FIRST_LINE_LIMIT = 4096
+_HEADER_DATA = b"STREAMLOG " + HEADER_PREFIX.encode("ascii")
+#: Size of one read() inside a poll.
+_READ_SIZE = 1024 * 1024
+#: Missing backup indexes probed past the first hole before a scan stops (a
+#: rotation renames one file at a time, so a transient hole is one index wide).
+_PROBE = 2
+
+
+def _header_base(first: bytes) -> Optional[int]:
+    """The offset in a file's header line, or None if the line is not a header."""
+    try:
+        record = parse(first[:-1] if first.endswith(b"\n") else first)
+    except RecordError:
+        return None
+    if not is_header(record.stream, record.data):
+        return None
+    digits = record.data[len(_HEADER_DATA) :].split(b" ", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def _first_line(head: bytes) -> Optional[bytes]:
+    """The first line of a file from its first bytes; None if not complete yet."""
+    newline = head.find(b"\n")
+    if newline >= 0:
+        return head[: newline + 1]
+    if len(head) >= _FIRST_LINE_LIMIT:
+        return head  # a very long first line: complete enough to say it is no header
+    return None
+
+
+# ---------------------------------------------------------------- discovery
+
+#: A process's file or one of its backups (and their temporary files).
+_FILE_NAME = re.compile(r"^(?P<stem>.+)\.log(?P<suffix>(?:\.\d+)?(?:\.gz)?(?:\.tmp)?)$")
+
+
+def _component(text: str) -> Optional[str]:
+    """The name a path component stands for, if quote_name() produces it."""
+    if not text or text.startswith("."):
+        return None
+    name = unquote_name(text)
+    return name if name and quote_name(name) == text else None
+
+
+def _inside(path: str, root: str) -> bool:
+    """Whether ``path`` (symlinks resolved) is ``root`` or below it."""
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+def _live_name(entry: os.DirEntry, root: str) -> Optional[str]:
+    """The process name of a live log file in a directory listing, else None."""
+    if not entry.name.endswith(".log"):
+        return None
+    name = _component(entry.name[: -len(".log")])
+    if name is None:
+        return None
+    try:
+        if entry.is_symlink() and not _inside(entry.path, root):
+            return None
+        if not entry.is_file(follow_symlinks=True):
+            return None
+    except OSError:
+        return None
+    return name
+
+
+def discover(logdir: str) -> Dict[str, str]:
+    """Every process log under ``logdir``: ``{"group:name": live_path}``.
+
+    ``<logdir>/<name>.log`` is ``name:name``; ``<logdir>/<group>/<name>.log`` is
+    ``group:name`` (names unquoted with :func:`~.paths.unquote_name`).  Backups,
+    temporary and hidden files, names the writer would not produce, and
+    symlinks leading out of ``logdir`` are ignored.
+    """
+    found: Dict[str, str] = {}
+    root = os.path.realpath(logdir)
+    try:
+        entries = list(os.scandir(logdir))
+    except OSError:
+        return found
+    for entry in sorted(entries, key=lambda item: item.name):
+        name = _live_name(entry, root)
+        if name is not None:
+            found[f"{name}:{name}"] = entry.path
+            continue
+        group = _component(entry.name)
+        try:
+            if group is None or not entry.is_dir(follow_symlinks=True):
+                continue
+            if entry.is_symlink() and not _inside(entry.path, root):
+                continue
+            members = list(os.scandir(entry.path))
+        except OSError:
+            continue
+        for member in sorted(members, key=lambda item: item.name):
+            name = _live_name(member, root)
+            # group == name lives at the top level; a file like that here is not ours.
+            if name is not None and name != group:
+                found[f"{group}:{name}"] = member.path
+    return found
+
+
+def _spec(spec: str) -> str:
+    """``name`` or ``group:name`` -> ``group:name``."""
+    group, name = split_process(spec)
+    return f"{group}:{name}"
+
+
+# ---------------------------------------------------------------- one file
+
+
+class _Source:
+    """One open file of a process's log: plain (read with pread) or a ``.gz`` backup."""
+
+    def __init__(
+        self,
+        name: str,
+        fd: int,
+        index: int,
+        size: int,
+        first_line: Optional[bytes],
+        packed: Optional[gzip.GzipFile] = None,
+        raw: Optional[BinaryIO] = None,
+    ) -> None:
+        self.name = name
+        self.fd = fd
+        #: 0 for the live name, k for backup ``.k`` (where it was found).
+        self.index = index
+        #: Whether the writer may still append to it (cleared once it was rotated away).
+        self.live = index == 0
+        st = os.fstat(fd)
+        self.ino, self.dev = st.st_ino, st.st_dev
+        self.size = size
+        self.first_line = first_line
+        self.packed = packed
+        self.raw = raw  # owns ``fd`` when compressed
+        self.base: Optional[int] = None if first_line is None else _header_base(first_line)
+
+    @property
+    def end(self) -> int:
+        return (self.base or 0) + self.size
+
+    def read(self, pos: int, count: int) -> bytes:
+        if self.packed is None:
+            return os.pread(self.fd, count, pos)
+        if self.packed.tell() != pos:
+            self.packed.seek(pos)
+        return self.packed.read(count)
+
+    def close(self) -> None:
+        try:
+            if self.packed is not None and self.raw is not None:
+                self.packed.close()  # does not close the file object it was given
+                self.raw.close()
+            else:
+                os.close(self.fd)
+        except OSError:
+            pass
+
+
+def _open_source(name: str, index: int) -> Optional[_Source]:
+    """Open one file of the log; None if it is not there (or not a readable file)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return None
+        if not name.endswith(".gz"):
+            first = _first_line(os.pread(fd, _FIRST_LINE_LIMIT, 0))
+            return _Source(name, fd, index, st.st_size, first)
+        # The gzip trailer holds the uncompressed size (modulo 4 GiB).
+        trailer = os.pread(fd, 4, max(0, st.st_size - 4))
+        size = int(struct.unpack("<I", trailer)[0]) if len(trailer) == 4 else 0
+        raw: BinaryIO = os.fdopen(fd, "rb")
+    except (OSError, struct.error):
+        os.close(fd)
+        return None
+    packed = gzip.GzipFile(fileobj=raw, mode="rb")
+    try:
+        first = _first_line(packed.readline(_FIRST_LINE_LIMIT)) or b""
+        return _Source(name, fd, index, size, first, packed, raw)
+    except (OSError, EOFError, zlib.error):
+        packed.close()
+        raw.close()
+        return None
+
+
+class FileFollower:
+    """Follows one process's log from an offset, across rotation, by records.
+
+    ``start`` is the offset of the first record wanted (a cursor), or None for
+    the current end: only records completed from now on.  Each :meth:`poll`
+    reads what is new (at most ``chunk_size`` bytes), calls ``on_entries`` once
+    with the complete records (file headers included; see
+    :func:`~.logfiles.is_header`), and sets :attr:`pending` when it stopped
+    because of the budget.  A partial trailing record waits for its newline.
+    ``on_gap(start, end)`` reports bytes that cannot be delivered (removed by
+    retention before they were read, a cursor that was not at a record
+    boundary, an unfinished record in a rotated file); ``on_reset(old, new)``
+    a live file that no longer continues the log.  Lines that do not parse are
+    skipped and counted in :attr:`unparsed`.  Callbacks are called in log
+    order and their exceptions are logged, not raised.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        start: Optional[int],
+        on_entries: EntriesCallback,
+        on_gap: Optional[RangeCallback] = None,
+        on_reset: Optional[RangeCallback] = None,
+        chunk_size: int = 4 * 1024 * 1024,
+        max_backups: int = 10_000,
+    ) -> None:
+        self.path = path
+        self.on_entries = on_entries
+        self.on_gap = on_gap
+        self.on_reset = on_reset
+        self.chunk_size = max(1, chunk_size)
+        self.max_backups = max_backups
+        #: True when the last poll stopped at ``chunk_size`` with more to read.
+        self.pending = False
+        self.records = 0
+        self.unparsed = 0
+        self.gaps = 0
+        self.resets = 0
+        self.bytes_read = 0
+        self._src: Optional[_Source] = None
+        #: Position in ``_src`` just past the last complete record.
+        self._pos = 0
+        #: Bytes read after ``_pos`` that do not end with a newline yet.
+        self._partial = b""
+        #: Drop bytes up to the next newline (a start offset inside a record).
+        self._align = False
+        #: The offset to go on from when no file is open; None: the live file's
+        #: start, whatever its offset (after a reset).
+        self._next: Optional[int] = start
+        #: Backup index to begin the next scan at (see :meth:`_locate`).
+        self._hint = 0
+        #: Position before a truncation, reported once the live file is readable again.
+        self._reset_from: Optional[int] = None
+        #: ``_next`` is the end of a file: the next file must begin exactly there.
+        self._boundary = False
+        self._batch: List[Entry] = []
+        #: Compressed backups found corrupt: (device, inode), skipped from then on.
+        self._broken: Set[Tuple[int, int]] = set()
+        if start is None:
+            self._start_at_end()
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def position(self) -> int:
+        """The offset of the next record to deliver: a cursor for what comes next."""
+        if self._src is not None and self._src.base is not None:
+            return self._src.base + self._pos
+        if self._next is not None:
+            return self._next
+        return self._reset_from or 0  # a reset waiting for the live file's first line
+
+    @property
+    def file_position(self) -> int:
+        """The position inside the file being read (the live file once caught up)."""
+        return self._pos if self._src is not None else 0
+
+    def poll(self) -> int:
+        """Read what is new now, deliver complete records; returns bytes read.
+
+        Never blocks on anything but local file reads, and reads at most
+        ``chunk_size`` bytes: :attr:`pending` says whether to call again soon.
+        """
+        total = 0
+        self.pending = False
+        try:
+            while True:
+                if self._src is None and not self._open_next():
+                    break
+                src = self._src
+                assert src is not None
+                want = min(self.chunk_size - total, _READ_SIZE)
+                if want <= 0:
+                    self.pending = True
+                    break
+                try:
+                    data = src.read(self._pos + len(self._partial), want)
+                except (OSError, EOFError, zlib.error) as exc:
+                    if src.packed is None:
+                        raise
+                    self._skip_broken(src, exc)
+                    continue
+                if data:
+                    total += len(data)
+                    self._consume(src, data)
+                    continue
+                if not src.live:
+                    self._finish_source(src)
+                    continue
+                verdict = self._check_live(src)
+                if verdict == "same":
+                    break
+                if verdict == "reset":
+                    self._restart_live(src)
+                    continue
+                # Rotated: nothing more will be written to it; drain it once
+                # more (what came since the read above), then move on.
+                src.live = False
+        finally:
+            self.bytes_read += total
+            self._flush()
+        return total
+
+    def close(self) -> None:
+        """Close the open file (a later :meth:`poll` opens it again, at :attr:`position`)."""
+        if self._src is not None:
+            self._next = self.position
+            self._src.close()
+            self._src = None
+
+    # ------------------------------------------------------------ records
+
+    def _consume(self, src: _Source, data: bytes) -> None:
+        base = src.base or 0
+        buf = self._partial + data if self._partial else data
+        if self._align:
+            newline = buf.find(b"\n")
+            if newline < 0:
+                self._partial = buf
+                return
+            skip = newline + 1
+            self._gap(base + self._pos, base + self._pos + skip)
+            buf = buf[skip:]
+            self._pos += skip
+            self._align = False
+        last = buf.rfind(b"\n")
+        if last < 0:
+            self._partial = buf
+            return
+        self._partial = buf[last + 1 :]
+        lines = buf[: last + 1].split(b"\n")
+        lines.pop()
+        offset = base + self._pos
+        batch = self._batch
+        for line in lines:
+            end = offset + len(line) + 1
+            try:
+                record = parse(line)
+            except RecordError:
+                self.unparsed += 1
+            else:
+                batch.append(Entry(offset, end, record))
+            offset = end
+        self._pos += last + 1
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        self.records += len(batch)
+        try:
+            self.on_entries(batch)
+        except Exception:
+            log.exception("on_entries failed for %s", self.path)
+
+    def _gap(self, start: int, end: int) -> None:
+        self.gaps += 1
+        self._flush()
+        if self.on_gap is not None:
+            try:
+                self.on_gap(start, end)
+            except Exception:
+                log.exception("on_gap failed for %s", self.path)
+
+    def _reset(self, old: int, new: int) -> None:
+        self.resets += 1
+        self._flush()
+        if self.on_reset is not None:
+            try:
+                self.on_reset(old, new)
+            except Exception:
+                log.exception("on_reset failed for %s", self.path)
+
+    # ------------------------------------------------------------ files
+
+    def _candidate(self, index: int) -> Optional[_Source]:
+        """The live file (index 0) or backup ``.index``, plain or compressed."""
+        if index == 0:
+            src = _open_source(self.path, 0)
+        else:
+            # Plain first: the compressor renames the .gz into place before it
+            # removes the plain file, so one of the two is always there.
+            src = _open_source(f"{self.path}.{index}", index)
+            if src is None:
+                src = _open_source(f"{self.path}.{index}.gz", index)
+        if src is not None and (src.dev, src.ino) in self._broken:
+            src.close()
+            return None
+        if src is not None and src.first_line is not None and src.base is None:
+            src.base = self._derived_base(src)
+            if src.base is None:
+                src.close()
+                return None
+        return src
+
+    def _derived_base(self, src: _Source) -> Optional[int]:
+        """The offset of a file without a header, as process_files() places it."""
+        for item in process_files(self.path, self.max_backups):
+            if item.path == src.name:
+                return item.base
+        return None
+
+    def _start_at_end(self) -> None:
+        """Position at the end of the last complete record there now."""
+        src = self._candidate(0)
+        if src is not None and src.base is not None:
+            self._install(src, self._record_end(src))
+            return
+        if src is not None:
+            src.close()  # being created, its header not written yet
+        # The writer begins a new file where the newest backup ends, or at 0.
+        previous = self._candidate(1)
+        self._next = 0
+        if previous is not None:
+            self._next = previous.end
+            previous.close()
+
+    @staticmethod
+    def _record_end(src: _Source, block: int = 65536) -> int:
+        pos = src.size
+        while pos > 0:
+            start = max(0, pos - block)
+            found = src.read(start, pos - start).rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            pos = start
+        return 0
+
+    def _install(self, src: _Source, pos: int) -> None:
+        self._src = src
+        self._pos = pos
+        self._partial = b""
+        self._align = pos > 0 and src.read(pos - 1, 1) != b"\n"
+
+    def _open_next(self) -> bool:
+        """Open the file holding the next record; False if there is none yet."""
+        if self._next is None:
+            src = self._candidate(0)
+            if src is None or src.base is None:
+                if src is not None:
+                    src.close()
+                return False
+            self._install(src, 0)
+            self._boundary = False
+            if self._reset_from is not None:
+                old, self._reset_from = self._reset_from, None
+                self._reset(old, src.base)
+            return True
+        offset = self._next
+        kind, src = self._locate(offset, self._hint)
+        if kind == "gap":
+            # Make sure it was not a scan torn by a rotation: look once more.
+            assert src is not None
+            first_base = src.base
+            src.close()
+            kind, src = self._locate(offset, 0)
+            if kind == "gap" and src is not None and src.base != first_base:
+                src.close()
+                return False  # the files are moving: next poll
+        self._hint = 0
+        if kind == "wait" or src is None:
+            return False
+        assert src.base is not None
+        boundary, self._boundary = self._boundary, False
+        if kind == "found" and boundary and src.base != offset:
+            # The file after the one just finished must begin where it ended;
+            # one that spans that offset is another log (the files were replaced).
+            kind = "reset"
+        if kind == "found":
+            self._install(src, offset - src.base)
+        elif kind == "gap":
+            self._install(src, 0)
+            self._gap(offset, src.base)
+        else:  # "reset": the offset is past the end of the live file
+            self._install(src, 0)
+            self._reset(offset, src.base)
+        return True
+
+    def _locate(self, offset: int, first_index: int) -> Tuple[str, Optional[_Source]]:
+        """Find the file holding ``offset``, newest to oldest.
+
+        Renames only ever move a file to a higher index and the scan moves up
+        too, one index at a time, so the file holding ``offset`` cannot slip
+        past it.  Results: ``found`` (the file holds it), ``gap`` (it is gone;
+        the file returned is the oldest after it), ``reset`` (past the live
+        file's end; the live file is returned) or ``wait`` (not written yet).
+        """
+        newer: Optional[_Source] = None
+        index, misses = first_index, 0
+        while index <= self.max_backups:
+            src = self._candidate(index)
+            index += 1
+            if src is None:
+                if index > 1:
+                    misses += 1
+                    if misses > _PROBE:
+                        break
+                continue
+            misses = 0
+            if src.base is None:  # the live file, its header not complete yet
+                src.close()
+                return "wait", None
+            if src.base > offset:
+                if newer is not None:
+                    newer.close()
+                newer = src
+                continue
+            if offset < src.end or (src.live and offset <= src.end):
+                if newer is not None:
+                    newer.close()
+                return "found", src
+            if src.live:
+                return "reset", src
+            src.close()  # ends at or before offset: the next file is ``newer``
+            break
+        if newer is not None:
+            return "gap", newer
+        if first_index > 0:
+            return self._locate(offset, 0)
+        return "wait", None
+
+    def _finish_source(self, src: _Source) -> None:
+        """The end of a file nothing more will be written to: go on after it."""
+        base = src.base or 0
+        if self._partial:
+            # An unfinished record in a file that was rotated away: never completed.
+            self._gap(base + self._pos, base + self._pos + len(self._partial))
+            self._pos += len(self._partial)
+            self._partial = b""
+        self._next = base + self._pos
+        self._boundary = True
+        self._hint = max(0, src.index - 1)
+        src.close()
+        self._src = None
+
+    def _skip_broken(self, src: _Source, exc: BaseException) -> None:
+        """A compressed backup that cannot be read on: what is left of it is a gap."""
+        log.warning("cannot read %s (%s): skipping the rest of it", src.name, exc)
+        self._broken.add((src.dev, src.ino))
+        self._next = (src.base or 0) + self._pos
+        self._boundary = False
+        self._partial = b""
+        src.close()
+        self._src = None
+
+    def _check_live(self, src: _Source) -> str:
+        """At the end of the live file: ``same``, ``rotated`` or ``reset``."""
+        try:
+            st = os.fstat(src.fd)
+            if st.st_size < self._pos + len(self._partial):
+                return "reset"  # truncated
+            first = src.first_line
+            if first is not None and os.pread(src.fd, len(first), 0) != first:
+                return "reset"  # rewritten in place
+            named = os.stat(self.path)
+        except OSError:
+            return "same"  # no file by that name (rotation under way, or deleted): wait
+        if (named.st_ino, named.st_dev) == (src.ino, src.dev):
+            return "same"
+        # Another file has the name.  Once its first line is there, the writer
+        # has moved on (it writes the header right after creating the file) and
+        # nothing more will be appended to ours.
+        try:
+            with open(self.path, "rb") as handle:
+                head = handle.read(_FIRST_LINE_LIMIT)
+        except OSError:
+            return "same"
+        return "same" if _first_line(head) is None else "rotated"
+
+    def _restart_live(self, src: _Source) -> None:
+        self._reset_from = self.position
+        src.close()
+        self._src = None
+        self._next = None
+        self._partial = b""
+
+
+# ---------------------------------------------------------------- inotify
+
+IN_MODIFY = 0x00000002
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
+IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800
+IN_Q_OVERFLOW = 0x00004000
+IN_IGNORED = 0x00008000
+IN_ONLYDIR = 0x01000000
+IN_ISDIR = 0x40000000
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = 0o2000000
+
+DIR_MASK = (
+    IN_MODIFY
+    | IN_CLOSE_WRITE
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+    | IN_CREATE
+    | IN_DELETE
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF
+    | IN_ONLYDIR
+)
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    # find_library() may run ldconfig: once is enough.
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class Inotify:
+    """The few inotify calls the watcher needs, through ctypes (no dependency)."""
+
+    def __init__(self) -> None:
+        if not sys.platform.startswith("linux"):
+            raise OSError(errno.ENOSYS, "inotify is Linux only")
+        libc = _libc()
+        self._init1 = libc.inotify_init1
+        self._init1.argtypes = [ctypes.c_int]
+        self._init1.restype = ctypes.c_int
+        self._add = libc.inotify_add_watch
+        self._add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        self._add.restype = ctypes.c_int
+        self._rm = libc.inotify_rm_watch
+        self._rm.argtypes = [ctypes.c_int, ctypes.c_int]
+        self._rm.restype = ctypes.c_int
+        fd = self._init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"inotify_init1: {os.strerror(code)}")
+        self.fd: int = fd
+
+    def add_watch(self, path: str, mask: int) -> int:
+        """Watch ``path``; returns the watch descriptor."""
+        wd = self._add(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"inotify_add_watch {path}: {os.strerror(code)}")
+        return int(wd)
+
+    def rm_watch(self, wd: int) -> None:
+        self._rm(self.fd, wd)  # fails only if already gone: nothing to do then
+
+    def read_events(self, limit: int = 16) -> List[Tuple[int, int, str]]:
+        """Events queued now, ``(wd, mask, name)``, from at most ``limit`` reads
+        of 64 KiB (a busy writer must not keep us here); never blocks."""
+        events: List[Tuple[int, int, str]] = []
+        for _ in range(limit):
+            try:
+                data = os.read(self.fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            pos = 0
+            while pos + _EVENT.size <= len(data):
+                wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
+                pos += _EVENT.size
+                name = data[pos : pos + length].rstrip(b"\0")
+                pos += length
+                events.append((wd, mask, os.fsdecode(name)))
+        return events
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+def inotify_wanted() -> bool:
+    """Whether to try inotify: on Linux, unless ``STREAMLOG_NO_INOTIFY=1``."""
+    return sys.platform.startswith("linux") and os.environ.get("STREAMLOG_NO_INOTIFY") != "1"
+
+
+# ---------------------------------------------------------------- the watcher
+
+
+class Watcher:
+    """Wakes the followers of ``logdir`` when their files change, and finds new processes.
+
+    ``on_new_process(spec, path)`` is called for every process file present
+    at :meth:`start` and for each one that appears later (once per process:
+    a file deleted and created again is not new).  :meth:`watch` attaches a
+    follower to a process (``group:name``; a plain ``name`` means
+    ``name:name``); several followers per process are allowed, though the
+    server is meant to keep one and fan out (see the module docstring).
+    New processes are found from inotify events, and by the safety poll
+    (every ``safety_interval`` seconds) in both modes.  Everything runs on the
+    IOLoop current at :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        logdir: str,
+        on_new_process: Optional[Callable[[str, str], None]] = None,
+        poll_interval: float = 0.1,
+        safety_interval: float = 1.0,
+        use_inotify: Optional[bool] = None,
+    ) -> None:
+        self.logdir = logdir
+        self.on_new_process = on_new_process
+        self.poll_interval = poll_interval
+        self.safety_interval = safety_interval
+        self.use_inotify = inotify_wanted() if use_inotify is None else use_inotify
+        #: ``inotify`` or ``poll`` once started.
+        self.mode = "stopped"
+        self.followers: Dict[str, List[FileFollower]] = {}
+        #: Every process seen: spec -> live path.
+        self.known: Dict[str, str] = {}
+        self.io_loop: Optional[IOLoop] = None
+        self._inotify: Optional[Inotify] = None
+        self._wds: Dict[int, str] = {}  # watch descriptor -> group component ("" = logdir)
+        self._dirs: Dict[str, int] = {}
+        self._dirty: Set[str] = set()
+        self._names: Dict[Tuple[str, str], Optional[Tuple[str, bool]]] = {}
+        self._rescan = False
+        self._scheduled = False
+        self._timers: List[PeriodicCallback] = []
+        self.polls = 0
+        self.events = 0
+
+    # ------------------------------------------------------------ public
+
+    def watch(self, spec: str, follower: FileFollower) -> None:
+        """Poll ``follower`` whenever the files of process ``spec`` change."""
+        spec = _spec(spec)
+        followers = self.followers.setdefault(spec, [])
+        if follower not in followers:
+            followers.append(follower)
+        self._mark(spec)
+
+    def unwatch(self, spec: str, follower: FileFollower) -> None:
+        """Stop polling ``follower`` (it is not closed: the caller owns it)."""
+        spec = _spec(spec)
+        followers = self.followers.get(spec, [])
+        if follower in followers:
+            followers.remove(follower)
+        if not followers:
+            self.followers.pop(spec, None)
+
+    def start(self) -> None:
+        """Begin watching, on the current IOLoop (inotify if possible, else polling)."""
+        if self.io_loop is not None:
+            return
+        self.io_loop = IOLoop.current()
+        if self.use_inotify:
+            try:
+                self._inotify = Inotify()
+            except (OSError, AttributeError) as exc:  # AttributeError: no such libc symbol
+                log.warning("inotify unavailable (%s): polling %s instead", exc, self.logdir)
+        if self._inotify is not None:
+            self.mode = "inotify"
+            self.io_loop.add_handler(self._inotify.fd, self._on_inotify, IOLoop.READ)
+            self._sync_watches()
+        else:
+            self.mode = "poll"
+            self._timers.append(PeriodicCallback(self.poll_all, self.poll_interval * 1000))
+        self._timers.append(PeriodicCallback(self._safety, self.safety_interval * 1000))
+        for timer in self._timers:
+            timer.start()
+        self._discover()
+        self.poll_all()
+
+    def stop(self) -> None:
+        """Stop watching (followers stay open; the caller owns them)."""
+        for timer in self._timers:
+            timer.stop()
+        self._timers = []
+        if self._inotify is not None:
+            if self.io_loop is not None:
+                self.io_loop.remove_handler(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
+        self._wds.clear()
+        self._dirs.clear()
+        self.io_loop = None
+        self.mode = "stopped"
+
+    def poll_all(self) -> None:
+        """Poll every follower (on the next IOLoop iteration)."""
+        self._mark(*self.followers)
+
+    # ------------------------------------------------------------ polling
+
+    def _mark(self, *specs: str) -> None:
+        self._dirty.update(specs)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self.io_loop is not None and not self._scheduled:
+            self._scheduled = True
+            self.io_loop.add_callback(self._run)
+
+    def _run(self) -> None:
+        """One round: each changed process's followers polled once, however many events."""
+        self._scheduled = False
+        if self.io_loop is None:
+            return
+        if self._rescan:
+            self._rescan = False
+            self._discover()
+        dirty, self._dirty = self._dirty, set()
+        again: List[str] = []
+        for spec in dirty:
+            for follower in list(self.followers.get(spec, ())):
+                self.polls += 1
+                try:
+                    follower.poll()
+                except Exception:
+                    log.exception("following %s failed", follower.path)
+                    continue
+                if follower.pending:
+                    again.append(spec)
+        if again:
+            self._mark(*again)  # the next iteration: let other work in between
+
+    def _safety(self) -> None:
+        """The slow poll: missed events, a logdir created late, new processes."""
+        if self._inotify is not None:
+            self._sync_watches()
+        self._rescan = True
+        self.poll_all()
+
+    def _discover(self) -> None:
+        for spec, path in discover(self.logdir).items():
+            if spec in self.known:
+                continue
+            self.known[spec] = path
+            if self.on_new_process is not None:
+                try:
+                    self.on_new_process(spec, path)
+                except Exception:
+                    log.exception("on_new_process failed for %s", spec)
+
+    # ------------------------------------------------------------ inotify
+
+    def _add_watch(self, group: str) -> None:
+        assert self._inotify is not None
+        if group in self._dirs:
+            return
+        path = os.path.join(self.logdir, quote_name(group)) if group else self.logdir
+        try:
+            wd = self._inotify.add_watch(path, DIR_MASK)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                log.warning("cannot watch %s: %s", path, exc)
+            return
+        self._wds[wd] = group
+        self._dirs[group] = wd
+
+    def _forget_watch(self, wd: int) -> None:
+        group = self._wds.pop(wd, None)
+        if group is not None and self._dirs.get(group) == wd:
+            del self._dirs[group]
+
+    def _sync_watches(self) -> None:
+        """Watch ``logdir`` and each group directory not watched yet."""
+        self._add_watch("")
+        if "" not in self._dirs:
+            return
+        root = os.path.realpath(self.logdir)
+        try:
+            entries = list(os.scandir(self.logdir))
+        except OSError:
+            return
+        for entry in entries:
+            group = _component(entry.name)
+            try:
+                if group is None or not entry.is_dir(follow_symlinks=True):
+                    continue
+                if entry.is_symlink() and not _inside(entry.path, root):
+                    continue
+            except OSError:
+                continue
+            if group not in self._dirs:
+                self._add_watch(group)
+                # Files may have been created, and written, before the watch.
+                self._rescan = True
+                self._dirty.update(s for s in self.followers if split_process(s)[0] == group)
+
+    def _on_inotify(self, fd: int, events: int) -> None:
+        if self._inotify is None:
+            return
+        try:
+            batch = self._inotify.read_events()
+        except OSError as exc:
+            log.warning("reading inotify events failed (%s): polling everything", exc)
+            batch = [(-1, IN_Q_OVERFLOW, "")]
+        for wd, mask, name in batch:
+            self.events += 1
+            self._event(wd, mask, name)
+        self._schedule()
+
+    def _event(self, wd: int, mask: int, name: str) -> None:
+        if mask & IN_Q_OVERFLOW:
+            self._rescan = True
+            self._dirty.update(self.followers)
+            return
+        if mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF):
+            if mask & IN_MOVE_SELF and self._inotify is not None:
+                self._inotify.rm_watch(wd)  # the name it was watched under is gone
+            self._forget_watch(wd)
+            self._dirty.update(self.followers)
+            return
+        group = self._wds.get(wd)
+        if group is None or not name:
+            return
+        if mask & IN_ISDIR:
+            if not group and mask & (IN_CREATE | IN_MOVED_TO):
+                self._sync_watches()
+                self._rescan = True
+            return
+        # A rotation renames every backup: tens of thousands of events in a
+        # burst, for a few hundred names.  Parse each name once.
+        key = (group, name)
+        try:
+            parsed = self._names[key]
+        except KeyError:
+            if len(self._names) > 4096:
+                self._names.clear()
+            parsed = self._names[key] = _parse_name(group, name)
+        if parsed is None:
+            return
+        spec, live = parsed
+        if spec in self.followers:
+            self._dirty.add(spec)
+        if live and spec not in self.known:
+            self._rescan = True
+
+
+def _parse_name(group: str, name: str) -> Optional[Tuple[str, bool]]:
+    """The process a file name in a group directory ("" = logdir) belongs to,
+    and whether it is the live file (not a backup or temporary file)."""
+    match = _FILE_NAME.match(name)
+    if match is None:
+        return None
+    process = _component(match.group("stem"))
+    if process is None:
+        return None
+    return f"{group or process}:{process}", not match.group("suffix")

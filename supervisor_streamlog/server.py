@@ -1,0 +1,599 @@
+"""The sidecar: a Tornado server that follows the files and streams them to browsers.
+
+Run it as a program of its own under supervisord::
+
+    [program:streamlog-web]
+    command = supervisor-streamlog serve -c %(here)s/supervisord.conf
+
+It reads only the files (the single source of truth) and supervisord's XML-RPC
+(process states), never the capture code.  HTTP surface (docs/protocol.md):
+``/`` the tail page, ``/api/processes``, ``/api/log/NAME``, ``/ws``,
+``/healthz``, ``/metrics``.
+
+Security: binds 127.0.0.1 by default; optional Basic auth (plain or ``{SHA}``
+passwords, compared in constant time) on everything but ``/healthz``; optional
+TLS; WebSocket Origin must be this server or ``allowed_origins``; a strict
+Content-Security-Policy; process names are looked up among the known processes,
+never turned into paths; limits on message size, subscriptions and connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import concurrent.futures
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import os
+import signal
+import ssl
+import time
+from datetime import datetime
+from typing import Any, Awaitable, Dict, List, Optional, Set
+from urllib.parse import urlparse
+
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+import tornado.web
+import tornado.websocket
+
+from .config import Config
+from .follow import FileFollower, Watcher, discover
+from .hub import Client, Hub, entry_json
+from .logfiles import is_header
+from .logstore import LogStore
+from .protocol import MAX_MESSAGE, MessageError, parse_message
+from .rpc import supervisor_proxy
+
+log = logging.getLogger("supervisor_streamlog.server")
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+MAX_SUBSCRIPTIONS = 32
+MAX_CONNECTIONS_PER_ADDRESS = 32
+MAX_BAD_MESSAGES = 20
+MAX_PAGE = 1000
+STATE_POLL = 1.0
+_STATE_KEYS = ("state", "pid", "start", "stop", "exitstatus")
+
+
+# ---------------------------------------------------------------- auth
+
+
+def check_credentials(config: Config, header: Optional[str]) -> bool:
+    """Basic auth against ``username``/``password`` (plain or ``{SHA}`` hex), in
+    constant time; True when no username is configured."""
+    if not config.username:
+        return True
+    if not header or not header.startswith("Basic "):
+        return False
+    try:
+        decoded = base64.b64decode(header[6:], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        return False
+    stored = config.password or ""
+    if stored.startswith("{SHA}"):
+        given = hashlib.sha1(password.encode("utf-8")).hexdigest().encode()
+        expected = stored[5:].strip().lower().encode()
+    else:
+        given, expected = password.encode("utf-8"), stored.encode("utf-8")
+    user_ok = hmac.compare_digest(user.encode("utf-8"), config.username.encode("utf-8"))
+    return hmac.compare_digest(given, expected) and user_ok
+
+
+# ---------------------------------------------------------------- the sidecar
+
+
+class Sidecar:
+    """The server's state: processes, their stores and followers, the hub."""
+
+    def __init__(self, config: Config, rpc: Any = None) -> None:
+        self.config = config
+        self.hub = Hub(call_soon=self._call_soon)
+        self.stores: Dict[str, LogStore] = {}
+        self.paths: Dict[str, str] = {}
+        self.followers: Dict[str, FileFollower] = {}
+        self.watcher: Optional[Watcher] = None
+        self.rpc = rpc
+        self.states: Dict[str, Dict[str, Any]] = {}
+        self.rpc_error: Optional[str] = None
+        self.connections: Dict[str, int] = {}
+        self.started = time.time()
+        self.lines: Dict[str, int] = {}
+        self.bytes: Dict[str, int] = {}
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-rpc")
+        self._poller: Optional[tornado.ioloop.PeriodicCallback] = None
+
+    def _call_soon(self, callback: Any) -> None:
+        tornado.ioloop.IOLoop.current().add_callback(callback)
+
+    # ------------------------------------------------------------ processes
+
+    def start(self) -> None:
+        os.makedirs(self.config.logdir, exist_ok=True)
+        for spec, path in discover(self.config.logdir).items():
+            self.add_process(spec, path)
+        self.watcher = Watcher(self.config.logdir, self.add_process)
+        for spec, follower in self.followers.items():
+            self.watcher.watch(spec, follower)
+        self.watcher.start()
+        if self.rpc is not None:
+            self._poller = tornado.ioloop.PeriodicCallback(self.poll_states, STATE_POLL * 1000)
+            self._poller.start()
+            tornado.ioloop.IOLoop.current().add_callback(self.poll_states)
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self._poller is not None:
+            self._poller.stop()
+        self._executor.shutdown(wait=False)
+
+    def add_process(self, spec: str, path: str) -> None:
+        """A process log file appeared: follow it from its current end."""
+        if spec in self.stores:
+            return
+        store = LogStore(path)
+        self.stores[spec] = store
+        self.paths[spec] = path
+        follower = FileFollower(
+            path,
+            None,
+            functools.partial(self._published, spec),
+            on_gap=functools.partial(self._gap, spec),
+            on_reset=functools.partial(self._reset, spec),
+        )
+        self.followers[spec] = follower
+        self.hub.channel(spec, store, follower.position)
+        if self.watcher is not None:
+            self.watcher.watch(spec, follower)
+
+    def _published(self, spec: str, entries: List[Any]) -> None:
+        self.lines[spec] = self.lines.get(spec, 0) + len(entries)
+        self.bytes[spec] = self.bytes.get(spec, 0) + entries[-1].end - entries[0].offset
+        self.hub.channels[spec].publish(entries)
+
+    def _gap(self, spec: str, start: int, end: int) -> None:
+        """Bytes the follower could not read (retention was faster): say so."""
+        channel = self.hub.channels.get(spec)
+        if channel is not None:
+            channel.gap(start, end)
+
+    def _reset(self, spec: str, old: int, new: int) -> None:
+        """The live file was truncated or replaced: offsets start again at ``new``."""
+        log.warning("%s: log file was truncated or replaced (offset %d -> %d)", spec, old, new)
+        channel = self.hub.channels.get(spec)
+        if channel is not None:
+            channel.reset(new)
+
+    def lookup(self, name: str) -> Optional[str]:
+        """A known process spec for a client-given name (``group:name`` or ``name``)."""
+        if name in self.stores:
+            return name
+        if ":" not in name and f"{name}:{name}" in self.stores:
+            return f"{name}:{name}"
+        return None
+
+    async def poll_states(self) -> None:
+        """Read process states from supervisord; broadcast the changes."""
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.run_in_executor(
+                self._executor, lambda: self.rpc().supervisor.getAllProcessInfo()
+            )
+        except Exception as exc:
+            if self.rpc_error is None:
+                log.warning("cannot read process states from supervisord: %r", exc)
+            self.rpc_error = repr(exc)
+            return
+        self.rpc_error = None
+        seen: Set[str] = set()
+        for info in infos:
+            spec = f"{info['group']}:{info['name']}"
+            seen.add(spec)
+            state = {
+                "process": spec,
+                "state": info["statename"],
+                "pid": info["pid"],
+                "start": info["start"],
+                "stop": info["stop"],
+                "exitstatus": info["exitstatus"],
+                "description": info["description"],
+            }
+            previous = self.states.get(spec)
+            self.states[spec] = state
+            # "description" holds the uptime: it changes every second, the state does not.
+            if previous is None or any(previous[k] != state[k] for k in _STATE_KEYS):
+                self.hub.broadcast({"type": "state", **state})
+        for spec in set(self.states) - seen:
+            del self.states[spec]
+            self.hub.broadcast({"type": "state", "process": spec, "state": "REMOVED"})
+
+    def processes(self) -> List[Dict[str, Any]]:
+        """Every process supervisord runs and every process with a log file."""
+        result = []
+        for spec in sorted(set(self.states) | set(self.stores)):
+            group, _, name = spec.partition(":")
+            item: Dict[str, Any] = {"name": spec, "group": group, "process": name}
+            state = self.states.get(spec)
+            if state is not None:
+                item.update({k: v for k, v in state.items() if k != "process"})
+            else:
+                item["state"] = "UNKNOWN"
+            item["captured"] = spec in self.stores
+            if spec in self.stores:
+                item["log"] = os.path.relpath(self.paths[spec], self.config.logdir)
+                item["cursor"] = self.hub.channels[spec].position
+            result.append(item)
+        return result
+
+
+# ---------------------------------------------------------------- handlers
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Security headers and auth for every page and API."""
+
+    def initialize(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self) -> Optional[Awaitable[None]]:
+        if not check_credentials(self.sidecar.config, self.request.headers.get("Authorization")):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
+            self.finish({"error": "authentication required"})
+        return None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.finish({"error": self._reason})
+
+    def fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.finish({"error": message})
+
+
+class PageHandler(BaseHandler):
+    def get(self) -> None:
+        with open(os.path.join(STATIC, "index.html"), "rb") as handle:
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(handle.read())
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """The page's assets, with the same headers and auth as the page."""
+
+    def initialize(self, path: str, sidecar: Sidecar) -> None:  # type: ignore[override]
+        super().initialize(path)
+        self.sidecar = sidecar
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def prepare(self) -> Optional[Awaitable[None]]:
+        if not check_credentials(self.sidecar.config, self.request.headers.get("Authorization")):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
+            self.finish()
+        return None
+
+
+class ProcessesHandler(BaseHandler):
+    def get(self) -> None:
+        self.finish(
+            {
+                "processes": self.sidecar.processes(),
+                "supervisor": self.sidecar.rpc_error or "ok" if self.sidecar.rpc else "n/a",
+            }
+        )
+
+
+def _int_arg(
+    handler: BaseHandler, name: str, default: Optional[int], low: int, high: int
+) -> Optional[int]:
+    raw = handler.get_argument(name, None)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise tornado.web.HTTPError(400, reason=f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise tornado.web.HTTPError(400, reason=f"{name} must be from {low} to {high}")
+    return value
+
+
+def _time_arg(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise tornado.web.HTTPError(400, reason="time must be RFC 3339 or epoch seconds") from None
+
+
+class LogHandler(BaseHandler):
+    """History of one process: pages by cursor, a jump to a time, or a search."""
+
+    def get(self, name: str) -> None:
+        spec = self.sidecar.lookup(name)
+        if spec is None:
+            self.fail(404, "no such process log")
+            return
+        store = self.sidecar.stores[spec]
+        limit = _int_arg(self, "limit", 200, 1, MAX_PAGE) or 200
+        cursor = _int_arg(self, "cursor", None, 0, 2**62)
+        direction = self.get_argument("direction", "backward")
+        if direction not in ("backward", "forward"):
+            raise tornado.web.HTTPError(400, reason="direction must be backward or forward")
+        query = self.get_argument("q", None)
+        when = self.get_argument("time", None)
+        if query:
+            try:
+                result = store.search(
+                    query,
+                    regex=self.get_argument("regex", "0") == "1",
+                    ignore_case=self.get_argument("case", "1") == "0",
+                    start=cursor,
+                    backward=direction == "backward",
+                    limit=limit,
+                    budget=0.5,
+                )
+            except ValueError as exc:
+                self.fail(400, str(exc)[:200])
+                return
+            self.finish(
+                {
+                    "process": spec,
+                    "entries": [entry_json(e) for e in result.entries],
+                    "next": result.next,
+                    "complete": result.complete,
+                }
+            )
+            return
+        if when is not None:
+            cursor = store.seek_time(_time_arg(when))
+            direction = "forward"
+        if direction == "forward":
+            page = store.read_forward(cursor, limit)
+        else:
+            page = store.read_backward(cursor, limit)
+        first, last = store.bounds()
+        self.finish(
+            {
+                "process": spec,
+                "entries": [
+                    entry_json(e)
+                    for e in page.entries
+                    if not is_header(e.record.stream, e.record.data)
+                ],
+                "start": page.start,
+                "end": page.end,
+                "has_before": page.has_before,
+                "has_after": page.has_after,
+                "missing": list(page.missing) if page.missing else None,
+                "first": first,
+                "last": last,
+            }
+        )
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    """Liveness, without auth and without secrets."""
+
+    def initialize(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    def get(self) -> None:
+        self.finish(
+            {
+                "status": "ok",
+                "processes": len(self.sidecar.stores),
+                "clients": len(self.sidecar.hub.clients),
+                "supervisor": "n/a"
+                if self.sidecar.rpc is None
+                else ("ok" if self.sidecar.rpc_error is None else "unreachable"),
+            }
+        )
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        from .metrics import render
+
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(render(self.sidecar))
+
+
+class LiveHandler(tornado.websocket.WebSocketHandler):
+    """``/ws``: subscriptions, live records, state changes (docs/protocol.md)."""
+
+    def initialize(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self.client: Optional[Client] = None
+        self.bad_messages = 0
+        self.address = ""
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        config = self.sidecar.config
+        if not check_credentials(config, self.request.headers.get("Authorization")):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
+            self.finish({"error": "authentication required"})
+            return
+        if not config.websocket_enabled:
+            self.set_status(404)
+            self.finish({"error": "live streaming is off (websocket_enabled = false)"})
+            return
+        self.address = self.request.remote_ip or "unix"
+        if self.sidecar.connections.get(self.address, 0) >= MAX_CONNECTIONS_PER_ADDRESS:
+            self.set_status(429)
+            self.finish({"error": "too many connections"})
+            return
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        parsed = urlparse(origin)
+        host = self.request.headers.get("Host", "")
+        if parsed.netloc and parsed.netloc.lower() == host.lower():
+            return True
+        allowed = (self.sidecar.config.allowed_origins or "").replace(",", " ").split()
+        return origin.rstrip("/") in {item.rstrip("/") for item in allowed}
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        connections = self.sidecar.connections
+        connections[self.address] = connections.get(self.address, 0) + 1
+        self.client = self.sidecar.hub.connect(self)
+        self.client.send(
+            {
+                "type": "hello",
+                "version": 1,
+                "max_message": MAX_MESSAGE,
+                "max_subscriptions": MAX_SUBSCRIPTIONS,
+            }
+        )
+
+    def send(self, message: str) -> Any:
+        """For the hub: write one frame; the future completes once it is written."""
+        try:
+            return self.write_message(message)
+        except tornado.websocket.WebSocketClosedError:
+            if self.client is not None:
+                self.client.close()
+            return None
+
+    def on_message(self, message: Any) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            request = parse_message(message)
+            self._handle(client, request)
+        except MessageError as exc:
+            self.bad_messages += 1
+            client.send({"type": "error", "error": str(exc)})
+            if self.bad_messages >= MAX_BAD_MESSAGES:
+                self.close(1008, "too many bad messages")
+
+    def _handle(self, client: Client, request: Dict[str, Any]) -> None:
+        kind = request["type"]
+        if kind == "ping":
+            client.send({"type": "pong", "id": request["id"]})
+            return
+        spec = self.sidecar.lookup(request["process"])
+        if spec is None:
+            raise MessageError("no such process log")
+        if kind == "unsubscribe":
+            self.sidecar.hub.unsubscribe(client, spec)
+            client.send({"type": "unsubscribed", "process": spec})
+            return
+        if spec not in client.subscriptions and len(client.subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise MessageError(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+        self.sidecar.hub.subscribe(client, spec, tail=request["tail"], cursor=request["cursor"])
+        for state in self.sidecar.states.values():
+            if state["process"] == spec:
+                client.send({"type": "state", **state})
+
+    def on_close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+            count = self.sidecar.connections.get(self.address, 1) - 1
+            if count <= 0:
+                self.sidecar.connections.pop(self.address, None)
+            else:
+                self.sidecar.connections[self.address] = count
+
+
+# ---------------------------------------------------------------- application
+
+
+def make_app(sidecar: Sidecar) -> tornado.web.Application:
+    """The Tornado application; handlers get the sidecar via ``initialize``."""
+    kwargs = {"sidecar": sidecar}
+    return tornado.web.Application(
+        [
+            (r"/", PageHandler, kwargs),
+            (r"/static/(.*)", StaticHandler, {"path": STATIC, "sidecar": sidecar}),
+            (r"/api/processes", ProcessesHandler, kwargs),
+            (r"/api/log/([^/]+)", LogHandler, kwargs),
+            (r"/ws", LiveHandler, kwargs),
+            (r"/healthz", HealthHandler, kwargs),
+            (r"/metrics", MetricsHandler, kwargs),
+        ],
+        websocket_max_message_size=MAX_MESSAGE,
+        websocket_ping_interval=30,
+        xsrf_cookies=False,
+        debug=False,
+    )
+
+
+def _ssl_context(config: Config) -> Optional[ssl.SSLContext]:
+    if not config.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.certfile, config.keyfile)
+    return context
+
+
+def listen(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
+    """Bind ``config.bind`` (host:port or unix:/path); return the server."""
+    server = tornado.httpserver.HTTPServer(app, ssl_options=_ssl_context(config), xheaders=False)
+    if config.bind.startswith("unix:"):
+        server.add_socket(tornado.netutil.bind_unix_socket(config.bind[5:], mode=0o600))
+    else:
+        host, _, port = config.bind.rpartition(":")
+        server.listen(int(port), address=host.strip("[]"))
+    return server
+
+
+async def serve(config: Config) -> int:
+    """Run the sidecar until SIGTERM/SIGINT."""
+    sidecar = Sidecar(config, rpc=supervisor_proxy(config.source))
+    sidecar.start()
+    server = listen(make_app(sidecar), config)
+    scheme = "https" if config.certfile else "http"
+    log.warning("streamlog sidecar on %s://%s/ (logdir %s)", scheme, config.bind, config.logdir)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    await stopped.wait()
+    server.stop()
+    for client in list(sidecar.hub.clients):
+        sender = client.sender
+        if isinstance(sender, LiveHandler):
+            sender.close(1001, "server shutting down")
+    sidecar.stop()
+    await server.close_all_connections()
+    return 0
+
+
+def run(config: Config) -> int:
+    """Entry point of ``supervisor-streamlog serve``."""
+    logging.basicConfig(level=logging.WARNING, format="streamlog-web: %(message)s")
+    return asyncio.run(serve(config))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,220 @@
+"""The hub's fan-out: exactly once and in order per client, bounded queues, skipped notices."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from supervisor_streamlog.formats import Record
+from supervisor_streamlog.hub import Hub
+from supervisor_streamlog.logfiles import Entry
+
+
+def make_entries(count: int, start: int = 0, size: int = 50) -> List[Entry]:
+    return [
+        Entry(
+            start + n * size,
+            start + (n + 1) * size,
+            Record(
+                "2026-11-27T01:23:45.000000+00:00",
+                "stdout",
+                b"line %d" % (start // size + n),
+                False,
+            ),
+        )
+        for n in range(count)
+    ]
+
+
+@dataclass
+class Page:
+    entries: List[Entry]
+    start: int
+    end: int
+    missing: Optional[Tuple[int, int]] = None
+
+
+class MemoryStore:
+    """History in memory, with the LogStore paging semantics the hub relies on."""
+
+    def __init__(self, entries: List[Entry], first: int = 0) -> None:
+        self.entries = entries
+        self.first = first
+
+    def read_forward(self, start: Optional[int], limit: int) -> Page:
+        start = self.first if start is None else start
+        missing = (start, self.first) if start < self.first else None
+        found = [e for e in self.entries if e.offset >= max(start, self.first)][:limit]
+        return Page(
+            found, found[0].offset if found else start, found[-1].end if found else start, missing
+        )
+
+    def read_backward(self, end: Optional[int], limit: int) -> Page:
+        found = [e for e in self.entries if end is None or e.end <= end][-limit:]
+        return Page(found, found[0].offset if found else 0, found[-1].end if found else 0)
+
+
+class Sender:
+    """A client that records frames; ``slow`` leaves writes pending until released."""
+
+    def __init__(self, slow: bool = False) -> None:
+        self.frames: List[Dict[str, Any]] = []
+        self.slow = slow
+        self.pending: List[concurrent.futures.Future] = []
+
+    def send(self, message: str) -> Any:
+        self.frames.append(json.loads(message))
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if self.slow:
+            self.pending.append(future)
+        else:
+            future.set_result(None)
+        return future
+
+    def release(self) -> None:
+        while self.pending:
+            self.pending.pop(0).set_result(None)
+
+    def texts(self) -> List[str]:
+        return [e["text"] for f in self.frames if f["type"] == "lines" for e in f["entries"]]
+
+    def last_cursor(self) -> int:
+        return [f for f in self.frames if f["type"] == "lines"][-1]["cursor"]
+
+
+def test_live_records_exactly_once_in_order() -> None:
+    hub = Hub()
+    hub.channel("web:web", MemoryStore([]), 0)
+    sender = Sender()
+    client = hub.connect(sender)
+    hub.subscribe(client, "web:web")
+    entries = make_entries(30)
+    for n in range(0, 30, 7):
+        hub.channels["web:web"].publish(entries[n : n + 7])
+    assert sender.texts() == [f"line {n}" for n in range(30)]
+    assert sender.last_cursor() == entries[-1].end
+    assert sender.frames[0]["type"] == "subscribed"
+
+
+def test_tail_then_live() -> None:
+    history = make_entries(100)
+    hub = Hub()
+    hub.channel("web:web", MemoryStore(history), history[-1].end)
+    sender = Sender()
+    hub.subscribe(hub.connect(sender), "web:web", tail=10)
+    hub.channels["web:web"].publish(make_entries(5, start=history[-1].end))
+    assert sender.texts() == [f"line {n}" for n in range(90, 105)]
+
+
+def test_resume_from_cursor_while_live_records_arrive() -> None:
+    history = make_entries(5000)
+    store = MemoryStore(history[:3000])
+    hub = Hub()
+    channel = hub.channel("web:web", store, history[2999].end)
+    sender = Sender(slow=True)
+    client = hub.connect(sender)
+    hub.subscribe(client, "web:web", cursor=history[1234].offset)
+    # Live records arrive (and reach the files) while the catch-up is paced.
+    for n in range(3000, 5000, 100):
+        store.entries = history[: n + 100]
+        channel.publish(history[n : n + 100])
+        sender.release()
+    for _ in range(50):
+        sender.release()
+    assert sender.texts() == [f"line {n}" for n in range(1234, 5000)]
+
+
+def test_slow_client_gets_a_skipped_notice_and_a_fast_one_everything() -> None:
+    hub = Hub(max_queue_bytes=10_000)
+    channel = hub.channel("web:web", MemoryStore([]), 0)
+    slow, fast = Sender(slow=True), Sender()
+    hub.subscribe(hub.connect(slow), "web:web")
+    hub.subscribe(hub.connect(fast), "web:web")
+    entries = make_entries(2000)
+    for n in range(0, 2000, 50):
+        channel.publish(entries[n : n + 50])
+    assert fast.texts() == [f"line {n}" for n in range(2000)]
+    # The slow client's socket drains: it learns exactly what it missed.
+    slow.release()
+    more = make_entries(10, start=entries[-1].end)
+    channel.publish(more)
+    slow.release()
+    seen = slow.texts()
+    skipped = [f for f in slow.frames if f["type"] == "skipped"]
+    assert len(skipped) == 1
+    first_missed, resumed = skipped[0]["from"], skipped[0]["to"]
+    got_before = [
+        e
+        for f in slow.frames
+        if f["type"] == "lines"
+        for e in f["entries"]
+        if e["end"] <= first_missed
+    ]
+    got_after = [
+        e
+        for f in slow.frames
+        if f["type"] == "lines"
+        for e in f["entries"]
+        if e["offset"] >= resumed
+    ]
+    # Every record is either received or inside the skipped range, once.
+    assert len(got_before) + (resumed - first_missed) // 50 + len(got_after) == 2010
+    assert seen[-10:] == [f"line {n}" for n in range(2000, 2010)]
+    assert hub.skipped_records > 0
+
+
+def test_file_headers_are_not_sent_but_the_cursor_moves_past_them() -> None:
+    hub = Hub()
+    channel = hub.channel("web:web", MemoryStore([]), 0)
+    sender = Sender()
+    hub.subscribe(hub.connect(sender), "web:web")
+    header = Entry(0, 60, Record("t", "status", b"STREAMLOG file offset=0", False))
+    channel.publish([header])
+    assert sender.texts() == [] and sender.last_cursor() == 60
+
+
+def test_history_deleted_by_retention_is_reported() -> None:
+    history = make_entries(10, start=5000)
+    hub = Hub()
+    hub.channel("web:web", MemoryStore(history, first=5000), history[-1].end)
+    sender = Sender()
+    hub.subscribe(hub.connect(sender), "web:web", cursor=100)
+    skipped = [f for f in sender.frames if f["type"] == "skipped"]
+    assert skipped == [
+        {"type": "skipped", "process": "web:web", "from": 100, "to": 5000, "reason": "deleted"}
+    ]
+    assert sender.texts() == [f"line {n}" for n in range(100, 110)]
+
+
+def test_closed_client_is_forgotten() -> None:
+    hub = Hub()
+    channel = hub.channel("web:web", MemoryStore([]), 0)
+    sender = Sender()
+    client = hub.connect(sender)
+    hub.subscribe(client, "web:web")
+    client.close()
+    channel.publish(make_entries(3))
+    assert sender.texts() == [] and not hub.clients and not channel.subscriptions
+
+
+def test_gap_and_reset_reach_live_subscribers_in_order() -> None:
+    hub = Hub()
+    channel = hub.channel("web:web", MemoryStore([]), 0)
+    sender = Sender()
+    hub.subscribe(hub.connect(sender), "web:web")
+    channel.publish(make_entries(3))
+    channel.gap(150, 1000)  # retention removed a file before the follower read it
+    channel.publish(make_entries(2, start=1000))
+    channel.reset(0)  # the live file was truncated: offsets start again
+    channel.publish(make_entries(1))
+    kinds = [(f["type"], f.get("from"), f.get("to"), f.get("cursor")) for f in sender.frames]
+    assert kinds == [
+        ("subscribed", None, None, 0),
+        ("lines", None, None, 150),
+        ("skipped", 150, 1000, None),
+        ("lines", None, None, 1100),
+        ("reset", None, None, 0),
+        ("lines", None, None, 50),
+    ]

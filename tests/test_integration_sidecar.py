@@ -1,0 +1,273 @@
+"""The sidecar against a real supervisord, real capture, real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from .sidecar import Live, get, with_sidecar
+from .supervisor import Supervisor, emit, program, wait_for
+
+
+def quiet(command: str, **options: object) -> dict:
+    section = program(command, **options)
+    del section["stdout_events_enabled"], section["stderr_events_enabled"]
+    return section
+
+
+@pytest.fixture
+def stopper() -> Iterator[List[Supervisor]]:
+    started: List[Supervisor] = []
+    yield started
+    for sup in started:
+        sup.stop()
+
+
+def test_rotation_during_a_50k_lines_per_second_stream_delivers_every_line_once(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    count = 150_000
+    sup = with_sidecar(
+        tmp_path,
+        {"fast": quiet(emit("rate", count, 50_000), autostart="false")},
+        streamlog={"maxbytes": "1MB", "backups": 100},
+    )
+    stopper.append(sup)
+    # The process's file exists once it has a record: start it, and subscribe
+    # from offset 0 so that nothing it ever wrote can be missed.
+    sup.rpc.supervisor.startProcess("fast")
+    wait_for(lambda: (sup.logdir / "fast.log").exists(), 20, "fast.log")
+    wait_for(lambda: get(sup.url + "/api/log/fast")[0] == 200, 20, "the sidecar to see fast")
+
+    async def run() -> Live:
+        live = await Live.connect(sup.url)
+        await live.send({"type": "subscribe", "process": "fast", "cursor": 0})
+        await live.until(lambda c: c.count >= count, 120, "every line")
+        return live
+
+    live = asyncio.run(run())
+    assert live.numbers() == list(range(count))
+    assert len(list(sup.logdir.glob("fast.log.*"))) >= 10
+    offsets = live.entries()
+    for before, after in zip(offsets, offsets[1:]):
+        assert before["end"] <= after["offset"]  # in order, never twice
+
+
+def test_reconnect_with_cursor_has_no_gap_and_no_duplicate(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    sup = with_sidecar(
+        tmp_path,
+        {"ticker": quiet(emit("tick", 0.002))},
+        streamlog={"maxbytes": "32KB", "backups": 100},
+    )
+    stopper.append(sup)
+    wait_for(lambda: get(sup.url + "/api/log/ticker")[0] == 200, 20, "ticker's log")
+
+    async def run() -> List[int]:
+        first = await Live.connect(sup.url)
+        await first.send({"type": "subscribe", "process": "ticker", "tail": 50})
+        await first.until(lambda c: c.count >= 300, 60, "300 lines")
+        cursor = first.cursor()
+        first.close()
+        await asyncio.sleep(0.5)  # the ticker goes on while nobody listens
+        second = await Live.connect(sup.url)
+        await second.send({"type": "subscribe", "process": "ticker", "cursor": cursor})
+        await second.until(lambda c: c.count >= 600, 60, "600 more lines")
+        second.close()
+        return first.numbers() + second.numbers()
+
+    numbers = asyncio.run(run())
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+def raw_handshake(url: str, origin: str) -> socket.socket:
+    """A WebSocket client that completes the handshake and then never reads."""
+    parts = urllib.parse.urlparse(url)
+    sock = socket.create_connection((parts.hostname, parts.port))
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def send_text(sock: socket.socket, text: str) -> None:
+    data = text.encode()
+    mask = b"\x01\x02\x03\x04"
+    assert len(data) < 126
+    sock.sendall(
+        bytes([0x81, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    )
+
+
+def read_frames(sock: socket.socket, until: str, timeout: float = 60) -> List[str]:
+    """Read server frames (unmasked text) until one contains ``until``."""
+    sock.settimeout(timeout)
+    buffer = b""
+    frames: List[str] = []
+
+    def need(n: int) -> None:
+        nonlocal buffer
+        while len(buffer) < n:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise AssertionError("connection closed")
+            buffer += chunk
+
+    while True:
+        need(2)
+        length = buffer[1] & 0x7F
+        head = 2
+        if length == 126:
+            need(4)
+            length, head = int.from_bytes(buffer[2:4], "big"), 4
+        elif length == 127:
+            need(10)
+            length, head = int.from_bytes(buffer[2:10], "big"), 10
+        need(head + length)
+        payload, buffer = buffer[head : head + length], buffer[head + length :]
+        frames.append(payload.decode())
+        if until in frames[-1]:
+            return frames
+
+
+def test_a_client_that_stops_reading_is_skipped_while_another_keeps_up(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    count = 400_000
+    sup = with_sidecar(
+        tmp_path,
+        {"fast": quiet(emit("rate", count, 50_000), autostart="false")},
+        streamlog={"maxbytes": "10MB", "backups": 100},
+    )
+    stopper.append(sup)
+    sup.rpc.supervisor.startProcess("fast")
+    wait_for(lambda: get(sup.url + "/api/log/fast")[0] == 200, 20, "fast's log")
+    stalled = raw_handshake(sup.url, sup.url)
+    send_text(stalled, '{"type": "subscribe", "process": "fast", "cursor": 0}')
+
+    async def keep_up() -> Live:
+        live = await Live.connect(sup.url)
+        await live.send({"type": "subscribe", "process": "fast", "cursor": 0})
+        await live.until(lambda c: c.count >= count, 120, "every line")
+        return live
+
+    live = asyncio.run(keep_up())
+    assert live.numbers() == list(range(count))
+    # Now the stalled client reads: it was told what it missed.
+    frames = read_frames(stalled, '"type": "skipped"')
+    assert '"from"' in frames[-1] and '"to"' in frames[-1]
+    stalled.close()
+    status, metrics = get(sup.url + "/metrics")
+    assert status == 200
+    text = metrics.decode() if isinstance(metrics, bytes) else str(metrics)
+    skipped = [
+        line
+        for line in text.splitlines()
+        if line.startswith("streamlog_sidecar_skipped_records_total")
+    ]
+    assert skipped and float(skipped[0].split()[-1]) > 0
+
+
+def test_cross_origin_traversal_and_bad_messages_are_refused(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    sup = with_sidecar(tmp_path, {"app": quiet(emit("tick", 0.05))})
+    stopper.append(sup)
+    wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
+    for name in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "..", "app%00", "nope"]:
+        assert get(sup.url + "/api/log/" + name)[0] == 404, name
+    status, body = get(sup.url + "/api/log/app?limit=100000")
+    assert status == 400
+
+    async def run() -> None:
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await Live.connect(sup.url, {"Origin": "http://evil.example"})
+        assert refused.value.code == 403
+        live = await Live.connect(sup.url)
+        await live.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
+        bad_messages = [
+            "not json",
+            '{"type": "subscribe", "process": "../../etc/passwd"}',
+            '{"type": "subscribe", "process": "app", "tail": -1}',
+            "[1, 2]",
+        ]
+        for number, bad in enumerate(bad_messages, 1):
+            await live.connection.write_message(bad)
+            await live.until(
+                lambda c, n=number: sum(f["type"] == "error" for f in c.frames) == n, 10, "an error"
+            )
+        await live.connection.write_message("x" * 100_000)  # over the message limit
+        closed = await asyncio.wait_for(live.connection.read_message(), 10)
+        assert closed is None  # the server closed the connection
+
+    asyncio.run(run())
+    assert get(sup.url + "/healthz")[0] == 200
+
+
+def test_basic_auth_with_sha_password_guards_page_api_and_websocket(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    digest = hashlib.sha1(b"s3cret").hexdigest()
+    sup = with_sidecar(
+        tmp_path,
+        {"app": quiet(emit("tick", 0.05))},
+        streamlog={"username": "ops", "password": "{SHA}" + digest},
+    )
+    stopper.append(sup)
+    good = {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"ops:wrong").decode()}
+    for path in ["/", "/api/processes", "/api/log/app", "/metrics", "/static/app.js"]:
+        assert get(sup.url + path)[0] == 401, path
+        assert get(sup.url + path, bad)[0] == 401, path
+    wait_for(lambda: get(sup.url + "/api/log/app", good)[0] == 200, 20, "app's log")
+    assert get(sup.url + "/healthz")[0] == 200  # liveness needs no credentials
+
+    async def run() -> None:
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await Live.connect(sup.url, bad)
+        assert refused.value.code == 401
+        live = await Live.connect(sup.url, good)
+        await live.send({"type": "subscribe", "process": "app", "tail": 5})
+        await live.until(lambda c: c.count >= 5, 20, "lines")
+
+    asyncio.run(run())
+    assert "s3cret" not in (tmp_path / "sidecar.err").read_text()
+
+
+def test_page_and_processes_api(tmp_path: Path, stopper: List[Supervisor]) -> None:
+    sup = with_sidecar(
+        tmp_path,
+        {"app": quiet(emit("tick", 0.05)), "other": quiet(emit("tick", 0.05))},
+        streamlog={"programs": "app"},
+    )
+    stopper.append(sup)
+    status, page = get(sup.url + "/")
+    assert status == 200 and b"<title>streamlog</title>" in page
+
+    def listed() -> dict:
+        return {p["name"]: p for p in get(sup.url + "/api/processes")[1]["processes"]}
+
+    wait_for(lambda: listed().get("app:app", {}).get("state") == "RUNNING", 20, "states")
+    processes = listed()
+    assert processes["app:app"]["captured"] and processes["app:app"]["log"] == "app.log"
+    assert not processes["other:other"]["captured"]
+    assert processes["other:other"]["state"] == "RUNNING"
