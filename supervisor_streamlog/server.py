@@ -113,6 +113,9 @@ class Sidecar:
         self.lines: Dict[str, int] = {}
         self.bytes: Dict[str, int] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-rpc")
+        #: History requests run here, one at a time, with stores of their own.
+        self.history_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-history")
+        self._history_stores: Dict[str, LogStore] = {}
         self._poller: Optional[tornado.ioloop.PeriodicCallback] = None
 
     def _call_soon(self, callback: Any) -> None:
@@ -139,6 +142,7 @@ class Sidecar:
         if self._poller is not None:
             self._poller.stop()
         self._executor.shutdown(wait=False)
+        self.history_executor.shutdown(wait=False)
 
     def add_process(self, spec: str, path: str) -> None:
         """A process log file appeared: follow it from its current end."""
@@ -176,6 +180,13 @@ class Sidecar:
         channel = self.hub.channels.get(spec)
         if channel is not None:
             channel.reset(new)
+
+    def history_store(self, spec: str) -> LogStore:
+        """The history thread's store for ``spec`` (LogStore caches are not shared)."""
+        store = self._history_stores.get(spec)
+        if store is None:
+            store = self._history_stores[spec] = LogStore(self.paths[spec])
+        return store
 
     def lookup(self, name: str) -> Optional[str]:
         """A known process spec for a client-given name (``group:name`` or ``name``)."""
@@ -333,69 +344,99 @@ def _time_arg(raw: str) -> float:
 
 
 class LogHandler(BaseHandler):
-    """History of one process: pages by cursor, a jump to a time, or a search."""
+    """History of one process: pages by cursor, a jump to a time, or a search.
 
-    def get(self, name: str) -> None:
+    File reading runs on the history thread (a search may take its whole time
+    budget, a first look into a ``.gz`` decompresses it): the IOLoop, and so
+    every live client, never waits for it.  That thread has stores of its own.
+    """
+
+    async def get(self, name: str) -> None:
         spec = self.sidecar.lookup(name)
         if spec is None:
             self.fail(404, "no such process log")
             return
-        store = self.sidecar.stores[spec]
         limit = _int_arg(self, "limit", 200, 1, MAX_PAGE) or 200
         cursor = _int_arg(self, "cursor", None, 0, 2**62)
         direction = self.get_argument("direction", "backward")
         if direction not in ("backward", "forward"):
             raise tornado.web.HTTPError(400, reason="direction must be backward or forward")
         query = self.get_argument("q", None)
-        when = self.get_argument("time", None)
+        raw_time = self.get_argument("time", None)
+        when = None if raw_time is None else _time_arg(raw_time)
+        search = None
         if query:
-            try:
-                result = store.search(
-                    query,
-                    regex=self.get_argument("regex", "0") == "1",
-                    ignore_case=self.get_argument("case", "1") == "0",
-                    start=cursor,
-                    backward=direction == "backward",
-                    limit=limit,
-                    budget=0.5,
-                )
-            except ValueError as exc:
-                self.fail(400, str(exc)[:200])
-                return
-            self.finish(
-                {
-                    "process": spec,
-                    "entries": [entry_json(e) for e in result.entries],
-                    "next": result.next,
-                    "complete": result.complete,
-                }
-            )
+            search = {
+                "regex": self.get_argument("regex", "0") == "1",
+                "ignore_case": self.get_argument("case", "1") == "0",
+            }
+        read = functools.partial(
+            self._read,
+            self.sidecar.history_store(spec),
+            spec,
+            limit,
+            cursor,
+            direction,
+            query,
+            search,
+            when,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            body = await loop.run_in_executor(self.sidecar.history_executor, read)
+        except ValueError as exc:  # a bad regular expression
+            self.fail(400, str(exc)[:200])
             return
+        self.finish(body)
+
+    @staticmethod
+    def _read(
+        store: LogStore,
+        spec: str,
+        limit: int,
+        cursor: Optional[int],
+        direction: str,
+        query: Optional[str],
+        search: Optional[Dict[str, bool]],
+        when: Optional[float],
+    ) -> Dict[str, Any]:
+        """On the history thread: the response body."""
+        if query and search is not None:
+            result = store.search(
+                query,
+                start=cursor,
+                backward=direction == "backward",
+                limit=limit,
+                budget=0.5,
+                **search,
+            )
+            return {
+                "process": spec,
+                "entries": [entry_json(e) for e in result.entries],
+                "next": result.next,
+                "complete": result.complete,
+            }
         if when is not None:
-            cursor = store.seek_time(_time_arg(when))
+            cursor = store.seek_time(when)
             direction = "forward"
         if direction == "forward":
             page = store.read_forward(cursor, limit)
         else:
             page = store.read_backward(cursor, limit)
         first, last = store.bounds()
-        self.finish(
-            {
-                "process": spec,
-                "entries": [
-                    entry_json(e)
-                    for e in page.entries
-                    if not is_header(e.record.stream, e.record.data)
-                ],
-                "start": page.start,
-                "end": page.end,
-                "has_before": page.has_before,
-                "has_after": page.has_after,
-                "missing": list(page.missing) if page.missing else None,
-                "first": first,
-                "last": last,
-            }
-        )
+        return {
+            "process": spec,
+            "entries": [
+                entry_json(e) for e in page.entries if not is_header(e.record.stream, e.record.data)
+            ],
+            "start": page.start,
+            "end": page.end,
+            "has_before": page.has_before,
+            "has_after": page.has_after,
+            "missing": list(page.missing) if page.missing else None,
+            "first": first,
+            "last": last,
+        }
 
 
 class HealthHandler(tornado.web.RequestHandler):

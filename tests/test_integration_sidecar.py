@@ -271,3 +271,51 @@ def test_page_and_processes_api(tmp_path: Path, stopper: List[Supervisor]) -> No
     assert processes["app:app"]["captured"] and processes["app:app"]["log"] == "app.log"
     assert not processes["other:other"]["captured"]
     assert processes["other:other"]["state"] == "RUNNING"
+
+
+def test_history_pages_search_and_time_jump(tmp_path: Path, stopper: List[Supervisor]) -> None:
+    count = 20_000
+    sup = with_sidecar(
+        tmp_path,
+        {"hist": quiet(emit("burst", count, 100, "block"))},
+        streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+    )
+    stopper.append(sup)
+    sup.wait_state("hist", "EXITED")
+    wait_for(lambda: get(sup.url + "/api/log/hist")[0] == 200, 20, "hist's log")
+
+    def numbers(body: dict) -> List[int]:
+        return [int(e["text"][5:14]) for e in body["entries"] if e["text"].startswith("line ")]
+
+    wait_for(
+        lambda: numbers(get(sup.url + "/api/log/hist?limit=5")[1])[-1:] == [count - 1],
+        30,
+        "the last line in history",
+    )
+    # Backward from the end, page after page, across rotated (gzipped) files.
+    seen: List[int] = []
+    cursor = ""
+    while True:
+        status, body = get(sup.url + f"/api/log/hist?limit=1000{cursor}")
+        assert status == 200
+        seen = numbers(body) + seen
+        if not body["has_before"]:
+            break
+        cursor = f"&cursor={body['start']}"
+    assert seen == list(range(count))
+    # Forward from the start.
+    status, body = get(sup.url + "/api/log/hist?direction=forward&cursor=0&limit=50")
+    forward = numbers(body)
+    assert len(forward) >= 40 and forward == list(range(len(forward)))
+    # Search, newest first, limited.
+    status, body = get(sup.url + "/api/log/hist?q=line%20000012345")
+    assert status == 200 and numbers(body) == [12345]
+    pattern = urllib.parse.quote("line 0+1(2345|9999) ")
+    status, body = get(sup.url + f"/api/log/hist?q={pattern}&regex=1")
+    assert numbers(body) == [19999, 12345]
+    assert get(sup.url + "/api/log/hist?q=%28&regex=1")[0] == 400
+    # A time jump lands on the first record at or after that time.
+    status, body = get(sup.url + "/api/log/hist?direction=forward&cursor=0&limit=3")
+    first_time = body["entries"][0]["time"]
+    status, body = get(sup.url + "/api/log/hist?time=" + urllib.parse.quote(first_time))
+    assert status == 200 and body["entries"][0]["time"] >= first_time

@@ -1,0 +1,200 @@
+"""History reads over a big log: what ``GET /api/log/NAME`` costs on 1 GB.
+
+    python -m bench.history                  # 1 GB live file + a 50 MB .gz backup
+    python -m bench.history --size-mb 200    # smaller, quicker
+
+Builds, in a temporary directory, one process's log as the capture writes it:
+a ``.1.gz`` backup (``--gz-mb``, offsets from 0) and a plain live file of
+``--size-mb`` of 100-byte-text records (4 ms apart in time), each starting with
+its ``status STREAMLOG file offset=N`` header.  A rare string is in two records,
+at 25 % and 95 % of the live file.  Then times, through
+:class:`supervisor_streamlog.logstore.LogStore`:
+
+* the first ``read_backward(None, 200)`` page (a tail view opening), with the
+  live file dropped from the page cache (``posix_fadvise DONTNEED``) and warm;
+* ``read_forward`` of 200 records from the middle, ``seek_time`` to the middle;
+* a search for the rare string (newest first, ``budget=0.5``), the same
+  case-insensitively and as a regex, and over the whole history (no budget);
+* the first read inside the ``.gz`` backup (decompressed once, then cached).
+
+"cold" is a new LogStore and the file's pages dropped; "warm" the median of 5
+runs on one LogStore.  Removes its files at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
+
+from supervisor_streamlog.formats import TextFormat
+from supervisor_streamlog.logfiles import header_text
+from supervisor_streamlog.logstore import LogStore, Page, SearchResult
+
+R = TypeVar("R")
+
+T0 = 1795742625.0
+NEEDLE = b"needle-7f3a9c"
+RECORDS_PER_CHUNK = 400  # one stamp per chunk, as the capture stamps a pipe read
+STEP = 0.004  # seconds between chunks
+
+
+def _bodies(count: int) -> List[bytes]:
+    """Chunks of 400 distinct 100-byte lines, built once and reused."""
+    bodies = []
+    for b in range(count):
+        lines = []
+        for n in range(RECORDS_PER_CHUNK):
+            text = b"GET /api/items/%06d?page=%03d 200 %5dB user=u%04d agent=bench" % (
+                b * RECORDS_PER_CHUNK + n,
+                n % 1000,
+                (n * 37) % 99999,
+                (b * 7 + n) % 10000,
+            )
+            lines.append(text.ljust(100, b".") + b"\n")
+        bodies.append(b"".join(lines))
+    return bodies
+
+
+def write_log(path: str, size: int, base: int, start: float, needles: Tuple[float, ...]) -> float:
+    """Write a log file of about ``size`` bytes starting at offset ``base``; returns the clock."""
+    fmt = TextFormat(utc=True)
+    bodies = _bodies(16)
+    marks = sorted(int(size * where) for where in needles)
+    now = start
+    with open(path, "wb", buffering=0) as out:
+        out.write(fmt.notice(fmt.stamp(now), header_text(base)))
+        written = 0
+        chunk = 0
+        while written < size:
+            body = bodies[chunk % len(bodies)]
+            if marks and written >= marks[0]:
+                marks.pop(0)
+                body = body[:-101] + (b"rare event " + NEEDLE).ljust(100, b"!") + b"\n"
+            data = fmt.records(fmt.stamp(now), "stdout", 4242, [(body, False)])
+            out.write(data)
+            written += len(data)
+            chunk += 1
+            now += STEP
+        os.fsync(out.fileno())
+    return now
+
+
+def drop_cache(path: str) -> None:
+    """Evict a file's pages from the page cache (no root needed for clean pages)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def timed(action: Callable[[], R]) -> Tuple[float, R]:
+    started = time.perf_counter()
+    result = action()
+    return (time.perf_counter() - started) * 1000.0, result
+
+
+def measure(live: str, action: Callable[[LogStore], R], cold_file: str) -> Tuple[float, float, R]:
+    """(cold ms, warm median ms, last result)."""
+    drop_cache(cold_file)
+    cold, result = timed(lambda: action(LogStore(live)))
+    store = LogStore(live)
+    action(store)
+    warm = []
+    for _ in range(5):
+        ms, result = timed(lambda: action(store))
+        warm.append(ms)
+    return cold, statistics.median(warm), result
+
+
+def pages(page: Page) -> str:
+    return f"{len(page.entries)} records"
+
+
+def found(result: SearchResult, ms: float) -> str:
+    scanned = result.scanned_bytes / 2**20
+    rate = scanned / 1024 / (ms / 1000)
+    return (
+        f"{len(result.entries)} found, {scanned:.0f} MB scanned ({rate:.1f} GB/s), "
+        f"complete={result.complete}, next={result.next}"
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024, help="live file size (MB)")
+    parser.add_argument("--gz-mb", type=int, default=50, help=".gz backup size, uncompressed")
+    parser.add_argument("--dir", default=None, help="where to build the files (default: tmp)")
+    args = parser.parse_args(argv)
+
+    root = tempfile.mkdtemp(prefix="streamlog-history-", dir=args.dir)
+    try:
+        live = os.path.join(root, "app.log")
+        backup = live + ".1"
+        started = time.perf_counter()
+        now = write_log(backup, args.gz_mb * 2**20, 0, T0, ())
+        gz_size = os.path.getsize(backup)
+        with open(backup, "rb") as src, gzip.open(backup + ".gz", "wb") as dst:
+            shutil.copyfileobj(src, dst, 2**20)
+        os.unlink(backup)
+        end = write_log(live, args.size_mb * 2**20, gz_size, now, (0.25, 0.95))
+        size = os.path.getsize(live)
+        build = time.perf_counter() - started
+        print(
+            f"built {size / 2**20:.0f} MB live + {gz_size / 2**20:.0f} MB .gz backup "
+            f"in {build:.1f} s ({root})",
+            file=sys.stderr,
+        )
+
+        middle_time = (now + end) / 2
+        middle_offset = gz_size + size // 2
+        rows: List[Tuple[str, float, float, str]] = []
+
+        cold, warm, page = measure(live, lambda s: s.read_backward(None, 200), live)
+        rows.append(("read_backward(None, 200)", cold, warm, pages(page)))
+        cold, warm, page = measure(live, lambda s: s.read_forward(middle_offset, 200), live)
+        rows.append(("read_forward(middle, 200)", cold, warm, pages(page)))
+        cold, warm, offset = measure(live, lambda s: s.seek_time(middle_time), live)
+        rows.append(("seek_time(middle)", cold, warm, f"offset {offset}"))
+        searches: List[Tuple[str, str, Dict[str, bool], float]] = [
+            ("search rare", NEEDLE.decode(), {}, 0.5),
+            ("search rare, ignore_case", NEEDLE.decode().upper(), {"ignore_case": True}, 0.5),
+            ("search rare, regex", r"needle-[0-9a-f]{4}9c", {"regex": True}, 0.5),
+            ("search rare, whole history", NEEDLE.decode(), {}, 60.0),
+        ]
+        for label, pattern, flags, budget in searches:
+
+            def search(
+                s: LogStore,
+                pattern: str = pattern,
+                flags: Dict[str, bool] = flags,
+                budget: float = budget,
+            ) -> SearchResult:
+                return s.search(pattern, budget=budget, **flags)
+
+            cold, warm, result = measure(live, search, live)
+            rows.append((f"{label} (budget {budget:g} s)", cold, warm, found(result, warm)))
+        inside = args.gz_mb * 2**20 // 2
+        cold, warm, page = measure(live, lambda s: s.read_forward(inside, 200), live + ".1.gz")
+        rows.append(
+            (f"read_forward in .gz ({args.gz_mb} MB)", cold, warm, pages(page) + "; cold: gunzip")
+        )
+
+        print(f"\n| operation ({size / 2**30:.2f} GB live file) | cold ms | warm ms | result |")
+        print("|---|---:|---:|---|")
+        for name, cold, warm, note in rows:
+            print(f"| {name} | {cold:.1f} | {warm:.2f} | {note} |")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
