@@ -9,10 +9,12 @@ STREAMLOG_PYTHON="$(command -v python3)"
 export STREAMLOG_DEMO_DIR STREAMLOG_PYTHON
 mkdir -p "$STREAMLOG_DEMO_DIR/childlogs"
 cat <<MSG
-streamlog demo: logs are written to $STREAMLOG_DEMO_DIR/streamlog/
-  follow them:   supervisor-streamlog tail -f -c conf/demo.conf web worker flaky
-  what is captured: supervisor-streamlog check -c conf/demo.conf
-  control:       supervisorctl -c conf/demo.conf status
-(the live browser page arrives with the sidecar; Ctrl-C stops the demo)
+streamlog demo
+  open:          http://127.0.0.1:9002/
+  files:         $STREAMLOG_DEMO_DIR/streamlog/
+  terminal tail: supervisor-streamlog tail -f -c conf/demo.conf web worker flaky
+  capture:       supervisorctl -c conf/demo.conf streamlog status
+  check:         supervisor-streamlog check -c conf/demo.conf
+(Ctrl-C stops the demo)
 MSG
 exec python3 -m supervisor.supervisord -c conf/demo.conf

@@ -6,11 +6,20 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from supervisor_streamlog.formats import iter_records
 
 from .supervisor import CONF, wait_for
+
+
+def page(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200 and b"<title>streamlog</title>" in response.read()
+    except OSError:
+        return False
 
 
 def test_demo_config_captures_all_three_programs(tmp_path: Path) -> None:
@@ -51,6 +60,8 @@ def test_demo_config_captures_all_three_programs(tmp_path: Path) -> None:
             "flaky's exit record",
         )
         assert any(r.stream == "stderr" and b"cannot reach" in r.data for r in records("flaky"))
+        # The sidecar serves the page the demo prints.
+        wait_for(lambda: page("http://127.0.0.1:9002/"), 30, "the demo's tail page")
     finally:
         proc.terminate()
         proc.wait(60)
