@@ -81,6 +81,11 @@ def inspect(path: str) -> Report:
             f"section with supervisor.rpcinterface_factory = {PLUGIN_FACTORY}, "
             "or an [eventlistener:streamlog] running `supervisor-streamlog listen`"
         )
+    if mode == "plugin" and not options.configroot.supervisord.server_configs:
+        warnings.append(
+            "plugin mode needs an [unix_http_server] or [inet_http_server] section: "
+            "supervisord loads rpcinterface plugins only with an HTTP server"
+        )
     if listener is not None:
         names = {event.__name__ for event in listener.pool_events}
         if not any(name.startswith("ProcessLog") for name in names):

@@ -143,3 +143,10 @@ def test_plugin_snippet_captures_everything(tmp_path: Path) -> None:
     assert "mode: plugin" in result.stdout
     assert f"app:app: captures stdout -> {tmp_path}/logs/app.log" in result.stdout
     assert "stderr: merged into stdout (redirect_stderr = true)" in result.stdout
+
+
+def test_plugin_without_http_server_is_a_warning(tmp_path: Path) -> None:
+    snippet = (CONF / "streamlog-plugin.conf").read_text()
+    conf = write_conf(tmp_path, snippet + "[program:app]\ncommand = /bin/true\n")
+    result = run_check(conf)
+    assert result.returncode == 1 and "needs an [unix_http_server]" in result.stdout
