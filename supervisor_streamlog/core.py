@@ -32,6 +32,31 @@ Report = Callable[[str], None]
 ENDING_STATES = frozenset({"EXITED", "STOPPED", "FATAL", "BACKOFF", "UNKNOWN"})
 
 
+def status_fields(
+    state: str,
+    pid: Optional[int] = None,
+    tries: Optional[int] = None,
+    exitstatus: Optional[int] = None,
+    expected: Optional[bool] = None,
+) -> Dict[str, FieldValue]:
+    """The fields of a ``status`` record, the same for both front ends.
+
+    ``pid`` is left out where supervisord has none yet (STARTING, BACKOFF,
+    FATAL), and ``exitstatus``/``expected`` belong to EXITED only.
+    """
+    fields: Dict[str, FieldValue] = {}
+    if pid is not None and state not in ("STARTING", "BACKOFF", "FATAL"):
+        fields["pid"] = pid
+    if tries is not None:
+        fields["tries"] = tries
+    if state == "EXITED":
+        if exitstatus is not None:
+            fields["exitstatus"] = exitstatus
+        if expected is not None:
+            fields["expected"] = expected
+    return fields
+
+
 def report_to_stderr(message: str) -> None:
     """Default diagnostics sink: one line on stderr (never stdout)."""
     try:

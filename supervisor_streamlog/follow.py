@@ -68,7 +68,7 @@ from typing import BinaryIO, Callable, Dict, List, Optional, Set, Tuple
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from .formats import RecordError, parse
-from .logfiles import HEADER_PREFIX, Entry, is_header, process_files
+from .logfiles import Entry, header_base, process_files
 from .paths import quote_name, split_process, unquote_name
 
 log = logging.getLogger(__name__)
@@ -78,24 +78,11 @@ RangeCallback = Callable[[int, int], None]
 
 #: How much a header line may take; anything longer is not a header.
 _FIRST_LINE_LIMIT = 4096
-_HEADER_DATA = b"STREAMLOG " + HEADER_PREFIX.encode("ascii")
 #: Size of one read() inside a poll.
 _READ_SIZE = 1024 * 1024
 #: Missing backup indexes probed past the first hole before a scan stops (a
 #: rotation renames one file at a time, so a transient hole is one index wide).
 _PROBE = 2
-
-
-def _header_base(first: bytes) -> Optional[int]:
-    """The offset in a file's header line, or None if the line is not a header."""
-    try:
-        record = parse(first[:-1] if first.endswith(b"\n") else first)
-    except RecordError:
-        return None
-    if not is_header(record.stream, record.data):
-        return None
-    digits = record.data[len(_HEADER_DATA) :].split(b" ", 1)[0]
-    return int(digits) if digits.isdigit() else None
 
 
 def _first_line(head: bytes) -> Optional[bytes]:
@@ -215,7 +202,7 @@ class _Source:
         self.first_line = first_line
         self.packed = packed
         self.raw = raw  # owns ``fd`` when compressed
-        self.base: Optional[int] = None if first_line is None else _header_base(first_line)
+        self.base: Optional[int] = None if first_line is None else header_base(first_line)
 
     @property
     def end(self) -> int:

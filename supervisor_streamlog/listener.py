@@ -36,7 +36,7 @@ import socket
 import sys
 from typing import Any, Callable, Dict, Optional, TextIO, Tuple
 
-from .core import Capture, Report, report_to_stderr
+from .core import Capture, Report, report_to_stderr, status_fields
 from .rpc import supervisor_proxy
 
 READY = "READY\n"
@@ -151,16 +151,13 @@ class Listener:
             if (group, process) == self.own:
                 return
             pid = _pid(fields.get("pid"))
-            extra: Dict[str, Any] = {}
-            if "pid" in fields and state not in ("STARTING", "BACKOFF", "FATAL"):
-                extra["pid"] = pid
-            if "tries" in fields:
-                extra["tries"] = _pid(fields["tries"])
-            if state == "EXITED":
-                status = self._exit_status(group, process)
-                if status is not None:
-                    extra["exitstatus"] = status
-                extra["expected"] = fields.get("expected") == "1"
+            extra = status_fields(
+                state,
+                pid=pid if "pid" in fields else None,
+                tries=_pid(fields["tries"]) if "tries" in fields else None,
+                exitstatus=self._exit_status(group, process) if state == "EXITED" else None,
+                expected=fields.get("expected") == "1",
+            )
             self.capture.state(group, process, state, pid, extra)
         # Anything else (TICK, ...) is acknowledged and ignored.
 

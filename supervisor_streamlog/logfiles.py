@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
 import struct
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .formats import Record
+from .formats import Record, RecordError, parse
 
 HEADER_PREFIX = "file offset="
-_HEADER = re.compile(rb"STREAMLOG file offset=(\d+)")
+_HEADER_DATA = b"STREAMLOG " + HEADER_PREFIX.encode("ascii")
 
 
 def header_text(base: int) -> str:
@@ -31,7 +30,7 @@ def header_text(base: int) -> str:
 
 def is_header(stream: str, data: bytes) -> bool:
     """Whether a record is a file header (bookkeeping, not the child's output)."""
-    return stream == "status" and data.startswith(b"STREAMLOG " + HEADER_PREFIX.encode())
+    return stream == "status" and data.startswith(_HEADER_DATA)
 
 
 def _first_line(path: str, limit: int = 4096) -> bytes:
@@ -40,13 +39,26 @@ def _first_line(path: str, limit: int = 4096) -> bytes:
         return handle.readline(limit)
 
 
+def header_base(line: bytes) -> Optional[int]:
+    """The offset in a file's first line (with or without its newline), or
+    None when that line is not a header record."""
+    line = line.split(b"\n", 1)[0]
+    try:
+        record = parse(line)
+    except RecordError:
+        return None
+    if not is_header(record.stream, record.data):
+        return None
+    digits = record.data[len(_HEADER_DATA) :].split(b" ", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
 def read_base(path: str) -> Optional[int]:
     """The offset a file begins at, from its header; None if it has none."""
     try:
-        match = _HEADER.search(_first_line(path))
+        return header_base(_first_line(path))
     except (OSError, EOFError, gzip.BadGzipFile):
         return None
-    return int(match.group(1)) if match else None
 
 
 def uncompressed_size(path: str) -> int:

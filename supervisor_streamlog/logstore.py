@@ -58,7 +58,7 @@ from typing import (
 )
 
 from .formats import Record, RecordError, parse
-from .logfiles import HEADER_PREFIX, Entry, LogFile, is_header
+from .logfiles import Entry, LogFile, header_base, is_header
 
 T = TypeVar("T")
 
@@ -70,7 +70,6 @@ _RETRIES = 4  # new listings after a file vanished, before doing without it
 _FIRST_BLOCK = 64 * 1024  # enough for a page of a few hundred records
 _MAX_BLOCK = 1024 * 1024
 _SEEK_SPAN = 64 * 1024  # bisect down to this, then scan
-_HEADER_BYTES = b"STREAMLOG " + HEADER_PREFIX.encode("ascii")
 _JSON_TIME = re.compile(rb'\{\s*"time"\s*:\s*"([^"\\]{1,64})"')
 # Regex features that can match a record's text alone but not the same text
 # inside a block of whole lines (where it follows "TIME STREAM " and precedes
@@ -792,7 +791,7 @@ class LogStore:
             return None
         finally:
             os.close(fd)
-        return key, _Meta(_header_base(head), size)
+        return key, _Meta(header_base(head), size)
 
     # ------------------------------------------------------------ gzip
 
@@ -1024,19 +1023,6 @@ def _collect(
         if len(entries) >= limit:
             return True
     return False
-
-
-def _header_base(head: bytes) -> Optional[int]:
-    """The base in a file's first line, if it is a header."""
-    line = head.split(b"\n", 1)[0]
-    try:
-        record = parse(line)
-    except RecordError:
-        return None
-    if not is_header(record.stream, record.data):
-        return None
-    digits = record.data[len(_HEADER_BYTES) :].split(b" ", 1)[0]
-    return int(digits) if digits.isdigit() else None
 
 
 def _parse_time(text: str) -> Optional[float]:

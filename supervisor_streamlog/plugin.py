@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional
 from supervisor import events
 
 from .config import Config, ConfigError, load
-from .core import Capture
+from .core import Capture, status_fields
 
 #: How often the timer thread runs the core's timers.
 TICK_INTERVAL = 0.1
@@ -133,14 +133,13 @@ class Plugin:
                 self.enable_events(process)
             extra: Dict[str, Any] = dict(event.extra_values)
             pid = int(extra.get("pid") or 0)
-            fields: Dict[str, Any] = {}
-            if "pid" in extra and state not in ("STARTING", "BACKOFF", "FATAL"):
-                fields["pid"] = pid
-            if "tries" in extra:
-                fields["tries"] = int(extra["tries"])
-            if state == "EXITED":
-                fields["exitstatus"] = int(process.exitstatus or 0)
-                fields["expected"] = bool(event.expected)
+            fields = status_fields(
+                state,
+                pid=pid if "pid" in extra else None,
+                tries=int(extra["tries"]) if "tries" in extra else None,
+                exitstatus=int(process.exitstatus or 0),
+                expected=bool(event.expected),
+            )
             group, name = _process_names(process)
             with self.lock:
                 self.capture.state(group, name, state, pid, fields)
