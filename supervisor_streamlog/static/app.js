@@ -8,6 +8,7 @@ let socket = null;
 let current = new URLSearchParams(location.search).get("process");
 let cursor = null;
 let retry = 500;
+let fresh = false;
 
 function setConnection(text, down) {
   $("connection").textContent = text;
@@ -52,6 +53,7 @@ function subscribe() {
   if (!socket || socket.readyState !== WebSocket.OPEN || !current) return;
   const message = { type: "subscribe", process: current };
   if (cursor !== null) message.cursor = cursor; else message.tail = 500;
+  fresh = cursor === null; // a fresh view replaces what is shown when confirmed
   socket.send(JSON.stringify(message));
 }
 
@@ -83,7 +85,14 @@ function connect() {
   socket.addEventListener("open", () => { retry = 500; setConnection("live"); subscribe(); });
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(event.data);
-    if (message.type === "lines" && message.process === current) {
+    if (message.type === "subscribed") {
+      current = message.process; // the canonical group:name of what was asked
+      if (fresh) $("log").replaceChildren();
+      fresh = false;
+      for (const li of $("processes").children) {
+        li.setAttribute("aria-selected", String(li.dataset.process === current));
+      }
+    } else if (message.type === "lines" && message.process === current) {
       addLines(message.entries);
       cursor = message.cursor;
     } else if (message.type === "skipped" && message.process === current) {
@@ -101,5 +110,6 @@ function connect() {
   });
 }
 
-loadProcesses().then(() => { if (current) open(current); });
+if (current) open(current);
+loadProcesses();
 connect();
