@@ -17,9 +17,10 @@ from .paths import log_path
 
 PLUGIN_FACTORY = "supervisor_streamlog.plugin:make_rpcinterface"
 LISTENER_COMMAND = "supervisor-streamlog"
-#: The smallest listener ``buffer_size`` docs/benchmarks.md found lossless for
-#: block-writing producers.
-RECOMMENDED_BUFFER_SIZE = 8192
+#: The listener ``buffer_size`` docs/benchmarks.md found lossless for a
+#: 1M-line burst from a line-per-write producer (8192 is enough only when every
+#: captured program writes in blocks).  No size is safe for an endless flood.
+RECOMMENDED_BUFFER_SIZE = 65536
 
 
 @dataclass

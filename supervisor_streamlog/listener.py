@@ -6,7 +6,7 @@ Add to supervisord.conf (and ``stdout_events_enabled = true`` /
     [eventlistener:streamlog]
     command = supervisor-streamlog listen -c %(here)s/supervisord.conf
     events = PROCESS_LOG,PROCESS_STATE
-    buffer_size = 8192
+    buffer_size = 65536
     stdout_logfile = NONE
     stderr_logfile = %(here)s/streamlog-listener.err
 
