@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from typing import Callable, Iterator, List
 
 import pytest
 
-from supervisor_streamlog.formats import Record
+from supervisor_streamlog.formats import Record, iter_records
 
 from .supervisor import Supervisor, emit, program, wait_for
 
@@ -202,3 +203,53 @@ def test_removed_group_is_closed_and_added_group_captured(plugin_supervisor: Fac
     assert names == ["new:new"]
     states = [r.text.split()[0] for r in sup.records("old") if r.stream == "status"]
     assert states[-1] == "STOPPED"
+
+
+def test_same_records_as_listener_mode_but_for_timestamps(tmp_path: Path) -> None:
+    """Both front ends share the core: the same output gives the same records."""
+    euro = "€".encode()
+    steps = [
+        ["out", (b"plain\nsplit " + euro[:1]).hex()],
+        ["sleep", 0.15],
+        ["out", (euro[1:] + b" done\r\n\x00\x1b[1mbold\xff\n" + b"L" * 40000 + b"\n").hex()],
+        ["err", b"err line\n".hex()],
+        ["out", b"tail without newline".hex()],
+        ["exit", 2],
+    ]
+    (tmp_path / "steps.json").write_text(json.dumps(steps))
+    results = []
+    for base in ("listener.conf", "plugin.conf"):
+        workdir = tmp_path / base.split(".")[0]
+        workdir.mkdir()
+        sup = Supervisor(
+            workdir, {"same": program(emit("script", tmp_path / "steps.json"))}, base=base
+        ).start()
+        try:
+            sup.wait_state("same", "EXITED")
+            wait_for(partial(exited, sup, "same"), 20, "the EXITED record")
+            results.append(
+                [(r.stream, r.data, r.partial) for r in sup.records("same") if r.stream != "status"]
+            )
+        finally:
+            sup.stop()
+    assert results[0] == results[1]
+    assert results[0][-1] == ("stdout", b"tail without newline", True)
+
+
+def test_reopen_through_supervisorctl_after_an_external_rotation(
+    plugin_supervisor: Factory,
+) -> None:
+    sup = plugin_supervisor(programs={"svc": quiet_program(emit("tick", 0.01))})
+    wait_for(lambda: len(numbers(sup.records("svc"))) > 5, 20, "svc lines")
+    live = sup.logdir / "svc.log"
+    moved = sup.logdir / "svc.log-logrotate"
+    live.rename(moved)  # what logrotate (without copytruncate) does
+    ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sup.conf)]
+    done = subprocess.run(ctl + ["streamlog", "reopen"], capture_output=True, text=True, timeout=60)
+    assert "reopened" in done.stdout, done.stdout + done.stderr
+    wait_for(lambda: live.exists() and b"line" in live.read_bytes(), 20, "a new svc.log")
+    old = [
+        int(r.data[5:14]) for r in iter_records(moved.read_bytes()) if r.data.startswith(b"line")
+    ]
+    new = [int(r.data[5:14]) for r in iter_records(live.read_bytes()) if r.data.startswith(b"line")]
+    assert new[0] == old[-1] + 1  # nothing lost, nothing twice, across the reopen
