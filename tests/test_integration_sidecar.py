@@ -320,3 +320,26 @@ def test_history_pages_search_and_time_jump(tmp_path: Path, stopper: List[Superv
     first_time = body["entries"][0]["time"]
     status, body = get(sup.url + "/api/log/hist?time=" + urllib.parse.quote(first_time))
     assert status == 200 and body["entries"][0]["time"] >= first_time
+
+
+def test_websocket_off_keeps_history_and_sigterm_stops_cleanly(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    sup = with_sidecar(
+        tmp_path, {"app": quiet(emit("tick", 0.05))}, streamlog={"websocket_enabled": "false"}
+    )
+    stopper.append(sup)
+    wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
+    assert get(sup.url + "/api/log/app")[1]["entries"]
+
+    async def refused() -> int:
+        with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
+            await Live.connect(sup.url)
+        return caught.value.code
+
+    assert asyncio.run(refused()) == 404
+    # SIGTERM (supervisorctl stop) ends the sidecar cleanly: status 0, no traceback.
+    sup.rpc.supervisor.stopProcess("sidecar")
+    info = sup.info("sidecar:sidecar")
+    assert info["statename"] == "STOPPED" and info["exitstatus"] == 0
+    assert "Traceback" not in (tmp_path / "sidecar.err").read_text()
