@@ -7,10 +7,19 @@ Parsing builds a namespace in :func:`build_parser` (testable on its own);
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
 from . import __version__
+
+#: Where supervisorctl looks for supervisord.conf, in its order.
+DEFAULT_CONFIGS = (
+    "supervisord.conf",
+    "etc/supervisord.conf",
+    "/etc/supervisord.conf",
+    "/etc/supervisor/supervisord.conf",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the last records of one or more processes' streamlog files.",
     )
     tail.add_argument(
-        "-c", "--config", required=True, metavar="FILE", help="file with the [streamlog] section"
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="file with the [streamlog] section (default: the first of "
+        + ", ".join(DEFAULT_CONFIGS)
+        + ", as supervisorctl looks)",
     )
     tail.add_argument(
         "-n", "--lines", type=int, default=10, metavar="N", help="how many records (default 10)"
@@ -77,9 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_config() -> Optional[str]:
+    """The supervisord config file supervisorctl would find, if any."""
+    for path in DEFAULT_CONFIGS:
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    if args.config is None:
+        args.config = default_config()
+        if args.config is None:
+            sys.stderr.write(
+                "supervisor-streamlog: no config file found at "
+                + ", ".join(DEFAULT_CONFIGS)
+                + "; use -c FILE\n"
+            )
+            return 2
     if args.command == "check":
         from .check import main as check_main
 

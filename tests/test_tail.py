@@ -91,3 +91,32 @@ def test_tail_follows_across_rotation_without_loss_or_duplicate(tmp_path: Path) 
         capture.close()
     assert len(list((tmp_path / "logs").glob("app.log.*"))) > 10
     assert seen == ["start"] + [f"line {n}" for n in range(2000)]
+
+
+def test_tail_finds_supervisord_conf_like_supervisorctl(tmp_path: Path) -> None:
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[streamlog]\nlogdir = %(here)s/logs\n")
+    capture = capture_for(conf)
+    capture.log("app", "app", "stdout", 7, b"found it\n")
+    capture.close()
+    result = subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "tail", "app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0 and result.stdout.endswith("stdout found it\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "tail", "app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=empty,
+    )
+    if not any(
+        Path(p).exists() for p in ("/etc/supervisord.conf", "/etc/supervisor/supervisord.conf")
+    ):
+        assert result.returncode == 2 and "use -c FILE" in result.stderr
