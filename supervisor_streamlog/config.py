@@ -231,6 +231,11 @@ def from_mapping(
     if not logdir:
         raise ConfigError(f"[{SECTION}] logdir is empty: expected a directory path")
     parsed["logdir"] = os.path.abspath(os.path.join(here, logdir))
+    if (parsed["username"] is None) != (parsed["password"] is None):
+        raise ConfigError(
+            f"[{SECTION}] username and password must be set together "
+            "(one without the other would leave the sidecar open)"
+        )
     if (parsed["certfile"] is None) != (parsed["keyfile"] is None):
         raise ConfigError(f"[{SECTION}] certfile and keyfile must be set together")
     return Config(**parsed)

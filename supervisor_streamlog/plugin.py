@@ -30,6 +30,7 @@ on the STARTING event, to set the flag on the dispatchers it makes.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -51,6 +52,16 @@ _STATE_BY_TYPE = {typ: name for name, typ in _STATES.items()}
 
 #: The plugin of the current supervisord load, to close it when a reload makes a new one.
 _current: List[Plugin] = []
+
+
+_registered: List[Callable[[], None]] = []
+
+
+def _close_at_exit() -> None:
+    """supervisord exits after its last STOPPED event: write what is unfinished
+    (partial lines, batches) before the interpreter goes."""
+    for plugin in _current:
+        plugin.close()
 
 
 def _process_names(process: Any) -> tuple:
@@ -191,10 +202,14 @@ class Plugin:
     def _tick_loop(self) -> None:
         while not self.stop_event.wait(TICK_INTERVAL):
             with self.lock:
+                if self.stop_event.is_set():
+                    return  # closed while this tick waited for the lock
                 self.capture.tick(time.time())
 
     def close(self) -> None:
-        """Write what is unfinished, close files, stop the threads."""
+        """Write what is unfinished, close files, stop the threads (once)."""
+        if self.stop_event.is_set():
+            return
         self.stop_event.set()
         with self.lock:
             self.capture.close()
@@ -265,5 +280,8 @@ def make_rpcinterface(supervisord: Any, **settings: str) -> StreamlogNamespace:
         _current.pop().close()  # a reload: the previous load's files
     plugin = Plugin(supervisord, config)
     plugin.subscribe()
+    if not _current and _close_at_exit not in _registered:
+        atexit.register(_close_at_exit)
+        _registered.append(_close_at_exit)
     _current.append(plugin)
     return plugin.namespace

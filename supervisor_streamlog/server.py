@@ -26,17 +26,20 @@ import concurrent.futures
 import functools
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import ssl
 import time
 from datetime import datetime
-from typing import Any, Awaitable, Dict, List, Optional, Set
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set
 from urllib.parse import urlparse
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.ioloop
 import tornado.netutil
 import tornado.web
@@ -61,6 +64,7 @@ MAX_SUBSCRIPTIONS = 32
 MAX_CONNECTIONS_PER_ADDRESS = 32
 MAX_BAD_MESSAGES = 20
 MAX_PAGE = 1000
+SEARCH_BUDGET = 0.5
 STATE_POLL = 1.0
 _STATE_KEYS = ("state", "pid", "start", "stop", "exitstatus")
 
@@ -90,6 +94,36 @@ def check_credentials(config: Config, header: Optional[str]) -> bool:
         given, expected = password.encode("utf-8"), stored.encode("utf-8")
     user_ok = hmac.compare_digest(user.encode("utf-8"), config.username.encode("utf-8"))
     return hmac.compare_digest(given, expected) and user_ok
+
+
+def _loopback(name: str) -> bool:
+    name = name.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(config: Config, host: Optional[str]) -> bool:
+    """Refuse requests for another host name (DNS rebinding).
+
+    A sidecar bound to loopback answers only to loopback names (and the hosts
+    of ``allowed_origins``): a page on another site whose name was made to
+    resolve to 127.0.0.1 cannot read the logs.  One bound elsewhere was exposed
+    on purpose (then set ``username``/``password``), and a unix socket is
+    reached through a proxy that picks the Host itself.
+    """
+    if config.bind.startswith("unix:"):
+        return True
+    if not _loopback(config.bind.rpartition(":")[0]):
+        return True
+    name = urlparse(f"//{host or ''}").hostname or ""
+    if _loopback(name):
+        return True
+    allowed = (config.allowed_origins or "").replace(",", " ").split()
+    return name in {(urlparse(origin).hostname or "").lower() for origin in allowed}
 
 
 # ---------------------------------------------------------------- the sidecar
@@ -253,6 +287,15 @@ class Sidecar:
 # ---------------------------------------------------------------- handlers
 
 
+def refuse(config: Config, request: tornado.httputil.HTTPServerRequest) -> Optional[tuple]:
+    """(status, reason) when a request must be refused before anything else."""
+    if not host_allowed(config, request.headers.get("Host")):
+        return 403, "unexpected Host header"
+    if not check_credentials(config, request.headers.get("Authorization")):
+        return 401, "authentication required"
+    return None
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Security headers and auth for every page and API."""
 
@@ -267,10 +310,12 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> Optional[Awaitable[None]]:
-        if not check_credentials(self.sidecar.config, self.request.headers.get("Authorization")):
-            self.set_status(401)
-            self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
-            self.finish({"error": "authentication required"})
+        refusal = refuse(self.sidecar.config, self.request)
+        if refusal is not None:
+            self.set_status(refusal[0])
+            if refusal[0] == 401:
+                self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
+            self.finish({"error": refusal[1]})
         return None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -300,9 +345,11 @@ class StaticHandler(tornado.web.StaticFileHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
     def prepare(self) -> Optional[Awaitable[None]]:
-        if not check_credentials(self.sidecar.config, self.request.headers.get("Authorization")):
-            self.set_status(401)
-            self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
+        refusal = refuse(self.sidecar.config, self.request)
+        if refusal is not None:
+            self.set_status(refusal[0])
+            if refusal[0] == 401:
+                self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
             self.finish()
         return None
 
@@ -341,6 +388,45 @@ def _time_arg(raw: str) -> float:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise tornado.web.HTTPError(400, reason="time must be RFC 3339 or epoch seconds") from None
+
+
+class SearchTimeout(ValueError):
+    """A regular expression search that had to be stopped."""
+
+
+def _search_child(conn: Any, run: Callable[[], Any]) -> None:
+    try:
+        conn.send(("ok", run()))
+    except Exception as exc:  # sent back to be raised in the server
+        conn.send(("error", exc))
+    finally:
+        conn.close()
+
+
+def run_with_deadline(run: Callable[[], Any], timeout: float) -> Any:
+    """Run ``run()`` in a forked child; kill it and raise :class:`SearchTimeout`
+    if it is not done in ``timeout`` seconds.  Exceptions come back as they were."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_search_child, args=(sender, run), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout):
+            child.kill()
+            raise SearchTimeout(
+                "the regular expression took too long (nested repetition such as (a+)+ "
+                "backtracks without end): simplify it"
+            )
+        kind, value = receiver.recv()
+    except EOFError:
+        raise SearchTimeout("the search stopped unexpectedly") from None
+    finally:
+        receiver.close()
+        child.join(1)
+    if kind == "error":
+        raise value
+    return value
 
 
 class LogHandler(BaseHandler):
@@ -402,14 +488,18 @@ class LogHandler(BaseHandler):
     ) -> Dict[str, Any]:
         """On the history thread: the response body."""
         if query and search is not None:
-            result = store.search(
+            run = functools.partial(
+                store.search,
                 query,
                 start=cursor,
                 backward=direction == "backward",
                 limit=limit,
-                budget=0.5,
+                budget=SEARCH_BUDGET,
                 **search,
             )
+            # A regular expression can backtrack for hours on one line, and
+            # Python cannot interrupt it: run it where it can be killed.
+            result = run_with_deadline(run, SEARCH_BUDGET + 2.0) if search["regex"] else run()
             return {
                 "process": spec,
                 "entries": [entry_json(e) for e in result.entries],
@@ -477,10 +567,12 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         config = self.sidecar.config
-        if not check_credentials(config, self.request.headers.get("Authorization")):
-            self.set_status(401)
-            self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
-            self.finish({"error": "authentication required"})
+        refusal = refuse(config, self.request)
+        if refusal is not None:
+            self.set_status(refusal[0])
+            if refusal[0] == 401:
+                self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
+            self.finish({"error": refusal[1]})
             return
         if not config.websocket_enabled:
             self.set_status(404)

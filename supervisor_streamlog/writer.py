@@ -70,6 +70,8 @@ class RotatingWriter:
         #: Offset of the live file's first byte in the process's whole log.
         self.base = 0
         self._next_base: Optional[int] = None
+        #: Size of a new file before any record: its header, or 0.
+        self.empty_size = 0
         #: Held by rotation and by the compressor while they rename files.
         self.lock = threading.Lock()
         self.fd: Optional[int] = None
@@ -202,8 +204,9 @@ class RotatingWriter:
             if maxbytes and self.size + len(data) > maxbytes:
                 room = maxbytes - self.size
                 cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
-                if cut == 0 and self.size == 0:
-                    # One record larger than maxbytes: it gets a file of its own.
+                if cut == 0 and self.size <= self.empty_size:
+                    # One record larger than maxbytes (with the header): it gets a
+                    # file of its own -- rotating again could never make room.
                     cut = data.find(b"\n") + 1 or len(data)
                 if cut:
                     chunk, data = data[:cut], data[cut:]
@@ -263,6 +266,7 @@ class RotatingWriter:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self.fd = fd
         self.size = os.fstat(fd).st_size
+        self.empty_size = 0
         if not self.header:
             return
         if self.size:
@@ -276,7 +280,9 @@ class RotatingWriter:
                 self._next_base = (read_base(previous) or 0) + uncompressed_size(previous)
         self.base, self._next_base = self._next_base, None
         assert self.notice is not None
-        self._raw_write(self.notice(header_text(self.base)))  # on failure kept in self.tail
+        header = self.notice(header_text(self.base))
+        self.empty_size = len(header)  # a file holding only its header counts as empty
+        self._raw_write(header)  # on failure kept in self.tail
 
     def _close_fd(self) -> None:
         if self.fd is not None:

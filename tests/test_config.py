@@ -60,7 +60,7 @@ def test_here_expansion_and_relative_logdir(tmp_path: Path) -> None:
 
 def test_env_expansion(tmp_path: Path) -> None:
     config = from_mapping(
-        {"logdir": "%(ENV_LOGROOT)s/x", "username": "%(ENV_WHO)s"},
+        {"logdir": "%(ENV_LOGROOT)s/x", "username": "%(ENV_WHO)s", "password": "p"},
         here=str(tmp_path),
         environ={"LOGROOT": "/var/log/sl", "WHO": "admin"},
     )
@@ -72,12 +72,14 @@ def test_env_expansion_uses_os_environ_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STREAMLOG_TEST_USER", "someone")
-    config = from_mapping({"username": "%(ENV_STREAMLOG_TEST_USER)s"}, here=str(tmp_path))
+    config = from_mapping(
+        {"username": "%(ENV_STREAMLOG_TEST_USER)s", "password": "p"}, here=str(tmp_path)
+    )
     assert config.username == "someone"
 
 
 def test_double_percent_is_a_literal_percent(tmp_path: Path) -> None:
-    assert make(tmp_path, password="100%%sure").password == "100%sure"
+    assert make(tmp_path, username="u", password="100%%sure").password == "100%sure"
 
 
 @pytest.mark.parametrize(
@@ -307,3 +309,10 @@ def test_describe_lists_every_setting() -> None:
     assert len(lines) == len(SETTINGS)
     for setting, line in zip(SETTINGS, lines):
         assert line.startswith(setting.name + " = ")
+
+
+@pytest.mark.parametrize("given", [{"username": "ops"}, {"password": "s3cret"}])
+def test_username_and_password_go_together(tmp_path: Path, given: dict) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_mapping(given, here=str(tmp_path), environ={})
+    assert "username and password must be set together" in str(caught.value)

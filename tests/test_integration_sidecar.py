@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import socket
 import urllib.parse
 from pathlib import Path
@@ -343,3 +344,33 @@ def test_websocket_off_keeps_history_and_sigterm_stops_cleanly(
     info = sup.info("sidecar:sidecar")
     assert info["statename"] == "STOPPED" and info["exitstatus"] == 0
     assert "Traceback" not in (tmp_path / "sidecar.err").read_text()
+
+
+def test_dns_rebinding_and_catastrophic_regex_are_refused(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    steps = [["out", (b"a" * 40 + b"b\n").hex()], ["sleep", 3600]]
+    (tmp_path / "redos.json").write_text(json.dumps(steps))
+    sup = with_sidecar(tmp_path, {"app": quiet(emit("script", tmp_path / "redos.json"))})
+    stopper.append(sup)
+    wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
+    port = urllib.parse.urlparse(sup.url).port
+    # A page on another site whose name resolves to 127.0.0.1 (DNS rebinding).
+    evil = {"Host": f"evil.example:{port}"}
+    assert get(sup.url + "/api/log/app", evil)[0] == 403
+    assert get(sup.url + "/", evil)[0] == 403
+    assert get(sup.url + "/api/log/app", {"Host": f"localhost:{port}"})[0] == 200
+
+    async def websocket_refused() -> int:
+        with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
+            await Live.connect(
+                sup.url, {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+            )
+        return caught.value.code
+
+    assert asyncio.run(websocket_refused()) == 403
+    # (a+)+c backtracks for hours on 40 a's: stopped, and the server goes on.
+    pattern = urllib.parse.quote("(a+)+c")
+    status, body = get(sup.url + f"/api/log/app?q={pattern}&regex=1")
+    assert status == 400 and "took too long" in body["error"]
+    assert get(sup.url + "/api/log/app?q=aaab")[1]["entries"]

@@ -85,3 +85,17 @@ def test_header_is_bookkeeping() -> None:
     assert is_header("status", b"STREAMLOG file offset=12")
     assert not is_header("stdout", b"STREAMLOG file offset=12")
     assert not is_header("status", b"STREAMLOG dropped bytes=1")
+
+
+def test_a_record_larger_than_maxbytes_gets_a_file_of_its_own(tmp_path: Path) -> None:
+    # With the header in every file, "an empty file" is one holding only its
+    # header: rotating again would never make room (a regression: it looped).
+    for fmt, line in (("text", b"x" * 3000), ("json", b"\x01" * 3000)):
+        cap = make(tmp_path / fmt, maxbytes="1KB", format=fmt)
+        cap.log("app", "app", "stdout", 1, b"before\n" + line + b"\nafter\n")
+        cap.close()
+        files = process_files(str(tmp_path / fmt / "logs" / "app.log"))
+        assert 2 <= len(files) <= 4
+        data = whole(files)
+        assert data.count(b"\n") == 3 + len(files)  # three records and one header per file
+        assert b"before" in data and b"after" in data
