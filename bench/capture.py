@@ -17,6 +17,12 @@ after repetition:
   and a ``[streamlog]`` section (``maxbytes = 50MB``: files rotate during the run);
 * ``plugin``: the same ``[streamlog]`` section captured in-process
   (``[rpcinterface:streamlog]``, plugin mode): no events, no buffer;
+* ``s6`` (by default when ``s6-log`` is installed): an outside reference --
+  supervisord runs ``sh -c "exec PRODUCER | s6-log t s52428800 n10 DIR"``
+  (no events, ``stdout_logfile = NONE``): s6-log reads the producer's pipe
+  itself and writes every line with a TAI64N stamp, rotating at 50 MB;
+  supervisord is not in the data path.  The cost of a good timestamping
+  logger, not a supervisord setup;
 * ``write@B`` (only with ``--kinds``): ``bench/write_listener.py``, the null
   listener plus a stamp and one ``write(2)`` per chunk -- the floor of any
   listener that writes files.
@@ -28,14 +34,16 @@ other processes used more than that during it.  Measured:
 
 * **time**: from just before ``startProcess`` of the producer to the moment its
   last line is in the destination -- native: the mtime of the log file once it
-  holds every byte; null: the listener's clock when it read the last
+  holds every byte (s6: ``DIR/current`` and the rotated ``DIR/@*.s``); null:
+  the listener's clock when it read the last
   PROCESS_LOG event; ours and plugin: the timestamp of the last ``stdout``
   record (taken when the chunk was received, just before it is written);
-* **lines lost**: expected lines minus the lines found -- native: intact lines
-  in the log files; null: newlines in the payloads received; ours and plugin:
+* **lines lost**: expected lines minus the lines found -- native and s6: intact
+  lines in the log files; null: newlines in the payloads received; ours and plugin:
   distinct line numbers whose record is intact in the files;
 * **CPU seconds** (from ``/proc``) of supervisord, of the producer and of the
-  listener during the measurement -- a less noisy view of the processing cost;
+  listener during the measurement -- a less noisy view of the processing cost
+  (s6: the producer's CPU includes s6-log's, both reaped by the shell);
 * **events**: PROCESS_LOG events (chunks) handled (null: counted; ours and
   plugin: distinct record timestamps, one per chunk), supervisord's "event buffer
   overflowed" log lines (events dropped), and the peak number of events
@@ -69,10 +77,13 @@ NULL_LISTENER = Path(__file__).resolve().parent / "null_listener.py"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
 
-KINDS = ("native", "null", "ours", "plugin", "write")
+KINDS = ("native", "null", "ours", "plugin", "s6", "write")
+SIMPLE = ("native", "plugin", "s6")  # kinds without a listener (no buffer_size)
 LISTENERS = ("null", "ours", "write")
 MODES = ("block", "line")
 DEFAULT_BUFFER_SIZES = (10, 1024, 8192, 65536)
+DEFAULT_KINDS = ("native", "null", "ours", "plugin", "s6")  # s6 only if s6-log is installed
+S6_PREFIX = 26  # "@" + 24 hex digits of TAI64N + " " before every line s6-log writes
 LISTENER = "listener"  # the [eventlistener:x] pool (and process) name
 PRODUCER = "producer"
 
@@ -100,12 +111,12 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 class Setup:
     """One configuration under test."""
 
-    kind: str  # native, null or ours
-    buffer_size: int = 0  # the listener's buffer_size (0 for native)
+    kind: str  # one of KINDS
+    buffer_size: int = 0  # the listener's buffer_size (0 for kinds without a listener)
 
     @property
     def label(self) -> str:
-        if self.kind in ("native", "plugin"):
+        if self.kind in SIMPLE:
             return self.kind
         return f"{self.kind}@{self.buffer_size}"
 
@@ -207,6 +218,34 @@ def files_oldest_first(live: Path) -> List[Path]:
     return ordered + ([live] if live.exists() else [])
 
 
+def find_s6_log() -> Optional[str]:
+    """The path of ``s6-log`` (Debian package ``s6``), or None."""
+    found = shutil.which("s6-log")
+    if found:
+        return found
+    for candidate in ("/usr/bin/s6-log", "/bin/s6-log", "/command/s6-log"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def s6_files(logdir: Path) -> List[Path]:
+    """s6-log's rotated files ``@TAI64N.s`` (the names sort by time), then ``current``."""
+    files = sorted(logdir.glob("@*.s"))
+    current = logdir / "current"
+    return files + ([current] if current.exists() else [])
+
+
+def s6_size(logdir: Path) -> int:
+    total = 0
+    for path in s6_files(logdir):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:  # renamed by a rotation meanwhile
+            pass
+    return total
+
+
 def read_all(live: Path) -> bytes:
     return b"".join(path.read_bytes() for path in files_oldest_first(live))
 
@@ -238,8 +277,11 @@ def read_json(path: Path) -> Optional[Dict[str, Any]]:
 class Bench:
     """One supervisord with one setup and one producer, in a temporary directory."""
 
-    def __init__(self, setup: Setup, mode: str, lines: int, size: int, keep: bool) -> None:
+    def __init__(
+        self, setup: Setup, mode: str, lines: int, size: int, keep: bool, s6_log: str = "s6-log"
+    ) -> None:
         self.setup = setup
+        self.s6_log = s6_log
         self.mode = mode
         self.lines = lines
         self.size = size
@@ -248,10 +290,12 @@ class Bench:
         self.conf = self.dir / "supervisord.conf"
         self.native_log = self.dir / f"{PRODUCER}.log"
         self.ours_log = self.dir / "streamlog" / f"{PRODUCER}.log"
+        self.s6_dir = self.dir / "s6"
         self.side = self.dir / "null-counts.json"
         self.peaks = self.dir / "peaks.json"
         self.proc: Optional[subprocess.Popen] = None
         (self.dir / "childlogs").mkdir()
+        self.s6_dir.mkdir()
         self.conf.write_text(self.config_text())
 
     def config_text(self) -> str:
@@ -273,6 +317,12 @@ class Bench:
             options["stdout_logfile"] = str(self.native_log)
             options["stdout_logfile_maxbytes"] = "50MB"
             options["stdout_logfile_backups"] = 10
+        elif kind == "s6":
+            # s6-log reads the producer's pipe itself: supervisord only runs the shell.
+            options["command"] = (
+                f'/bin/sh -c "exec {producer} | {self.s6_log} t s52428800 n10 {self.s6_dir}"'
+            )
+            options["stdout_logfile"] = "NONE"
         elif kind == "plugin":
             # The plugin turns output events on for what it captures.
             options["stdout_logfile"] = "NONE"
@@ -454,6 +504,22 @@ class Bench:
             wait_for(native_done, timeout, "the native log to be complete", poke=self.poke)
             files = files_oldest_first(self.native_log)
             return max(path.stat().st_mtime_ns for path in files) / 1e9
+        if kind == "s6":
+            expected = self.lines * (self.size + S6_PREFIX)
+            seen: List[int] = []
+
+            def s6_done() -> bool:
+                size = s6_size(self.s6_dir)
+                if size >= expected:
+                    return True
+                if self.state(PRODUCER) != "EXITED":
+                    return False
+                # The shell exits after s6-log: whatever is missing was lost.
+                seen.append(size)
+                return len(seen) > 5 and seen[-5] == size
+
+            wait_for(s6_done, timeout, "s6-log's files to be complete", poke=self.poke)
+            return max(path.stat().st_mtime_ns for path in s6_files(self.s6_dir)) / 1e9
         if kind in ("null", "write"):
             counts = wait_for(
                 self._null_counts_done, timeout, "the null listener to see EXITED", poke=self.poke
@@ -489,6 +555,9 @@ class Bench:
         if kind == "native":
             blob = read_all(self.native_log)
             result.lines_found = len(re.findall(pattern + rb"\n", blob))
+        elif kind == "s6":
+            blob = b"".join(path.read_bytes() for path in s6_files(self.s6_dir))
+            result.lines_found = len(re.findall(rb"@[0-9a-f]{24} " + pattern + rb"\n", blob))
         elif kind in ("null", "write"):
             counts = read_json(self.side) or {}
             result.lines_found = int(counts.get("lines", 0))
@@ -507,11 +576,13 @@ def measure(
 ) -> Tuple[Result, List[Result]]:
     """Run one measurement, once more if other processes disturbed it (the quieter counts)."""
     wait_quiet(args.quiet_load, args.quiet_wait)
-    first = Bench(setup, mode, args.lines, args.size, args.keep).run(rep, args.timeout)
+    first = Bench(setup, mode, args.lines, args.size, args.keep, args.s6_log).run(rep, args.timeout)
     if first.error or not first.background > args.quiet_load:
         return first, []
     wait_quiet(args.quiet_load, args.quiet_wait)
-    second = Bench(setup, mode, args.lines, args.size, args.keep).run(rep, args.timeout)
+    second = Bench(setup, mode, args.lines, args.size, args.keep, args.s6_log).run(
+        rep, args.timeout
+    )
     second.attempts = 2
     if second.error is None and second.background < first.background:
         return second, [first]
@@ -528,7 +599,7 @@ def plan(
     """(rep, mode, setup) in run order: repetitions outermost, setups rotated per rep."""
     setups: List[Setup] = []
     for kind in kinds:
-        if kind in ("native", "plugin"):
+        if kind in SIMPLE:
             setups.append(Setup(kind))
         else:
             setups.extend(Setup(kind, size) for size in buffer_sizes)
@@ -635,6 +706,35 @@ def loss_table(results: Sequence[Result]) -> str:
     return "\n".join(rows)
 
 
+def ratio_table(results: Sequence[Result]) -> str:
+    """Time ratios of the kinds without a listener (same repetition): plugin/native, plugin/s6."""
+    good = [r for r in results if r.error is None]
+    by = {(r.mode, r.kind, r.rep): r for r in good if r.kind in SIMPLE}
+    pairs = [("plugin", "native"), ("plugin", "s6"), ("native", "s6")]
+    present = {kind for _, kind, _ in by}
+    pairs = [pair for pair in pairs if set(pair) <= present]
+    if not pairs:
+        return ""
+    rows = [
+        "| producer | " + " | ".join(f"time {a} / {b}" for a, b in pairs) + " |",
+        "|---|" + "---:|" * len(pairs),
+    ]
+    for mode in MODES:
+        reps = sorted({rep for m, _, rep in by if m == mode})
+        if not reps:
+            continue
+        cells = []
+        for a, b in pairs:
+            values = [
+                by[(mode, a, rep)].seconds / by[(mode, b, rep)].seconds
+                for rep in reps
+                if (mode, a, rep) in by and (mode, b, rep) in by
+            ]
+            cells.append(spread(values))
+        rows.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.capture",
@@ -647,8 +747,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--modes", default="block,line", help="producer types: block,line")
     parser.add_argument(
         "--kinds",
-        default="native,null,ours,plugin",
-        help="setups: native,null,ours,plugin (and write, the floor of a file-writing listener)",
+        help="setups: native,null,ours,plugin,s6 (the default; s6 only if s6-log is "
+        "installed) and write (the floor of a file-writing listener)",
     )
     parser.add_argument(
         "--buffer-sizes",
@@ -681,13 +781,26 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if args.size < 17:
         parser.error("--size must be at least 17")
     args.modes = [m for m in args.modes.split(",") if m]
-    args.kinds = [k for k in args.kinds.split(",") if k]
     for mode in args.modes:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r} (block, line)")
-    for kind in args.kinds:
-        if kind not in KINDS:
-            parser.error(f"unknown kind {kind!r} ({', '.join(KINDS)})")
+    args.s6_log = find_s6_log()
+    args.notes = []
+    if args.kinds is None:
+        args.kinds = list(DEFAULT_KINDS)
+        if args.s6_log is None:
+            args.kinds.remove("s6")
+            args.notes.append(
+                "note: s6-log not found (Debian/Ubuntu: apt-get install s6); "
+                "the s6 reference is skipped"
+            )
+    else:
+        args.kinds = [k for k in args.kinds.split(",") if k]
+        for kind in args.kinds:
+            if kind not in KINDS:
+                parser.error(f"unknown kind {kind!r} ({', '.join(KINDS)})")
+        if "s6" in args.kinds and args.s6_log is None:
+            parser.error("kind s6 needs s6-log (Debian/Ubuntu: apt-get install s6)")
     args.buffer_sizes = [int(b) for b in args.buffer_sizes.split(",") if b]
     return args
 
@@ -708,6 +821,8 @@ def describe(result: Result) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    for note in args.notes:
+        print(note, flush=True)
     runs = plan(args.modes, args.kinds, args.buffer_sizes, args.repeat)
     print(
         f"{len(runs)} measurements of {args.lines} lines of {args.size} bytes "
@@ -730,6 +845,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(time_table(results))
     print()
     print(loss_table(results))
+    ratios = ratio_table(results)
+    if ratios:
+        print()
+        print(ratios)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(
