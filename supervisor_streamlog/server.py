@@ -65,6 +65,7 @@ MAX_CONNECTIONS_PER_ADDRESS = 32
 MAX_BAD_MESSAGES = 20
 MAX_PAGE = 1000
 SEARCH_BUDGET = 0.5
+FOLLOW_CHUNK = 256 * 1024
 STATE_POLL = 1.0
 _STATE_KEYS = ("state", "pid", "start", "stop", "exitstatus")
 
@@ -191,6 +192,9 @@ class Sidecar:
             functools.partial(self._published, spec),
             on_gap=functools.partial(self._gap, spec),
             on_reset=functools.partial(self._reset, spec),
+            # One poll reads at most this much: a flooding process must not hold
+            # the other processes' lines back (4 MiB took ~150 ms to parse).
+            chunk_size=FOLLOW_CHUNK,
         )
         self.followers[spec] = follower
         self.hub.channel(spec, store, follower.position)
@@ -594,6 +598,9 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
         return origin.rstrip("/") in {item.rstrip("/") for item in allowed}
 
     def open(self, *args: str, **kwargs: str) -> None:
+        # Frames are small and latency matters: without this, Nagle's algorithm
+        # and delayed ACKs hold a frame back ~16-40 ms (bench/sidecar.py).
+        self.set_nodelay(True)
         connections = self.sidecar.connections
         connections[self.address] = connections.get(self.address, 0) + 1
         self.client = self.sidecar.hub.connect(self)
