@@ -5,8 +5,6 @@ set -eu
 cd "$(dirname "$0")"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e .
 STREAMLOG_DEMO_DIR="$(pwd)/demo"
-STREAMLOG_PYTHON="$(command -v python3)"
-export STREAMLOG_DEMO_DIR STREAMLOG_PYTHON
 mkdir -p "$STREAMLOG_DEMO_DIR/childlogs"
 cat <<MSG
 streamlog demo

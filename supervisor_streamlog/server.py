@@ -27,7 +27,6 @@ import functools
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import multiprocessing
 import os
@@ -300,6 +299,15 @@ def refuse(config: Config, request: tornado.httputil.HTTPServerRequest) -> Optio
     return None
 
 
+def send_refusal(handler: tornado.web.RequestHandler, refusal: tuple, body: bool = True) -> None:
+    """Answer a request :func:`refuse` turned down."""
+    status, reason = refusal
+    handler.set_status(status)
+    if status == 401:
+        handler.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
+    handler.finish({"error": reason} if body else None)
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Security headers and auth for every page and API."""
 
@@ -316,10 +324,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def prepare(self) -> Optional[Awaitable[None]]:
         refusal = refuse(self.sidecar.config, self.request)
         if refusal is not None:
-            self.set_status(refusal[0])
-            if refusal[0] == 401:
-                self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
-            self.finish({"error": refusal[1]})
+            send_refusal(self, refusal)
         return None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -351,10 +356,7 @@ class StaticHandler(tornado.web.StaticFileHandler):
     def prepare(self) -> Optional[Awaitable[None]]:
         refusal = refuse(self.sidecar.config, self.request)
         if refusal is not None:
-            self.set_status(refusal[0])
-            if refusal[0] == 401:
-                self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
-            self.finish()
+            send_refusal(self, refusal, body=False)
         return None
 
 
@@ -363,7 +365,7 @@ class ProcessesHandler(BaseHandler):
         self.finish(
             {
                 "processes": self.sidecar.processes(),
-                "supervisor": self.sidecar.rpc_error or "ok" if self.sidecar.rpc else "n/a",
+                "supervisor": (self.sidecar.rpc_error or "ok") if self.sidecar.rpc else "n/a",
             }
         )
 
@@ -573,10 +575,7 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
         config = self.sidecar.config
         refusal = refuse(config, self.request)
         if refusal is not None:
-            self.set_status(refusal[0])
-            if refusal[0] == 401:
-                self.set_header("WWW-Authenticate", 'Basic realm="streamlog", charset="UTF-8"')
-            self.finish({"error": refusal[1]})
+            send_refusal(self, refusal)
             return
         if not config.websocket_enabled:
             self.set_status(404)
@@ -733,7 +732,3 @@ def run(config: Config) -> int:
     """Entry point of ``supervisor-streamlog serve``."""
     logging.basicConfig(level=logging.WARNING, format="streamlog-web: %(message)s")
     return asyncio.run(serve(config))
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .supervisor import CONF, ROOT
+from .test_demo import demo_copy
 
 
 def run_check(conf: Path, **env: str) -> subprocess.CompletedProcess:
@@ -24,15 +25,13 @@ def run_check(conf: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_demo_config_is_clean(tmp_path: Path) -> None:
-    (tmp_path / "childlogs").mkdir()
-    result = run_check(
-        CONF / "demo.conf", STREAMLOG_PYTHON=sys.executable, STREAMLOG_DEMO_DIR=str(tmp_path)
-    )
+    conf, env = demo_copy(tmp_path)
+    result = run_check(conf, PATH=env["PATH"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "mode: plugin" in result.stdout
     for name in ("web", "worker", "flaky"):
         assert (
-            f"{name}:{name}: captures stdout+stderr -> {tmp_path}/streamlog/{name}.log"
+            f"{name}:{name}: captures stdout+stderr -> {tmp_path}/demo/streamlog/{name}.log"
             in result.stdout
         )
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Dict, Tuple
 
 from supervisor_streamlog.formats import iter_records
 
@@ -22,16 +24,24 @@ def page(url: str) -> bool:
         return False
 
 
+def demo_copy(tmp_path: Path) -> Tuple[Path, Dict[str, str]]:
+    """conf/demo.conf and its programs, copied so the demo writes under tmp_path/demo;
+    and an environment whose python3 is the one running the tests."""
+    shutil.copytree(CONF, tmp_path / "conf")
+    (tmp_path / "demo" / "childlogs").mkdir(parents=True)
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    return tmp_path / "conf" / "demo.conf", dict(os.environ, PATH=path)
+
+
 def test_demo_config_captures_all_three_programs(tmp_path: Path) -> None:
-    (tmp_path / "childlogs").mkdir()
-    env = dict(os.environ, STREAMLOG_DEMO_DIR=str(tmp_path), STREAMLOG_PYTHON=sys.executable)
+    conf, env = demo_copy(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "supervisor.supervisord", "-c", str(CONF / "demo.conf")],
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    logs = tmp_path / "streamlog"
+    logs = tmp_path / "demo" / "streamlog"
 
     def records(name: str) -> list:
         path = logs / f"{name}.log"
