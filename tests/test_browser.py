@@ -40,6 +40,9 @@ def sidecar(tmp_path: Path) -> Iterator[Supervisor]:
     steps = [
         ["out", (f"line 000000001 {HOSTILE}\n").encode().hex()],
         ["err", b"line 000000002 to stderr\n".hex()],
+        ["out", b"Password: ".hex()],
+        ["sleep", 1.0],  # past partial_timeout: the prompt is written as a piece
+        ["out", b"typed\n".hex()],
         ["sleep", 3600],
     ]
     script = tmp_path / "hostile.json"
@@ -82,4 +85,13 @@ def test_log_text_with_html_is_shown_as_text_and_nothing_runs(
     assert page.locator("#log img, #log script").count() == 0
     assert page.evaluate("window.__pwned") is None
     assert page.locator(".line.stderr .text").inner_text() == "line 000000002 to stderr"
+    # A prompt written out after partial_timeout, then finished: one line on screen.
+    joined = page.locator(".line .text", has_text="Password:")
+    joined.wait_for(timeout=20_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.line .text')]"
+        ".some(e => e.textContent === 'Password: typed')",
+        timeout=20_000,
+    )
+    assert joined.count() == 1
     page.close()

@@ -43,6 +43,7 @@ function open(name) {
   history.replaceState(null, "", `?process=${encodeURIComponent(name)}`);
   $("title").textContent = name;
   $("log").replaceChildren();
+  open_rows = {};
   for (const li of $("processes").children) {
     li.setAttribute("aria-selected", String(li.dataset.process === name));
   }
@@ -57,21 +58,33 @@ function subscribe() {
   socket.send(JSON.stringify(message));
 }
 
+// The row still waiting for the rest of its line, per stream: a record marked
+// partial (no newline followed it) is continued by the next one of its stream.
+let open_rows = {};
+
 function addLines(entries) {
   const log = $("log");
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
   const fragment = document.createDocumentFragment();
   for (const entry of entries) {
-    const row = document.createElement("div");
-    row.className = `line ${entry.stream}`;
-    const time = document.createElement("span");
-    time.className = "time";
-    time.textContent = entry.time.slice(11, 23);
-    const text = document.createElement("span");
-    text.className = "text";
-    text.textContent = entry.text + (entry.partial ? "⏎̸" : "");
-    row.append(time, text);
-    fragment.append(row);
+    if (entry.stream === "status") open_rows = {}; // an exit ends unfinished lines
+    const pending = open_rows[entry.stream];
+    if (pending) {
+      pending.textContent += entry.text;
+    } else {
+      const row = document.createElement("div");
+      row.className = `line ${entry.stream}`;
+      const time = document.createElement("span");
+      time.className = "time";
+      time.textContent = entry.time.slice(11, 23);
+      const text = document.createElement("span");
+      text.className = "text";
+      text.textContent = entry.text;
+      row.append(time, text);
+      fragment.append(row);
+      open_rows[entry.stream] = text;
+    }
+    if (!entry.partial) delete open_rows[entry.stream];
   }
   log.append(fragment);
   while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
@@ -87,7 +100,7 @@ function connect() {
     const message = JSON.parse(event.data);
     if (message.type === "subscribed") {
       current = message.process; // the canonical group:name of what was asked
-      if (fresh) $("log").replaceChildren();
+      if (fresh) { $("log").replaceChildren(); open_rows = {}; }
       fresh = false;
       for (const li of $("processes").children) {
         li.setAttribute("aria-selected", String(li.dataset.process === current));
