@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 from .assemble import LineAssembler
 from .config import Config
 from .formats import FieldValue, Format, make_format
+from .logfiles import HEADER_PREFIX
 from .paths import log_path
 from .writer import Compressor, RotatingWriter
 
@@ -104,6 +105,8 @@ class Capture:
         self._reported: Set[str] = set()
         self._last_check = 0.0
         self._moved_second = -1
+        #: Receive time of the records being written (for a new file's header).
+        self._writing = 0.0
         self.chunks = 0
         self.failures = 0
 
@@ -154,10 +157,14 @@ class Capture:
         return plog
 
     def _notice(self, text: str) -> bytes:
-        return self.format.notice(self.format.stamp(self.clock()), text)
+        # A file's header is written as the first record arrives: give it that
+        # record's time, so a file's timestamps never go backwards.
+        when = self._writing if text.startswith(HEADER_PREFIX) and self._writing else self.clock()
+        return self.format.notice(self.format.stamp(when), text)
 
     def _emit(self, plog: ProcessLog, data: bytes, now: float) -> None:
         if not self.flush_interval:
+            self._writing = now
             plog.writer.write(data)
             return
         if not plog.batch:
@@ -166,6 +173,7 @@ class Capture:
 
     def _flush_batch(self, plog: ProcessLog) -> None:
         if plog.batch:
+            self._writing = plog.batch_since
             data = b"".join(plog.batch)
             plog.batch.clear()
             plog.writer.write(data)

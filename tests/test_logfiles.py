@@ -99,3 +99,23 @@ def test_a_record_larger_than_maxbytes_gets_a_file_of_its_own(tmp_path: Path) ->
         data = whole(files)
         assert data.count(b"\n") == 3 + len(files)  # three records and one header per file
         assert b"before" in data and b"after" in data
+
+
+def test_timestamps_never_go_backwards_in_a_file(tmp_path: Path) -> None:
+    ticks = iter(range(10**9, 10**9 + 100_000))
+    values = {
+        "logdir": str(tmp_path / "logs"),
+        "timezone": "utc",
+        "maxbytes": "2KB",
+        "backups": "100",
+    }
+    cap = Capture(
+        from_mapping(values, here=str(tmp_path), environ={}), clock=lambda: float(next(ticks))
+    )
+    cap.state("app", "app", "STARTING", 0, {})
+    for n in range(200):
+        cap.log("app", "app", "stdout", 1, b"line %03d\n" % n)
+    cap.close()
+    for item in process_files(str(tmp_path / "logs" / "app.log")):
+        times = [line.split(b" ", 1)[0] for line in Path(item.path).read_bytes().splitlines()]
+        assert times == sorted(times), item.path
