@@ -91,8 +91,12 @@ class Capture:
         report: Report = report_to_stderr,
         clock: Callable[[], float] = time.time,
         compressor: Optional[Compressor] = None,
+        tick_on_log: bool = True,
     ) -> None:
         self.config = config
+        #: Run the timers from :meth:`log` too (a listener busy with events never
+        #: idles); the plugin has a timer thread and keeps supervisord's loop lean.
+        self.tick_on_log = tick_on_log
         self.report = report
         self.clock = clock
         self.format: Format = make_format(config.format, config.timezone == "utc")
@@ -196,7 +200,7 @@ class Capture:
                 self._emit(
                     plog, self.format.records(self.format.stamp(when), stream, pid, pieces), when
                 )
-            if when - self._last_check >= 0.1:
+            if self.tick_on_log and when - self._last_check >= 0.1:
                 self.tick(when)
         except Exception as exc:
             self._contain("log", exc)

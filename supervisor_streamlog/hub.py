@@ -63,6 +63,11 @@ class Store(Protocol):
 Item = Tuple[int, int, Optional[str]]
 
 
+def _is_control(item: Item) -> bool:
+    """A control message queued among records (see :meth:`Subscription.notice`)."""
+    return (item[2] or "").startswith("\0")
+
+
 def encode(entry: Entry) -> Item:
     """Encode a record once, however many clients it goes to."""
     shown = None
@@ -94,6 +99,9 @@ class Subscription:
         self.client = client
         self.queue: Deque[Item] = collections.deque()
         self.queued_bytes = 0
+        #: Control messages (gap, reset) in ``queue``: with none, the queue is one
+        #: contiguous run of records and a frame is taken without looking at each.
+        self.controls = 0
         #: Everything before this offset has been sent (or reported skipped).
         self.cursor = channel.position
         self.catching_up = False
@@ -108,7 +116,7 @@ class Subscription:
             self.channel.hub.skipped_records += len(items)
             return
         self.queue.extend(items)
-        self.queued_bytes += sum(end - start for start, end, _ in items)
+        self.queued_bytes += items[-1][1] - items[0][0]  # a publish is contiguous
         if self.queued_bytes > self.channel.hub.max_queue_bytes:
             self._start_skipping()
 
@@ -120,6 +128,7 @@ class Subscription:
             return  # the catch-up's own reading will meet the same gap
         self.catching_up = False
         self.queue.append((cursor, cursor, "\0" + json.dumps(message)))
+        self.controls += 1
         self.channel.hub.schedule(self.client)
 
     def _start_skipping(self) -> None:
@@ -128,6 +137,7 @@ class Subscription:
         self.channel.hub.skipped_records += len(self.queue)
         self.queue.clear()
         self.queued_bytes = 0
+        self.controls = 0
         self.catching_up = False
         # Everything from the cursor on was not sent: history not caught up
         # yet as well as the queue.
@@ -183,21 +193,29 @@ class Client:
                 if self._catch_up(spec, sub):
                     return
                 continue
-            if sub.queue and (sub.queue[0][2] or "").startswith("\0"):
+            if not sub.queue:
+                continue
+            if not sub.controls:
+                # The usual case: records only, one contiguous run.
+                count = min(len(sub.queue), FRAME_ENTRIES)
+                batch = [sub.queue.popleft() for _ in range(count)]
+                sub.queued_bytes -= batch[-1][1] - batch[0][0]
+            elif _is_control(sub.queue[0]):
                 _, cursor, control = sub.queue.popleft()
+                sub.controls -= 1
                 sub.cursor = cursor
                 self.send(str(control)[1:])
                 return
-            if sub.queue:
+            else:
                 count = 0
                 for item in sub.queue:
-                    if count == FRAME_ENTRIES or (item[2] or "").startswith("\0"):
+                    if count == FRAME_ENTRIES or _is_control(item):
                         break
                     count += 1
                 batch = [sub.queue.popleft() for _ in range(count)]
                 sub.queued_bytes -= sum(end - start for start, end, _ in batch)
-                self._send_entries(spec, sub, batch)
-                return
+            self._send_entries(spec, sub, batch)
+            return
 
     def _send_entries(self, spec: str, sub: Subscription, batch: List[Item]) -> None:
         shown = [text for _, _, text in batch if text is not None]

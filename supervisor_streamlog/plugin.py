@@ -78,7 +78,8 @@ class Plugin:
         self.config = config
         logger = supervisord.options.logger
         self.log: Callable[[str], None] = lambda message: logger.warn(f"streamlog: {message}")
-        self.capture = Capture(config, report=self.log)
+        # Timers run on the timer thread, not on supervisord's main loop.
+        self.capture = Capture(config, report=self.log, tick_on_log=False)
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.timer: Optional[threading.Thread] = None
