@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 
 EntriesCallback = Callable[[List[Entry]], None]
 RangeCallback = Callable[[int, int], None]
+#: ``on_advance(start, end, lines)``: complete records read but not parsed.
+AdvanceCallback = Callable[[int, int, int], None]
 
 #: How much a header line may take; anything longer is not a header.
 _FIRST_LINE_LIMIT = 4096
@@ -272,6 +274,12 @@ class FileFollower:
     a live file that no longer continues the log.  Lines that do not parse are
     skipped and counted in :attr:`unparsed`.  Callbacks are called in log
     order and their exceptions are logged, not raised.
+
+    ``wanted()``, when given, is asked at the start of each poll whether
+    anyone needs the records: when it is false they are not parsed at all --
+    the poll counts their newlines and calls ``on_advance(start, end, lines)``
+    instead of ``on_entries``, so :attr:`position` and the counters stay
+    right at a fraction of the cost (a process nobody watches can flood).
     """
 
     def __init__(
@@ -283,9 +291,13 @@ class FileFollower:
         on_reset: Optional[RangeCallback] = None,
         chunk_size: int = 4 * 1024 * 1024,
         max_backups: int = 10_000,
+        wanted: Optional[Callable[[], bool]] = None,
+        on_advance: Optional[AdvanceCallback] = None,
     ) -> None:
         self.path = path
         self.on_entries = on_entries
+        self.wanted = wanted
+        self.on_advance = on_advance
         self.on_gap = on_gap
         self.on_reset = on_reset
         self.chunk_size = max(1, chunk_size)
@@ -314,6 +326,12 @@ class FileFollower:
         #: ``_next`` is the end of a file: the next file must begin exactly there.
         self._boundary = False
         self._batch: List[Entry] = []
+        #: This poll only counts records (nobody wants them parsed).
+        self._counting = False
+        #: Records counted and not reported yet: how many, and their extent.
+        self._counted = 0
+        self._counted_from = 0
+        self._counted_to = 0
         #: Compressed backups found corrupt: (device, inode), skipped from then on.
         self._broken: Set[Tuple[int, int]] = set()
         if start is None:
@@ -343,6 +361,7 @@ class FileFollower:
         """
         total = 0
         self.pending = False
+        self._counting = self.wanted is not None and not self.wanted()
         try:
             while True:
                 if self._src is None and not self._open_next():
@@ -408,9 +427,17 @@ class FileFollower:
             self._partial = buf
             return
         self._partial = buf[last + 1 :]
+        offset = base + self._pos
+        if self._counting:
+            # Nobody watches: count the records, do not parse them (~50x cheaper).
+            if not self._counted:
+                self._counted_from = offset
+            self._counted += buf.count(b"\n", 0, last + 1)
+            self._counted_to = offset + last + 1
+            self._pos += last + 1
+            return
         lines = buf[: last + 1].split(b"\n")
         lines.pop()
-        offset = base + self._pos
         batch = self._batch
         for line in lines:
             end = offset + len(line) + 1
@@ -424,6 +451,14 @@ class FileFollower:
         self._pos += last + 1
 
     def _flush(self) -> None:
+        if self._counted:
+            lines, self._counted = self._counted, 0
+            self.records += lines
+            if self.on_advance is not None:
+                try:
+                    self.on_advance(self._counted_from, self._counted_to, lines)
+                except Exception:
+                    log.exception("on_advance failed for %s", self.path)
         if not self._batch:
             return
         batch, self._batch = self._batch, []

@@ -10,7 +10,10 @@ process has a :class:`Subscription`: a queue of records not yet sent and the
   queued meanwhile, the files have them too -- until it reaches the channel's
   position, and from there takes live records: nothing is missed or sent twice,
   and memory stays bounded however far behind it starts (past
-  ``max_catchup_bytes`` it is skipped forward, with a notice).
+  ``max_catchup_bytes`` it is skipped forward, with a notice).  Those reads
+  (a first one may decompress a large ``.gz``) run through ``run_blocking``
+  -- a thread, in the server -- one per subscription at a time; the IOLoop
+  only sends what they return, so live clients never wait for them.
 * Frames go out one at a time per client (the next only when the previous
   write completed), batching what queued up meanwhile: a fast client gets small
   frames quickly, a slow one fewer, larger frames.
@@ -26,7 +29,18 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Set, Tuple
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from .logfiles import Entry, is_header
 
@@ -61,6 +75,20 @@ class Store(Protocol):
 
 #: A queued record: its offsets, and its JSON (None for a file header, not shown).
 Item = Tuple[int, int, Optional[str]]
+#: Runs a blocking function elsewhere; the future's callbacks run on the IOLoop.
+RunBlocking = Callable[[Callable[[], Any]], Any]
+
+
+class CatchUpPage:
+    """A page of history read for a catch-up, encoded off the IOLoop."""
+
+    def __init__(
+        self, items: List[Item], missing: Optional[Tuple[int, int]], failed: bool = False
+    ) -> None:
+        self.items = items
+        self.missing = missing
+        #: The read failed: [missing) is skipped without a reason (not deleted).
+        self.failed = failed
 
 
 def _is_control(item: Item) -> bool:
@@ -82,7 +110,7 @@ def entry_json(entry: Entry) -> Dict[str, Any]:
     item: Dict[str, Any] = {
         "offset": entry.offset,
         "end": entry.end,
-        "time": record.time,
+        "time": record.time or None,
         "stream": record.stream,
         "text": record.data.decode("utf-8", "replace"),
     }
@@ -107,6 +135,12 @@ class Subscription:
         self.catching_up = False
         self.skipped: Optional[List[int]] = None  # [from, to) being skipped
         self.active = True
+        #: False until the ``subscribed`` frame is out (a ``tail`` is located first).
+        self.started = False
+        #: A history read for this subscription is running off the IOLoop.
+        self.reading = False
+        #: A page it returned, waiting to be sent (None: nothing read yet).
+        self.page: Optional[CatchUpPage] = None
 
     def enqueue(self, items: List[Item]) -> None:
         if not self.active or self.catching_up:
@@ -116,14 +150,14 @@ class Subscription:
             self.channel.hub.skipped_records += len(items)
             return
         self.queue.extend(items)
-        self.queued_bytes += items[-1][1] - items[0][0]  # a publish is contiguous
+        self.queued_bytes += self.channel.span(items[0][0], items[-1][1])  # contiguous
         if self.queued_bytes > self.channel.hub.max_queue_bytes:
             self._start_skipping()
 
     def notice(self, message: Dict[str, Any], cursor: int, force: bool = False) -> None:
         """Queue a control message in order with the records; it moves the cursor."""
-        if not self.active:
-            return
+        if not self.active or not self.started:
+            return  # a subscription not started yet begins at the new position
         if self.catching_up and not force:
             return  # the catch-up's own reading will meet the same gap
         self.catching_up = False
@@ -183,6 +217,8 @@ class Client:
         if self.closed or self.writing:
             return
         for spec, sub in self.subscriptions.items():
+            if not sub.started:
+                continue
             if sub.skipped is not None:
                 start, end = sub.skipped
                 sub.skipped = None
@@ -199,7 +235,7 @@ class Client:
                 # The usual case: records only, one contiguous run.
                 count = min(len(sub.queue), FRAME_ENTRIES)
                 batch = [sub.queue.popleft() for _ in range(count)]
-                sub.queued_bytes -= batch[-1][1] - batch[0][0]
+                sub.queued_bytes -= sub.channel.span(batch[0][0], batch[-1][1])
             elif _is_control(sub.queue[0]):
                 _, cursor, control = sub.queue.popleft()
                 sub.controls -= 1
@@ -213,7 +249,7 @@ class Client:
                         break
                     count += 1
                 batch = [sub.queue.popleft() for _ in range(count)]
-                sub.queued_bytes -= sum(end - start for start, end, _ in batch)
+                sub.queued_bytes -= sum(sub.channel.span(a, b) for a, b, _ in batch)
             self._send_entries(spec, sub, batch)
             return
 
@@ -227,54 +263,77 @@ class Client:
         )
 
     def _catch_up(self, spec: str, sub: Subscription) -> bool:
-        """Send the next page of history before live records; False when done.
+        """Send the next page of history before live records; False when done
+        or while the page is being read.
 
         Live records are not queued meanwhile: the catch-up reads them from the
-        files too, until it reaches the live position; one page is in flight at a
-        time, so memory stays bounded however slow the client.  A client more
-        than ``max_catchup_bytes`` behind is skipped to the live position.
+        files too, until it reaches the live position; one page is read (off
+        the IOLoop) and in flight at a time, so memory stays bounded however
+        slow the client.  A client more than ``max_catchup_bytes`` behind is
+        skipped to the live position.
         """
-        target = sub.channel.position
-        if target - sub.cursor > self.hub.max_catchup_bytes:
+        if sub.reading:
+            return False
+        channel = sub.channel
+        target = channel.position
+        if channel.span(sub.cursor, target) > self.hub.max_catchup_bytes:
             start, sub.cursor = sub.cursor, target
             sub.catching_up = False
+            sub.page = None
             self.hub.skipped_records += 1
             self.send({"type": "skipped", "process": spec, "from": start, "to": target})
             return True
-        if sub.cursor >= target:
-            sub.catching_up = False
-            self._drop_queued_before(sub)
-            return False
-        page = sub.channel.store.read_forward(sub.cursor, HISTORY_PAGE)
+        page, sub.page = sub.page, None
+        if page is None:
+            if sub.cursor >= target:
+                sub.catching_up = False
+                self._drop_queued_before(sub)
+                return False
+            self._read_page(sub, target)
+            return sub.page is not None and self._catch_up(spec, sub)  # read in place
         if page.missing is not None and page.missing[0] < page.missing[1]:
             missing_from, missing_to = page.missing
             sub.cursor = missing_to
-            self.send(
-                {
-                    "type": "skipped",
-                    "process": spec,
-                    "from": missing_from,
-                    "to": missing_to,
-                    "reason": "deleted",
-                }
-            )
+            message: Dict[str, Any] = {"type": "skipped", "process": spec}
+            message.update({"from": missing_from, "to": missing_to})
+            if not page.failed:
+                message["reason"] = "deleted"
+            self.send(message)
             return True
-        entries = [encode(e) for e in page.entries if e.end <= target]
-        if not entries:
+        items = [item for item in page.items if item[1] <= target]
+        if not items:
             # Nothing complete before the live position: go live from there.
             sub.cursor = max(sub.cursor, target)
             sub.catching_up = False
             self._drop_queued_before(sub)
             return False
-        self._send_entries(spec, sub, entries)
+        self._send_entries(spec, sub, items)
         return True
+
+    def _read_page(self, sub: Subscription, target: int) -> None:
+        """Read the page from ``sub.cursor`` off the IOLoop; pump again once it is there."""
+        cursor, channel = sub.cursor, sub.channel
+        sub.reading = True
+
+        def done(page: Optional[CatchUpPage], error: Optional[BaseException]) -> None:
+            sub.reading = False
+            if not sub.active or not sub.catching_up or sub.cursor != cursor:
+                return  # reset, skipped or unsubscribed meanwhile: the page is stale
+            if error is not None:
+                log.error("reading %s history failed: %r", channel.spec, error)
+                # Say what was not sent rather than stall: it stays fetchable by cursor.
+                page = CatchUpPage([], (cursor, target), failed=True)
+            sub.page = page
+            self.hub.schedule(self)
+
+        self.hub.run(lambda: channel.catch_up_page(cursor, target), done)
 
     @staticmethod
     def _drop_queued_before(sub: Subscription) -> None:
         """History already sent what the queue holds before the cursor."""
         while sub.queue and sub.queue[0][0] < sub.cursor:
             start, end, _ = sub.queue.popleft()
-            sub.queued_bytes -= end - start
+            sub.queued_bytes -= sub.channel.span(start, end)
 
     def close(self) -> None:
         if self.closed:
@@ -297,6 +356,32 @@ class Channel:
         #: Offset just past the last record published: where live begins.
         self.position = position
         self.subscriptions: Set[Subscription] = set()
+        #: Fields added to this channel's ``subscribed`` frames.
+        self.describe: Dict[str, Any] = {}
+        #: Times the log started again (see :meth:`reset`).
+        self.resets = 0
+
+    def span(self, start: int, end: int) -> int:
+        """Bytes of log between two offsets (what queue limits count)."""
+        return end - start
+
+    def clamp(self, cursor: int) -> int:
+        """A client's cursor as this channel can resume from it."""
+        return cursor
+
+    def catch_up_page(self, cursor: int, target: int) -> CatchUpPage:
+        """Off the IOLoop: the history page after ``cursor``, encoded.
+
+        Only records that end at or before ``target`` (the live position
+        when the read was asked for) are needed; the caller filters again.
+        """
+        page = self.store.read_forward(cursor, HISTORY_PAGE)
+        items = [encode(entry) for entry in page.entries if entry.end <= target]
+        return CatchUpPage(items, page.missing)
+
+    def advance(self, start: int, end: int) -> None:
+        """Records in [start, end) were read but not parsed: nobody is subscribed."""
+        self.position = end
 
     def gap(self, start: int, end: int) -> None:
         """Records in [start, end) will never be published: tell the subscribers."""
@@ -316,6 +401,7 @@ class Channel:
     def reset(self, position: int) -> None:
         """The log starts again at ``position`` (a truncated or replaced file)."""
         self.position = position
+        self.resets += 1
         for sub in list(self.subscriptions):
             sub.notice(
                 {"type": "reset", "process": self.spec, "cursor": position}, position, force=True
@@ -342,8 +428,11 @@ class Hub:
         max_queue_bytes: int = 4 * 1024 * 1024,
         call_soon: Optional[Callable[[Callable[[], None]], None]] = None,
         max_catchup_bytes: int = 256 * 1024 * 1024,
+        run_blocking: Optional[RunBlocking] = None,
     ) -> None:
         self.max_queue_bytes = max_queue_bytes
+        #: History reads go through this (None: called in place, for tests and tools).
+        self.run_blocking = run_blocking
         self.max_catchup_bytes = max_catchup_bytes
         self.channels: Dict[str, Channel] = {}
         self.clients: Set[Client] = set()
@@ -358,38 +447,96 @@ class Hub:
             found = self.channels[spec] = Channel(self, spec, store, position)
         return found
 
+    def add_channel(self, channel: Channel) -> Channel:
+        """Register a channel made elsewhere (a subclass); replaces one of that name."""
+        self.channels[channel.spec] = channel
+        return channel
+
     def connect(self, sender: Sender) -> Client:
         client = Client(self, sender)
         self.clients.add(client)
         return client
 
+    def run(
+        self,
+        read: Callable[[], Any],
+        done: Callable[[Any, Optional[BaseException]], None],
+    ) -> None:
+        """Run a blocking read through ``run_blocking``; ``done(result, error)`` on the loop."""
+        if self.run_blocking is None:
+            try:
+                result = read()
+            except Exception as exc:
+                done(None, exc)
+                return
+            done(result, None)
+            return
+
+        def finished(future: Any) -> None:
+            if future.cancelled():
+                return  # the executor shut down: the server is stopping
+            error = future.exception()
+            done(None if error is not None else future.result(), error)
+
+        self.run_blocking(read).add_done_callback(finished)
+
     def subscribe(
-        self, client: Client, spec: str, tail: int = 0, cursor: Optional[int] = None
+        self,
+        client: Client,
+        spec: str,
+        tail: int = 0,
+        cursor: Optional[int] = None,
+        then: Sequence[Dict[str, Any]] = (),
     ) -> Subscription:
-        """Start sending ``spec`` to ``client``: from ``cursor``, or its last ``tail`` records."""
+        """Start sending ``spec`` to ``client``: from ``cursor``, or its last ``tail`` records.
+
+        The ``subscribed`` frame, then the ``then`` messages, go out once the
+        start is known: at once, or after the ``tail`` was located in history
+        (off the IOLoop).  Live records are not queued meanwhile.
+        """
         channel = self.channels[spec]
         old = client.subscriptions.pop(spec, None)
         if old is not None:
             old.active = False
             channel.subscriptions.discard(old)
         sub = Subscription(channel, client)
-        start = channel.position
-        if cursor is not None:
-            start = cursor
-        elif tail > 0:
-            page = channel.store.read_backward(channel.position, tail)
-            if page.entries:
-                start = page.entries[0].offset
-        sub.cursor = start
-        if start < channel.position:
-            sub.catching_up = True
+        sub.catching_up = True  # until started: the files hold what comes meanwhile
         client.subscriptions[spec] = sub
         channel.subscriptions.add(sub)
-        client.send(
-            {"type": "subscribed", "process": spec, "cursor": start, "live": channel.position}
-        )
-        self.schedule(client)
+        if cursor is not None:
+            self._start(sub, channel.clamp(cursor), then)
+        elif tail > 0:
+            position, resets = channel.position, channel.resets
+            sub.reading = True
+
+            def located(page: Any, error: Optional[BaseException]) -> None:
+                sub.reading = False
+                if not sub.active:
+                    return
+                start = channel.position  # after a failure, or a reset meanwhile
+                if error is not None:
+                    log.error("reading %s history failed: %r", spec, error)
+                elif page.entries and channel.resets == resets:
+                    start = page.entries[0].offset
+                self._start(sub, start, then)
+
+            self.run(lambda: channel.store.read_backward(position, tail), located)
+        else:
+            self._start(sub, channel.position, then)
         return sub
+
+    def _start(self, sub: Subscription, start: int, then: Sequence[Dict[str, Any]]) -> None:
+        channel, client = sub.channel, sub.client
+        sub.cursor = start
+        sub.catching_up = start < channel.position
+        sub.started = True
+        message = {"type": "subscribed", "process": channel.spec, "cursor": start}
+        message["live"] = channel.position
+        message.update(channel.describe)
+        client.send(message)
+        for extra in then:
+            client.send(extra)
+        self.schedule(client)
 
     def unsubscribe(self, client: Client, spec: str) -> bool:
         sub = client.subscriptions.pop(spec, None)

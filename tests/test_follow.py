@@ -75,7 +75,7 @@ class Collector:
     def reset(self, old: int, new: int) -> None:
         self.resets.append((old, new))
 
-    def follower(self, path: Path, start: Optional[int] = 0, **kwargs: int) -> FileFollower:
+    def follower(self, path: Path, start: Optional[int] = 0, **kwargs: Any) -> FileFollower:
         return FileFollower(str(path), start, self, on_gap=self.gap, on_reset=self.reset, **kwargs)
 
     def output(self) -> List[Entry]:
@@ -781,3 +781,44 @@ def test_polling_when_inotify_is_unavailable(
 
     assert asyncio.run(main()) == "poll"
     assert got.data() == numbered(10, 20)
+
+
+def test_records_nobody_wants_are_counted_not_parsed(tmp_path: Path, monkeypatch: Any) -> None:
+    capture = make_capture(tmp_path / "logs")
+    live = tmp_path / "logs" / "app.log"
+    got = Collector()
+    advanced: List[Tuple[int, int, int]] = []
+    wanted = [False]
+    follower = FileFollower(
+        str(live),
+        0,
+        got,
+        on_gap=got.gap,
+        on_reset=got.reset,
+        wanted=lambda: wanted[0],
+        on_advance=lambda start, end, lines: advanced.append((start, end, lines)),
+    )
+    parsed: List[bytes] = []
+    real_parse = follow.parse
+
+    def counting_parse(line: bytes) -> Any:
+        parsed.append(line)
+        return real_parse(line)
+
+    monkeypatch.setattr(follow, "parse", counting_parse)
+    write_lines(capture, 0, 1000)  # across several rotations (maxbytes 4KB)
+    drain(follower)
+    assert parsed == [] and got.entries == []
+    # Contiguous ranges from 0 up to the position, every newline counted once.
+    assert advanced[0][0] == 0 and follower.position == advanced[-1][1]
+    assert all(a[1] == b[0] for a, b in zip(advanced, advanced[1:]))
+    total = whole_log(live)
+    assert follower.position == len(total)
+    assert sum(lines for _, _, lines in advanced) == total.count(b"\n") == follower.records
+    # Someone subscribes: from the next poll on, records are parsed, from the position on.
+    wanted[0] = True
+    write_lines(capture, 1000, 1010)
+    drain(follower)
+    got.assert_contiguous(advanced[-1][1])
+    assert got.data() == numbered(1000, 1010)
+    assert len(parsed) >= 10

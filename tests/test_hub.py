@@ -218,3 +218,127 @@ def test_gap_and_reset_reach_live_subscribers_in_order() -> None:
         ("reset", None, None, 0),
         ("lines", None, None, 50),
     ]
+
+
+class Deferred:
+    """A ``run_blocking`` whose reads run only when the test says so."""
+
+    def __init__(self) -> None:
+        self.waiting: List[Tuple[Any, concurrent.futures.Future]] = []
+
+    def __call__(self, read: Any) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.waiting.append((read, future))
+        return future
+
+    def finish(self) -> int:
+        """Run the reads asked for so far; how many ran."""
+        done = 0
+        while self.waiting:
+            read, future = self.waiting.pop(0)
+            future.set_result(read())
+            done += 1
+        return done
+
+
+def test_catch_up_reads_run_elsewhere_and_live_records_are_not_lost_meanwhile() -> None:
+    history = make_entries(5000)
+    store = MemoryStore(history[:2000])
+    runner = Deferred()
+    hub = Hub(run_blocking=runner)
+    channel = hub.channel("web:web", store, history[1999].end)
+    sender = Sender()
+    hub.subscribe(hub.connect(sender), "web:web", cursor=history[500].offset)
+    # The subscribe itself reads nothing: its first page is only asked for.
+    assert [f["type"] for f in sender.frames] == ["subscribed"]
+    assert len(runner.waiting) == 1
+    # Live records keep coming (and reach the files) while every read is pending.
+    for n in range(2000, 5000, 250):
+        store.entries = history[: n + 250]
+        channel.publish(history[n : n + 250])
+        runner.finish()
+    while runner.finish():
+        pass
+    assert sender.texts() == [f"line {n}" for n in range(500, 5000)]
+
+
+def test_tail_is_located_elsewhere_and_subscribed_comes_first() -> None:
+    history = make_entries(103)
+    store = MemoryStore(history[:100])
+    runner = Deferred()
+    hub = Hub(run_blocking=runner)
+    channel = hub.channel("web:web", store, history[99].end)
+    sender = Sender()
+    state = {"type": "state", "process": "web:web", "state": "RUNNING"}
+    hub.subscribe(hub.connect(sender), "web:web", tail=10, then=[state])
+    assert sender.frames == []  # nothing known yet: the tail is being located
+    store.entries = history
+    channel.publish(history[100:])  # not queued: the catch-up reads them from the files
+    runner.finish()
+    assert sender.frames[0]["type"] == "subscribed"
+    assert sender.frames[0]["cursor"] == history[90].offset
+    assert sender.frames[1] == state
+    while runner.finish():
+        pass
+    assert sender.texts() == [f"line {n}" for n in range(90, 103)]
+
+
+def test_a_reset_while_a_catch_up_page_is_read_drops_that_page() -> None:
+    history = make_entries(100)
+    runner = Deferred()
+    hub = Hub(run_blocking=runner)
+    channel = hub.channel("web:web", MemoryStore(history), history[-1].end)
+    sender = Sender()
+    hub.subscribe(hub.connect(sender), "web:web", cursor=0)
+    channel.reset(0)  # truncated while the first page was being read
+    runner.finish()
+    channel.publish(make_entries(2))
+    kinds = [f["type"] for f in sender.frames]
+    assert kinds == ["subscribed", "reset", "lines"]
+    assert sender.texts() == ["line 0", "line 1"]
+
+
+def test_a_slow_history_read_does_not_hold_back_live_clients() -> None:
+    """A real IOLoop and thread: a catch-up read that takes 0.5 s (a big .gz)
+    while another client's live records keep flowing."""
+    import asyncio
+    import time
+
+    class SlowStore(MemoryStore):
+        def read_forward(self, start: Optional[int], limit: int) -> Page:
+            time.sleep(0.5)
+            return super().read_forward(start, limit)
+
+    async def run() -> Tuple[List[float], Sender, Sender]:
+        loop = asyncio.get_running_loop()
+        executor = concurrent.futures.ThreadPoolExecutor(1)
+        history = make_entries(1000)
+        hub = Hub(
+            call_soon=lambda callback: None if loop.call_soon(callback) else None,
+            run_blocking=lambda read: loop.run_in_executor(executor, read),
+        )
+        channel = hub.channel("web:web", SlowStore(history), history[-1].end)
+        live, behind = Sender(), Sender()
+        hub.subscribe(hub.connect(live), "web:web")
+        hub.subscribe(hub.connect(behind), "web:web", cursor=0)
+        delays = []
+        end = history[-1].end
+        for _ in range(20):
+            more = make_entries(1, start=end)
+            end = more[-1].end
+            channel.store.entries.extend(more)  # type: ignore[attr-defined]
+            sent = time.monotonic()
+            channel.publish(more)
+            while live.texts()[-1:] != [more[0].record.text]:
+                await asyncio.sleep(0.001)
+            delays.append(time.monotonic() - sent)
+            await asyncio.sleep(0.05)
+        while len(behind.texts()) < 1020:
+            await asyncio.sleep(0.05)
+        executor.shutdown()
+        return delays, live, behind
+
+    delays, live, behind = asyncio.run(run())
+    assert max(delays) < 0.1  # while the other client's read sleeps 0.5 s
+    assert behind.texts() == [f"line {n}" for n in range(1020)]
+    assert len(live.texts()) == 20
