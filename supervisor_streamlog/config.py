@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import configparser
 import fnmatch
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -96,6 +97,21 @@ def _bind(value: str) -> str:
     return value
 
 
+def _proxies(value: str) -> Tuple[str, ...]:
+    items = tuple(item for item in value.replace(",", " ").split() if item)
+    for item in items:
+        if item == "unix":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                "addresses or networks of reverse proxies (127.0.0.1, 10.0.0.0/8, ::1), "
+                "or unix for the unix socket of bind = unix:/path"
+            ) from None
+    return items
+
+
 def _text(value: str) -> str:
     return value.strip()
 
@@ -145,6 +161,12 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("username", _optional_text, None, "sidecar auth user"),
     Setting("password", _optional_text, None, "sidecar auth password, plain or {SHA}hex"),
     Setting("allowed_origins", _optional_text, None, "extra WebSocket origins"),
+    Setting(
+        "trusted_proxies",
+        _proxies,
+        "",
+        "reverse proxies whose X-Forwarded-For / X-Real-IP name the client (for limits)",
+    ),
     Setting("certfile", _optional_text, None, "serve HTTPS/WSS with this certificate"),
     Setting("keyfile", _optional_text, None, "private key for certfile"),
 )
@@ -173,6 +195,7 @@ class Config:
     username: Optional[str] = None
     password: Optional[str] = None
     allowed_origins: Optional[str] = None
+    trusted_proxies: Tuple[str, ...] = ()
     certfile: Optional[str] = None
     keyfile: Optional[str] = None
     source: str = field(default="", compare=False)

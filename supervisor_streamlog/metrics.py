@@ -37,9 +37,11 @@ class SidecarCollector(Collector):
             "Bytes in the live file not yet read by the follower",
             labels=["process"],
         )
-        for spec in sorted(sidecar.stores):
+        for spec in sorted(set(sidecar.stores) | set(sidecar.raw)):
             lines.add_metric([spec], sidecar.lines.get(spec, 0))
             size.add_metric([spec], sidecar.bytes.get(spec, 0))
+            if spec not in sidecar.stores:
+                continue  # supervisord's own child log: polled, no lag kept
             follower = sidecar.followers.get(spec)
             try:
                 live = os.path.getsize(sidecar.paths[spec])

@@ -30,6 +30,7 @@ import ipaddress
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import ssl
 import time
@@ -40,6 +41,7 @@ from urllib.parse import urlparse
 import tornado.httpserver
 import tornado.httputil
 import tornado.ioloop
+import tornado.iostream
 import tornado.netutil
 import tornado.web
 import tornado.websocket
@@ -50,6 +52,7 @@ from .hub import Client, Hub, entry_json
 from .logfiles import is_header
 from .logstore import LogStore
 from .protocol import MAX_MESSAGE, MessageError, parse_message
+from .rawlog import RawChannel, RawFile, RawFollower, RawStore, raw_files
 from .rpc import supervisor_proxy
 
 log = logging.getLogger("supervisor_streamlog.server")
@@ -66,6 +69,8 @@ MAX_PAGE = 1000
 SEARCH_BUDGET = 0.5
 FOLLOW_CHUNK = 256 * 1024
 STATE_POLL = 1.0
+#: How often supervisord's own child logs (uncaptured processes) are polled.
+RAW_POLL = 0.1
 _STATE_KEYS = ("state", "pid", "start", "stop", "exitstatus")
 
 
@@ -126,6 +131,66 @@ def host_allowed(config: Config, host: Optional[str]) -> bool:
     return name in {(urlparse(origin).hostname or "").lower() for origin in allowed}
 
 
+class ProxyTrust:
+    """Which peers are reverse proxies (``trusted_proxies``), to find a client's address.
+
+    The per-address connection limit must count browsers, not the proxy in
+    front of them: when, and only when, the peer is a trusted proxy, the
+    client is the nearest address in ``X-Forwarded-For`` that is not a
+    trusted proxy itself (or ``X-Real-IP``).  Anyone else could write those
+    headers, so they are ignored otherwise.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.unix = config.bind.startswith("unix:")
+        self.unix_trusted = "unix" in config.trusted_proxies
+        self.networks = [
+            ipaddress.ip_network(item, strict=False)
+            for item in config.trusted_proxies
+            if item != "unix"
+        ]
+
+    def trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def client(self, request: tornado.httputil.HTTPServerRequest) -> str:
+        """The address a request comes from, for per-address limits."""
+        if self.unix:
+            peer = "unix"  # Tornado says 0.0.0.0 for a unix socket
+            if not self.unix_trusted:
+                return peer
+        else:
+            peer = request.remote_ip or "unknown"
+            if not self.trusted(peer):
+                return peer
+        hops = [
+            hop.strip()
+            for header in request.headers.get_list("X-Forwarded-For")
+            for hop in header.split(",")
+        ]
+        for hop in reversed(hops):
+            if not _is_ip(hop):
+                return peer  # garbled: do not guess
+            if not self.trusted(hop):
+                return hop
+        real = request.headers.get("X-Real-IP", "").strip()
+        if _is_ip(real):
+            return real
+        return hops[0] if hops else peer
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- the sidecar
 
 
@@ -134,7 +199,9 @@ class Sidecar:
 
     def __init__(self, config: Config, rpc: Any = None) -> None:
         self.config = config
-        self.hub = Hub(call_soon=self._call_soon)
+        #: Catch-up reads of live subscriptions (tail, cursor) run here, off the IOLoop.
+        self.catchup_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-catchup")
+        self.hub = Hub(call_soon=self._call_soon, run_blocking=self._run_blocking)
         self.stores: Dict[str, LogStore] = {}
         self.paths: Dict[str, str] = {}
         self.followers: Dict[str, FileFollower] = {}
@@ -143,6 +210,7 @@ class Sidecar:
         self.states: Dict[str, Dict[str, Any]] = {}
         self.rpc_error: Optional[str] = None
         self.connections: Dict[str, int] = {}
+        self.proxies = ProxyTrust(config)
         self.started = time.time()
         self.lines: Dict[str, int] = {}
         self.bytes: Dict[str, int] = {}
@@ -151,9 +219,16 @@ class Sidecar:
         self.history_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-history")
         self._history_stores: Dict[str, LogStore] = {}
         self._poller: Optional[tornado.ioloop.PeriodicCallback] = None
+        #: Uncaptured processes shown from supervisord's own child logs (rawlog.py).
+        self.raw: Dict[str, RawFollower] = {}
+        self.raw_stores: Dict[str, RawStore] = {}
+        self._raw_poller: Optional[tornado.ioloop.PeriodicCallback] = None
 
     def _call_soon(self, callback: Any) -> None:
         tornado.ioloop.IOLoop.current().add_callback(callback)
+
+    def _run_blocking(self, read: Callable[[], Any]) -> Any:
+        return tornado.ioloop.IOLoop.current().run_in_executor(self.catchup_executor, read)
 
     # ------------------------------------------------------------ processes
 
@@ -169,19 +244,30 @@ class Sidecar:
             self._poller = tornado.ioloop.PeriodicCallback(self.poll_states, STATE_POLL * 1000)
             self._poller.start()
             tornado.ioloop.IOLoop.current().add_callback(self.poll_states)
+            self._raw_poller = tornado.ioloop.PeriodicCallback(self.poll_raw, RAW_POLL * 1000)
+            self._raw_poller.start()
 
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
         if self._poller is not None:
             self._poller.stop()
+        if self._raw_poller is not None:
+            self._raw_poller.stop()
+        for follower in self.raw.values():
+            follower.close()
         self._executor.shutdown(wait=False)
         self.history_executor.shutdown(wait=False)
+        self.catchup_executor.shutdown(wait=False)
 
     def add_process(self, spec: str, path: str) -> None:
         """A process log file appeared: follow it from its current end."""
         if spec in self.stores:
             return
+        shown_raw = self.raw.pop(spec, None)
+        if shown_raw is not None:
+            shown_raw.close()
+            self.raw_stores.pop(spec, None)
         store = LogStore(path)
         self.stores[spec] = store
         self.paths[spec] = path
@@ -194,16 +280,66 @@ class Sidecar:
             # One poll reads at most this much: a flooding process must not hold
             # the other processes' lines back (4 MiB took ~150 ms to parse).
             chunk_size=FOLLOW_CHUNK,
+            # Records of a process nobody watches are counted, not parsed.
+            wanted=functools.partial(self._watched, spec),
+            on_advance=functools.partial(self._advanced, spec),
         )
         self.followers[spec] = follower
+        old = self.hub.channels.pop(spec, None)
         self.hub.channel(spec, store, follower.position)
+        if old is not None:
+            # Captured from now on (it was shown from supervisord's own files):
+            # its subscribers start again, live, in the new log's offsets.
+            for sub in list(old.subscriptions):
+                self.hub.subscribe(sub.client, spec)
         if self.watcher is not None:
             self.watcher.watch(spec, follower)
 
+    def add_raw(self, spec: str, files: List[RawFile]) -> None:
+        """Show an uncaptured process from supervisord's own child log files."""
+        follower = self.raw.get(spec)
+        if follower is not None:
+            for lane, raw in zip(follower.files, files):
+                lane.path = raw.path  # changed by a reread: seen as a rotation
+            return
+        store = RawStore(files)
+        follower = RawFollower(
+            files,
+            functools.partial(self._published, spec),
+            on_reset=functools.partial(self._raw_reset, spec),
+            wanted=functools.partial(self._watched, spec),
+            on_advance=functools.partial(self._advanced, spec),
+        )
+        self.raw[spec] = follower
+        self.raw_stores[spec] = store
+        self.hub.add_channel(RawChannel(self.hub, spec, store, follower.position))
+
+    def poll_raw(self) -> None:
+        """Read what is new in supervisord's own child logs."""
+        for spec, follower in list(self.raw.items()):
+            try:
+                follower.poll()
+            except Exception:
+                log.exception("following %s's child logs failed", spec)
+
     def _published(self, spec: str, entries: List[Any]) -> None:
+        channel = self.hub.channels[spec]
         self.lines[spec] = self.lines.get(spec, 0) + len(entries)
-        self.bytes[spec] = self.bytes.get(spec, 0) + entries[-1].end - entries[0].offset
-        self.hub.channels[spec].publish(entries)
+        self.bytes[spec] = self.bytes.get(spec, 0) + channel.span(
+            entries[0].offset, entries[-1].end
+        )
+        channel.publish(entries)
+
+    def _watched(self, spec: str) -> bool:
+        channel = self.hub.channels.get(spec)
+        return channel is not None and bool(channel.subscriptions)
+
+    def _advanced(self, spec: str, start: int, end: int, lines: int) -> None:
+        """Records read without parsing (nobody subscribed): metrics and position."""
+        channel = self.hub.channels[spec]
+        self.lines[spec] = self.lines.get(spec, 0) + lines
+        self.bytes[spec] = self.bytes.get(spec, 0) + channel.span(start, end)
+        channel.advance(start, end)
 
     def _gap(self, spec: str, start: int, end: int) -> None:
         """Bytes the follower could not read (retention was faster): say so."""
@@ -218,8 +354,17 @@ class Sidecar:
         if channel is not None:
             channel.reset(new)
 
-    def history_store(self, spec: str) -> LogStore:
+    def _raw_reset(self, spec: str, position: int) -> None:
+        """supervisord rotated (or truncated) one of its child logs: offsets start again."""
+        log.info("%s: supervisord's child log rotated (offset now %d)", spec, position)
+        channel = self.hub.channels.get(spec)
+        if channel is not None:
+            channel.reset(position)
+
+    def history_store(self, spec: str) -> Any:
         """The history thread's store for ``spec`` (LogStore caches are not shared)."""
+        if spec in self.raw_stores:
+            return self.raw_stores[spec]  # keeps nothing between calls
         store = self._history_stores.get(spec)
         if store is None:
             store = self._history_stores[spec] = LogStore(self.paths[spec])
@@ -227,10 +372,9 @@ class Sidecar:
 
     def lookup(self, name: str) -> Optional[str]:
         """A known process spec for a client-given name (``group:name`` or ``name``)."""
-        if name in self.stores:
-            return name
-        if ":" not in name and f"{name}:{name}" in self.stores:
-            return f"{name}:{name}"
+        for spec in (name, f"{name}:{name}" if ":" not in name else name):
+            if spec in self.stores or spec in self.raw:
+                return spec
         return None
 
     async def poll_states(self) -> None:
@@ -259,6 +403,10 @@ class Sidecar:
                 "exitstatus": info["exitstatus"],
                 "description": info["description"],
             }
+            if spec not in self.stores:
+                files = raw_files(info)
+                if files:
+                    self.add_raw(spec, files)
             previous = self.states.get(spec)
             self.states[spec] = state
             # "description" holds the uptime: it changes every second, the state does not.
@@ -282,6 +430,9 @@ class Sidecar:
             item["captured"] = spec in self.stores
             if spec in self.stores:
                 item["log"] = os.path.relpath(self.paths[spec], self.config.logdir)
+                item["cursor"] = self.hub.channels[spec].position
+            elif spec in self.raw:
+                item["uncaptured"] = True  # shown from supervisord's own child logs
                 item["cursor"] = self.hub.channels[spec].position
             result.append(item)
         return result
@@ -456,6 +607,11 @@ class LogHandler(BaseHandler):
         query = self.get_argument("q", None)
         raw_time = self.get_argument("time", None)
         when = None if raw_time is None else _time_arg(raw_time)
+        uncaptured = spec in self.sidecar.raw
+        if when is not None and uncaptured:
+            raise tornado.web.HTTPError(
+                400, reason="no time jump: supervisord's own child logs carry no timestamps"
+            )
         search = None
         if query:
             search = {
@@ -479,11 +635,13 @@ class LogHandler(BaseHandler):
         except ValueError as exc:  # a bad regular expression
             self.fail(400, str(exc)[:200])
             return
+        if uncaptured:
+            body["uncaptured"] = True
         self.finish(body)
 
     @staticmethod
     def _read(
-        store: LogStore,
+        store: Any,
         spec: str,
         limit: int,
         cursor: Optional[int],
@@ -535,6 +693,48 @@ class LogHandler(BaseHandler):
         }
 
 
+def download_name(spec: str) -> str:
+    """A file name for a process's download that no browser or shell can misread."""
+    group, _, name = spec.partition(":")
+    stem = name if group == name else f"{group}_{name}"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".")[:100] or "process"
+    return safe + ".log"
+
+
+class DownloadHandler(BaseHandler):
+    """``/api/log/NAME/download``: the whole log (or [from, to)) as one text file.
+
+    Streamed: each chunk is read on the history thread (a ``.gz`` is
+    decompressed as it goes) and flushed to the client before the next is
+    read, so memory stays at a chunk and the IOLoop never waits for the disk.
+    """
+
+    async def get(self, name: str) -> None:
+        spec = self.sidecar.lookup(name)
+        if spec is None:
+            self.fail(404, "no such process log")
+            return
+        start = _int_arg(self, "from", None, 0, 2**62)
+        end = _int_arg(self, "to", None, 0, 2**62)
+        chunks = self.sidecar.history_store(spec).export(start, end)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{download_name(spec)}"')
+        loop = asyncio.get_running_loop()
+        executor = self.sidecar.history_executor
+        try:
+            while True:
+                chunk = await loop.run_in_executor(executor, next, chunks, None)
+                if chunk is None:
+                    break
+                self.write(chunk)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return  # the client went away
+        finally:
+            await loop.run_in_executor(executor, chunks.close)
+        self.finish()
+
+
 class HealthHandler(tornado.web.RequestHandler):
     """Liveness, without auth and without secrets."""
 
@@ -581,7 +781,7 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
             self.set_status(404)
             self.finish({"error": "live streaming is off (websocket_enabled = false)"})
             return
-        self.address = self.request.remote_ip or "unix"
+        self.address = self.sidecar.proxies.client(self.request)
         if self.sidecar.connections.get(self.address, 0) >= MAX_CONNECTIONS_PER_ADDRESS:
             self.set_status(429)
             self.finish({"error": "too many connections"})
@@ -648,10 +848,14 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
             return
         if spec not in client.subscriptions and len(client.subscriptions) >= MAX_SUBSCRIPTIONS:
             raise MessageError(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
-        self.sidecar.hub.subscribe(client, spec, tail=request["tail"], cursor=request["cursor"])
-        for state in self.sidecar.states.values():
-            if state["process"] == spec:
-                client.send({"type": "state", **state})
+        states = [
+            {"type": "state", **state}
+            for state in self.sidecar.states.values()
+            if state["process"] == spec
+        ]
+        self.sidecar.hub.subscribe(
+            client, spec, tail=request["tail"], cursor=request["cursor"], then=states
+        )
 
     def on_close(self) -> None:
         if self.client is not None:
@@ -676,6 +880,7 @@ def make_app(sidecar: Sidecar) -> tornado.web.Application:
             (r"/static/(.*)", StaticHandler, {"path": STATIC, "sidecar": sidecar}),
             (r"/api/processes", ProcessesHandler, kwargs),
             (r"/api/log/([^/]+)", LogHandler, kwargs),
+            (r"/api/log/([^/]+)/download", DownloadHandler, kwargs),
             (r"/ws", LiveHandler, kwargs),
             (r"/healthz", HealthHandler, kwargs),
             (r"/metrics", MetricsHandler, kwargs),

@@ -6,14 +6,22 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
+import re
 import socket
+import sys
+import urllib.error
 import urllib.parse
+import urllib.request
 from pathlib import Path
-from typing import Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
+
+from supervisor_streamlog.formats import parse
+from supervisor_streamlog.logfiles import is_header
 
 from .sidecar import Live, get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
@@ -374,3 +382,187 @@ def test_dns_rebinding_and_catastrophic_regex_are_refused(
     status, body = get(sup.url + f"/api/log/app?q={pattern}&regex=1")
     assert status == 400 and "took too long" in body["error"]
     assert get(sup.url + "/api/log/app?q=aaab")[1]["entries"]
+
+
+def fetch(url: str) -> Tuple[int, Dict[str, str], bytes]:
+    """A GET that keeps the body as bytes and the headers."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_download_streams_every_backup_without_headers(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    count = 20_000
+    hostile = 'ev"il<b>&..'
+    sup = with_sidecar(
+        tmp_path,
+        {hostile: quiet(emit("burst", count, 100, "block"))},
+        streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+    )
+    stopper.append(sup)
+    sup.wait_state(hostile, "EXITED")
+    url = sup.url + "/api/log/" + urllib.parse.quote(hostile, safe="")
+    wait_for(lambda: get(url)[0] == 200, 20, "the log")
+    wait_for(
+        lambda: get(url + "?limit=1")[1]["entries"][-1]["stream"] == "status",
+        20,
+        "the exit record",
+    )
+    status, headers, body = fetch(url + "/download")
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    disposition = headers["Content-Disposition"]
+    assert re.fullmatch(r'attachment; filename="[A-Za-z0-9_.-]+\.log"', disposition), disposition
+    assert any(name.endswith(".gz") for name in os.listdir(sup.logdir))
+    records = [parse(line) for line in body.split(b"\n")[:-1]]
+    assert not [r for r in records if is_header(r.stream, r.data)]
+    numbers = [int(r.data[5:14]) for r in records if r.stream == "stdout"]
+    assert numbers == list(range(count))
+    # A range by cursors: the records between two of them, exactly.
+    page = get(url + "?cursor=0&direction=forward&limit=1000")[1]
+    some = page["entries"][100:600]
+    status, _, part = fetch(url + f"/download?from={some[0]['offset']}&to={some[-1]['end']}")
+    assert [parse(line).time for line in part.split(b"\n")[:-1]] == [e["time"] for e in some]
+    assert fetch(sup.url + "/api/log/nope/download")[0] == 404
+    assert fetch(sup.url + "/api/log/..%2F..%2Fetc%2Fpasswd/download")[0] == 404
+    assert fetch(url + "/download?from=x")[0] == 400
+
+
+def test_connection_limit_counts_the_client_behind_a_trusted_proxy(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    sup = with_sidecar(
+        tmp_path, {"app": quiet(emit("tick", 0.5))}, streamlog={"trusted_proxies": "127.0.0.1"}
+    )
+    stopper.append(sup)
+
+    async def run() -> None:
+        def behind(address: str) -> Dict[str, str]:
+            return {"X-Forwarded-For": address}
+
+        first = [await Live.connect(sup.url, behind("203.0.113.1")) for _ in range(32)]
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await Live.connect(sup.url, behind("203.0.113.1"))
+        assert refused.value.code == 429
+        # Another browser behind the same proxy is not refused.
+        other = await Live.connect(sup.url, behind("203.0.113.2"))
+        await other.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
+        for live in first + [other]:
+            live.close()
+
+    asyncio.run(run())
+
+
+RAW_CHILD = """
+import os, sys, time
+n = 0
+while True:
+    os.write(1, b"out %08d %s\\n" % (n, b"x" * 80))
+    os.write(2, b"err %08d %s\\n" % (n, b"y" * 80))
+    n += 1
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+def raw_numbers(entries: List[dict], stream: str) -> List[int]:
+    return [int(e["text"][4:12]) for e in entries if e["stream"] == stream]
+
+
+def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    (tmp_path / "raw_child.py").write_text(RAW_CHILD)
+    child = f"{sys.executable} {tmp_path / 'raw_child.py'}"
+    sup = with_sidecar(
+        tmp_path,
+        {
+            "app": quiet(emit("tick", 0.5)),
+            # Not captured (programs = app): supervisord's own files, AUTO for stdout.
+            "plain": quiet(f"{child} 0.01", stderr_logfile=tmp_path / "plain.err"),
+            "rot": quiet(
+                f"{child} 0.002",
+                stdout_logfile=tmp_path / "rot.out",
+                stdout_logfile_maxbytes="20KB",
+                stdout_logfile_backups=3,
+                stderr_logfile="NONE",
+            ),
+            "mute": quiet(f"{child} 1", stdout_logfile="NONE", stderr_logfile="NONE"),
+        },
+        streamlog={"programs": "app"},
+    )
+    stopper.append(sup)
+
+    def listed() -> Dict[str, dict]:
+        return {p["name"]: p for p in get(sup.url + "/api/processes")[1]["processes"]}
+
+    wait_for(lambda: listed().get("plain:plain", {}).get("uncaptured"), 20, "plain listed")
+    processes = listed()
+    assert processes["plain:plain"]["captured"] is False
+    assert isinstance(processes["plain:plain"]["cursor"], int)
+    assert "uncaptured" not in processes["mute:mute"]  # NONE: nothing to show
+    assert get(sup.url + "/api/log/mute")[0] == 404
+    assert processes["app:app"]["captured"] and "uncaptured" not in processes["app:app"]
+
+    async def live_and_resume() -> Tuple[List[int], List[int]]:
+        first = await Live.connect(sup.url)
+        await first.send({"type": "subscribe", "process": "plain", "tail": 20})
+        await first.until(lambda c: len(c.entries()) >= 200, 30, "200 records")
+        subscribed = [f for f in first.frames if f["type"] == "subscribed"][0]
+        assert subscribed["uncaptured"] is True
+        assert all(e["time"] is None for e in first.entries())
+        cursor = first.cursor()
+        first.close()
+        await asyncio.sleep(0.3)  # the child goes on while nobody listens
+        second = await Live.connect(sup.url)
+        await second.send({"type": "subscribe", "process": "plain", "cursor": cursor})
+        await second.until(lambda c: len(c.entries()) >= 200, 30, "200 more records")
+        second.close()
+        both = first.entries() + second.entries()
+        return raw_numbers(both, "stdout"), raw_numbers(both, "stderr")
+
+    out, err = asyncio.run(live_and_resume())
+    for numbers in (out, err):  # no gap, no duplicate, across the reconnect
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert len(out) > 150 and len(err) > 150
+
+    async def across_rotation() -> Live:
+        live = await Live.connect(sup.url)
+        await live.send({"type": "subscribe", "process": "rot"})
+        await live.until(
+            lambda c: sum(f["type"] == "reset" for f in c.frames) >= 3, 60, "three rotations"
+        )
+        await live.until(lambda c: c.frames[-1]["type"] == "lines", 10, "lines after them")
+        return live
+
+    live = asyncio.run(across_rotation())
+    numbers = raw_numbers(live.entries(), "stdout")
+    # supervisord renamed rot.out three times: the old file was read to its end first.
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert (tmp_path / "rot.out.1").exists()
+    resets = [f for f in live.frames if f["type"] == "reset"]
+    assert all(f["cursor"] == 0 for f in resets)  # the stdout lane starts again
+
+    # History: pages both ways, search; no time jump (no timestamps).
+    status, page = get(sup.url + "/api/log/plain?limit=50")
+    assert status == 200 and page["uncaptured"] is True and len(page["entries"]) == 50
+    older = get(sup.url + f"/api/log/plain?limit=50&cursor={page['start']}")[1]
+    assert older["end"] == page["start"]
+    assert [e["end"] for e in older["entries"][:-1]] == [e["offset"] for e in older["entries"][1:]]
+    first = get(sup.url + "/api/log/plain?cursor=0&direction=forward&limit=4")[1]["entries"]
+    assert sorted(e["text"][:12] for e in first) == [
+        "err 00000000",
+        "err 00000001",
+        "out 00000000",
+        "out 00000001",
+    ]
+    found = get(sup.url + "/api/log/plain?q=err%2000000010")[1]["entries"]
+    assert [e["text"][:12] for e in found] == ["err 00000010"]
+    status, body = get(sup.url + "/api/log/plain?time=0")
+    assert status == 400 and "timestamps" in body["error"]
+    # The download holds what supervisord wrote.
+    status, _, data = fetch(sup.url + "/api/log/plain/download")
+    assert status == 200 and data.startswith(b"out 00000000 ")

@@ -1,0 +1,500 @@
+"""supervisord's own child logs, for the processes streamlog does not capture.
+
+An existing deployment sees every process on day one: a process without a
+streamlog file (``captured: false``) is shown from the files supervisord
+itself writes for it, the ``stdout_logfile`` / ``stderr_logfile`` paths its
+XML-RPC ``getAllProcessInfo`` reports (``AUTO`` ones resolved into
+``childlogdir``; ``NONE`` gives no file).  Only those paths are ever opened,
+and only when they are regular files: a process name never becomes a path.
+
+Those files carry no timestamps and no headers, so:
+
+* **Offsets.**  A raw log has two *lanes*, its stdout file and its stderr
+  file (one with ``redirect_stderr``).  A position is the pair of byte
+  positions (stdout, stderr) in the two files, packed into one integer,
+  ``offset = stdout + stderr * LANE`` (``LANE`` = 2**26), so that a cursor
+  stays one number below 2**53 (exact in JavaScript) and grows with every
+  record of either lane.  A file that grows past ``LANE`` bytes (only with
+  ``stdout_logfile_maxbytes`` above 64MB, or 0) is seen from a later point,
+  as after a rotation.
+* **Order.**  Live records come in the order they were read; history cannot
+  know how the two files interleaved, so a page interleaves them by position
+  in their files.
+* **Rotation.**  supervisord renames ``NAME`` to ``NAME.1`` and starts a new
+  file: the follower keeps the old file open, reads it to its end, then
+  reports a reset (offsets of that lane start again at 0).  History covers
+  the live files only, not the ``.1`` ... ``.N`` backups.
+* ``time`` is empty (sent as null): the records have none.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from typing import Callable, Dict, Generator, List, Optional, Tuple
+
+from .formats import Record
+from .hub import HISTORY_PAGE, CatchUpPage, Channel, Hub, encode
+from .logfiles import Entry
+from .logstore import Page, SearchResult, _Matcher
+
+log = logging.getLogger(__name__)
+
+#: Width of the stdout lane: offset = stdout + stderr * LANE.
+LANE = 2**26
+STREAMS = ("stdout", "stderr")
+_BLOCK = 64 * 1024
+_READ = 256 * 1024
+
+
+def pack(positions: Tuple[int, int]) -> int:
+    """One integer for a (stdout, stderr) pair of lane positions."""
+    return positions[0] + positions[1] * LANE
+
+
+def unpack(offset: int) -> Tuple[int, int]:
+    """The (stdout, stderr) lane positions of an offset."""
+    return offset % LANE, offset // LANE
+
+
+def span(start: int, end: int) -> int:
+    """Bytes of log between two offsets of a raw log."""
+    a, b = unpack(start), unpack(end)
+    return (b[0] - a[0]) + (b[1] - a[1])
+
+
+class RawFile:
+    """One lane: a child log file of supervisord, and where its lane begins in it."""
+
+    def __init__(self, stream: str, path: str) -> None:
+        self.stream = stream
+        self.path = path
+        #: The file position of lane position 0 (above 0 for a file past LANE bytes).
+        self.base = 0
+
+    def open(self) -> Optional[int]:
+        """A descriptor of the file if it is a regular file now, else None."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
+    def rebase(self, size: int) -> bool:
+        """Move the lane's start so that ``size`` fits in it; True if it moved."""
+        if size - self.base < LANE:
+            return False
+        self.base = size - size % (LANE // 2) - LANE // 2
+        return True
+
+
+def _complete_end(fd: int, size: int) -> int:
+    """The position just past the last newline before ``size``."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - _BLOCK)
+        found = os.pread(fd, pos - start, start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        pos = start
+    return 0
+
+
+Line = Tuple[int, int, bytes]  # file position of its start, of its end, text
+
+
+def _forward(fd: int, pos: int, stop: int, limit: int) -> List[Line]:
+    """Up to ``limit`` whole lines from the first one starting at or after ``pos``."""
+    if pos > 0 and os.pread(fd, 1, pos - 1) != b"\n":
+        data = os.pread(fd, max(0, stop - pos), pos)
+        newline = data.find(b"\n")
+        pos = stop if newline < 0 else pos + newline + 1
+    lines: List[Line] = []
+    size = _BLOCK
+    while pos < stop and len(lines) < limit:
+        data = os.pread(fd, min(size, stop - pos), pos)
+        if not data:
+            break  # the file shrank
+        last = data.rfind(b"\n")
+        if last < 0:
+            if pos + len(data) >= stop:
+                break
+            size *= 2
+            continue
+        for text in data[:last].split(b"\n"):
+            lines.append((pos, pos + len(text) + 1, text))
+            pos += len(text) + 1
+            if len(lines) == limit:
+                break
+        size = min(size * 2, _READ * 4)
+    return lines
+
+
+def _backward(fd: int, end: int, low: int, limit: int) -> List[Line]:
+    """Up to ``limit`` whole lines ending at or before ``end`` and starting at or
+    after ``low``, newest first."""
+    end = max(low, _complete_end(fd, end))
+    whole = low == 0 or os.pread(fd, 1, low - 1) == b"\n"  # a line starts at low
+    lines: List[Line] = []
+    size = _BLOCK
+    while end > low and len(lines) < limit:
+        start = max(low, end - size)
+        data = os.pread(fd, end - start, start)
+        if len(data) < end - start:
+            break  # the file shrank
+        pieces = data[:-1].split(b"\n")  # data ends with the newline at end - 1
+        # pieces[0] may have begun before ``start``.
+        first = 0 if start == low and whole else 1
+        if len(pieces) <= first:
+            if start == low:
+                break
+            size *= 2
+            continue
+        for text in reversed(pieces[first:]):
+            lines.append((end - len(text) - 1, end, text))
+            end -= len(text) + 1
+            if len(lines) == limit:
+                break
+        if start == low:
+            break
+        size = min(size * 2, _READ * 4)
+    return lines
+
+
+class RawStore:
+    """History of a raw log: its live files read by lane positions (see module doc).
+
+    Same calls as :class:`~.logstore.LogStore` where they make sense: pages
+    forward and backward, search, bounds and a whole-log export; no time seek
+    (raw lines have no time).  Files are opened per call; blocking.
+    """
+
+    def __init__(self, files: List[RawFile]) -> None:
+        self.files = files  # stdout lane, stderr lane (either may be missing: None path)
+
+    def _open(self) -> List[Tuple[RawFile, Optional[int], int]]:
+        """Each lane: its file, a descriptor (None: no file) and its complete end."""
+        lanes = []
+        for raw in self.files:
+            fd = raw.open()
+            end = raw.base
+            if fd is not None:
+                end = max(raw.base, _complete_end(fd, os.fstat(fd).st_size))
+            lanes.append((raw, fd, end))
+        return lanes
+
+    @staticmethod
+    def _close(lanes: List[Tuple[RawFile, Optional[int], int]]) -> None:
+        for _, fd, _ in lanes:
+            if fd is not None:
+                os.close(fd)
+
+    def bounds(self) -> Tuple[int, int]:
+        lanes = self._open()
+        try:
+            return 0, pack(_pair([end - raw.base for raw, _, end in lanes]))
+        finally:
+            self._close(lanes)
+
+    def read_forward(self, start: Optional[int], limit: int, until: Optional[int] = None) -> Page:
+        """Up to ``limit`` records from ``start`` (None: the oldest), and none past
+        ``until`` in either lane."""
+        lanes = self._open()
+        try:
+            begin = unpack(start or 0)
+            stop = unpack(until) if until is not None else None
+            found: List[Tuple[int, int, Line]] = []
+            positions: List[int] = []
+            for index, (raw, fd, end) in enumerate(lanes):
+                pos = min(begin[index] + raw.base, end)
+                if stop is not None:
+                    end = min(end, stop[index] + raw.base)
+                positions.append(pos - raw.base)
+                if fd is not None and limit > 0:
+                    for line in _forward(fd, pos, end, limit):
+                        found.append((line[0] - raw.base, index, line))
+            found.sort(key=lambda item: (item[0], item[1]))
+            chosen = found[:limit]
+            # Lines skipped to reach a line start move the lane's start too.
+            for index in range(len(lanes)):
+                firsts = [item[0] for item in chosen if item[1] == index]
+                if firsts:
+                    positions[index] = firsts[0]
+            entries = _entries(chosen, positions, lanes)
+            ends = _pair([end - raw.base for raw, _, end in lanes])
+            first = pack(_pair(positions))
+            last = entries[-1].end if entries else first
+            reached = unpack(last)
+            after = reached[0] < ends[0] or reached[1] < ends[1]
+            return Page(entries, first, last, first > 0, after)
+        finally:
+            self._close(lanes)
+
+    def read_backward(self, end: Optional[int], limit: int) -> Page:
+        """Up to ``limit`` records ending at or before ``end`` (None: the end)."""
+        lanes = self._open()
+        try:
+            ends = [stop - raw.base for raw, _, stop in lanes]
+            if end is not None:
+                ends = [min(a, b) for a, b in zip(ends, unpack(end))]
+            found: List[Tuple[int, int, Line]] = []
+            for index, (raw, fd, _) in enumerate(lanes):
+                if fd is not None and limit > 0:
+                    for line in _backward(fd, ends[index] + raw.base, raw.base, limit):
+                        found.append((line[0] - raw.base, index, line))
+            found.sort(key=lambda item: (item[0], item[1]))
+            chosen = found[-limit:] if limit > 0 else []
+            positions = list(ends)
+            for item in chosen:
+                positions[item[1]] = min(positions[item[1]], item[0])
+            entries = _entries(chosen, positions, lanes)
+            first = pack(_pair(positions))
+            last = pack(_pair(ends))
+            return Page(entries, first, last, any(p > 0 for p in positions), False)
+        finally:
+            self._close(lanes)
+
+    def search(
+        self,
+        pattern: str,
+        *,
+        regex: bool = False,
+        ignore_case: bool = False,
+        start: Optional[int] = None,
+        backward: bool = True,
+        limit: int = 100,
+        budget: float = 0.5,
+    ) -> SearchResult:
+        """Records whose text matches, page by page in the order pages show them."""
+        matcher = _Matcher(pattern, regex, ignore_case)
+        deadline = time.monotonic() + budget
+        found: List[Entry] = []
+        scanned = 0
+        cursor = start
+        while True:
+            if backward:
+                page = self.read_backward(cursor, HISTORY_PAGE)
+                entries, cursor, more = list(reversed(page.entries)), page.start, page.has_before
+            else:
+                page = self.read_forward(cursor, HISTORY_PAGE)
+                entries, cursor, more = page.entries, page.end, page.has_after
+            for entry in entries:
+                scanned += len(entry.record.data) + 1
+                if matcher.matches(entry.record):
+                    found.append(entry)
+                    if len(found) == limit:
+                        return SearchResult(
+                            found, entry.offset if backward else entry.end, scanned, True
+                        )
+            if not entries or not more:
+                return SearchResult(found, None, scanned, True)
+            if time.monotonic() >= deadline:
+                return SearchResult(found, cursor, scanned, False)
+
+    def export(
+        self, start: Optional[int] = None, end: Optional[int] = None, chunk_size: int = _READ
+    ) -> Generator[bytes, None, None]:
+        """The stdout file, then the stderr file, as supervisord wrote them."""
+        for raw in self.files:
+            fd = raw.open()
+            if fd is None:
+                continue
+            try:
+                pos, size = raw.base, _complete_end(fd, os.fstat(fd).st_size)
+                while pos < size:
+                    data = os.pread(fd, min(chunk_size, size - pos), pos)
+                    if not data:
+                        break
+                    pos += len(data)
+                    yield data
+            finally:
+                os.close(fd)
+
+
+def _pair(values: List[int]) -> Tuple[int, int]:
+    return (values[0], values[1] if len(values) > 1 else 0)
+
+
+def _entries(
+    chosen: List[Tuple[int, int, Line]],
+    positions: List[int],
+    lanes: List[Tuple[RawFile, Optional[int], int]],
+) -> List[Entry]:
+    """Entries for lines in page order, offsets walking from ``positions``."""
+    current = list(_pair(positions))
+    entries = []
+    for _, index, (begin, end, text) in chosen:
+        offset = pack((current[0], current[1]))
+        current[index] += end - begin
+        entries.append(
+            Entry(offset, pack((current[0], current[1])), _record(lanes[index][0], text))
+        )
+    return entries
+
+
+def _record(raw: RawFile, text: bytes) -> Record:
+    return Record("", raw.stream, text, False)
+
+
+class RawFollower:
+    """Follows a raw log's files live (polled), across supervisord's rotation.
+
+    Starts at the end of what is there.  Each :meth:`poll` reads what is new
+    (stdout lane, then stderr lane), and hands out complete lines with their
+    offsets -- or, when ``wanted()`` is false, only counts them
+    (``on_advance``), as :class:`~.follow.FileFollower` does.  A file renamed
+    away (rotation) is read to its end before the new one is opened; that, a
+    truncation, or a file that grows past ``LANE``, is ``on_reset(position)``.
+    """
+
+    def __init__(
+        self,
+        files: List[RawFile],
+        on_entries: Callable[[List[Entry]], None],
+        on_reset: Callable[[int], None],
+        wanted: Callable[[], bool],
+        on_advance: Callable[[int, int, int], None],
+        chunk_size: int = _READ,
+    ) -> None:
+        self.files = files
+        self.on_entries = on_entries
+        self.on_reset = on_reset
+        self.wanted = wanted
+        self.on_advance = on_advance
+        self.chunk_size = chunk_size
+        self._fds: List[Optional[int]] = [None] * len(files)
+        self._ids: List[Tuple[int, int]] = [(0, 0)] * len(files)
+        #: Lane positions (file position - base) of the next record.
+        self.positions = [0] * len(files)
+        for index, raw in enumerate(files):
+            fd = self._open(index)
+            if fd is not None:
+                end = _complete_end(fd, os.fstat(fd).st_size)
+                raw.rebase(end)
+                self.positions[index] = end - raw.base
+
+    @property
+    def position(self) -> int:
+        return pack(_pair(self.positions))
+
+    def _open(self, index: int) -> Optional[int]:
+        fd = self.files[index].open()
+        if fd is not None:
+            st = os.fstat(fd)
+            self._fds[index], self._ids[index] = fd, (st.st_dev, st.st_ino)
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds:
+            if fd is not None:
+                os.close(fd)
+        self._fds = [None] * len(self.files)
+
+    def poll(self) -> int:
+        """Read what is new in both lanes; returns the bytes read."""
+        counting = not self.wanted()
+        total = 0
+        for index in range(len(self.files)):
+            total += self._poll_lane(index, counting)
+        return total
+
+    def _poll_lane(self, index: int, counting: bool) -> int:
+        raw = self.files[index]
+        fd = self._fds[index]
+        if fd is None:
+            fd = self._open(index)
+            if fd is None:
+                return 0
+            raw.base = 0
+            if self.positions[index]:
+                self._restart(index)
+        pos = raw.base + self.positions[index]
+        size = os.fstat(fd).st_size
+        if size < pos:  # truncated
+            self._restart(index)
+            return 0
+        data = os.pread(fd, min(self.chunk_size, size - pos), pos) if size > pos else b""
+        last = data.rfind(b"\n")
+        if last >= 0:
+            if raw.rebase(pos + last + 1):
+                # Past the lane's width: go on from a later start, like a new file.
+                self.positions[index] = pos - raw.base
+                self.on_reset(self.position)
+            self._deliver(index, data[: last + 1], counting)
+            return last + 1
+        if size > pos + len(data):
+            return 0  # a line longer than a read: wait for the next poll with more
+        try:
+            named = os.stat(raw.path)
+        except OSError:
+            return 0
+        if (named.st_dev, named.st_ino) != self._ids[index]:
+            # Rotated: everything was read; what is left is an unfinished line.
+            os.close(fd)
+            self._fds[index] = None
+            if self._open(index) is not None:
+                raw.base = 0
+                self._restart(index)
+        return 0
+
+    def _restart(self, index: int) -> None:
+        self.positions[index] = 0
+        self.on_reset(self.position)
+
+    def _deliver(self, index: int, data: bytes, counting: bool) -> None:
+        start = self.position
+        if counting:
+            self.positions[index] += len(data)
+            self.on_advance(start, self.position, data.count(b"\n"))
+            return
+        raw = self.files[index]
+        entries = []
+        for text in data[:-1].split(b"\n"):
+            offset = self.position
+            self.positions[index] += len(text) + 1
+            entries.append(Entry(offset, self.position, _record(raw, text)))
+        self.on_entries(entries)
+
+
+class RawChannel(Channel):
+    """A hub channel over a raw log: lane-aware sizes, cursors and catch-up reads."""
+
+    store: RawStore
+
+    def __init__(self, hub: Hub, spec: str, store: RawStore, position: int) -> None:
+        super().__init__(hub, spec, store, position)
+        self.describe = {"uncaptured": True}
+
+    def span(self, start: int, end: int) -> int:
+        return span(start, end)
+
+    def clamp(self, cursor: int) -> int:
+        """A cursor past the live position (from before a rotation) starts at it."""
+        mine, live = unpack(cursor), unpack(self.position)
+        return pack((min(mine[0], live[0]), min(mine[1], live[1])))
+
+    def catch_up_page(self, cursor: int, target: int) -> CatchUpPage:
+        # Bounded per lane: a combined offset below the target could still be
+        # past it in one lane.
+        page = self.store.read_forward(cursor, HISTORY_PAGE, until=target)
+        return CatchUpPage([encode(entry) for entry in page.entries], None)
+
+
+def raw_files(info: Dict[str, object]) -> List[RawFile]:
+    """The lanes of a process from its ``getAllProcessInfo`` entry ([] if none)."""
+    out = str(info.get("stdout_logfile") or "")
+    err = str(info.get("stderr_logfile") or "")
+    if err == out:
+        err = ""  # one file for both: read it once
+    if not out and not err:
+        return []
+    # A missing lane is a path that never opens ("" cannot be a file).
+    return [RawFile("stdout", out), RawFile("stderr", err)]

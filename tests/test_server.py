@@ -1,0 +1,68 @@
+"""Server pieces tested alone: whose address a connection counts against, download names."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import pytest
+import tornado.httputil
+
+from supervisor_streamlog.config import ConfigError, from_mapping
+from supervisor_streamlog.server import ProxyTrust, download_name
+
+
+def request(peer: str, headers: Dict[str, str]) -> tornado.httputil.HTTPServerRequest:
+    made = tornado.httputil.HTTPServerRequest(
+        headers=tornado.httputil.HTTPHeaders(dict(headers, Host="127.0.0.1:9002")),
+        start_line=tornado.httputil.RequestStartLine("GET", "/ws", "HTTP/1.1"),
+    )
+    made.remote_ip = peer
+    return made
+
+
+def trust(proxies: str, bind: str = "127.0.0.1:9002") -> ProxyTrust:
+    values = {"logdir": "/tmp/x", "trusted_proxies": proxies, "bind": bind}
+    return ProxyTrust(from_mapping(values, here="/tmp", environ={}))
+
+
+def test_forwarded_headers_count_only_from_a_trusted_proxy() -> None:
+    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "203.0.113.8"}
+    # Not configured (the default): anybody could write those headers.
+    assert trust("").client(request("127.0.0.1", forwarded)) == "127.0.0.1"
+    proxy = trust("127.0.0.1 10.0.0.0/8")
+    assert proxy.client(request("127.0.0.1", forwarded)) == "203.0.113.7"
+    assert proxy.client(request("10.1.2.3", forwarded)) == "203.0.113.7"
+    # A peer that is not a trusted proxy is the client, whatever it claims.
+    assert proxy.client(request("192.0.2.1", forwarded)) == "192.0.2.1"
+    # The nearest hop that is not a trusted proxy; a spoofed leftmost one is ignored.
+    chain = {"X-Forwarded-For": "1.1.1.1, 203.0.113.7, 10.0.0.5"}
+    assert proxy.client(request("127.0.0.1", chain)) == "203.0.113.7"
+    assert proxy.client(request("127.0.0.1", {"X-Real-IP": "203.0.113.9"})) == "203.0.113.9"
+    assert proxy.client(request("127.0.0.1", {})) == "127.0.0.1"
+    # Garbage is not an address: the proxy's own address counts.
+    assert proxy.client(request("127.0.0.1", {"X-Forwarded-For": "<script>"})) == "127.0.0.1"
+
+
+def test_a_unix_socket_proxy_is_trusted_only_when_listed() -> None:
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    assert trust("", "unix:/tmp/s").client(request("0.0.0.0", forwarded)) == "unix"
+    assert trust("unix", "unix:/tmp/s").client(request("0.0.0.0", forwarded)) == "203.0.113.7"
+
+
+def test_trusted_proxies_must_be_addresses() -> None:
+    with pytest.raises(ConfigError, match="trusted_proxies = 'proxy.example'"):
+        trust("proxy.example")
+
+
+@pytest.mark.parametrize(
+    "spec, name",
+    [
+        ("web:web", "web.log"),
+        ("workers:worker_00", "workers_worker_00.log"),
+        ('a"b:..\\/x\r\n', "a_b_..__x__.log"),
+        ("..:..", "process.log"),
+        ("caf\u00e9:caf\u00e9", "caf_.log"),
+    ],
+)
+def test_download_names_are_plain(spec: str, name: str) -> None:
+    assert download_name(spec) == name
