@@ -33,7 +33,7 @@ import logging
 import os
 import stat
 import time
-from typing import Callable, Dict, Generator, List, Optional, Tuple
+from typing import Any, Callable, Generator, List, Mapping, Optional, Tuple
 
 from .formats import Record
 from .hub import HISTORY_PAGE, CatchUpPage, Channel, Hub, encode
@@ -488,7 +488,7 @@ class RawChannel(Channel):
         return CatchUpPage([encode(entry) for entry in page.entries], None)
 
 
-def raw_files(info: Dict[str, object]) -> List[RawFile]:
+def raw_files(info: Mapping[str, Any]) -> List[RawFile]:
     """The lanes of a process from its ``getAllProcessInfo`` entry ([] if none)."""
     out = str(info.get("stdout_logfile") or "")
     err = str(info.get("stderr_logfile") or "")

@@ -1,0 +1,147 @@
+"""supervisord's own child logs (uncaptured processes): lanes, pages, rotation, counting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, List, Tuple
+
+from supervisor_streamlog import rawlog
+from supervisor_streamlog.logfiles import Entry
+from supervisor_streamlog.rawlog import (
+    LANE,
+    RawFile,
+    RawFollower,
+    RawStore,
+    pack,
+    raw_files,
+    span,
+    unpack,
+)
+
+
+def lanes(tmp_path: Path) -> List[RawFile]:
+    return [RawFile("stdout", str(tmp_path / "a.out")), RawFile("stderr", str(tmp_path / "a.err"))]
+
+
+def write(path: Path, lines: List[bytes]) -> None:
+    with open(path, "ab") as handle:
+        handle.write(b"".join(line + b"\n" for line in lines))
+
+
+def fill(tmp_path: Path, count: int) -> None:
+    write(tmp_path / "a.out", [b"out %05d" % n for n in range(count)])
+    write(tmp_path / "a.err", [b"err %05d" % n for n in range(0, count, 3)])
+
+
+def test_offsets_pack_two_lanes_exactly_below_2_53() -> None:
+    assert unpack(pack((LANE - 1, 2**27 - 1))) == (LANE - 1, 2**27 - 1)
+    assert pack((LANE - 1, 2**27 - 1)) < 2**53
+    assert span(pack((10, 5)), pack((30, 9))) == 24
+
+
+def test_pages_cover_every_line_once_both_ways(tmp_path: Path) -> None:
+    fill(tmp_path, 1000)
+    store = RawStore(lanes(tmp_path))
+    forward: List[Entry] = []
+    cursor = None
+    while True:
+        page = store.read_forward(cursor, 77)
+        forward += page.entries
+        if not page.has_after:
+            break
+        cursor = page.end
+    backward: List[Entry] = []
+    end = None
+    while True:
+        page = store.read_backward(end, 64)
+        backward = page.entries + backward
+        if not page.has_before:
+            break
+        end = page.start
+    for entries in (forward, backward):
+        assert [e.record.data for e in entries if e.record.stream == "stdout"] == [
+            b"out %05d" % n for n in range(1000)
+        ]
+        assert [e.record.data for e in entries if e.record.stream == "stderr"] == [
+            b"err %05d" % n for n in range(0, 1000, 3)
+        ]
+        assert all(a.end == b.offset for a, b in zip(entries, entries[1:]))
+        assert entries[0].offset == 0 and entries[-1].end == store.bounds()[1]
+        assert all(e.record.time == "" for e in entries)
+    # Bounded per lane (what a catch-up asks for): nothing past either lane's limit.
+    limit = pack((unpack(forward[500].end)[0], 30))
+    page = store.read_forward(0, 10_000, until=limit)
+    assert all(unpack(e.end)[0] <= unpack(limit)[0] for e in page.entries)
+    assert all(unpack(e.end)[1] <= 30 for e in page.entries)
+
+
+def test_search_both_lanes(tmp_path: Path) -> None:
+    fill(tmp_path, 300)
+    store = RawStore(lanes(tmp_path))
+    found = store.search("00042")
+    assert sorted(e.record.data for e in found.entries) == [b"err 00042", b"out 00042"]
+    assert found.complete and found.next is None
+
+
+def test_follower_reads_a_rotated_file_to_its_end_then_resets(tmp_path: Path) -> None:
+    fill(tmp_path, 10)
+    got: List[Entry] = []
+    resets: List[int] = []
+    counted: List[Tuple[int, int, int]] = []
+    wanted = [True]
+    follower = RawFollower(
+        lanes(tmp_path),
+        got.extend,
+        resets.append,
+        lambda: wanted[0],
+        lambda start, end, lines: counted.append((start, end, lines)),
+    )
+    start = follower.position
+    assert unpack(start) == (
+        os.path.getsize(tmp_path / "a.out"),
+        os.path.getsize(tmp_path / "a.err"),
+    )
+    write(tmp_path / "a.out", [b"late 1", b"late 2"])
+    write(tmp_path / "a.err", [b"late err"])
+    follower.poll()
+    assert [e.record.data for e in got] == [b"late 1", b"late 2", b"late err"]
+    assert got[0].offset == start and all(a.end == b.offset for a, b in zip(got, got[1:]))
+    # supervisord's rotation: written to, renamed away, a new file opened.
+    write(tmp_path / "a.out", [b"last of old"])
+    os.rename(tmp_path / "a.out", tmp_path / "a.out.1")
+    write(tmp_path / "a.out", [b"first of new"])
+    for _ in range(3):
+        follower.poll()
+    assert [e.record.data for e in got[3:]] == [b"last of old", b"first of new"]
+    assert len(resets) == 1 and unpack(resets[0])[0] == 0
+    assert got[-1].offset == resets[0]
+    # Nobody subscribed: counted, not parsed; the position moves all the same.
+    wanted[0] = False
+    write(tmp_path / "a.out", [b"x"] * 5)
+    follower.poll()
+    assert counted == [(got[-1].end, got[-1].end + 10, 5)] and follower.position == got[-1].end + 10
+
+
+def test_lanes_of_a_process_info() -> None:
+    info = {"stdout_logfile": "/var/log/x.out", "stderr_logfile": "/var/log/x.out"}
+    files = raw_files(info)
+    assert [(f.stream, f.path) for f in files] == [("stdout", "/var/log/x.out"), ("stderr", "")]
+    assert raw_files({"stdout_logfile": "", "stderr_logfile": ""}) == []
+    assert RawFile("stdout", "/dev/null").open() is None  # not a regular file
+
+
+def test_a_file_past_the_lane_width_is_seen_from_later_on(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(rawlog, "LANE", 1024)
+    got: List[Entry] = []
+    resets: List[int] = []
+    files = lanes(tmp_path)
+    follower = RawFollower(files, got.extend, resets.append, lambda: True, lambda *a: None)
+    for n in range(300):
+        write(tmp_path / "a.out", [b"out %05d" % n])
+        follower.poll()
+    assert resets and all(unpack(e.end)[0] <= 1024 for e in got)
+    numbers = [int(e.record.data[4:]) for e in got]
+    assert numbers == list(range(300))  # live, nothing lost when the lane moved on
+    page = RawStore(files).read_backward(None, 5)
+    assert [e.record.data for e in page.entries] == [b"out %05d" % n for n in range(295, 300)]
