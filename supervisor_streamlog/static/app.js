@@ -1,128 +1,886 @@
-// The streamlog tail page (minimal): processes, one live log, follow, reconnect.
-// Log text is only ever inserted with textContent: log lines are hostile input.
+// The streamlog tail page: wires the process list, the live connection, the
+// line store and the virtualized view together. Protocol: docs/protocol.md.
+// Log text is hostile input: it only ever reaches the DOM as text nodes.
+
+import { LineStore, makeMatcher, timeKey } from "./lines.js";
+import { LogView, fullTime } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
-const MAX_LINES = 5000;
+const TAIL = 1000; // records asked for when a process is opened
+const PAGE = 500; // records per history page
+const NEAR = 600; // pixels from an edge at which more history is loaded
+const params = new URLSearchParams(location.search);
 
-let socket = null;
-let current = new URLSearchParams(location.search).get("process");
-let cursor = null;
-let retry = 500;
-let fresh = false;
+const prefs = loadPrefs();
+const store = new LineStore(Number(params.get("retain")) || 250000);
+const view = new LogView($("log"), store);
 
-function setConnection(text, down) {
-  $("connection").textContent = text;
-  $("connection").classList.toggle("down", Boolean(down));
+const state = {
+  processes: new Map(), // name -> info from /api/processes and state messages
+  subs: new Map(), // open process name -> Sub
+  follow: true,
+  pausedBy: null, // "you" (button/key), "scroll", "selection", "jump"
+  unseen: 0, // lines that arrived while not following
+  filter: { q: params.get("q") || "", regex: params.get("re") === "1", case: params.get("case") === "1" },
+  socket: null,
+  connected: false,
+  retry: 500,
+  inbox: [],
+  scheduled: false,
+  loading: false,
+  changed: [],
+  search: null,
+};
+
+// ---------------------------------------------------------------- preferences
+
+function loadPrefs() {
+  const defaults = { time: "local", wrap: false, theme: "auto", stdout: true, stderr: true };
+  try {
+    return { ...defaults, ...JSON.parse(localStorage.getItem("streamlog") || "{}") };
+  } catch {
+    return defaults;
+  }
+}
+
+function savePrefs() {
+  try { localStorage.setItem("streamlog", JSON.stringify(prefs)); } catch { /* private mode */ }
+}
+
+function press(id, on) {
+  $(id).setAttribute("aria-pressed", String(Boolean(on)));
+}
+
+function applyPrefs() {
+  document.documentElement.dataset.theme = prefs.theme;
+  $("theme").textContent = `theme: ${prefs.theme}`;
+  $("time").textContent = `time: ${prefs.time}`;
+  press("wrap", prefs.wrap);
+  press("stdout", prefs.stdout);
+  press("stderr", prefs.stderr);
+  press("regex", state.filter.regex);
+  press("case", state.filter.case);
+  view.configure({ wrap: prefs.wrap, time: prefs.time, merged: state.subs.size > 1 });
+}
+
+// ---------------------------------------------------------------- status line
+
+function setConnection(text, kind) {
+  const element = $("connection");
+  element.textContent = text;
+  element.dataset.state = kind;
+}
+
+function notice(text) {
+  $("notice").textContent = text || "";
+  $("notice").hidden = !text;
+}
+
+function updateCounts() {
+  const held = store.lines.length;
+  const shown = store.shown.length;
+  let text = `${held.toLocaleString()} lines`;
+  if (shown !== held) text += ` · ${shown.toLocaleString()} shown`;
+  if (!state.follow) text += " · paused";
+  $("counts").textContent = text;
+  const detached = [...state.subs.values()].some((sub) => !sub.attached);
+  const button = $("new-lines");
+  button.hidden = state.follow || (!detached && state.unseen === 0);
+  button.textContent = detached
+    ? "newer lines below — jump to live ↓"
+    : `${state.unseen.toLocaleString()} new line${state.unseen === 1 ? "" : "s"} ↓`;
+  press("pause", !state.follow);
+  $("pause").textContent = state.follow ? "pause" : "resume";
+}
+
+// ---------------------------------------------------------------- processes
+
+async function api(path) {
+  const response = await fetch(path, { credentials: "same-origin" });
+  if (response.status === 401) {
+    setConnection("not authorised — reload the page to sign in", "auth");
+    throw new Error("not authorised");
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
+  return body;
 }
 
 async function loadProcesses() {
-  const response = await fetch("/api/processes", { credentials: "same-origin" });
-  if (response.status === 401) { setConnection("not authorised", true); return; }
-  const { processes } = await response.json();
-  const list = $("processes");
-  list.replaceChildren();
-  for (const item of processes) {
+  const { processes } = await api("/api/processes");
+  state.processes = new Map(processes.map((p) => [p.name, p]));
+  renderProcesses();
+}
+
+function uptime(info) {
+  if (info.state !== "RUNNING" || !info.start) return "";
+  let s = Math.max(0, Math.floor(Date.now() / 1000 - info.start));
+  const d = Math.floor(s / 86400);
+  s -= d * 86400;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const clock = `${String(h).padStart(2, "0")}:${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+  return d ? `${d}d ${clock}` : clock;
+}
+
+function describe(info) {
+  const parts = [];
+  if (info.pid) parts.push(`pid ${info.pid}`);
+  const up = uptime(info);
+  if (up) parts.push(`up ${up}`);
+  if (info.state === "EXITED" || info.state === "BACKOFF" || info.state === "FATAL") {
+    parts.push(`exit ${info.exitstatus}`);
+  }
+  if (!info.captured) parts.push("not captured");
+  return parts.join(" · ");
+}
+
+function renderProcesses() {
+  const needle = $("process-filter").value.trim().toLowerCase();
+  const items = [];
+  for (const info of state.processes.values()) {
+    if (needle && !info.name.toLowerCase().includes(needle) && !info.state.toLowerCase().includes(needle)) continue;
     const li = document.createElement("li");
-    li.setAttribute("role", "option");
-    li.dataset.process = item.name;
-    li.setAttribute("aria-selected", String(item.name === current));
+    li.dataset.process = info.name;
+    li.className = info.captured ? "" : "uncaptured";
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "open";
+    open.setAttribute("aria-pressed", String(state.subs.has(info.name)));
+    open.title = `Open ${info.name}`;
     const name = document.createElement("span");
-    name.textContent = item.name;
-    const state = document.createElement("span");
-    state.className = "state";
-    state.textContent = item.captured ? item.state : `${item.state} (not captured)`;
-    li.append(name, state);
-    li.addEventListener("click", () => open(item.name));
-    list.append(li);
+    name.className = "name";
+    name.textContent = info.name;
+    const badge = document.createElement("span");
+    badge.className = `state s-${info.state.toLowerCase()}`;
+    badge.textContent = info.state;
+    const detail = document.createElement("span");
+    detail.className = "detail";
+    detail.textContent = describe(info);
+    open.append(name, badge, detail);
+    open.addEventListener("click", (event) => {
+      if (event.ctrlKey || event.metaKey || event.shiftKey) toggleProcess(info.name);
+      else openProcesses([info.name]);
+    });
+    const add = document.createElement("button");
+    add.type = "button";
+    add.className = "add";
+    add.textContent = state.subs.has(info.name) ? "−" : "+";
+    add.setAttribute("aria-label", `${state.subs.has(info.name) ? "Remove" : "Add"} ${info.name} ${state.subs.has(info.name) ? "from" : "to"} the view`);
+    add.addEventListener("click", () => toggleProcess(info.name));
+    li.append(open, add);
+    items.push(li);
   }
+  $("processes").replaceChildren(...items);
 }
 
-function open(name) {
-  current = name;
-  cursor = null;
-  history.replaceState(null, "", `?process=${encodeURIComponent(name)}`);
-  $("title").textContent = name;
-  $("log").replaceChildren();
-  open_rows = {};
+function tickUptimes() {
   for (const li of $("processes").children) {
-    li.setAttribute("aria-selected", String(li.dataset.process === name));
+    const info = state.processes.get(li.dataset.process);
+    const detail = li.querySelector(".detail");
+    if (info && detail && info.state === "RUNNING") detail.textContent = describe(info);
   }
-  subscribe();
 }
 
-function subscribe() {
-  if (!socket || socket.readyState !== WebSocket.OPEN || !current) return;
-  const message = { type: "subscribe", process: current };
-  if (cursor !== null) message.cursor = cursor; else message.tail = 500;
-  fresh = cursor === null; // a fresh view replaces what is shown when confirmed
-  socket.send(JSON.stringify(message));
-}
+// ---------------------------------------------------------------- opening
 
-// The row still waiting for the rest of its line, per stream: a record marked
-// partial (no newline followed it) is continued by the next one of its stream.
-let open_rows = {};
-
-function addLines(entries) {
-  const log = $("log");
-  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
-  const fragment = document.createDocumentFragment();
-  for (const entry of entries) {
-    if (entry.stream === "status") open_rows = {}; // an exit ends unfinished lines
-    const pending = open_rows[entry.stream];
-    if (pending) {
-      pending.textContent += entry.text;
-    } else {
-      const row = document.createElement("div");
-      row.className = `line ${entry.stream}`;
-      const time = document.createElement("span");
-      time.className = "time";
-      time.textContent = entry.time.slice(11, 23);
-      const text = document.createElement("span");
-      text.className = "text";
-      text.textContent = entry.text;
-      row.append(time, text);
-      fragment.append(row);
-      open_rows[entry.stream] = text;
-    }
-    if (!entry.partial) delete open_rows[entry.stream];
+class Sub {
+  constructor(name) {
+    this.name = name;
+    this.cursor = null; // live position: everything before it was received
+    this.attached = false; // receiving live records
+    this.first = null; // offset of the oldest record held (older: history)
+    this.hasBefore = true;
+    this.last = null; // end of the newest record held while detached
+    this.hasAfter = false;
+    this.uncaptured = false; // shown from supervisord's own files (no times)
   }
-  log.append(fragment);
-  while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
-  if ($("follow").checked && atBottom) log.scrollTop = log.scrollHeight;
 }
+
+function openProcesses(names, options = {}) {
+  for (const sub of state.subs.values()) unsubscribe(sub);
+  state.subs = new Map(names.map((name) => [name, new Sub(name)]));
+  store.clear();
+  state.unseen = 0;
+  setFollow(true, null);
+  closeResults();
+  notice("");
+  $("title").textContent = names.length ? names.join(" + ") : "choose a process";
+  document.title = names.length ? `${names.join(" + ")} · streamlog` : "streamlog";
+  applyPrefs();
+  renderProcesses();
+  renderDownloads();
+  if (options.at) jumpTo({ time: options.at });
+  else for (const sub of state.subs.values()) subscribe(sub, { tail: TAIL });
+  saveUrl();
+  schedule();
+}
+
+function toggleProcess(name) {
+  const names = [...state.subs.keys()];
+  const next = names.includes(name) ? names.filter((n) => n !== name) : [...names, name];
+  const anchor = state.follow ? null : view.firstInView();
+  openProcesses(next, anchor ? { at: anchor.time } : {});
+}
+
+function subscribe(sub, how) {
+  sub.attached = true;
+  sub.hasAfter = false;
+  send({ type: "subscribe", process: sub.name, ...how });
+}
+
+function unsubscribe(sub) {
+  if (sub.attached) send({ type: "unsubscribe", process: sub.name });
+  sub.attached = false;
+}
+
+function send(message) {
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
+}
+
+/** The name supervisord knows a process by: "app" is "app:app" when that exists. */
+function canonical(name) {
+  if (state.processes.has(name) || name.includes(":")) return name;
+  return state.processes.has(`${name}:${name}`) ? `${name}:${name}` : name;
+}
+
+// ---------------------------------------------------------------- live connection
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws`);
-  setConnection("connecting…");
-  socket.addEventListener("open", () => { retry = 500; setConnection("live"); subscribe(); });
-  socket.addEventListener("message", (event) => {
-    const message = JSON.parse(event.data);
-    if (message.type === "subscribed") {
-      current = message.process; // the canonical group:name of what was asked
-      if (fresh) { $("log").replaceChildren(); open_rows = {}; }
-      fresh = false;
-      for (const li of $("processes").children) {
-        li.setAttribute("aria-selected", String(li.dataset.process === current));
-      }
-    } else if (message.type === "lines" && message.process === current) {
-      addLines(message.entries);
-      cursor = message.cursor;
-    } else if (message.type === "skipped" && message.process === current) {
-      addLines([{ time: "", stream: "status",
-                  text: `… skipped bytes ${message.from}–${message.to} (too slow to keep up)` }]);
-      cursor = message.to;
-    } else if (message.type === "state") {
-      loadProcesses();
+  const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  state.socket = socket;
+  let opened = false;
+  setConnection(state.connected ? "reconnecting…" : "connecting…", "connecting");
+  socket.addEventListener("open", () => {
+    opened = true;
+    state.connected = true;
+    state.retry = 500;
+    setConnection("live", "live");
+    for (const sub of state.subs.values()) {
+      if (!sub.attached) continue;
+      // Resume exactly where this page stands: no gap, no duplicate.
+      subscribe(sub, sub.cursor === null ? { tail: TAIL } : { cursor: sub.cursor });
     }
+    loadProcesses().catch(() => {});
+  });
+  socket.addEventListener("message", (event) => {
+    state.inbox.push(JSON.parse(event.data));
+    schedule();
   });
   socket.addEventListener("close", () => {
-    setConnection("disconnected — retrying", true);
-    setTimeout(connect, retry);
-    retry = Math.min(retry * 2, 10000);
+    if (state.socket !== socket) return;
+    state.socket = null;
+    const wait = state.retry;
+    state.retry = Math.min(state.retry * 2, 10000);
+    setTimeout(connect, wait);
+    diagnose(opened, wait);
   });
 }
 
-if (current) open(current);
-loadProcesses();
-connect();
+// Why the connection failed, for the status indicator.
+async function diagnose(opened, wait) {
+  const seconds = Math.round(wait / 100) / 10;
+  try {
+    const response = await fetch("/api/processes", { credentials: "same-origin" });
+    if (response.status === 401) {
+      setConnection("not authorised — reload the page to sign in", "auth");
+      return;
+    }
+    setConnection(opened ? `connection lost — reconnecting in ${seconds} s` : `live updates refused (${response.ok ? "websocket" : response.status}) — retrying in ${seconds} s`, "down");
+  } catch {
+    setConnection(`sidecar unreachable — retrying in ${seconds} s`, "down");
+  }
+}
+
+function schedule() {
+  if (state.scheduled) return;
+  state.scheduled = true;
+  // Batched per animation frame; a hidden tab gets no frames, so a timer too.
+  const run = () => { if (state.scheduled) flush(); };
+  requestAnimationFrame(run);
+  if (document.hidden) setTimeout(run, 250);
+}
+
+function note(process, text) {
+  return { process, entries: [{ stream: "note", text, time: new Date().toISOString() }] };
+}
+
+function receive(message) {
+  const sub = message.process ? state.subs.get(message.process) : null;
+  switch (message.type) {
+    case "subscribed":
+      if (!sub) return null;
+      if (sub.first === null || sub.uncaptured !== Boolean(message.uncaptured)) {
+        // First answer, or streamlog took over from supervisord's own files:
+        // offsets are the new log's from here on.
+        sub.first = message.cursor;
+        sub.hasBefore = true;
+      }
+      sub.uncaptured = Boolean(message.uncaptured);
+      sub.cursor = message.cursor;
+      return null;
+    case "lines":
+      if (!sub || !sub.attached) return null;
+      sub.cursor = message.cursor;
+      return { process: sub.name, entries: message.entries };
+    case "skipped":
+      if (!sub || !sub.attached) return null;
+      sub.cursor = message.to;
+      store.closeProcess(sub.name);
+      return note(sub.name, message.reason === "deleted"
+        ? `records ${message.from}–${message.to} were deleted by retention before they could be shown`
+        : `this page fell behind: records ${message.from}–${message.to} were skipped (they are in the history and the download)`);
+    case "reset":
+      if (!sub || !sub.attached) return null;
+      sub.cursor = message.cursor;
+      store.closeProcess(sub.name);
+      return note(sub.name, sub.uncaptured
+        ? "supervisord rotated or truncated this log file: what follows is the new file"
+        : "the log file was truncated or replaced: what follows starts again");
+    case "state": {
+      const info = state.processes.get(message.process);
+      if (message.state === "REMOVED") state.processes.delete(message.process);
+      else if (info) Object.assign(info, message);
+      else loadProcesses().catch(() => {});
+      renderProcesses();
+      return null;
+    }
+    case "error":
+      notice(`The sidecar refused a request: ${message.error}`);
+      return null;
+    default:
+      return null;
+  }
+}
+
+function flush() {
+  state.scheduled = false;
+  const inbox = state.inbox;
+  state.inbox = [];
+  const before = store.shown.length;
+  const version = store.version;
+  let added = 0;
+  for (const message of inbox) {
+    const batch = receive(message);
+    if (!batch || batch.entries.length === 0) continue;
+    const result = store.add(batch.process, batch.entries);
+    added += result.added;
+    for (const line of result.changed) state.changed.push(line);
+  }
+  trim();
+  if (!state.follow && store.version === version) state.unseen += store.shown.length - before;
+  draw();
+  if (added || inbox.length) updateCounts();
+}
+
+function draw() {
+  const anchor = !state.follow && state.anchorNeeded ? view.anchor() : null;
+  view.render(state.changed, state.follow);
+  state.changed = [];
+  if (anchor) view.restore(anchor);
+  state.anchorNeeded = false;
+}
+
+// Past the retention limit: drop the lines farthest from what is being read.
+function trim() {
+  const overflow = store.overflow;
+  if (overflow === 0) return;
+  const count = overflow + Math.floor(store.limit / 20); // in steps, not per line
+  const anchor = view.anchor();
+  const middle = store.shown.length / 2;
+  const reading = anchor ? store.shown.indexOf(anchor.line) : store.shown.length;
+  if (state.follow || reading >= middle) {
+    for (const line of store.drop(count, false)) {
+      const sub = state.subs.get(line.process);
+      if (sub && line.end !== null) { sub.first = line.end; sub.hasBefore = true; }
+    }
+    if (!state.follow) view.restore(anchor);
+  } else {
+    // Reading old lines while new ones pour in: let the newest go, and stop
+    // receiving them; they are a scroll (or "jump to live") away.
+    const dropped = store.drop(count, true);
+    for (const sub of state.subs.values()) {
+      if (!sub.attached) continue;
+      unsubscribe(sub);
+      sub.hasAfter = true;
+      sub.last = sub.cursor;
+    }
+    for (const line of dropped) {
+      const sub = state.subs.get(line.process);
+      if (sub && line.offset !== null && (sub.last === null || line.offset < sub.last)) sub.last = line.offset;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- history
+
+function logUrl(name, query) {
+  return `/api/log/${encodeURIComponent(name)}?${new URLSearchParams(query)}`;
+}
+
+/**
+ * Pages of several processes, merged so the timeline has no hole: only records
+ * up to the nearest page edge of a process that has more are kept.
+ */
+function mergePages(pages, backward) {
+  let cut = null;
+  for (const { page } of pages) {
+    const more = backward ? page.has_before : page.has_after;
+    if (!more || page.entries.length === 0) continue;
+    const edge = timeKey((backward ? page.entries[0] : page.entries[page.entries.length - 1]).time);
+    if (cut === null || (backward ? edge > cut : edge < cut)) cut = edge;
+  }
+  return pages.map(({ sub, page }) => {
+    const kept = cut === null || state.subs.size === 1 ? page.entries
+      : page.entries.filter((e) => (backward ? timeKey(e.time) >= cut : timeKey(e.time) <= cut));
+    const all = kept.length === page.entries.length;
+    return { sub, page, kept, all };
+  });
+}
+
+async function loadOlder() {
+  const subs = [...state.subs.values()].filter((sub) => sub.hasBefore && sub.first !== null);
+  if (state.loading || subs.length === 0) return;
+  state.loading = true;
+  try {
+    const pages = await Promise.all(subs.map(async (sub) => ({
+      sub, page: await api(logUrl(sub.name, { cursor: sub.first, direction: "backward", limit: PAGE })),
+    })));
+    const anchor = view.anchor();
+    for (const { sub, page, kept, all } of mergePages(pages, true)) {
+      sub.first = all ? page.start : kept.length ? kept[0].offset : sub.first;
+      sub.hasBefore = page.has_before || !all;
+      if (kept.length) store.add(sub.name, keyUntimed(sub.name, kept), new Map());
+    }
+    trim();
+    view.render([], false);
+    view.restore(anchor);
+    updateCounts();
+  } catch (error) {
+    notice(`Could not load older lines: ${error.message}`);
+  } finally {
+    state.loading = false;
+  }
+}
+
+// Records without a time (uncaptured processes) read from history go just
+// before the oldest line held of their process, in their order.
+function keyUntimed(process, entries) {
+  if (entries.every((e) => e.time)) return entries;
+  const oldest = store.lines.find((line) => line.process === process);
+  const base = oldest ? oldest.key : Date.now() * 1000;
+  return entries.map((e, i) => (e.time ? e : { ...e, key: base - (entries.length - i) }));
+}
+
+async function loadNewer() {
+  const subs = [...state.subs.values()].filter((sub) => !sub.attached && sub.hasAfter);
+  if (state.loading || subs.length === 0) return;
+  state.loading = true;
+  try {
+    const pages = await Promise.all(subs.map(async (sub) => ({
+      sub, page: await api(logUrl(sub.name, { cursor: sub.last, direction: "forward", limit: PAGE })),
+    })));
+    for (const { sub, page, kept, all } of mergePages(pages, false)) {
+      sub.last = all ? page.end : kept.length ? kept[kept.length - 1].end : sub.last;
+      sub.hasAfter = page.has_after || !all;
+      if (kept.length) store.add(sub.name, kept);
+    }
+    for (const sub of subs) {
+      if (!sub.hasAfter) {
+        sub.cursor = sub.last;
+        subscribe(sub, { cursor: sub.last }); // caught up: live from here
+      }
+    }
+    state.anchorNeeded = true;
+    trim();
+    draw();
+    updateCounts();
+  } catch (error) {
+    notice(`Could not load newer lines: ${error.message}`);
+  } finally {
+    state.loading = false;
+  }
+}
+
+/** Show the records around a time (or a process's offset), paused there. */
+async function jumpTo(target) {
+  const subs = [...state.subs.values()];
+  if (subs.length === 0) return;
+  setFollow(false, "jump");
+  state.loading = true;
+  try {
+    const pages = await Promise.all(subs.map(async (sub) => {
+      const query = target.time !== undefined ? { time: target.time, direction: "forward", limit: PAGE }
+        : sub.name === target.process ? { cursor: target.offset, direction: "forward", limit: PAGE }
+        : { time: target.aroundTime, direction: "forward", limit: PAGE };
+      const after = await api(logUrl(sub.name, query));
+      const before = await api(logUrl(sub.name, { cursor: after.start, direction: "backward", limit: PAGE }));
+      return { sub, after, before };
+    }));
+    for (const sub of subs) unsubscribe(sub);
+    store.clear();
+    state.unseen = 0;
+    const older = mergePages(pages.map(({ sub, before }) => ({ sub, page: before })), true);
+    const newer = mergePages(pages.map(({ sub, after }) => ({ sub, page: after })), false);
+    for (const { sub, page, kept, all } of older) {
+      sub.first = all ? page.start : kept.length ? kept[0].offset : page.end;
+      sub.hasBefore = page.has_before || !all;
+      store.add(sub.name, kept, new Map());
+    }
+    for (const { sub, page, kept, all } of newer) {
+      sub.last = all ? page.end : kept.length ? kept[kept.length - 1].end : page.start;
+      sub.hasAfter = page.has_after || !all;
+      store.add(sub.name, kept);
+      if (!sub.hasAfter) {
+        sub.cursor = sub.last;
+        subscribe(sub, { cursor: sub.last });
+      }
+    }
+    view.render([], false);
+    const key = target.time !== undefined ? timeKey(new Date(target.time).toISOString()) : null;
+    const line = store.shown.find((l) => (key !== null ? l.key >= key
+      : l.process === target.process && l.offset !== null && l.end > target.offset));
+    if (line) {
+      view.scrollToLine(line);
+      flash(line);
+    }
+    draw();
+    updateCounts();
+    saveUrl();
+  } catch (error) {
+    notice(`Could not jump there: ${error.message}`);
+  } finally {
+    state.loading = false;
+  }
+}
+
+function flash(line) {
+  state.flashed = line;
+  setTimeout(() => {
+    const row = [...$("log").querySelectorAll(".row")].find((r) => store.shown[Number(r.dataset.index)] === line);
+    if (row) row.classList.add("flash");
+  }, 50);
+}
+
+// ---------------------------------------------------------------- following
+
+function setFollow(on, reason) {
+  state.follow = on;
+  state.pausedBy = on ? null : reason;
+  if (on) state.unseen = 0;
+  updateCounts();
+}
+
+function goLive() {
+  const detached = [...state.subs.values()].some((sub) => !sub.attached);
+  if (detached) { openProcesses([...state.subs.keys()]); return; }
+  setFollow(true, null);
+  view.scrollToBottom();
+  draw();
+  saveUrl();
+}
+
+function togglePause() {
+  if (state.follow) setFollow(false, "you");
+  else goLive();
+  saveUrl();
+}
+
+function onScroll() {
+  const s = $("log");
+  if (state.follow && !view.atBottom(view.lineHeight)) {
+    setFollow(false, "scroll"); // the scrollbar, a key, a touch: anything that moved up
+  } else if (!state.follow && state.pausedBy === "scroll" && view.atBottom(2)
+             && [...state.subs.values()].every((sub) => sub.attached)) {
+    setFollow(true, null); // scrolled back down to the newest line
+  }
+  if (s.scrollTop < NEAR) loadOlder();
+  if (s.scrollHeight - s.scrollTop - s.clientHeight < NEAR) loadNewer();
+  draw();
+  saveUrlSoon();
+}
+
+// ---------------------------------------------------------------- filter
+
+function applyFilter() {
+  let matcher = null;
+  try {
+    matcher = makeMatcher(state.filter);
+    $("filter").setCustomValidity("");
+    $("filter").removeAttribute("aria-invalid");
+  } catch (error) {
+    $("filter").setCustomValidity(error.message);
+    $("filter").setAttribute("aria-invalid", "true");
+    $("filter").title = error.message;
+    return;
+  }
+  $("filter").title = "";
+  const anchor = state.follow ? null : view.anchor();
+  store.setFilter(matcher, { stdout: prefs.stdout, stderr: prefs.stderr });
+  view.configure({ matcher });
+  if (state.follow) view.scrollToBottom();
+  else if (anchor) view.scrollToNearest(anchor); // stay where the reader was
+  draw();
+  updateCounts();
+  saveUrlSoon();
+}
+
+// ---------------------------------------------------------------- search across history
+
+function closeResults() {
+  $("results").hidden = true;
+  state.search = null;
+}
+
+async function searchHistory(more = false) {
+  const q = state.filter.q;
+  if (!q || state.subs.size === 0) { $("filter").focus(); return; }
+  if (!more) {
+    state.search = { q, subs: [...state.subs.keys()].map((name) => ({ name, next: undefined, done: false })) };
+    $("results-list").replaceChildren();
+  }
+  const search = state.search;
+  $("results").hidden = false;
+  $("results-title").textContent = `searching “${q}”…`;
+  try {
+    for (const item of search.subs) {
+      if (item.done) continue;
+      const query = { q, limit: 100, regex: state.filter.regex ? 1 : 0, case: state.filter.case ? 1 : 0 };
+      if (item.next !== undefined) query.cursor = item.next;
+      const found = await api(logUrl(item.name, query));
+      if (state.search !== search) return;
+      item.next = found.next;
+      item.done = found.next === null || found.next === undefined;
+      for (const entry of found.entries.slice().reverse()) $("results-list").append(result(item.name, entry));
+    }
+  } catch (error) {
+    $("results-title").textContent = `search failed: ${error.message}`;
+    return;
+  }
+  const count = $("results-list").childElementCount;
+  $("results-title").textContent = `${count} match${count === 1 ? "" : "es"} for “${q}”`;
+  $("results-more").hidden = search.subs.every((item) => item.done);
+}
+
+function result(process, entry) {
+  const li = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  const where = document.createElement("span");
+  where.className = "where";
+  const line = { key: timeKey(entry.time) };
+  where.textContent = `${state.subs.size > 1 ? `${process} · ` : ""}${fullTime(line, prefs.time === "utc")}`;
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = entry.text.length > 300 ? `${entry.text.slice(0, 300)}…` : entry.text;
+  button.append(where, text);
+  button.addEventListener("click", () => jumpTo({ process, offset: entry.offset, aroundTime: entry.time }));
+  li.append(button);
+  return li;
+}
+
+// ---------------------------------------------------------------- download
+
+function renderDownloads() {
+  const links = [...state.subs.keys()].map((name) => {
+    const a = document.createElement("a");
+    a.href = `/api/log/${encodeURIComponent(name)}/download`;
+    a.textContent = `whole log of ${name}`;
+    a.setAttribute("download", "");
+    return a;
+  });
+  $("download-links").replaceChildren(...links);
+}
+
+function downloadShown() {
+  const utc = prefs.time === "utc";
+  const merged = state.subs.size > 1;
+  const text = store.shown.map((line) => `${fullTime(line, utc)} ${merged ? `${line.process} ` : ""}${line.stream} ${line.plain}`).join("\n");
+  const blob = new Blob([text, "\n"], { type: "text/plain;charset=utf-8" });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `${[...state.subs.keys()].join("+").replace(/[^\w.+-]+/g, "_") || "streamlog"}.log`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  $("download").open = false;
+}
+
+// ---------------------------------------------------------------- URL
+
+function saveUrl() {
+  const query = new URLSearchParams();
+  for (const name of state.subs.keys()) query.append("process", name);
+  if (state.filter.q) query.set("q", state.filter.q);
+  if (state.filter.regex) query.set("re", "1");
+  if (state.filter.case) query.set("case", "1");
+  if (!state.follow) {
+    const line = view.firstInView();
+    if (line && line.time) query.set("at", line.time);
+  }
+  const search = query.toString();
+  history.replaceState(null, "", search ? `?${search}` : location.pathname);
+}
+
+let urlTimer = 0;
+function saveUrlSoon() {
+  clearTimeout(urlTimer);
+  urlTimer = setTimeout(saveUrl, 300);
+}
+
+// ---------------------------------------------------------------- controls
+
+function bind() {
+  $("log").addEventListener("scroll", onScroll, { passive: true });
+  $("log").addEventListener("wheel", (event) => { if (event.deltaY < 0 && state.follow) setFollow(false, "scroll"); }, { passive: true });
+  $("log").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const line = view.lineOf(button);
+    if (!line) return;
+    if (button.dataset.action === "expand") {
+      line.expanded = !line.expanded;
+      line.height = 0;
+      view.relayout();
+      draw();
+    } else if (button.dataset.action === "copy") {
+      navigator.clipboard.writeText(line.plain).then(
+        () => { button.textContent = "copied"; },
+        () => { button.textContent = "copy failed"; },
+      );
+    }
+  });
+  document.addEventListener("selectionchange", () => {
+    const selection = document.getSelection();
+    if (state.follow && selection && !selection.isCollapsed && $("log").contains(selection.anchorNode)) {
+      setFollow(false, "selection");
+    }
+  });
+  $("pause").addEventListener("click", togglePause);
+  $("new-lines").addEventListener("click", goLive);
+  $("filter").value = state.filter.q;
+  $("filter").addEventListener("input", () => { state.filter.q = $("filter").value; applyFilterSoon(); });
+  $("filter").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") searchHistory();
+  });
+  $("regex").addEventListener("click", () => { state.filter.regex = !state.filter.regex; press("regex", state.filter.regex); applyFilter(); });
+  $("case").addEventListener("click", () => { state.filter.case = !state.filter.case; press("case", state.filter.case); applyFilter(); });
+  $("search").addEventListener("click", () => searchHistory());
+  $("results-more").addEventListener("click", () => searchHistory(true));
+  $("results-close").addEventListener("click", closeResults);
+  for (const stream of ["stdout", "stderr"]) {
+    $(stream).addEventListener("click", () => toggleStream(stream));
+  }
+  $("time").addEventListener("click", cycleTime);
+  $("wrap").addEventListener("click", toggleWrap);
+  $("theme").addEventListener("click", () => {
+    prefs.theme = { auto: "light", light: "dark", dark: "auto" }[prefs.theme] || "auto";
+    savePrefs();
+    applyPrefs();
+    draw();
+  });
+  $("jump").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("jump-time").value;
+    if (!value) return;
+    const moment = prefs.time === "utc" ? new Date(`${value}Z`) : new Date(value);
+    if (Number.isNaN(moment.getTime())) return;
+    jumpTo({ time: moment.toISOString() });
+  });
+  $("download-shown").addEventListener("click", downloadShown);
+  $("process-filter").addEventListener("input", renderProcesses);
+  $("help-button").addEventListener("click", () => $("help").showModal());
+  $("help-close").addEventListener("click", () => $("help").close());
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("resize", () => { view.relayout(); if (state.follow) view.scrollToBottom(); draw(); });
+}
+
+let filterTimer = 0;
+function applyFilterSoon() {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(applyFilter, 120);
+}
+
+function toggleStream(stream) {
+  prefs[stream] = !prefs[stream];
+  savePrefs();
+  press(stream, prefs[stream]);
+  applyFilter();
+}
+
+function cycleTime() {
+  prefs.time = { local: "utc", utc: "off", off: "local" }[prefs.time] || "local";
+  savePrefs();
+  applyPrefs();
+  draw();
+}
+
+function toggleWrap() {
+  const anchor = view.anchor();
+  prefs.wrap = !prefs.wrap;
+  savePrefs();
+  applyPrefs();
+  view.render([], false);
+  if (state.follow) view.scrollToBottom(); else view.restore(anchor);
+  draw();
+}
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const typing = event.target.closest && event.target.closest("input, textarea, select");
+  if (event.key === "Escape") {
+    if (typing && event.target.id === "filter") { $("filter").value = ""; state.filter.q = ""; applyFilter(); }
+    if (typing) event.target.blur();
+    closeResults();
+    $("download").open = false;
+    return;
+  }
+  if (typing || $("help").open) return;
+  const actions = {
+    "/": () => $("filter").focus(),
+    p: togglePause,
+    " ": togglePause,
+    End: goLive,
+    G: goLive,
+    Home: () => { setFollow(false, "scroll"); view.scrollTo(0); draw(); },
+    g: () => { setFollow(false, "scroll"); view.scrollTo(0); draw(); },
+    s: () => searchHistory(),
+    j: () => $("jump-time").focus(),
+    o: () => toggleStream("stdout"),
+    e: () => toggleStream("stderr"),
+    t: cycleTime,
+    w: toggleWrap,
+    d: downloadShown,
+    l: () => $("process-filter").focus(),
+    "?": () => $("help").showModal(),
+  };
+  const action = actions[event.key];
+  if (!action || (event.key === " " && event.target.closest("button, a, summary"))) return;
+  event.preventDefault();
+  action();
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  bind();
+  applyPrefs();
+  store.setFilter(makeMatcher(state.filter), { stdout: prefs.stdout, stderr: prefs.stderr });
+  view.configure({ matcher: store.matcher });
+  try {
+    await loadProcesses();
+  } catch (error) {
+    notice(`Could not list processes: ${error.message}`);
+  }
+  const asked = params.getAll("process").filter(Boolean).map(canonical);
+  if (asked.length) openProcesses(asked, params.get("at") ? { at: params.get("at") } : {});
+  else updateCounts();
+  connect();
+  setInterval(tickUptimes, 1000);
+}
+
+// Read by tests and benchmarks: how much is held, and what is in the DOM.
+window.streamlog = { store, view, state };
+start();
