@@ -79,8 +79,15 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "colours": program(emit("script", colours), **once),
             # 5000 lines over several rotated files, the older ones compressed.
             "history": program(emit("burst", 5000, 60, "block"), **once),
+            # Not captured by streamlog: shown from supervisord's own child log.
+            "plain": program(emit("tick", 0.1), stdout_logfile=str(tmp / "plain.out")),
         },
-        streamlog={"maxbytes": "64KB", "compress": "true", "backups": "20"},
+        streamlog={
+            "maxbytes": "64KB",
+            "compress": "true",
+            "backups": "20",
+            "programs": "app hostile colours history",
+        },
     )
     try:
         for name in ("app", "hostile", "colours", "history"):
@@ -129,6 +136,17 @@ def numbers(page: Page, process: str) -> List[int]:
             process,
         )
     )
+
+
+def record(sup: Supervisor, process: str, start: str) -> Dict[str, Any]:
+    """The first record of a process starting with ``start``, once it is written."""
+
+    def find() -> Any:
+        url = f"{sup.url}/api/log/{process}?cursor=0&direction=forward&limit=1000"
+        found = [e for e in get(url)[1]["entries"] if e["text"].startswith(start)]
+        return found[0] if found else None
+
+    return dict(wait_for(find, 30, f"{process}'s {start!r}"))
 
 
 def assert_contiguous(found: List[int]) -> None:
@@ -396,9 +414,7 @@ def test_search_across_history_jumps_to_the_match(page: Page, sidecar: Superviso
 
 
 def test_a_link_with_a_time_opens_the_view_there(page: Page, sidecar: Supervisor) -> None:
-    status, body = get(f"{sidecar.url}/api/log/app?cursor=0&direction=forward&limit=100")
-    assert status == 200
-    target = [e for e in body["entries"] if e["text"].startswith("line 000000050 ")][0]
+    target = record(sidecar, "app", "line 000000050 ")
     query = f"process=app&at={target['time'].replace('+', '%2B')}"
     page.goto(f"{sidecar.url}/?{query}")
     wait_text(page, "line 000000050 ")
@@ -407,6 +423,22 @@ def test_a_link_with_a_time_opens_the_view_there(page: Page, sidecar: Supervisor
     assert_contiguous(found)
     assert found[0] == 0 and found[-1] > 50
     assert in_view(page, "line 000000050 ")
+
+
+def test_jump_to_a_time_from_the_form(page: Page, sidecar: Supervisor) -> None:
+    target = record(sidecar, "app", "line 000000060 ")
+    page.goto(sidecar.url + "/?process=app")
+    wait_lines(page, 20)
+    page.keyboard.press("t")  # UTC: the form's time is read as UTC too
+    page.keyboard.press("j")
+    assert page.evaluate("document.activeElement.id") == "jump-time"
+    # The form takes milliseconds: the record is the first at or after them.
+    page.locator("#jump-time").fill(target["time"][:23])
+    page.locator("#jump button").click()
+    wait_text(page, "line 000000060 ")
+    assert in_view(page, "line 000000060 ")
+    wait_paused(page)
+    assert_contiguous(numbers(page, "app:app"))
 
 
 # ------------------------------------------------------------------ views and sharing
@@ -449,6 +481,60 @@ def test_download_of_the_lines_shown(page: Page, sidecar: Supervisor) -> None:
     assert "stdout Password: typed\n" in text
     whole = page.locator("#download-links a")
     assert whole.get_attribute("href") == "/api/log/hostile%3Ahostile/download"
+
+
+def test_whole_log_download(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/?process=hostile")
+    wait_text(page, "Password: typed")
+    page.locator("#download summary").click()
+    with page.expect_download() as download:
+        page.locator("#download-links a").click()
+    text = Path(download.value.path()).read_text()
+    assert f" stdout line 000000001 {HOSTILE}\n" in text
+    assert " stderr line 000000002 to stderr\n" in text
+
+
+def test_wrap_toggle_and_themes(page: Page, sidecar: Supervisor) -> None:
+    page.emulate_media(color_scheme="dark")
+    page.goto(sidecar.url + "/?process=colours")
+    wait_text(page, "exited with code 3")
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate(background) == "rgb(21, 23, 26)"  # the system's dark theme
+    page.locator("#theme").click()
+    assert page.locator("#theme").inner_text() == "theme: light"
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+    # Wrapped, the collapsed long line takes several rows' height, and the
+    # rows after it start below it.
+    geometry = """() => {
+        const rows = [...document.querySelectorAll('#log .row')];
+        const long = rows.findIndex(r => r.textContent.includes('long yyy'));
+        const a = rows[long].getBoundingClientRect(), b = rows[long + 1].getBoundingClientRect();
+        return [a.height, b.top - a.bottom];
+    }"""
+    height, after = page.evaluate(geometry)
+    assert height < 20
+    page.keyboard.press("w")
+    assert page.locator("#wrap").get_attribute("aria-pressed") == "true"
+    page.wait_for_function(
+        geometry.replace("return [a.height, b.top - a.bottom]", "return a.height > 100")
+    )
+    height, after = page.evaluate(geometry)
+    assert height > 100 and abs(after) < 1
+
+
+def test_an_uncaptured_process_is_shown_from_its_supervisord_log(
+    page: Page, sidecar: Supervisor
+) -> None:
+    wait_for(lambda: (sidecar.workdir / "plain.out").exists(), 20, "plain's log")
+    page.goto(sidecar.url + "/?process=plain")
+    wait_lines(page, 5)
+    listed = page.locator("#processes li[data-process='plain:plain']")
+    assert "uncaptured" in (listed.get_attribute("class") or "")
+    assert "not captured" in listed.locator(".detail").inner_text()
+    found = numbers(page, "plain:plain")
+    assert_contiguous(found)
+    # supervisord's file has no times: none are shown, or made up.
+    assert page.locator("#log .row .ts").first.inner_text() == ""
 
 
 # ------------------------------------------------------------------ the page's own modules
@@ -522,6 +608,42 @@ def test_dom_stays_small_with_200000_lines(flood: Supervisor, page: Page) -> Non
 
 
 # ------------------------------------------------------------------ connection
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[Supervisor]:
+    sup = with_sidecar(
+        tmp_path,
+        {"app": program(emit("tick", 0.05))},
+        streamlog={"username": "ops", "password": "right"},
+    )
+    yield sup
+    sup.stop()
+
+
+def test_page_says_so_when_its_credentials_stop_working(
+    guarded: Supervisor, browser: Browser
+) -> None:
+    context = browser.new_context(http_credentials={"username": "ops", "password": "right"})
+    try:
+        page = context.new_page()
+        page.goto(guarded.url + "/?process=app")
+        wait_lines(page, 5)
+        page.wait_for_function(
+            "() => document.getElementById('connection').dataset.state === 'live'"
+        )
+        # The password changes and the sidecar restarts: the page cannot get back in.
+        guarded.conf.write_text(
+            guarded.conf.read_text().replace("password = right", "password = new")
+        )
+        guarded.rpc.supervisor.stopProcess("sidecar")
+        guarded.rpc.supervisor.startProcess("sidecar")
+        page.wait_for_function(
+            "() => document.getElementById('connection').dataset.state === 'auth'", timeout=30_000
+        )
+        assert "not authorised" in page.locator("#connection").inner_text()
+    finally:
+        context.close()
 
 
 @pytest.fixture

@@ -97,7 +97,6 @@ export function parseAnsi(text) {
       const params = match[1] === "" ? [] : match[1].split(/[;:]/).map((n) => (n === "" ? 0 : Number(n)));
       style = apply(style, params);
     }
-    if (match[0] === "") ESCAPES.lastIndex++; // never loop on an empty match
   }
   push(text.slice(last));
   return { plain, runs };

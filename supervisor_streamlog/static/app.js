@@ -556,7 +556,6 @@ async function jumpTo(target) {
 }
 
 function flash(line) {
-  state.flashed = line;
   setTimeout(() => {
     const row = [...$("log").querySelectorAll(".row")].find((r) => store.shown[Number(r.dataset.index)] === line);
     if (row) row.classList.add("flash");

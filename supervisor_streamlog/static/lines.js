@@ -251,16 +251,4 @@ export class LineStore {
   get overflow() {
     return Math.max(0, this.lines.length - this.limit);
   }
-
-  /** The oldest and newest retained record offsets of a process. */
-  bounds(process) {
-    let first = null;
-    let last = null;
-    for (const line of this.lines) {
-      if (line.process !== process || line.offset === null) continue;
-      if (first === null) first = line.offset;
-      last = line.end;
-    }
-    return { first, last };
-  }
 }

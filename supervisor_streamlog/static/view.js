@@ -288,34 +288,28 @@ export class LogView {
     if (this.settings.wrap) this.remeasure(first, rows);
   }
 
-  // Wrap mode: put the true heights of the rendered rows in place of estimates.
+  // Wrap mode: put the true heights of the rendered rows in place of
+  // estimates, keeping the line being read where it is on screen.
   remeasure(first, rows) {
-    if (rows.length && rows[0].querySelector(".text")) {
-      const left = rows[0].querySelector(".text").offsetLeft;
-      if (left !== this.textLeft) { this.textLeft = left; }
-    }
+    const text = rows[0].querySelector(".text");
+    if (text) this.textLeft = text.offsetLeft;
     const before = this.anchor();
     let lowest = -1;
     rows.forEach((row, k) => {
       const line = this.store.shown[first + k];
       const height = row.getBoundingClientRect().height;
-      if (height > 0 && Math.abs(height - this.heightOf(line)) > 0.5) {
-        line.height = height;
-        line.layout = this.layout;
-        if (lowest < 0) lowest = first + k;
-      } else if (height > 0) {
-        line.height = height;
-        line.layout = this.layout;
-      }
+      if (height <= 0) return;
+      if (lowest < 0 && Math.abs(height - this.heightOf(line)) > 0.5) lowest = first + k;
+      line.height = height;
+      line.layout = this.layout;
     });
-    if (lowest >= 0) {
-      this.valid = Math.min(this.valid, lowest);
-      this.renderedKey = "";
-      this.ensureTops();
-      this.rows.style.transform = `translateY(${this.top(first)}px)`;
-      this.sizer.style.height = `${this.total}px`;
-      if (before && lowest < this.store.shown.indexOf(before.line)) this.restore(before);
-    }
+    if (lowest < 0) return;
+    this.valid = Math.min(this.valid, lowest);
+    this.renderedKey = "";
+    this.ensureTops();
+    this.rows.style.transform = `translateY(${this.top(first)}px)`;
+    this.sizer.style.height = `${this.total}px`;
+    if (before && lowest < this.store.shown.indexOf(before.line)) this.restore(before);
   }
 
   row(line, index) {
