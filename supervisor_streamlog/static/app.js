@@ -840,7 +840,6 @@ function onKey(event) {
   const actions = {
     "/": () => $("filter").focus(),
     p: togglePause,
-    " ": togglePause,
     End: goLive,
     G: goLive,
     Home: () => { setFollow(false, "scroll"); view.scrollTo(0); draw(); },
@@ -856,7 +855,7 @@ function onKey(event) {
     "?": () => $("help").showModal(),
   };
   const action = actions[event.key];
-  if (!action || (event.key === " " && event.target.closest("button, a, summary"))) return;
+  if (!action) return;
   event.preventDefault();
   action();
 }

@@ -285,7 +285,10 @@ export class LogView {
     this.rows.style.transform = `translateY(${this.top(first)}px)`;
     this.rows.replaceChildren(...rows);
     this.rendered = shown.slice(first, last);
-    if (this.settings.wrap) this.remeasure(first, rows);
+    if (this.settings.wrap) {
+      this.remeasure(first, rows);
+      if (follow) this.scroller.scrollTop = this.total; // measured rows may be taller
+    }
   }
 
   // Wrap mode: put the true heights of the rendered rows in place of
