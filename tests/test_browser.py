@@ -503,6 +503,10 @@ def test_wrap_toggle_and_themes(page: Page, sidecar: Supervisor) -> None:
     page.locator("#theme").click()
     assert page.locator("#theme").inner_text() == "theme: light"
     assert page.evaluate(background) == "rgb(255, 255, 255)"
+    page.emulate_media(color_scheme="light")
+    page.locator("#theme").click()
+    assert page.locator("#theme").inner_text() == "theme: dark"
+    assert page.evaluate(background) == "rgb(21, 23, 26)"  # chosen over the system's
     # Wrapped, the collapsed long line takes several rows' height, and the
     # rows after it start below it.
     geometry = """() => {
