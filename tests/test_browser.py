@@ -395,6 +395,37 @@ def test_scrolling_up_reads_history_back_through_rotated_files(
     wait_text(page, "line 000000000")
 
 
+def test_past_the_retention_limit_older_and_newer_lines_are_a_scroll_away(
+    page: Page, sidecar: Supervisor
+) -> None:
+    record(sidecar, "app", "line 000000400 ")  # more than the page will hold
+    page.goto(sidecar.url + "/?process=app&retain=300")
+    wait_lines(page, 100)
+    assert len(numbers(page, "app:app")) <= 300
+    assert min(numbers(page, "app:app")) > 0
+    page.locator("#log").focus()
+    for _ in range(30):
+        if 0 in numbers(page, "app:app"):
+            break
+        oldest = min(numbers(page, "app:app"))
+        page.keyboard.press("Home")
+        page.wait_for_function(
+            """(n) => window.streamlog.store.lines.some(l => l.process === 'app:app'
+                && l.text.startsWith('line ') && Number(l.text.slice(5, 14)) < n)""",
+            arg=oldest,
+        )
+    found = numbers(page, "app:app")
+    assert found[0] == 0 and len(found) <= 300 + 500
+    assert_contiguous(found)
+    # Reading old lines, the newest were let go: live is a click away.
+    button = page.locator("#new-lines")
+    assert button.inner_text() == "newer lines below — jump to live ↓"
+    newest = record(sidecar, "app", f"line {found[-1] + 200:09d} ")
+    button.click()
+    wait_text(page, newest["text"][:15])
+    wait_paused(page, False)
+
+
 def test_search_across_history_jumps_to_the_match(page: Page, sidecar: Supervisor) -> None:
     page.goto(sidecar.url + "/?process=history")
     wait_text(page, "line 000004999")
