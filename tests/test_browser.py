@@ -261,7 +261,10 @@ def test_ansi_colours_long_lines_and_lifecycle_markers(page: Page, sidecar: Supe
         "() => [...document.querySelectorAll('.row .text')]"
         ".some(e => e.textContent.length === 5005)"
     )
-    assert page.locator(".row", has_text="long yyy").get_by_role("button", name="copy").count() == 1
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=sidecar.url)
+    page.locator(".row", has_text="long yyy").get_by_role("button", name="copy").click()
+    page.locator(".row", has_text="long yyy").get_by_role("button", name="copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == LONG
     # The process list shows the exit status.
     listed = page.locator("#processes li[data-process='colours:colours']")
     assert "EXITED" in listed.locator(".state").inner_text()
