@@ -75,9 +75,21 @@ class RawFile:
         self.base = 0
 
     def open(self) -> Optional[int]:
-        """A descriptor of the file if it is a regular file now, else None."""
+        """A descriptor of the file if it is a regular file now, else None.
+
+        The path comes from supervisord's configuration: it could name a FIFO
+        or a device (``/dev/stdout``, a terminal).  Opening one for reading can
+        block, take a controlling terminal, or let a FIFO's writer go on into a
+        pipe nobody drains, so the path is checked with ``stat`` before it is
+        opened, opened so that it cannot block or become our terminal, and
+        checked again on the descriptor (the name may have been replaced).
+        """
+        if not self.path:
+            return None
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            if not stat.S_ISREG(os.stat(self.path).st_mode):
+                return None
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
         try:

@@ -145,3 +145,26 @@ def test_a_file_past_the_lane_width_is_seen_from_later_on(tmp_path: Path, monkey
     assert numbers == list(range(300))  # live, nothing lost when the lane moved on
     page = RawStore(files).read_backward(None, 5)
     assert [e.record.data for e in page.entries] == [b"out %05d" % n for n in range(295, 300)]
+
+
+def test_only_regular_files_are_ever_opened(tmp_path: Path, monkeypatch: Any) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    regular = tmp_path / "a.out"
+    regular.write_bytes(b"x\n")
+    opened: List[Tuple[str, int]] = []
+    real_open = os.open
+
+    def spy(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append((str(path), flags))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(rawlog.os, "open", spy)
+    for path in (str(fifo), "/dev/null", "/dev/tty", str(tmp_path), str(tmp_path / "none"), ""):
+        assert RawFile("stdout", path).open() is None
+    assert opened == []  # checked before, never opened: a FIFO or a device can block
+    fd = RawFile("stdout", str(regular)).open()
+    assert fd is not None
+    os.close(fd)
+    assert opened[0][0] == str(regular)
+    assert opened[0][1] & os.O_NOCTTY and opened[0][1] & os.O_NONBLOCK
