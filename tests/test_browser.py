@@ -592,8 +592,18 @@ def test_page_modules_parse_ansi_and_order_lines(page: Page, sidecar: Supervisor
             store.add('a', [{time: '2026-01-01T00:00:03+01:00', stream: 'stdout', text: 'a0',
                              partial: true}]);
             store.add('a', [{time: '2026-01-01T00:00:04+01:00', stream: 'stdout', text: '+more'}]);
+            // One process's clock stepped back an hour: its log's order stands.
+            const one = new LineStore(10);
+            one.add('c', [{time: '2026-01-01T02:00:00+00:00', stream: 'stdout', text: 'c1',
+                           offset: 0, end: 3},
+                          {time: '2026-01-01T01:00:00+00:00', stream: 'stdout', text: 'c2',
+                           offset: 3, end: 6}]);
+            // A record without a time goes after the newest placed, whatever
+            // the browser's clock says.
+            one.add('d', [{time: null, stream: 'stdout', text: 'd1', offset: 0, end: 3}]);
             return {
                 plain: a.plain, colour: a.runs[0].style.fg, runs: a.runs.length,
+                stepped: one.lines.map(l => l.text),
                 order: store.lines.map(l => l.text),
                 micro: timeKey('2026-01-01T00:00:00.000001Z') - timeKey('2026-01-01T00:00:00Z'),
             };
@@ -603,6 +613,7 @@ def test_page_modules_parse_ansi_and_order_lines(page: Page, sidecar: Supervisor
     assert result["colour"] == "rgb(255,0,0)"
     assert result["runs"] == 1
     assert result["order"] == ["a0+more", "b1", "a2"]  # +01:00 is an hour earlier
+    assert result["stepped"] == ["c1", "c2", "d1"]
     assert result["micro"] == 1
 
 
@@ -643,6 +654,80 @@ def test_dom_stays_small_with_200000_lines(flood: Supervisor, page: Page) -> Non
             Math.abs(Number(e.textContent.slice(5, 14)) - 100000) < 200)"""
     )
     assert page.locator("#pause").get_attribute("aria-pressed") == "true"
+
+
+def test_a_merged_view_with_an_uncaptured_process_jumps_and_scrolls_back(
+    page: Page, sidecar: Supervisor
+) -> None:
+    target = record(sidecar, "app", "line 000000030 ")
+    wait_for(lambda: (sidecar.workdir / "plain.out").exists(), 20, "plain's log")
+    at = target["time"].replace("+", "%2B")
+    page.goto(f"{sidecar.url}/?process=app&process=plain&at={at}")
+    wait_text(page, "line 000000030 ")
+    assert page.locator("#notice").is_hidden()
+    page.wait_for_function(
+        "() => window.streamlog.store.lines.some(l => l.process === 'plain:plain')"
+    )
+    assert_contiguous(numbers(page, "app:app"))
+    assert_contiguous(numbers(page, "plain:plain"))
+
+
+@pytest.fixture
+def busy(tmp_path: Path) -> Iterator[Supervisor]:
+    sup = with_sidecar(
+        tmp_path, {"a": program(emit("tick", 0.001)), "b": program(emit("tick", 0.001))}
+    )
+    yield sup
+    sup.stop()
+
+
+def test_changing_the_view_while_lines_pour_in_never_duplicates(
+    busy: Supervisor, page: Page
+) -> None:
+    for name in ("a", "b"):
+        record(busy, name, "line 000000500 ")
+    page.goto(busy.url + "/?process=a")
+    wait_lines(page, 500)
+    for name in ("b", "b", "b", "a"):  # add b, remove it, add it, remove a
+        page.locator(f"#processes li[data-process='{name}:{name}'] .add").click()
+        page.wait_for_function(
+            "(n) => [...window.streamlog.state.subs.values()].every(s => !s.waiting)"
+            " && window.streamlog.store.lines.length > n",
+            arg=200,
+        )
+    assert page.locator("#title").inner_text() == "b:b"
+    held = page.evaluate(
+        "() => window.streamlog.store.lines.filter(l => l.offset !== null)"
+        ".map(l => l.process + '@' + l.offset)"
+    )
+    assert len(held) == len(set(held)), "a record shown twice"
+    assert_contiguous(numbers(page, "b:b"))
+
+
+def test_a_history_answer_for_a_view_since_left_is_dropped(page: Page, sidecar: Supervisor) -> None:
+    held: List[Any] = []
+    page.route(
+        lambda url: "/api/log/history" in url and "direction=backward" in url,
+        lambda route: held.append(route),
+    )
+    page.goto(sidecar.url + "/?process=history")
+    wait_text(page, "line 000004999")
+    page.locator("#log").focus()
+    page.keyboard.press("Home")
+    for _ in range(200):  # route handlers run while Playwright is waiting
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the history read did not start"
+    page.locator("#processes li[data-process='hostile:hostile'] .open").click()
+    wait_text(page, "to stderr")
+    with page.expect_response(lambda response: "/api/log/history" in response.url) as answered:
+        held[0].continue_()
+    assert answered.value.ok
+    page.wait_for_function("() => window.streamlog.state.loading === null")
+    assert page.evaluate(
+        "() => [...new Set(window.streamlog.store.lines.map(l => l.process))]"
+    ) == ["hostile:hostile"]
 
 
 # ------------------------------------------------------------------ connection

@@ -10,6 +10,7 @@ const TAIL = 1000; // records asked for when a process is opened
 const PAGE = 500; // records per history page
 const NEAR = 600; // pixels from an edge at which more history is loaded
 const params = new URLSearchParams(location.search);
+const numberFormat = new Intl.NumberFormat(); // one formatter: toLocaleString makes one per call
 
 const prefs = loadPrefs();
 const store = new LineStore(Number(params.get("retain")) || 250000);
@@ -25,9 +26,11 @@ const state = {
   socket: null,
   connected: false,
   retry: 500,
-  inbox: [],
+  inbox: [], // batches of records received, added to the store once per frame
   scheduled: false,
-  loading: false,
+  generation: 0, // bumped when the view changes: late answers for the old one are dropped
+  loading: null, // the history read in progress
+
   changed: [],
   search: null,
 };
@@ -79,8 +82,8 @@ function notice(text) {
 function updateCounts() {
   const held = store.lines.length;
   const shown = store.shown.length;
-  let text = `${held.toLocaleString()} lines`;
-  if (shown !== held) text += ` · ${shown.toLocaleString()} shown`;
+  let text = `${numberFormat.format(held)} lines`;
+  if (shown !== held) text += ` · ${numberFormat.format(shown)} shown`;
   if (!state.follow) text += " · paused";
   $("counts").textContent = text;
   const detached = [...state.subs.values()].some((sub) => !sub.attached);
@@ -88,7 +91,7 @@ function updateCounts() {
   button.hidden = state.follow || (!detached && state.unseen === 0);
   button.textContent = detached
     ? "newer lines below — jump to live ↓"
-    : `${state.unseen.toLocaleString()} new line${state.unseen === 1 ? "" : "s"} ↓`;
+    : `${numberFormat.format(state.unseen)} new line${state.unseen === 1 ? "" : "s"} ↓`;
   press("pause", !state.follow);
   $("pause").textContent = state.follow ? "pause" : "resume";
 }
@@ -136,6 +139,10 @@ function describe(info) {
 }
 
 function renderProcesses() {
+  // Rebuilt on every state change: keep the keyboard focus where it was.
+  const focused = document.activeElement;
+  const inList = focused && $("processes").contains(focused);
+  const refocus = inList ? [focused.closest("li").dataset.process, focused.className] : null;
   const needle = $("process-filter").value.trim().toLowerCase();
   const items = [];
   for (const info of state.processes.values()) {
@@ -172,6 +179,11 @@ function renderProcesses() {
     items.push(li);
   }
   $("processes").replaceChildren(...items);
+  if (refocus) {
+    const li = [...$("processes").children].find((item) => item.dataset.process === refocus[0]);
+    const button = li && li.querySelector(`button.${refocus[1]}`);
+    if (button) button.focus();
+  }
 }
 
 function tickUptimes() {
@@ -194,11 +206,21 @@ class Sub {
     this.last = null; // end of the newest record held while detached
     this.hasAfter = false;
     this.uncaptured = false; // shown from supervisord's own files (no times)
+    this.waiting = false; // subscribed, answer not yet seen: frames before it are old
+    this.epoch = 0; // bumped at each reset: offsets start again
   }
+}
+
+/** Whether a process is shown from supervisord's own files (no times to seek by). */
+function untimed(sub) {
+  const info = state.processes.get(sub.name);
+  return sub.uncaptured || Boolean(info && info.uncaptured);
 }
 
 function openProcesses(names, options = {}) {
   for (const sub of state.subs.values()) unsubscribe(sub);
+  state.generation++;
+  state.loading = null;
   state.subs = new Map(names.map((name) => [name, new Sub(name)]));
   store.clear();
   state.unseen = 0;
@@ -220,11 +242,12 @@ function toggleProcess(name) {
   const names = [...state.subs.keys()];
   const next = names.includes(name) ? names.filter((n) => n !== name) : [...names, name];
   const anchor = state.follow ? null : view.firstInView();
-  openProcesses(next, anchor ? { at: anchor.time } : {});
+  openProcesses(next, anchor && anchor.time ? { at: anchor.time } : {});
 }
 
 function subscribe(sub, how) {
   sub.attached = true;
+  sub.waiting = true;
   sub.hasAfter = false;
   send({ type: "subscribe", process: sub.name, ...how });
 }
@@ -265,8 +288,13 @@ function connect() {
     loadProcesses().catch(() => {});
   });
   socket.addEventListener("message", (event) => {
-    state.inbox.push(JSON.parse(event.data));
-    schedule();
+    // Positions are taken in at once (a reconnect resumes from them); the
+    // records themselves wait for the next frame.
+    const batch = receive(JSON.parse(event.data));
+    if (batch) {
+      state.inbox.push(batch);
+      schedule();
+    }
   });
   socket.addEventListener("close", () => {
     if (state.socket !== socket) return;
@@ -299,11 +327,16 @@ function schedule() {
   // Batched per animation frame; a hidden tab gets no frames, so a timer too.
   const run = () => { if (state.scheduled) flush(); };
   requestAnimationFrame(run);
-  if (document.hidden) setTimeout(run, 250);
+  setTimeout(run, 250);
 }
 
-function note(process, text) {
-  return { process, entries: [{ stream: "note", text, time: new Date().toISOString() }] };
+function batch(sub, entries, close = false) {
+  return { process: sub.name, entries, epoch: sub.epoch, generation: state.generation, close };
+}
+
+// A notice in the timeline; it also ends the process's unfinished lines.
+function note(sub, text) {
+  return batch(sub, [{ stream: "note", text, time: new Date().toISOString() }], true);
 }
 
 function receive(message) {
@@ -311,6 +344,7 @@ function receive(message) {
   switch (message.type) {
     case "subscribed":
       if (!sub) return null;
+      sub.waiting = false;
       if (sub.first === null || sub.uncaptured !== Boolean(message.uncaptured)) {
         // First answer, or streamlog took over from supervisord's own files:
         // offsets are the new log's from here on.
@@ -321,21 +355,23 @@ function receive(message) {
       sub.cursor = message.cursor;
       return null;
     case "lines":
-      if (!sub || !sub.attached) return null;
+      if (!sub || !sub.attached || sub.waiting) return null;
       sub.cursor = message.cursor;
-      return { process: sub.name, entries: message.entries };
+      return batch(sub, message.entries);
     case "skipped":
-      if (!sub || !sub.attached) return null;
+      if (!sub || !sub.attached || sub.waiting) return null;
       sub.cursor = message.to;
-      store.closeProcess(sub.name);
-      return note(sub.name, message.reason === "deleted"
+      return note(sub, message.reason === "deleted"
         ? `records ${message.from}–${message.to} were deleted by retention before they could be shown`
         : `this page fell behind: records ${message.from}–${message.to} were skipped (they are in the history and the download)`);
     case "reset":
-      if (!sub || !sub.attached) return null;
+      if (!sub || !sub.attached || sub.waiting) return null;
+      // Offsets start again: what was before is not reachable by them any more.
       sub.cursor = message.cursor;
-      store.closeProcess(sub.name);
-      return note(sub.name, sub.uncaptured
+      sub.first = message.cursor;
+      sub.hasBefore = false;
+      sub.epoch++;
+      return note(sub, sub.uncaptured
         ? "supervisord rotated or truncated this log file: what follows is the new file"
         : "the log file was truncated or replaced: what follows starts again");
     case "state": {
@@ -358,20 +394,20 @@ function flush() {
   state.scheduled = false;
   const inbox = state.inbox;
   state.inbox = [];
-  const before = store.shown.length;
-  const version = store.version;
   let added = 0;
-  for (const message of inbox) {
-    const batch = receive(message);
-    if (!batch || batch.entries.length === 0) continue;
-    const result = store.add(batch.process, batch.entries);
+  let shown = 0;
+  for (const item of inbox) {
+    if (item.generation !== state.generation) continue; // for a view since left
+    if (item.close) store.closeProcess(item.process);
+    const result = store.add(item.process, item.entries, store.pending, item.epoch);
     added += result.added;
+    shown += result.shown;
     for (const line of result.changed) state.changed.push(line);
   }
   trim();
-  if (!state.follow && store.version === version) state.unseen += store.shown.length - before;
+  if (!state.follow) state.unseen += shown;
   draw();
-  if (added || inbox.length) updateCounts();
+  if (added) updateCounts();
 }
 
 function draw() {
@@ -382,18 +418,26 @@ function draw() {
   state.anchorNeeded = false;
 }
 
-// Past the retention limit: drop the lines farthest from what is being read.
+// Past the retention limit (or the tallest page a browser scrolls, with long
+// wrapped lines): drop the lines farthest from what is being read.
+const MAX_HEIGHT = 30_000_000;
+
 function trim() {
   const overflow = store.overflow;
-  if (overflow === 0) return;
-  const count = overflow + Math.floor(store.limit / 20); // in steps, not per line
+  const tall = view.total > MAX_HEIGHT;
+  if (overflow === 0 && !tall) return;
+  let count = overflow + Math.floor(store.limit / 20); // in steps, not per line
+  if (tall) count = Math.max(count, Math.ceil(store.lines.length / 10));
   const anchor = view.anchor();
   const middle = store.shown.length / 2;
   const reading = anchor ? store.shown.indexOf(anchor.line) : store.shown.length;
   if (state.follow || reading >= middle) {
     for (const line of store.drop(count, false)) {
       const sub = state.subs.get(line.process);
-      if (sub && line.end !== null) { sub.first = line.end; sub.hasBefore = true; }
+      if (sub && line.end !== null && line.epoch === sub.epoch) {
+        sub.first = line.end;
+        sub.hasBefore = true;
+      }
     }
     if (!state.follow) view.restore(anchor);
   } else {
@@ -408,7 +452,8 @@ function trim() {
     }
     for (const line of dropped) {
       const sub = state.subs.get(line.process);
-      if (sub && line.offset !== null && (sub.last === null || line.offset < sub.last)) sub.last = line.offset;
+      if (sub && line.offset !== null && line.epoch === sub.epoch
+          && (sub.last === null || line.offset < sub.last)) sub.last = line.offset;
     }
   }
 }
@@ -425,43 +470,57 @@ function logUrl(name, query) {
  */
 function mergePages(pages, backward) {
   let cut = null;
+  const timed = (page) => page.entries.length > 0 && page.entries.every((e) => e.time);
   for (const { page } of pages) {
     const more = backward ? page.has_before : page.has_after;
-    if (!more || page.entries.length === 0) continue;
+    if (!more || !timed(page)) continue;
     const edge = timeKey((backward ? page.entries[0] : page.entries[page.entries.length - 1]).time);
     if (cut === null || (backward ? edge > cut : edge < cut)) cut = edge;
   }
   return pages.map(({ sub, page }) => {
-    const kept = cut === null || state.subs.size === 1 ? page.entries
+    const kept = cut === null || state.subs.size === 1 || !timed(page) ? page.entries
       : page.entries.filter((e) => (backward ? timeKey(e.time) >= cut : timeKey(e.time) <= cut));
     const all = kept.length === page.entries.length;
     return { sub, page, kept, all };
   });
 }
 
+// One history read at a time; an answer for a view since left is dropped.
+async function reading(what, work) {
+  const token = { generation: state.generation };
+  state.loading = token;
+  try {
+    const result = await work();
+    if (state.loading === token) return result;
+  } catch (error) {
+    if (state.loading === token) notice(`Could not ${what}: ${error.message}`);
+  } finally {
+    if (state.loading === token) state.loading = null;
+  }
+  return null;
+}
+
+function page(sub, query) {
+  return api(logUrl(sub.name, { limit: PAGE, ...query }));
+}
+
 async function loadOlder() {
   const subs = [...state.subs.values()].filter((sub) => sub.hasBefore && sub.first !== null);
   if (state.loading || subs.length === 0) return;
-  state.loading = true;
-  try {
-    const pages = await Promise.all(subs.map(async (sub) => ({
-      sub, page: await api(logUrl(sub.name, { cursor: sub.first, direction: "backward", limit: PAGE })),
-    })));
-    const anchor = view.anchor();
-    for (const { sub, page, kept, all } of mergePages(pages, true)) {
-      sub.first = all ? page.start : kept.length ? kept[0].offset : sub.first;
-      sub.hasBefore = page.has_before || !all;
-      if (kept.length) store.add(sub.name, keyUntimed(sub.name, kept), new Map());
-    }
-    trim();
-    view.render([], false);
-    view.restore(anchor);
-    updateCounts();
-  } catch (error) {
-    notice(`Could not load older lines: ${error.message}`);
-  } finally {
-    state.loading = false;
+  const pages = await reading("load older lines", () => Promise.all(subs.map(async (sub) => ({
+    sub, page: await page(sub, { cursor: sub.first, direction: "backward" }),
+  }))));
+  if (!pages) return;
+  const anchor = view.anchor();
+  for (const { sub, page: found, kept, all } of mergePages(pages, true)) {
+    sub.first = all ? found.start : kept.length ? kept[0].offset : sub.first;
+    sub.hasBefore = found.has_before || !all;
+    if (kept.length) store.add(sub.name, keyUntimed(sub.name, kept), new Map(), sub.epoch);
   }
+  trim();
+  view.render([], false);
+  view.restore(anchor);
+  updateCounts();
 }
 
 // Records without a time (uncaptured processes) read from history go just
@@ -469,90 +528,93 @@ async function loadOlder() {
 function keyUntimed(process, entries) {
   if (entries.every((e) => e.time)) return entries;
   const oldest = store.lines.find((line) => line.process === process);
-  const base = oldest ? oldest.key : Date.now() * 1000;
+  const base = oldest ? oldest.key : store.newest + entries.length + 1;
   return entries.map((e, i) => (e.time ? e : { ...e, key: base - (entries.length - i) }));
 }
 
 async function loadNewer() {
   const subs = [...state.subs.values()].filter((sub) => !sub.attached && sub.hasAfter);
   if (state.loading || subs.length === 0) return;
-  state.loading = true;
-  try {
-    const pages = await Promise.all(subs.map(async (sub) => ({
-      sub, page: await api(logUrl(sub.name, { cursor: sub.last, direction: "forward", limit: PAGE })),
-    })));
-    for (const { sub, page, kept, all } of mergePages(pages, false)) {
-      sub.last = all ? page.end : kept.length ? kept[kept.length - 1].end : sub.last;
-      sub.hasAfter = page.has_after || !all;
-      if (kept.length) store.add(sub.name, kept);
-    }
-    for (const sub of subs) {
-      if (!sub.hasAfter) {
-        sub.cursor = sub.last;
-        subscribe(sub, { cursor: sub.last }); // caught up: live from here
-      }
-    }
-    state.anchorNeeded = true;
-    trim();
-    draw();
-    updateCounts();
-  } catch (error) {
-    notice(`Could not load newer lines: ${error.message}`);
-  } finally {
-    state.loading = false;
+  const pages = await reading("load newer lines", () => Promise.all(subs.map(async (sub) => ({
+    sub, page: await page(sub, { cursor: sub.last, direction: "forward" }),
+  }))));
+  if (!pages) return;
+  for (const { sub, page: found, kept, all } of mergePages(pages, false)) {
+    sub.last = all ? found.end : kept.length ? kept[kept.length - 1].end : sub.last;
+    sub.hasAfter = found.has_after || !all;
+    if (kept.length) store.add(sub.name, kept, store.pending, sub.epoch);
   }
+  for (const sub of subs) {
+    if (!sub.hasAfter) {
+      sub.cursor = sub.last;
+      subscribe(sub, { cursor: sub.last }); // caught up: live from here
+    }
+  }
+  state.anchorNeeded = true;
+  trim();
+  draw();
+  updateCounts();
 }
 
-/** Show the records around a time (or a process's offset), paused there. */
+// The pages before and after a target in one process's log: at the target's
+// offset in its own process, at its time in the others; a process without
+// times (or a target without one) shows its newest lines, live.
+async function around(sub, target) {
+  let after;
+  if (sub.name === target.process) {
+    after = await page(sub, { cursor: target.offset, direction: "forward" });
+  } else if (target.time && !untimed(sub)) {
+    after = await page(sub, { time: target.time, direction: "forward" });
+  } else {
+    const tail = await page(sub, { direction: "backward" });
+    return { sub, before: tail, after: { entries: [], start: tail.end, end: tail.end, has_after: false } };
+  }
+  const before = await page(sub, { cursor: after.start, direction: "backward" });
+  return { sub, before, after };
+}
+
+/**
+ * Show the records around a target -- {time} or {process, offset, time} --
+ * paused there.
+ */
 async function jumpTo(target) {
   const subs = [...state.subs.values()];
   if (subs.length === 0) return;
   setFollow(false, "jump");
-  state.loading = true;
-  try {
-    const pages = await Promise.all(subs.map(async (sub) => {
-      const query = target.time !== undefined ? { time: target.time, direction: "forward", limit: PAGE }
-        : sub.name === target.process ? { cursor: target.offset, direction: "forward", limit: PAGE }
-        : { time: target.aroundTime, direction: "forward", limit: PAGE };
-      const after = await api(logUrl(sub.name, query));
-      const before = await api(logUrl(sub.name, { cursor: after.start, direction: "backward", limit: PAGE }));
-      return { sub, after, before };
-    }));
-    for (const sub of subs) unsubscribe(sub);
-    store.clear();
-    state.unseen = 0;
-    const older = mergePages(pages.map(({ sub, before }) => ({ sub, page: before })), true);
-    const newer = mergePages(pages.map(({ sub, after }) => ({ sub, page: after })), false);
-    for (const { sub, page, kept, all } of older) {
-      sub.first = all ? page.start : kept.length ? kept[0].offset : page.end;
-      sub.hasBefore = page.has_before || !all;
-      store.add(sub.name, kept, new Map());
-    }
-    for (const { sub, page, kept, all } of newer) {
-      sub.last = all ? page.end : kept.length ? kept[kept.length - 1].end : page.start;
-      sub.hasAfter = page.has_after || !all;
-      store.add(sub.name, kept);
-      if (!sub.hasAfter) {
-        sub.cursor = sub.last;
-        subscribe(sub, { cursor: sub.last });
-      }
-    }
-    view.render([], false);
-    const key = target.time !== undefined ? timeKey(new Date(target.time).toISOString()) : null;
-    const line = store.shown.find((l) => (key !== null ? l.key >= key
-      : l.process === target.process && l.offset !== null && l.end > target.offset));
-    if (line) {
-      view.scrollToLine(line);
-      flash(line);
-    }
-    draw();
-    updateCounts();
-    saveUrl();
-  } catch (error) {
-    notice(`Could not jump there: ${error.message}`);
-  } finally {
-    state.loading = false;
+  const pages = await reading("jump there", () => Promise.all(subs.map((sub) => around(sub, target))));
+  if (!pages) return;
+  for (const sub of subs) unsubscribe(sub);
+  state.generation++; // records queued until now belong to the view left
+  store.clear();
+  state.unseen = 0;
+  const older = mergePages(pages.map(({ sub, before }) => ({ sub, page: before })), true);
+  const newer = mergePages(pages.map(({ sub, after }) => ({ sub, page: after })), false);
+  for (const { sub, page: found, kept, all } of older) {
+    sub.first = all ? found.start : kept.length ? kept[0].offset : found.end;
+    sub.hasBefore = found.has_before || !all;
+    store.add(sub.name, keyUntimed(sub.name, kept), new Map(), sub.epoch);
   }
+  for (const { sub, page: found, kept, all } of newer) {
+    sub.last = all ? found.end : kept.length ? kept[kept.length - 1].end : found.start;
+    sub.hasAfter = found.has_after || !all;
+    store.add(sub.name, kept, store.pending, sub.epoch);
+    if (!sub.hasAfter) {
+      sub.cursor = sub.last;
+      subscribe(sub, { cursor: sub.last });
+    }
+  }
+  view.render([], false);
+  const key = target.time ? timeKey(target.time) : null;
+  const line = store.shown.find((l) => (target.process !== undefined
+    ? l.process === target.process && l.offset !== null && l.end > target.offset
+    : l.timed && l.key >= key));
+  if (line) {
+    view.scrollToLine(line);
+    flash(line);
+  }
+  draw();
+  updateCounts();
+  saveUrl();
 }
 
 function flash(line) {
@@ -674,7 +736,7 @@ function result(process, entry) {
   text.className = "text";
   text.textContent = entry.text.length > 300 ? `${entry.text.slice(0, 300)}…` : entry.text;
   button.append(where, text);
-  button.addEventListener("click", () => jumpTo({ process, offset: entry.offset, aroundTime: entry.time }));
+  button.addEventListener("click", () => jumpTo({ process, offset: entry.offset, time: entry.time }));
   li.append(button);
   return li;
 }

@@ -22,22 +22,16 @@ export function timeKey(time) {
 }
 
 let sequence = 0;
-let arrival = 0;
-
-// A record without a time (an uncaptured process's raw line) is placed by
-// when it arrived: a strictly increasing key in the same unit.
-function arrivalKey() {
-  arrival = Math.max(arrival + 1, Date.now() * 1000);
-  return arrival;
-}
 
 export class Line {
-  constructor(process, entry) {
+  /** `key`: where it goes in the timeline when the record has no time. */
+  constructor(process, entry, key = 0, epoch = 0) {
     this.process = process;
     this.stream = entry.stream;
     this.time = entry.time || "";
     this.timed = Boolean(entry.time);
-    this.key = entry.key ?? (this.timed ? timeKey(entry.time) : arrivalKey());
+    this.key = entry.key ?? (this.timed ? timeKey(entry.time) : key);
+    this.epoch = epoch; // a process's offsets start again after a reset
     this.seq = sequence++;
     this.offset = entry.offset ?? null;
     this.end = entry.end ?? null;
@@ -72,13 +66,17 @@ export class Line {
   }
 }
 
-// Timeline order: time, then position in the log (records of one write share
-// a time), then process name and arrival, so the order is total.
+// Timeline order. Within one process, the log's own order: by offset (after a
+// reset, by epoch first) -- a clock stepped back cannot reorder a process's
+// lines. Across processes, by time; untimed records (supervisord's own files,
+// whose two streams have unrelated offsets) by the key they were given.
 function before(a, b) {
+  if (a.process === b.process && a.timed && b.timed && a.offset !== null && b.offset !== null) {
+    if (a.epoch !== b.epoch) return a.epoch < b.epoch;
+    if (a.offset !== b.offset) return a.offset < b.offset;
+    return a.seq < b.seq;
+  }
   if (a.key !== b.key) return a.key < b.key;
-  const ao = a.offset ?? Infinity;
-  const bo = b.offset ?? Infinity;
-  if (ao !== bo) return ao < bo;
   if (a.process !== b.process) return a.process < b.process;
   return a.seq < b.seq;
 }
@@ -116,6 +114,7 @@ export class LineStore {
     this.streams = { stdout: true, stderr: true };
     this.matcher = null;
     this.version = 0; // bumped when `shown` is rebuilt rather than appended to
+    this.newest = 0; // the newest key placed: untimed live records go after it
   }
 
   /** Whether the filter and stream toggles let a line through (remembered on it). */
@@ -139,6 +138,7 @@ export class LineStore {
   }
 
   clear() {
+    this.newest = 0;
     this.lines = [];
     this.shown = [];
     this.pending.clear();
@@ -152,7 +152,7 @@ export class LineStore {
    * `appended` true when every new line went to the end (the common, cheap
    * case), `changed` the open lines that grew.
    */
-  add(process, entries, pending = this.pending) {
+  add(process, entries, pending = this.pending, epoch = 0) {
     const fresh = [];
     const changed = [];
     for (const entry of entries) {
@@ -165,7 +165,8 @@ export class LineStore {
         if (!open.open) pending.delete(slot);
         continue;
       }
-      const line = new Line(process, entry);
+      const line = new Line(process, entry, this.newest + 1, epoch);
+      this.newest = Math.max(this.newest, line.key);
       if (line.open) pending.set(slot, line);
       fresh.push(line);
     }
@@ -175,7 +176,8 @@ export class LineStore {
       this.rebuild();
       appended = false;
     }
-    return { added: fresh.length, appended, changed };
+    const shown = fresh.reduce((n, line) => n + (line.visible ? 1 : 0), 0);
+    return { added: fresh.length, shown, appended, changed };
   }
 
   /** End every unfinished line of a process (it exited, or a gap follows). */

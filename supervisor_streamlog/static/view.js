@@ -119,7 +119,7 @@ export class LogView {
     this.tops = new Float64Array(1024); // wrap mode: top of each shown line
     this.valid = 0; // tops[0..valid] are right
     this.version = -1;
-    this.rendered = []; // the lines in the DOM, in order
+    this.elements = new Map(); // line -> its row, for the rows in the DOM
     this.renderedKey = "";
     this.measure();
   }
@@ -270,7 +270,7 @@ export class LogView {
     this.empty.hidden = shown.length > 0;
     if (shown.length === 0) {
       this.rows.replaceChildren();
-      this.rendered = [];
+      this.elements = new Map();
       this.renderedKey = "";
       return;
     }
@@ -278,13 +278,29 @@ export class LogView {
     const first = Math.max(0, this.indexAt(top) - OVERSCAN);
     const last = Math.min(shown.length, this.indexAt(top + this.scroller.clientHeight) + OVERSCAN + 1);
     const key = `${this.version}:${this.layout}:${first}:${last}:${shown[first].seq}:${shown[last - 1].seq}`;
-    if (key === this.renderedKey && !changed.some((line) => this.rendered.includes(line))) return;
+    if (key === this.renderedKey && !changed.some((line) => this.elements.has(line))) return;
+    // Rows already on screen are kept (while following, a new line moves the
+    // window by a row or two: only those rows are made, or removed).
+    const reuse = this.renderedKey.startsWith(`${this.version}:${this.layout}:`);
     this.renderedKey = key;
+    const stale = new Set(changed);
+    const elements = new Map();
     const rows = [];
-    for (let i = first; i < last; i++) rows.push(this.row(shown[i], i));
+    for (let i = first; i < last; i++) {
+      const line = shown[i];
+      const kept = reuse && !stale.has(line) ? this.elements.get(line) : undefined;
+      const row = kept ?? this.row(line, i);
+      elements.set(line, row);
+      rows.push(row);
+    }
+    for (const [line, row] of this.elements) if (elements.get(line) !== row) row.remove();
+    let next = this.rows.firstChild;
+    for (const row of rows) {
+      if (row === next) next = next.nextSibling;
+      else this.rows.insertBefore(row, next);
+    }
+    this.elements = elements;
     this.rows.style.transform = `translateY(${this.top(first)}px)`;
-    this.rows.replaceChildren(...rows);
-    this.rendered = shown.slice(first, last);
     if (this.settings.wrap) {
       this.remeasure(first, rows);
       if (follow) this.scroller.scrollTop = this.total; // measured rows may be taller
