@@ -458,6 +458,8 @@ class RawFollower:
         return 0
 
     def _restart(self, index: int) -> None:
+        """The lane starts again at the start of its file (rotated, truncated)."""
+        self.files[index].base = 0
         self.positions[index] = 0
         self.on_reset(self.position)
 

@@ -147,6 +147,30 @@ def test_a_file_past_the_lane_width_is_seen_from_later_on(tmp_path: Path, monkey
     assert [e.record.data for e in page.entries] == [b"out %05d" % n for n in range(295, 300)]
 
 
+def test_a_truncated_file_past_the_lane_width_starts_again_at_its_start(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # stdout_logfile_maxbytes = 0 and logrotate's copytruncate: a big file cut to 0.
+    monkeypatch.setattr(rawlog, "LANE", 1024)
+    write(tmp_path / "a.out", [b"old %05d" % n for n in range(500)])
+    got: List[Entry] = []
+    resets: List[int] = []
+    files = lanes(tmp_path)
+    follower = RawFollower(files, got.extend, resets.append, lambda: True, lambda *a: None)
+    assert files[0].base > 0
+    os.truncate(tmp_path / "a.out", 0)
+    write(tmp_path / "a.out", [b"after 1", b"after 2"])
+    for _ in range(5):
+        follower.poll()
+    assert [e.record.data for e in got] == [b"after 1", b"after 2"]
+    assert resets == [0] and files[0].base == 0
+    assert got[0].offset == 0 and got[-1].end == 16
+    assert [e.record.data for e in RawStore(files).read_backward(None, 5).entries] == [
+        b"after 1",
+        b"after 2",
+    ]
+
+
 def test_only_regular_files_are_ever_opened(tmp_path: Path, monkeypatch: Any) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
