@@ -30,9 +30,9 @@ const state = {
   scheduled: false,
   generation: 0, // bumped when the view changes: late answers for the old one are dropped
   loading: null, // the history read in progress
-
-  changed: [],
-  search: null,
+  changed: [], // lines whose text grew since the last frame (joined pieces)
+  anchorNeeded: false, // keep the line being read in place at the next frame
+  search: null, // the history search being shown
 };
 
 // ---------------------------------------------------------------- preferences
