@@ -30,21 +30,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import xmlrpc.client
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from bench.capture import machine_busy, proc_times, tail, wait_quiet
+from bench.common import (
+    EMIT,
+    Supervisord,
+    add_quiet_options,
+    machine_busy,
+    proc_times,
+    tail,
+    wait_for,
+    wait_quiet,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-EMIT = ROOT / "tests" / "children" / "emit.py"
 MODES = ("plugin", "listener")
 TARGET_P99_MS = 20.0  # the issue's target for plugin mode
 
@@ -62,19 +64,7 @@ QUIET = (
     "    handle.write('%d\\n' % n)\n"
 )
 
-BASE = """
-[supervisord]
-nodaemon = true
-logfile = {dir}/supervisord.log
-pidfile = {dir}/supervisord.pid
-childlogdir = {dir}
-
-[unix_http_server]
-file = {dir}/supervisor.sock
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
+SECTIONS = """
 [streamlog]
 logdir = {dir}/streamlog
 timezone = utc
@@ -126,39 +116,6 @@ class Run:
         return self.written - len(self.latencies)
 
 
-def rpc(directory: Path) -> Any:
-    from supervisor.xmlrpc import SupervisorTransport
-
-    transport = SupervisorTransport(None, None, f"unix://{directory}/supervisor.sock")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-
-
-def diag(directory: Path) -> str:
-    parts = []
-    for name in ("supervisord.stderr", "listener.err", "supervisord.log"):
-        path = directory / name
-        if path.exists():
-            text = path.read_text(errors="replace").strip()
-            if text:
-                parts.append(f"{name}: ...{text[-600:]}")
-    return " | ".join(parts)
-
-
-def wait_running(directory: Path, proc: subprocess.Popen, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"supervisord exited: {diag(directory)}")
-        try:
-            server = rpc(directory)
-            if server.supervisor.getState()["statename"] == "RUNNING":
-                return server
-        except (OSError, xmlrpc.client.Fault):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"supervisord did not start: {diag(directory)}")
-
-
 def cpu_of(pids: List[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -171,36 +128,22 @@ def cpu_of(pids: List[int]) -> float:
 
 def measure(mode: str, seconds: float, buffer_size: int) -> Run:
     """The quiet program's lines during a flood, in one mode."""
-    with tempfile.TemporaryDirectory(prefix=f"streamlog-latency-{mode}-") as name:
-        directory = Path(name)
-        text = BASE + (PLUGIN if mode == "plugin" else LISTENER)
-        conf = directory / "supervisord.conf"
+    awaited = ["streamlog"] if mode == "listener" else []
+    with Supervisord(f"streamlog-latency-{mode}-", awaited=awaited) as stack:
+        directory = stack.dir
+        text = SECTIONS + (PLUGIN if mode == "plugin" else LISTENER)
         (directory / "quiet.py").write_text(QUIET)
-        conf.write_text(
+        stack.configure(
             text.format(dir=directory, python=sys.executable, emit=EMIT, buffer_size=buffer_size)
-        )
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
-            env=env,
-            cwd=directory,
-            stdout=subprocess.DEVNULL,
-            stderr=open(directory / "supervisord.stderr", "ab"),
         )
         quiet_log = directory / "streamlog" / "quiet.log"
         try:
-            server = wait_running(directory, proc)
-            if mode == "listener":
-                deadline = time.monotonic() + 30
-                while server.supervisor.getProcessInfo("streamlog")["statename"] != "RUNNING":
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"listener did not start: {diag(directory)}")
-                    time.sleep(0.05)
+            stack.start()
+            server = stack.rpc
             server.supervisor.startProcess("flood")
             time.sleep(0.5)  # let the flood reach full speed first
             server.supervisor.startProcess("quiet")
-            pids = [proc.pid] + [
+            pids = [stack.pid] + [
                 int(info["pid"]) for info in server.supervisor.getAllProcessInfo() if info["pid"]
             ]
             ours, busy, began = cpu_of(pids), machine_busy(), time.monotonic()
@@ -210,15 +153,18 @@ def measure(mode: str, seconds: float, buffer_size: int) -> Run:
             server.supervisor.stopProcess("quiet")
             # Events are handled in order: once the STOPPED record is written,
             # every quiet line supervisord still had queued is in the file.
-            deadline = time.monotonic() + 120
-            while b" status STOPPED " not in tail(quiet_log, 4096):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no STOPPED record for quiet: {diag(directory)}")
-                time.sleep(0.05)
+            wait_for(
+                lambda: b" status STOPPED " in tail(quiet_log, 4096),
+                120,
+                "the STOPPED record of quiet",
+                0.05,
+            )
             server.supervisor.stopProcess("flood")
+        except BaseException:
+            print(stack.errors(), file=sys.stderr)
+            raise
         finally:
-            proc.terminate()
-            proc.wait(60)
+            stack.stop()
         latencies = []
         for line in quiet_log.read_text().splitlines():
             stamp, stream, rest = line.split(" ", 2)
@@ -267,16 +213,7 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--modes", default="plugin,listener", help="comma-separated modes")
     parser.add_argument("--buffer-size", type=int, default=65536, help="the listener's buffer_size")
-    parser.add_argument(
-        "--quiet-load",
-        type=float,
-        default=0.3,
-        help="cores other processes may use: wait for less before a measurement, "
-        "repeat it once if they used more during it",
-    )
-    parser.add_argument(
-        "--quiet-wait", type=float, default=10, help="seconds to wait at most for quiet"
-    )
+    add_quiet_options(parser)
     args = parser.parse_args(argv)
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     for mode in modes:

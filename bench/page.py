@@ -80,21 +80,25 @@ import bisect
 import contextlib
 import json
 import os
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from bench.sidecar import free_port, http_get, machine_busy, wait_for, wait_quiet
+from bench.common import (
+    CLK_TCK,
+    ROOT,
+    Supervisord,
+    http_get,
+    machine_busy,
+    proc_stat,
+    wait_for,
+    wait_quiet,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 STAMPED = ROOT / "bench" / "children" / "stamped.py"
 CHATTY = ROOT / "conf" / "demo" / "chatty.py"
 CHROMIUM = "/usr/bin/chromium"
@@ -112,22 +116,6 @@ VIEWPORT = {"width": 1280, "height": 800}
 # ---------------------------------------------------------------- the stack
 
 CONF = """
-[supervisord]
-nodaemon = true
-logfile = {dir}/supervisord.log
-loglevel = warn
-pidfile = {dir}/supervisord.pid
-childlogdir = {dir}/childlogs
-
-[unix_http_server]
-file = {dir}/supervisor.sock
-
-[supervisorctl]
-serverurl = unix://{dir}/supervisor.sock
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
 [rpcinterface:streamlog]
 supervisor.rpcinterface_factory = supervisor_streamlog.plugin:make_rpcinterface
 
@@ -159,16 +147,12 @@ stderr_events_enabled = true
 """
 
 
-class Stack:
+class Stack(Supervisord):
     """supervisord + plugin + sidecar + the given programs, in a temporary directory."""
 
     def __init__(self, programs: Dict[str, Dict[str, str]], keep: bool) -> None:
-        self.keep = keep
-        self.dir = Path(tempfile.mkdtemp(prefix="streamlog-page-"))
-        (self.dir / "childlogs").mkdir()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.conf = self.dir / "supervisord.conf"
+        # The sidecar serves this checkout's page (PYTHONPATH), not an installed one.
+        super().__init__("streamlog-page-", keep=keep, sidecar=True)
         text = CONF.format(
             dir=self.dir,
             port=self.port,
@@ -181,38 +165,7 @@ class Stack:
             section.update(options)
             section["command"] = section["command"].replace("{dir}", str(self.dir))
             text += PROGRAM.format(name=name, **section)
-        self.conf.write_text(text)
-        self.proc: Optional[subprocess.Popen] = None
-
-    @property
-    def rpc(self) -> Any:
-        from supervisor.xmlrpc import SupervisorTransport
-
-        transport = SupervisorTransport(None, None, f"unix://{self.dir}/supervisor.sock")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-
-    def _running(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"supervisord exited ({self.proc.returncode}): {self.errors()}")
-        try:
-            return bool(self.rpc.supervisor.getState()["statename"] == "RUNNING")
-        except (OSError, xmlrpc.client.Fault):
-            return False
-
-    def start(self) -> None:
-        """Start supervisord and wait for the sidecar to answer."""
-        # This checkout's package (and page), whatever `pip install -e` points to.
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
-            cwd=self.dir,
-            env=dict(os.environ, PYTHONPATH=path),
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "supervisord.stderr", "wb"),
-        )
-        wait_for(self._running, 30, "supervisord to answer XML-RPC")
-        wait_for(lambda: http_get(self.url + "/healthz")[0] == 200, 30, "the sidecar")
+        self.configure(text, loglevel="warn")
 
     def start_stamped(self, name: str) -> int:
         """Start a stamped.py child; its pid once it waits for SIGUSR1 and the sidecar knows it."""
@@ -223,31 +176,13 @@ class Stack:
         wait_for(lambda: http_get(f"{self.url}/api/log/{name}")[0] == 200, 30, f"{name}'s log")
         return int(ready.read_text())
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
+    def cleanup(self) -> None:
         if self.keep:
             print(f"  kept {self.dir}", flush=True)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def errors(self) -> str:
-        out = []
-        for path in sorted(self.dir.glob("*.err")) + [self.dir / "supervisord.stderr"]:
-            if path.exists() and path.stat().st_size:
-                out.append(f"--- {path.name}\n" + path.read_text(errors="replace")[-2000:])
-        return "\n".join(out)
+        super().cleanup()
 
 
 # ---------------------------------------------------------------- CPU
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_snapshot(stack_pid: int) -> Dict[str, float]:
@@ -264,8 +199,7 @@ def cpu_snapshot(stack_pid: int) -> Dict[str, float]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
+            fields = proc_stat(int(entry))
         except OSError:
             continue
         pid = int(entry)
@@ -551,8 +485,7 @@ class Bench:
 
     def usage(self) -> Dict[str, float]:
         """CPU by group, and the page's main-thread time (CDP), so far."""
-        pid = self.stack.proc.pid if self.stack.proc is not None else 0
-        snapshot = cpu_snapshot(pid)
+        snapshot = cpu_snapshot(self.stack.pid)
         snapshot["at"] = time.monotonic()
         if self.cdp is not None:
             metrics = {
@@ -952,6 +885,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         stack.stop()
+        stack.cleanup()
     summary = report(rounds, args)
     summary["longtask_probe_ms"] = probe
     if errors:
@@ -1027,6 +961,7 @@ def screenshot(args: argparse.Namespace) -> int:
             context.close()
     finally:
         stack.stop()
+        stack.cleanup()
     size = Path(args.screenshot).stat().st_size
     print(f"wrote {args.screenshot} ({size / 1000:.0f} KB)")
     return 0

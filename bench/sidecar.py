@@ -85,31 +85,33 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-import xmlrpc.client
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import (
+    EMIT,
+    ROOT,
+    Supervisord,
+    http_get,
+    machine_busy,
+    proc_state,
+    proc_times,
+    stop_process,
+    wait_for,
+    wait_quiet,
+)
+
 STAMPED = ROOT / "bench" / "children" / "stamped.py"
-EMIT = ROOT / "tests" / "children" / "emit.py"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SIDECAR = "{python} -m supervisor_streamlog serve -c {conf}"
 PER_ADDRESS = 25  # connections per source address (the sidecar allows 32)
-
-T = TypeVar("T")
 
 # ---------------------------------------------------------------- configurations
 
@@ -133,70 +135,7 @@ SETUPS = [
     Setup("FL", 1000, 1, flood=True, what="latency behind a flood"),
 ]
 
-# ---------------------------------------------------------------- /proc
-
-
-def proc_times(pid: int) -> Tuple[float, float]:
-    """(own CPU seconds, CPU seconds of reaped children) of a process."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    children = (int(fields[13]) + int(fields[14])) / CLK_TCK
-    return own, children
-
-
-def proc_state(pid: int) -> str:
-    """The state letter of a process ("" once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return ""
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (all cores, from /proc/stat)."""
-    with open("/proc/stat") as handle:
-        fields = [int(x) for x in handle.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
-def wait_quiet(limit: float, max_wait: float) -> float:
-    """Wait (up to ``max_wait`` s) for 0.3 s in which the machine used < ``limit`` cores."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        busy, began = machine_busy(), time.monotonic()
-        time.sleep(0.3)
-        load = (machine_busy() - busy) / (time.monotonic() - began)
-        if load < limit or time.monotonic() > deadline:
-            return load
-
-
-def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_get(url: str) -> Tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), b""
-    except OSError:
-        return 0, b""
+# ---------------------------------------------------------------- reading the sidecar
 
 
 def metric(text: str, name: str, process: Optional[str] = None) -> Optional[float]:
@@ -221,22 +160,6 @@ def log_offset(live: Path) -> int:
 # ---------------------------------------------------------------- the stack
 
 CONF = """
-[supervisord]
-nodaemon = true
-logfile = {dir}/supervisord.log
-loglevel = warn
-pidfile = {dir}/supervisord.pid
-childlogdir = {dir}/childlogs
-
-[unix_http_server]
-file = {dir}/supervisor.sock
-
-[supervisorctl]
-serverurl = unix://{dir}/supervisor.sock
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
 [rpcinterface:streamlog]
 supervisor.rpcinterface_factory = supervisor_streamlog.plugin:make_rpcinterface
 
@@ -274,20 +197,15 @@ stdout_events_enabled = true
 """
 
 
-class Stack:
+class Stack(Supervisord):
     """supervisord + plugin + sidecar + the stream child, in a temporary directory."""
 
     def __init__(
         self, setup: Setup, count: int, batch_above: int, keep: bool, sidecar: str
     ) -> None:
+        super().__init__(f"streamlog-sidecar-{setup.name}-", keep=keep, sidecar=True)
         self.setup = setup
-        self.keep = keep
-        self.dir = Path(tempfile.mkdtemp(prefix=f"streamlog-sidecar-{setup.name}-"))
-        (self.dir / "childlogs").mkdir()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.conf = self.dir / "supervisord.conf"
-        self.conf.write_text(
+        self.configure(
             CONF.format(
                 dir=self.dir,
                 port=self.port,
@@ -298,43 +216,15 @@ class Stack:
                 count=count,
                 batch_above=batch_above,
                 sidecar=sidecar.format(python=sys.executable, conf=self.conf),
-            )
+            ),
+            loglevel="warn",
         )
-        self.proc: Optional[subprocess.Popen] = None
-        self.pid = 0
         self.sidecar_pid = 0
         self.stream_pid = 0
 
-    @property
-    def rpc(self) -> Any:
-        from supervisor.xmlrpc import SupervisorTransport
-
-        transport = SupervisorTransport(None, None, f"unix://{self.dir}/supervisor.sock")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-
-    def _running(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"supervisord exited ({self.proc.returncode}): {self.errors()}")
-        try:
-            return bool(self.rpc.supervisor.getState()["statename"] == "RUNNING")
-        except (OSError, xmlrpc.client.Fault):
-            return False
-
     def start(self) -> None:
-        # This checkout's package, whatever `pip install -e` points to.
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
-            cwd=self.dir,
-            env=dict(os.environ, PYTHONPATH=path),
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "supervisord.stderr", "wb"),  # noqa: SIM115
-        )
-        self.pid = self.proc.pid
-        wait_for(self._running, 30, "supervisord to answer XML-RPC")
-        wait_for(lambda: http_get(self.url + "/healthz")[0] == 200, 30, "the sidecar")
-        self.sidecar_pid = int(self.rpc.supervisor.getProcessInfo("sidecar")["pid"])
+        super().start()
+        self.sidecar_pid = self.process_pid("sidecar")
         ready = self.dir / "stream.ready"
         wait_for(lambda: ready.exists() and ready.read_text().endswith("\n"), 30, "the child")
         self.stream_pid = int(ready.read_text())
@@ -343,29 +233,10 @@ class Stack:
             lambda: http_get(self.url + "/api/log/stream")[0] == 200, 30, "the sidecar to see it"
         )
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
     def cleanup(self) -> None:
         if self.keep:
             print(f"  kept {self.dir}", flush=True)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def errors(self) -> str:
-        out = []
-        for name in ("supervisord.stderr", "sidecar.err", "stream.err", "client.err"):
-            path = self.dir / name
-            if path.exists() and path.stat().st_size:
-                out.append(f"--- {name}\n" + path.read_text(errors="replace")[-2000:])
-        return "\n".join(out)
+        super().cleanup()
 
 
 # ---------------------------------------------------------------- the client process
@@ -411,13 +282,7 @@ class ClientProcess:
             self.proc.stdin.flush()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 10)
 
 
 class PySpy:
@@ -431,13 +296,7 @@ class PySpy:
         )
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 30, signal.SIGINT)
 
 
 # ---------------------------------------------------------------- one measurement
