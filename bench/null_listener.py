@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, Optional, TextIO
+from typing import Callable, Dict, List, Optional, TextIO
 
 ANSWER = b"RESULT 2\nOKREADY\n"
 
@@ -77,9 +77,10 @@ def serve(stdin: TextIO, stdout: io.RawIOBase, side: str) -> Counts:
     return counts
 
 
-def main(argv: list) -> int:
+def main(argv: List[str], serve: Callable[[TextIO, io.RawIOBase, str], Counts] = serve) -> int:
+    """Run ``serve`` on stdin/stdout as supervisord connects them (also write_listener's)."""
     if len(argv) != 2:
-        sys.stderr.write("usage: null_listener.py SIDEFILE\n")
+        sys.stderr.write(f"usage: {os.path.basename(argv[0])} SIDEFILE\n")
         return 2
     stdin = io.TextIOWrapper(
         sys.stdin.buffer, encoding="utf-8", errors="surrogateescape", newline="\n"

@@ -19,10 +19,11 @@ import os
 import select
 import sys
 import time
-from typing import TextIO
+from typing import List, TextIO
 
 from supervisor_streamlog.formats import TextFormat
 
+from . import null_listener
 from .null_listener import ANSWER, Counts
 
 
@@ -68,16 +69,8 @@ def serve(stdin: TextIO, stdout: io.RawIOBase, side: str) -> Counts:
     return counts
 
 
-def main(argv: list) -> int:
-    if len(argv) != 2:
-        sys.stderr.write("usage: write_listener.py SIDEFILE\n")
-        return 2
-    stdin = io.TextIOWrapper(
-        sys.stdin.buffer, encoding="utf-8", errors="surrogateescape", newline="\n"
-    )
-    stdout = io.FileIO(sys.stdout.fileno(), "wb", closefd=False)  # unbuffered
-    serve(stdin, stdout, argv[1])
-    return 0
+def main(argv: List[str]) -> int:
+    return null_listener.main(argv, serve)
 
 
 if __name__ == "__main__":
