@@ -21,8 +21,9 @@ Those files carry no timestamps and no headers, so:
   know how the two files interleaved, so a page interleaves them by position
   in their files.
 * **Rotation.**  supervisord renames ``NAME`` to ``NAME.1`` and starts a new
-  file: the follower keeps the old file open, reads it to its end, then
-  reports a reset (offsets of that lane start again at 0).  History covers
+  file: the follower keeps the old file open, reads it to its end (bytes
+  after its last newline, half a line the rotation cut, as a ``partial``
+  record), then reports a reset (offsets of that lane start again at 0).  History covers
   the live files only, not the ``.1`` ... ``.N`` backups.
 * ``time`` is empty (sent as null): the records have none.
 """
@@ -363,7 +364,8 @@ class RawFollower:
     (stdout lane, then stderr lane), and hands out complete lines with their
     offsets -- or, when ``wanted()`` is false, only counts them
     (``on_advance``), as :class:`~.follow.FileFollower` does.  A file renamed
-    away (rotation) is read to its end before the new one is opened; that, a
+    away (rotation) is read to its end, an unfinished last line included (as
+    a ``partial`` record), before the new one is opened; that, a
     truncation, or a file that grows past ``LANE``, is ``on_reset(position)``.
     """
 
@@ -449,12 +451,18 @@ class RawFollower:
         except OSError:
             return 0
         if (named.st_dev, named.st_ino) != self._ids[index]:
-            # Rotated: everything was read; what is left is an unfinished line.
+            if os.fstat(fd).st_size > size:
+                return 0  # written to just before the rename: read that first
+            # Rotated, and read to its end: what is left is the first half of a
+            # line the rotation cut (supervisor issue 749), sent as partial; the
+            # second half is the new file's first line.
+            if data:
+                self._deliver_partial(index, data, counting)
             os.close(fd)
             self._fds[index] = None
             if self._open(index) is not None:
-                raw.base = 0
                 self._restart(index)
+            return len(data)
         return 0
 
     def _restart(self, index: int) -> None:
@@ -476,6 +484,16 @@ class RawFollower:
             self.positions[index] += len(text) + 1
             entries.append(Entry(offset, self.position, _record(raw, text)))
         self.on_entries(entries)
+
+    def _deliver_partial(self, index: int, text: bytes, counting: bool) -> None:
+        """One record that no newline followed (``partial``)."""
+        start = self.position
+        self.positions[index] += len(text)
+        if counting:
+            self.on_advance(start, self.position, 1)
+            return
+        record = Record("", self.files[index].stream, text, True)
+        self.on_entries([Entry(start, self.position, record)])
 
 
 class RawChannel(Channel):

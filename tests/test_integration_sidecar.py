@@ -468,14 +468,42 @@ while True:
 """
 
 
+# Each line in two writes: supervisord's rotation (at a write that reaches
+# maxbytes) cuts some of them in two, the first half in the renamed file.
+CUT_CHILD = """
+import os, sys, time
+n = 0
+while True:
+    os.write(1, b"out %08d %s" % (n, b"x" * 40))
+    time.sleep(float(sys.argv[1]))
+    os.write(1, b"%s\\n" % (b"z" * 40))
+    n += 1
+"""
+
+
 def raw_numbers(entries: List[dict], stream: str) -> List[int]:
-    return [int(e["text"][4:12]) for e in entries if e["stream"] == stream]
+    """The numbers of a raw child's lines, ``partial`` pieces joined to the next entry."""
+    numbers: List[int] = []
+    pending = ""
+    for entry in entries:
+        if entry["stream"] != stream:
+            continue
+        if entry.get("partial"):
+            pending += entry["text"]
+            continue
+        text, pending = pending + entry["text"], ""
+        if not numbers and text[:4] not in ("out ", "err "):
+            continue  # subscribed just after a rotation: the rest of a cut line
+        assert len(text) == 93, text  # whole: nothing lost, nothing repeated
+        numbers.append(int(text[4:12]))
+    return numbers
 
 
 def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
     tmp_path: Path, stopper: List[Supervisor]
 ) -> None:
     (tmp_path / "raw_child.py").write_text(RAW_CHILD)
+    (tmp_path / "cut_child.py").write_text(CUT_CHILD)
     child = f"{sys.executable} {tmp_path / 'raw_child.py'}"
     sup = with_sidecar(
         tmp_path,
@@ -484,7 +512,7 @@ def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
             # Not captured (programs = app): supervisord's own files, AUTO for stdout.
             "plain": quiet(f"{child} 0.01", stderr_logfile=tmp_path / "plain.err"),
             "rot": quiet(
-                f"{child} 0.002",
+                f"{sys.executable} {tmp_path / 'cut_child.py'} 0.001",
                 stdout_logfile=tmp_path / "rot.out",
                 stdout_logfile_maxbytes="20KB",
                 stdout_logfile_backups=3,
@@ -533,14 +561,20 @@ def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
         live = await Live.connect(sup.url)
         await live.send({"type": "subscribe", "process": "rot"})
         await live.until(
-            lambda c: sum(f["type"] == "reset" for f in c.frames) >= 3, 60, "three rotations"
+            lambda c: (
+                sum(f["type"] == "reset" for f in c.frames) >= 3
+                and sum(bool(e.get("partial")) for e in c.entries()) >= 2
+            ),
+            60,
+            "three rotations, two of them cutting a line",
         )
         await live.until(lambda c: c.frames[-1]["type"] == "lines", 10, "lines after them")
         return live
 
     live = asyncio.run(across_rotation())
     numbers = raw_numbers(live.entries(), "stdout")
-    # supervisord renamed rot.out three times: the old file was read to its end first.
+    # supervisord renamed rot.out at least three times: the old file was read to
+    # its end first, the first half of a line the rotation cut included.
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     assert (tmp_path / "rot.out.1").exists()
     resets = [f for f in live.frames if f["type"] == "reset"]

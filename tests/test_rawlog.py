@@ -171,6 +171,48 @@ def test_a_truncated_file_past_the_lane_width_starts_again_at_its_start(
     ]
 
 
+def test_the_unfinished_line_of_a_rotated_file_is_sent_as_partial(tmp_path: Path) -> None:
+    got: List[Entry] = []
+    resets: List[int] = []
+    counted: List[Tuple[int, int, int]] = []
+    wanted = [True]
+    follower = RawFollower(
+        lanes(tmp_path),
+        got.extend,
+        resets.append,
+        lambda: wanted[0],
+        lambda start, end, lines: counted.append((start, end, lines)),
+    )
+    out = tmp_path / "a.out"
+    with open(out, "ab") as handle:
+        handle.write(b"one\ntwo\nthe first half of a line cut by rotat")
+    follower.poll()
+    # supervisord's rollover cut the line (supervisor issue 749).
+    os.rename(out, tmp_path / "a.out.1")
+    out.write_bytes(b"ion, its second half\nthree\n")
+    for _ in range(3):
+        follower.poll()
+    assert [(e.record.data, e.record.partial) for e in got] == [
+        (b"one", False),
+        (b"two", False),
+        (b"the first half of a line cut by rotat", True),
+        (b"ion, its second half", False),
+        (b"three", False),
+    ]
+    assert got[2].offset == got[1].end and got[2].end == got[2].offset + 37
+    assert resets == [0] and got[3].offset == 0  # after the partial, the new file
+    # Nobody subscribed: the unfinished line is counted as one record.
+    wanted[0] = False
+    with open(out, "ab") as handle:
+        handle.write(b"cut")
+    follower.poll()
+    os.rename(out, tmp_path / "a.out.2")
+    out.write_bytes(b"")
+    for _ in range(2):
+        follower.poll()
+    assert counted == [(got[-1].end, got[-1].end + 3, 1)] and resets == [0, 0]
+
+
 def test_only_regular_files_are_ever_opened(tmp_path: Path, monkeypatch: Any) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
