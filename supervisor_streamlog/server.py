@@ -314,6 +314,25 @@ class Sidecar:
         self.raw_stores[spec] = store
         self.hub.add_channel(RawChannel(self.hub, spec, store, follower.position))
 
+    def remove_raw(self, spec: str) -> None:
+        """supervisord no longer has an uncaptured process: stop showing its child logs.
+
+        Its files are closed (a deleted log's disk space is freed) and no longer
+        polled or served; its subscriptions end with ``unsubscribed``, as the
+        client could not unsubscribe from a process it can no longer name.
+        """
+        follower = self.raw.pop(spec, None)
+        if follower is None:
+            return
+        follower.close()
+        self.raw_stores.pop(spec, None)
+        channel = self.hub.channels.pop(spec, None)
+        if channel is None:
+            return
+        for sub in list(channel.subscriptions):
+            if self.hub.unsubscribe(sub.client, spec):
+                sub.client.send({"type": "unsubscribed", "process": spec})
+
     def poll_raw(self) -> None:
         """Read what is new in supervisord's own child logs."""
         for spec, follower in list(self.raw.items()):
@@ -415,6 +434,8 @@ class Sidecar:
         for spec in set(self.states) - seen:
             del self.states[spec]
             self.hub.broadcast({"type": "state", "process": spec, "state": "REMOVED"})
+        for spec in set(self.raw) - seen:
+            self.remove_raw(spec)
 
     def processes(self) -> List[Dict[str, Any]]:
         """Every process supervisord runs and every process with a log file."""

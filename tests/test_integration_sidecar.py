@@ -600,3 +600,71 @@ def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
     # The download holds what supervisord wrote.
     status, _, data = fetch(sup.url + "/api/log/plain/download")
     assert status == 200 and data.startswith(b"out 00000000 ")
+
+
+def test_an_uncaptured_process_supervisord_removes_is_closed_and_forgotten(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    (tmp_path / "raw_child.py").write_text(RAW_CHILD)
+    out, err = tmp_path / "gone.out", tmp_path / "gone.err"
+    sup = with_sidecar(
+        tmp_path,
+        {
+            "app": quiet(emit("tick", 0.5)),
+            "gone": quiet(
+                f"{sys.executable} {tmp_path / 'raw_child.py'} 0.01",
+                stdout_logfile=out,
+                stderr_logfile=err,
+            ),
+        },
+        streamlog={"programs": "app"},
+    )
+    stopper.append(sup)
+    sidecar_pid = int(str(sup.info("sidecar")["pid"]))
+
+    def listed() -> Dict[str, dict]:
+        return {p["name"]: p for p in get(sup.url + "/api/processes")[1]["processes"]}
+
+    wait_for(lambda: listed().get("gone:gone", {}).get("uncaptured"), 20, "gone listed")
+
+    def open_logs() -> List[str]:
+        """The sidecar's descriptors of gone's child logs."""
+        found = []
+        for fd in os.listdir(f"/proc/{sidecar_pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{sidecar_pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith((str(out), str(err))):
+                found.append(target)
+        return found
+
+    async def removed() -> Live:
+        live = await Live.connect(sup.url)
+        await live.send({"type": "subscribe", "process": "gone", "tail": 5})
+        await live.until(lambda c: len(c.entries()) >= 20, 30, "gone's lines")
+        assert len(open_logs()) == 2
+        # `supervisorctl update` after the section was taken out of the config.
+        conf = sup.conf.read_text()
+        head, _, rest = conf.partition("\n[program:gone]\n")
+        sup.conf.write_text(head + "\n" + rest[rest.find("\n[") :])
+        rpc = sup.rpc.supervisor
+        assert rpc.reloadConfig()[0][2] == ["gone"]
+        rpc.stopProcessGroup("gone")
+        rpc.removeProcessGroup("gone")
+        out.unlink()  # its disk space is freed once nobody holds it open
+        await live.until(
+            lambda c: any(f["type"] == "unsubscribed" for f in c.frames), 10, "unsubscribed"
+        )
+        await live.send({"type": "subscribe", "process": "gone"})
+        await live.until(lambda c: c.frames[-1]["type"] == "error", 10, "an error")
+        live.close()
+        return live
+
+    live = asyncio.run(removed())
+    kinds = [(f["type"], f.get("state")) for f in live.frames if f.get("process") == "gone:gone"]
+    assert kinds.index(("state", "REMOVED")) < kinds.index(("unsubscribed", None))
+    assert live.frames[-1]["error"] == "no such process log"
+    wait_for(lambda: not open_logs(), 5, "gone's child logs closed")
+    assert get(sup.url + "/api/log/gone")[0] == 404
+    assert "gone:gone" not in listed()
