@@ -374,6 +374,12 @@ function receive(message) {
       return note(sub, sub.uncaptured
         ? "supervisord rotated or truncated this log file: what follows is the new file"
         : "the log file was truncated or replaced: what follows starts again");
+    case "unsubscribed":
+      // Unasked (ours are answered while the next subscription waits): the
+      // server ended it -- supervisord no longer has an uncaptured process.
+      if (!sub || !sub.attached || sub.waiting) return null;
+      sub.attached = false;
+      return note(sub, "supervisord no longer runs this process: no more live lines");
     case "state": {
       const info = state.processes.get(message.process);
       if (message.state === "REMOVED") state.processes.delete(message.process);
