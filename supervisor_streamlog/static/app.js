@@ -28,6 +28,7 @@ const state = {
   retry: 500,
   inbox: [], // batches of records received, added to the store once per frame
   scheduled: false,
+  fallback: 0, // the timer that flushes when no animation frame comes (hidden tab)
   generation: 0, // bumped when the view changes: late answers for the old one are dropped
   loading: null, // the history read in progress
   changed: [], // lines whose text grew since the last frame (joined pieces)
@@ -324,10 +325,14 @@ async function diagnose(opened, wait) {
 function schedule() {
   if (state.scheduled) return;
   state.scheduled = true;
-  // Batched per animation frame; a hidden tab gets no frames, so a timer too.
-  const run = () => { if (state.scheduled) flush(); };
-  requestAnimationFrame(run);
-  setTimeout(run, 250);
+  // Batched per animation frame; a hidden tab gets no frames, so a timer too
+  // (cleared by the flush: one flush per batch, never two).
+  requestAnimationFrame(flushScheduled);
+  state.fallback = setTimeout(flushScheduled, 250);
+}
+
+function flushScheduled() {
+  if (state.scheduled) flush();
 }
 
 function batch(sub, entries, close = false) {
@@ -398,6 +403,7 @@ function receive(message) {
 
 function flush() {
   state.scheduled = false;
+  clearTimeout(state.fallback);
   const inbox = state.inbox;
   state.inbox = [];
   let added = 0;
