@@ -17,6 +17,19 @@ Those files carry no timestamps and no headers, so:
   record of either lane.  A file that grows past ``LANE`` bytes (only with
   ``stdout_logfile_maxbytes`` above 64MB, or 0) is seen from a later point,
   as after a rotation.
+* **Records.**  A record is a line, or a piece of a long one: a line is cut
+  at every lane position ``A`` that is a multiple of ``PIECE`` (256 KiB,
+  the read budget) and follows ``PIECE`` bytes without a newline.  So a
+  line of ``PIECE`` bytes or more comes as ``partial`` records (the first
+  ``PIECE`` to ``2 * PIECE - 1`` bytes, the others ``PIECE``), then the rest
+  of the line, with its newline, as an ordinary record (maybe empty).
+  Whether a position is a boundary depends only on the ``PIECE`` bytes
+  before it: the follower and history find the same records, a line still
+  being written is sent piece by piece as it grows, and no read needs more
+  than ``2 * PIECE`` bytes to find the next or the last record.  A read from
+  any other position (a cursor inside a line) takes it as a record start:
+  the rest of that line comes first.  The lane's start is a record start
+  too, even where it cuts a line.  ``PIECE`` divides ``LANE // 2``.
 * **Order.**  Live records come in the order they were read; history cannot
   know how the two files interleaved, so a page interleaves them by position
   in their files.
@@ -48,6 +61,8 @@ LANE = 2**26
 STREAMS = ("stdout", "stderr")
 _BLOCK = 64 * 1024
 _READ = 256 * 1024
+#: The read budget: a line longer than this is sent in pieces (see the module doc).
+PIECE = 256 * 1024
 
 
 def pack(positions: Tuple[int, int]) -> int:
@@ -109,53 +124,99 @@ class RawFile:
         return True
 
 
-def _complete_end(fd: int, size: int) -> int:
-    """The position just past the last newline before ``size``."""
-    pos = size
-    while pos > 0:
-        start = max(0, pos - _BLOCK)
-        found = os.pread(fd, pos - start, start).rfind(b"\n")
-        if found >= 0:
-            return start + found + 1
-        pos = start
-    return 0
+def _cut_after(pos: int, low: int) -> int:
+    """The first place a long line starting at ``pos`` may be cut: the first lane
+    position (file position - ``low``) that is a multiple of ``PIECE`` and at
+    least ``PIECE`` bytes after ``pos``."""
+    return low + (pos - low + 2 * PIECE - 1) // PIECE * PIECE
 
 
-Line = Tuple[int, int, bytes]  # file position of its start, of its end, text
+def _record_end(fd: int, size: int, low: int) -> int:
+    """The last record boundary at or before ``size`` (``low``: the lane's start).
+
+    The boundaries of a lane (see the module doc) are its start, every position
+    just after a newline, and every lane position ``A`` that is a multiple of
+    ``PIECE`` with no newline among the ``PIECE`` bytes before it.  Each is
+    decided by the bytes before it, so the last one is found within the last
+    ``2 * PIECE`` bytes: a line in progress, however long, costs one read.
+    """
+    if size <= low:
+        return low
+    aligned = low + (size - low) // PIECE * PIECE
+    start = max(low, aligned - PIECE)
+    found = os.pread(fd, size - start, start).rfind(b"\n")
+    # No newline since ``aligned - PIECE``: a cut at ``aligned`` (or the lane's
+    # start, when it is that); else the last newline is past the last cut.
+    return aligned if found < 0 else start + found + 1
 
 
-def _forward(fd: int, pos: int, stop: int, limit: int) -> List[Line]:
-    """Up to ``limit`` whole lines from the first one starting at or after ``pos``."""
-    if pos > 0 and os.pread(fd, 1, pos - 1) != b"\n":
-        data = os.pread(fd, max(0, stop - pos), pos)
-        newline = data.find(b"\n")
-        pos = stop if newline < 0 else pos + newline + 1
+Line = Tuple[int, int, bytes, bool]  # file position of its start, of its end, text, partial
+
+
+def _split(data: bytes, pos: int, low: int, limit: int) -> List[Line]:
+    """The records of ``data`` (read at ``pos``, a record start), up to ``limit``
+    and up to the last one ``data`` decides: whole lines, and pieces of long
+    ones (``partial``) cut where the module doc says."""
+    lines: List[Line] = []
+    start = pos
+    last = data.rfind(b"\n")
+    if last >= 0:
+        for text in data[:last].split(b"\n"):
+            newline = start + len(text)
+            if len(text) >= PIECE:  # may be cut: a shorter one never is
+                cut = _cut_after(start, low)
+                while cut <= newline and len(lines) < limit:
+                    lines.append((start, cut, data[start - pos : cut - pos], True))
+                    start, cut = cut, cut + PIECE
+                text = data[start - pos : newline - pos]
+            if len(lines) == limit:
+                return lines
+            lines.append((start, newline + 1, text, False))
+            start = newline + 1
+            if len(lines) == limit:
+                return lines
+    # After the last newline: the pieces of a line still being written.
+    cut = _cut_after(start, low)
+    while cut <= pos + len(data) and len(lines) < limit:
+        lines.append((start, cut, data[start - pos : cut - pos], True))
+        start, cut = cut, cut + PIECE
+    return lines
+
+
+def _forward(fd: int, pos: int, stop: int, limit: int, low: int) -> List[Line]:
+    """Up to ``limit`` records from ``pos`` on, none past ``stop``.
+
+    ``pos`` is taken as the start of a record, even inside a line (a cursor
+    there, or a lane that starts mid-line): the first record is then the rest
+    of that line from ``pos``.  The reads stay bounded whatever the lines' length.
+    """
     lines: List[Line] = []
     size = _BLOCK
     while pos < stop and len(lines) < limit:
-        data = os.pread(fd, min(size, stop - pos), pos)
+        # At least up to the next possible cut: a long line always gives a piece.
+        want = min(max(size, _cut_after(pos, low) - pos), stop - pos)
+        data = os.pread(fd, want, pos)
         if not data:
             break  # the file shrank
-        last = data.rfind(b"\n")
-        if last < 0:
-            if pos + len(data) >= stop:
-                break
-            size *= 2
-            continue
-        for text in data[:last].split(b"\n"):
-            lines.append((pos, pos + len(text) + 1, text))
-            pos += len(text) + 1
-            if len(lines) == limit:
-                break
+        got = _split(data, pos, low, limit - len(lines))
+        if not got:
+            break  # only the start of a record that ends past ``stop``
+        lines += got
+        pos = got[-1][1]
         size = min(size * 2, _READ * 4)
     return lines
 
 
 def _backward(fd: int, end: int, low: int, limit: int) -> List[Line]:
-    """Up to ``limit`` whole lines ending at or before ``end`` and starting at or
-    after ``low``, newest first."""
-    end = max(low, _complete_end(fd, end))
-    whole = low == 0 or os.pread(fd, 1, low - 1) == b"\n"  # a line starts at low
+    """Up to ``limit`` records ending at or before ``end`` and starting at or
+    after ``low``, newest first.
+
+    Each block read is split from a place known to be a record start (just
+    after its first newline, or its first possible cut if no newline comes
+    before it, or ``low``); a block of ``2 * PIECE`` bytes always holds one,
+    so the reads stay bounded and every step moves back.
+    """
+    end = _record_end(fd, end, low)
     lines: List[Line] = []
     size = _BLOCK
     while end > low and len(lines) < limit:
@@ -163,21 +224,23 @@ def _backward(fd: int, end: int, low: int, limit: int) -> List[Line]:
         data = os.pread(fd, end - start, start)
         if len(data) < end - start:
             break  # the file shrank
-        pieces = data[:-1].split(b"\n")  # data ends with the newline at end - 1
-        # pieces[0] may have begun before ``start``.
-        first = 0 if start == low and whole else 1
-        if len(pieces) <= first:
-            if start == low:
-                break
-            size *= 2
+        first = start
+        if start > low:
+            cut = _cut_after(start, low)
+            newline = data.find(b"\n")
+            first = start + newline + 1 if 0 <= newline < cut - start else cut
+        if first >= end:
+            size *= 2  # no record start known in the block yet
             continue
-        for text in reversed(pieces[first:]):
-            lines.append((end - len(text) - 1, end, text))
-            end -= len(text) + 1
+        got = _split(data[first - start :], first, low, len(data))
+        if not got or got[-1][1] != end:
+            log.error("raw log: records do not end at %d; history stops there", end)
+            break
+        for line in reversed(got):
+            lines.append(line)
+            end = line[0]
             if len(lines) == limit:
                 break
-        if start == low:
-            break
         size = min(size * 2, _READ * 4)
     return lines
 
@@ -200,7 +263,7 @@ class RawStore:
             fd = raw.open()
             end = raw.base
             if fd is not None:
-                end = max(raw.base, _complete_end(fd, os.fstat(fd).st_size))
+                end = max(raw.base, _record_end(fd, os.fstat(fd).st_size, raw.base))
             lanes.append((raw, fd, end))
         return lanes
 
@@ -232,15 +295,10 @@ class RawStore:
                     end = min(end, stop[index] + raw.base)
                 positions.append(pos - raw.base)
                 if fd is not None and limit > 0:
-                    for line in _forward(fd, pos, end, limit):
+                    for line in _forward(fd, pos, end, limit, raw.base):
                         found.append((line[0] - raw.base, index, line))
             found.sort(key=lambda item: (item[0], item[1]))
             chosen = found[:limit]
-            # Lines skipped to reach a line start move the lane's start too.
-            for index in range(len(lanes)):
-                firsts = [item[0] for item in chosen if item[1] == index]
-                if firsts:
-                    positions[index] = firsts[0]
             entries = _entries(chosen, positions, lanes)
             ends = _pair([end - raw.base for raw, _, end in lanes])
             first = pack(_pair(positions))
@@ -315,13 +373,14 @@ class RawStore:
     def export(
         self, start: Optional[int] = None, end: Optional[int] = None, chunk_size: int = _READ
     ) -> Generator[bytes, None, None]:
-        """The stdout file, then the stderr file, as supervisord wrote them."""
+        """The stdout file, then the stderr file, as supervisord wrote them (each up
+        to its last record: its last newline, or the last piece of a long line)."""
         for raw in self.files:
             fd = raw.open()
             if fd is None:
                 continue
             try:
-                pos, size = raw.base, _complete_end(fd, os.fstat(fd).st_size)
+                pos, size = raw.base, _record_end(fd, os.fstat(fd).st_size, raw.base)
                 while pos < size:
                     data = os.pread(fd, min(chunk_size, size - pos), pos)
                     if not data:
@@ -344,26 +403,27 @@ def _entries(
     """Entries for lines in page order, offsets walking from ``positions``."""
     current = list(_pair(positions))
     entries = []
-    for _, index, (begin, end, text) in chosen:
+    for _, index, (begin, end, text, partial) in chosen:
         offset = pack((current[0], current[1]))
         current[index] += end - begin
         entries.append(
-            Entry(offset, pack((current[0], current[1])), _record(lanes[index][0], text))
+            Entry(offset, pack((current[0], current[1])), _record(lanes[index][0], text, partial))
         )
     return entries
 
 
-def _record(raw: RawFile, text: bytes) -> Record:
-    return Record("", raw.stream, text, False)
+def _record(raw: RawFile, text: bytes, partial: bool = False) -> Record:
+    return Record("", raw.stream, text, partial)
 
 
 class RawFollower:
     """Follows a raw log's files live (polled), across supervisord's rotation.
 
     Starts at the end of what is there.  Each :meth:`poll` reads what is new
-    (stdout lane, then stderr lane), and hands out complete lines with their
-    offsets -- or, when ``wanted()`` is false, only counts them
-    (``on_advance``), as :class:`~.follow.FileFollower` does.  A file renamed
+    (stdout lane, then stderr lane), and hands out its records with their
+    offsets (lines, and pieces of long ones as the module doc says: history
+    finds the same records) -- or, when ``wanted()`` is false, only counts
+    them (``on_advance``), as :class:`~.follow.FileFollower` does.  A file renamed
     away (rotation) is read to its end, an unfinished last line included (as
     a ``partial`` record), before the new one is opened; that, a
     truncation, or a file that grows past ``LANE``, is ``on_reset(position)``.
@@ -376,14 +436,12 @@ class RawFollower:
         on_reset: Callable[[int], None],
         wanted: Callable[[], bool],
         on_advance: Callable[[int, int, int], None],
-        chunk_size: int = _READ,
     ) -> None:
         self.files = files
         self.on_entries = on_entries
         self.on_reset = on_reset
         self.wanted = wanted
         self.on_advance = on_advance
-        self.chunk_size = chunk_size
         self._fds: List[Optional[int]] = [None] * len(files)
         self._ids: List[Tuple[int, int]] = [(0, 0)] * len(files)
         #: Lane positions (file position - base) of the next record.
@@ -391,8 +449,8 @@ class RawFollower:
         for index, raw in enumerate(files):
             fd = self._open(index)
             if fd is not None:
-                end = _complete_end(fd, os.fstat(fd).st_size)
-                raw.rebase(end)
+                end = _record_end(fd, os.fstat(fd).st_size, 0)
+                raw.rebase(end)  # to a multiple of LANE // 2: a multiple of PIECE too
                 self.positions[index] = end - raw.base
 
     @property
@@ -435,17 +493,25 @@ class RawFollower:
         if size < pos:  # truncated
             self._restart(index)
             return 0
-        data = os.pread(fd, min(self.chunk_size, size - pos), pos) if size > pos else b""
+        # Read up to the next place a long line may be cut (PIECE to 2 * PIECE
+        # bytes): a line that ends within it is whole (no cut before its
+        # newline), one that does not end within a full read is a piece.
+        budget = _cut_after(pos, raw.base) - pos
+        data = os.pread(fd, min(budget, size - pos), pos) if size > pos else b""
         last = data.rfind(b"\n")
-        if last >= 0:
-            if raw.rebase(pos + last + 1):
+        if last >= 0 or len(data) == budget:
+            end = pos + last + 1 if last >= 0 else pos + budget
+            if raw.rebase(end):
                 # Past the lane's width: go on from a later start, like a new file.
                 self.positions[index] = pos - raw.base
                 self.on_reset(self.position)
-            self._deliver(index, data[: last + 1], counting)
-            return last + 1
+            if last >= 0:
+                self._deliver(index, data[: last + 1], counting)
+            else:
+                self._deliver_partial(index, data, counting)
+            return end - pos
         if size > pos + len(data):
-            return 0  # a line longer than a read: wait for the next poll with more
+            return 0  # the file shrank meanwhile: see at the next poll
         try:
             named = os.stat(raw.path)
         except OSError:
@@ -486,7 +552,8 @@ class RawFollower:
         self.on_entries(entries)
 
     def _deliver_partial(self, index: int, text: bytes, counting: bool) -> None:
-        """One record that no newline followed (``partial``)."""
+        """One record that no newline followed (``partial``): a piece of a long
+        line, or the end of a rotated file."""
         start = self.position
         self.positions[index] += len(text)
         if counting:

@@ -668,3 +668,106 @@ def test_an_uncaptured_process_supervisord_removes_is_closed_and_forgotten(
     wait_for(lambda: not open_logs(), 5, "gone's child logs closed")
     assert get(sup.url + "/api/log/gone")[0] == 404
     assert "gone:gone" not in listed()
+
+
+# Waits for the test to subscribe, then writes one line of 800 000 bytes (in
+# 64 KiB writes) and 20 ordinary lines.
+LONG_CHILD = """
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+data = b"".join(b"%07d," % i for i in range(100000))
+for i in range(0, len(data), 65536):
+    os.write(1, data[i : i + 65536])
+    time.sleep(0.02)
+os.write(1, b"\\n")
+for n in range(20):
+    os.write(1, b"line %08d after\\n" % n)
+time.sleep(3600)
+"""
+LONG_LINE = "".join(f"{i:07d}," for i in range(100000))
+
+
+def test_an_uncaptured_line_longer_than_a_read_comes_in_pieces(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    (tmp_path / "long_child.py").write_text(LONG_CHILD)
+    go = tmp_path / "go"
+    sup = with_sidecar(
+        tmp_path,
+        {
+            "app": quiet(emit("tick", 0.5)),
+            "long": quiet(
+                f"{sys.executable} {tmp_path / 'long_child.py'} {go}",
+                stdout_logfile=tmp_path / "long.out",
+                stderr_logfile=tmp_path / "long.err",
+            ),
+        },
+        streamlog={"programs": "app"},
+    )
+    stopper.append(sup)
+    wait_for(
+        lambda: any(
+            p["name"] == "long:long" and p.get("uncaptured")
+            for p in get(sup.url + "/api/processes")[1]["processes"]
+        ),
+        20,
+        "long listed",
+    )
+
+    def whole(entries: List[dict]) -> List[str]:
+        """The lines the entries make, pieces joined to what follows them."""
+        lines, pending = [], ""
+        for entry in entries:
+            if entry["stream"] != "stdout":
+                continue
+            pending += entry["text"]
+            if not entry.get("partial"):
+                lines.append(pending)
+                pending = ""
+        assert pending == ""
+        return lines
+
+    expected = [LONG_LINE] + [f"line {n:08d} after" for n in range(20)]
+
+    async def live_then_resume() -> Tuple[Live, Live]:
+        live = await Live.connect(sup.url)
+        await live.send({"type": "subscribe", "process": "long"})
+        await live.until(
+            lambda c: any(f["type"] == "subscribed" for f in c.frames), 10, "subscribed"
+        )
+        go.write_bytes(b"")
+        await live.until(lambda c: 19 in c.numbers(), 60, "the lines after the long one")
+        live.close()
+        # From a cursor just past the first piece: the rest of the line, then the lines.
+        first_piece = live.entries()[0]
+        resumed = await Live.connect(sup.url)
+        await resumed.send({"type": "subscribe", "process": "long", "cursor": first_piece["end"]})
+        await resumed.until(lambda c: 19 in c.numbers(), 60, "the lines, resumed")
+        resumed.close()
+        return live, resumed
+
+    live, resumed = asyncio.run(live_then_resume())
+    entries = live.entries()
+    # The long line came as pieces (256 KiB reads), every byte exactly once.
+    pieces = [e for e in entries if e.get("partial")]
+    assert len(pieces) == 3 and all(len(e["text"]) == 256 * 1024 for e in pieces)
+    assert whole(entries) == expected
+    assert all(a["end"] == b["offset"] for a, b in zip(entries, entries[1:]))
+    rest = whole(resumed.entries())
+    assert rest == [LONG_LINE[256 * 1024 :]] + expected[1:]
+    assert resumed.entries()[0]["offset"] == pieces[0]["end"]
+
+    # History, paged forward from the start, has the same bytes (and ends).
+    paged: List[dict] = []
+    cursor = 0
+    for _ in range(100):
+        page = get(sup.url + f"/api/log/long?cursor={cursor}&direction=forward&limit=3")[1]
+        paged += page["entries"]
+        if not page["has_after"]:
+            break
+        cursor = page["end"]
+    assert whole(paged) == expected
+    found = get(sup.url + "/api/log/long?q=0099999,")[1]
+    assert found["complete"] and len(found["entries"]) == 1
+    assert found["entries"][0]["text"].endswith("0099999,")

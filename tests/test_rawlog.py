@@ -234,3 +234,228 @@ def test_only_regular_files_are_ever_opened(tmp_path: Path, monkeypatch: Any) ->
     os.close(fd)
     assert opened[0][0] == str(regular)
     assert opened[0][1] & os.O_NOCTTY and opened[0][1] & os.O_NONBLOCK
+
+
+def follow_all(files: List[RawFile]) -> Tuple[RawFollower, List[Entry], List[Tuple[int, int, int]]]:
+    got: List[Entry] = []
+    counted: List[Tuple[int, int, int]] = []
+    follower = RawFollower(
+        files, got.extend, lambda position: None, lambda: True, lambda *a: counted.append(a)
+    )
+    return follower, got, counted
+
+
+def joined(entries: List[Entry], stream: str = "stdout") -> bytes:
+    """The bytes of a lane's entries: pieces joined, lines given back their newline."""
+    return b"".join(
+        e.record.data + (b"" if e.record.partial else b"\n")
+        for e in entries
+        if e.record.stream == stream
+    )
+
+
+def test_a_line_longer_than_a_read_comes_live_in_pieces(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(rawlog, "PIECE", 16)
+    out = tmp_path / "a.out"
+    out.write_bytes(b"before\n")
+    follower, got, _ = follow_all(lanes(tmp_path))
+    start = follower.position
+    assert start == 7
+    long = bytes(range(65, 65 + 26)) * 3  # 78 bytes, no newline yet
+    with open(out, "ab") as handle:
+        handle.write(long[:20])
+    follower.poll()
+    # Lane position 7: the first place it may be cut is 32, 25 bytes on: not there yet.
+    assert got == []
+    with open(out, "ab") as handle:
+        handle.write(long[20:])
+    for _ in range(6):
+        follower.poll()
+    # Cut at 32, 48, 64, 80: every piece as soon as it is there, nothing read twice.
+    assert [(e.offset, e.end, e.record.partial) for e in got] == [
+        (7, 32, True),
+        (32, 48, True),
+        (48, 64, True),
+        (64, 80, True),
+    ]
+    assert follower.position == 80  # 5 bytes wait for more
+    write(out, [b"", b"after 1", b"after 2"])  # the newline that ends it, then lines
+    for _ in range(2):
+        follower.poll()
+    assert [e.record.data for e in got[4:]] == [long[73:], b"after 1", b"after 2"]
+    assert not any(e.record.partial for e in got[4:])
+    assert all(a.end == b.offset for a, b in zip(got, got[1:]))
+    assert joined(got) == out.read_bytes()[start:]
+    # History finds the same records.
+    page = RawStore(lanes(tmp_path)).read_forward(start, 100)
+    assert [(e.offset, e.end, e.record.data, e.record.partial) for e in page.entries] == [
+        (e.offset, e.end, e.record.data, e.record.partial) for e in got
+    ]
+
+
+def test_pieces_of_a_line_are_counted_when_nobody_is_subscribed(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(rawlog, "PIECE", 16)
+    files = lanes(tmp_path)
+    (tmp_path / "a.out").write_bytes(b"")
+    counted: List[Tuple[int, int, int]] = []
+    follower = RawFollower(
+        files, lambda e: None, lambda p: None, lambda: False, lambda *a: counted.append(a)
+    )
+    (tmp_path / "a.out").write_bytes(b"x" * 40)
+    for _ in range(3):
+        follower.poll()
+    assert counted == [(0, 16, 1), (16, 32, 1)] and follower.position == 32
+
+
+def key(e: Entry) -> Tuple[str, int, int, bytes, bool]:
+    """A record by its own lane's positions (how lanes interleave is not compared)."""
+    lane = 0 if e.record.stream == "stdout" else 1
+    start, end = unpack(e.offset)[lane], unpack(e.end)[lane]
+    return (e.record.stream, start, end, e.record.data, e.record.partial)
+
+
+def random_log(seed: int, size: int, piece: int) -> bytes:
+    """Lines of every length around the piece size, some of them unfinished at the end."""
+    import random
+
+    rng = random.Random(seed)
+    lengths = [0, 1, piece - 1, piece, piece + 1, 2 * piece - 1, 2 * piece, 5 * piece + 3]
+    parts = []
+    total = 0
+    while total < size:
+        n = rng.choice(lengths + [rng.randrange(4 * piece)] * 4)
+        parts.append(bytes(rng.choice(b"abcdefgh") for _ in range(n)) + b"\n")
+        total += n + 1
+    return b"".join(parts) + b"t" * rng.randrange(3 * piece)  # a line still being written
+
+
+def test_live_and_history_cut_long_lines_alike_and_page_every_byte_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import random
+
+    monkeypatch.setattr(rawlog, "PIECE", 16)
+    for seed in range(8):
+        for name in ("a.out", "a.err"):
+            (tmp_path / name).write_bytes(b"")
+        files = lanes(tmp_path)
+        follower, live, _ = follow_all(files)
+        logs = {
+            name: random_log(seed * 2 + n, 1500, 16) for n, name in enumerate(("a.out", "a.err"))
+        }
+        # Written in random chunks, polled in between: the follower sees lines grow.
+        rng = random.Random(seed)
+        written = {name: 0 for name in logs}
+        while any(written[name] < len(logs[name]) for name in logs):
+            for name, data in logs.items():
+                step = rng.randrange(1, 40)
+                with open(tmp_path / name, "ab") as handle:
+                    handle.write(data[written[name] : written[name] + step])
+                written[name] = min(len(data), written[name] + step)
+            follower.poll()
+        for _ in range(200):
+            if not follower.poll():
+                break
+        store = RawStore(files)
+        assert store.bounds()[1] == follower.position  # history ends where live is
+        # Forward from the start, pages of every size: each byte exactly once, and
+        # the records live found.
+        for limit in (1, 3, 50):
+            forward: List[Entry] = []
+            cursor = None
+            while True:
+                page = store.read_forward(cursor, limit)
+                forward += page.entries
+                if not page.has_after:
+                    break
+                assert page.entries and page.end != cursor  # never stuck
+                cursor = page.end
+            assert sorted(map(key, forward)) == sorted(map(key, live))
+            for stream, name in (("stdout", "a.out"), ("stderr", "a.err")):
+                assert joined(forward, stream) == logs[name][: len(joined(live, stream))]
+            assert all(a.end == b.offset for a, b in zip(forward, forward[1:]))
+            # Backward from the end: the same records, and it ends.
+            backward: List[Entry] = []
+            end = None
+            for _ in range(10_000):
+                page = store.read_backward(end, limit)
+                backward = page.entries + backward
+                if not page.has_before:
+                    break
+                end = page.start
+            assert sorted(map(key, backward)) == sorted(map(key, forward))
+            assert all(a.end == b.offset for a, b in zip(backward, backward[1:]))
+        for name in logs:
+            (tmp_path / name).unlink()
+
+
+def test_a_cursor_inside_a_long_line_gets_the_rest_of_it(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(rawlog, "PIECE", 16)
+    data = b"short\n" + b"L" * 70 + b"\nnext\n"
+    (tmp_path / "a.out").write_bytes(data)
+    store = RawStore(lanes(tmp_path))
+    for cursor in range(len(data)):
+        entries: List[Entry] = []
+        position: Any = cursor
+        while True:
+            page = store.read_forward(position, 2)
+            entries += page.entries
+            if not page.has_after:
+                break
+            position = page.end
+        assert entries[0].offset == cursor
+        assert joined(entries) == data[cursor:]
+    # Inside the long line (6 .. 76): a piece up to its next cut, then in step with live.
+    page = store.read_forward(10, 3)
+    assert [(e.offset, e.end, e.record.partial) for e in page.entries] == [
+        (10, 32, True),
+        (32, 48, True),
+        (48, 64, True),
+    ]
+    page = store.read_forward(70, 3)
+    assert [(e.offset, e.end, e.record.data) for e in page.entries] == [
+        (70, 77, b"LLLLLL"),
+        (77, 82, b"next"),
+    ]
+
+
+def test_a_huge_unfinished_line_is_paged_and_searched_in_bounded_reads(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(rawlog, "PIECE", 64)
+    monkeypatch.setattr(rawlog, "_BLOCK", 64)
+    monkeypatch.setattr(rawlog, "_READ", 64)
+    data = b"first\n" + b"z" * 5000 + b"needle" + b"z" * 5000  # no newline at all after it
+    (tmp_path / "a.out").write_bytes(data)
+    reads: List[int] = []
+    real_pread = os.pread
+
+    def spy(fd: int, size: int, offset: int) -> bytes:
+        reads.append(size)
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(rawlog.os, "pread", spy)
+    store = RawStore(lanes(tmp_path))
+    end = store.bounds()[1]
+    assert end == len(data) // 64 * 64  # the last piece that is there
+    tail = store.read_backward(None, 3)
+    assert [(e.offset, e.end, e.record.partial) for e in tail.entries] == [
+        (end - 192, end - 128, True),
+        (end - 128, end - 64, True),
+        (end - 64, end, True),
+    ]
+    found = store.search("needle", backward=True)
+    assert found.complete and len(found.entries) == 1 and b"needle" in found.entries[0].record.data
+    assert store.search("zz", backward=False, limit=1000).complete
+    assert max(reads) <= 4 * 64
+    entries: List[Entry] = []
+    cursor = None
+    while True:
+        page = store.read_backward(cursor, 7)
+        entries = page.entries + entries
+        if not page.has_before:
+            break
+        cursor = page.start
+    assert joined(entries) == data[:end] and max(reads) <= 4 * 64
