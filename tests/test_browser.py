@@ -503,13 +503,18 @@ def test_merged_view_interleaves_processes_by_time(page: Page, sidecar: Supervis
     page.wait_for_function("() => location.search.includes('process=colours%3Acolours')")
 
 
-def test_download_of_the_lines_shown(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=hostile")
+def download(page: Page, sup: Supervisor, choice: str) -> str:
+    """Open hostile's log, pick ``choice`` in the download menu, read the file."""
+    page.goto(sup.url + "/?process=hostile")
     wait_text(page, "Password: typed")
     page.locator("#download summary").click()
-    with page.expect_download() as download:
-        page.locator("#download-shown").click()
-    text = Path(download.value.path()).read_text()
+    with page.expect_download() as started:
+        page.locator(choice).click()
+    return Path(started.value.path()).read_text()
+
+
+def test_download_of_the_lines_shown(page: Page, sidecar: Supervisor) -> None:
+    text = download(page, sidecar, "#download-shown")
     assert f"stdout line 000000001 {HOSTILE}\n" in text
     assert "stderr line 000000002 to stderr\n" in text
     assert "stdout Password: typed\n" in text
@@ -518,12 +523,7 @@ def test_download_of_the_lines_shown(page: Page, sidecar: Supervisor) -> None:
 
 
 def test_whole_log_download(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=hostile")
-    wait_text(page, "Password: typed")
-    page.locator("#download summary").click()
-    with page.expect_download() as download:
-        page.locator("#download-links a").click()
-    text = Path(download.value.path()).read_text()
+    text = download(page, sidecar, "#download-links a")
     assert f" stdout line 000000001 {HOSTILE}\n" in text
     assert " stderr line 000000002 to stderr\n" in text
 

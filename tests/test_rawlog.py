@@ -84,18 +84,32 @@ def test_search_both_lanes(tmp_path: Path) -> None:
     assert found.complete and found.next is None
 
 
+class Watched:
+    """A follower of some lanes, with what it delivered, reset and counted."""
+
+    def __init__(self, files: List[RawFile]) -> None:
+        self.got: List[Entry] = []
+        self.resets: List[int] = []
+        self.counted: List[Tuple[int, int, int]] = []
+        self.wanted = [True]  # set wanted[0] to False: nobody subscribed
+        self.follower = RawFollower(
+            files,
+            self.got.extend,
+            self.resets.append,
+            lambda: self.wanted[0],
+            lambda start, end, lines: self.counted.append((start, end, lines)),
+        )
+
+
 def test_follower_reads_a_rotated_file_to_its_end_then_resets(tmp_path: Path) -> None:
     fill(tmp_path, 10)
-    got: List[Entry] = []
-    resets: List[int] = []
-    counted: List[Tuple[int, int, int]] = []
-    wanted = [True]
-    follower = RawFollower(
-        lanes(tmp_path),
-        got.extend,
-        resets.append,
-        lambda: wanted[0],
-        lambda start, end, lines: counted.append((start, end, lines)),
+    watched = Watched(lanes(tmp_path))
+    follower, got, resets, counted, wanted = (
+        watched.follower,
+        watched.got,
+        watched.resets,
+        watched.counted,
+        watched.wanted,
     )
     start = follower.position
     assert unpack(start) == (
@@ -172,16 +186,13 @@ def test_a_truncated_file_past_the_lane_width_starts_again_at_its_start(
 
 
 def test_the_unfinished_line_of_a_rotated_file_is_sent_as_partial(tmp_path: Path) -> None:
-    got: List[Entry] = []
-    resets: List[int] = []
-    counted: List[Tuple[int, int, int]] = []
-    wanted = [True]
-    follower = RawFollower(
-        lanes(tmp_path),
-        got.extend,
-        resets.append,
-        lambda: wanted[0],
-        lambda start, end, lines: counted.append((start, end, lines)),
+    watched = Watched(lanes(tmp_path))
+    follower, got, resets, counted, wanted = (
+        watched.follower,
+        watched.got,
+        watched.resets,
+        watched.counted,
+        watched.wanted,
     )
     out = tmp_path / "a.out"
     with open(out, "ab") as handle:
