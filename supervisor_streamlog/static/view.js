@@ -116,6 +116,7 @@ export class LogView {
     this.lineHeight = 18;
     this.charWidth = 7.5;
     this.textLeft = 0;
+    this.perRow = 80;
     this.tops = new Float64Array(1024); // wrap mode: top of each shown line
     this.valid = 0; // tops[0..valid] are right
     this.version = -1;
@@ -156,12 +157,16 @@ export class LogView {
 
   // ---- geometry: fixed rows without wrap, measured/estimated rows with it
 
+  // Characters per wrapped row (read once per pass: a layout read per line is slow).
+  measureWidth() {
+    const width = this.scroller.clientWidth - this.textLeft - 24;
+    this.perRow = Math.max(20, Math.floor(width / this.charWidth));
+  }
+
   heightOf(line) {
     if (line.height && line.layout === this.layout) return line.height;
-    const width = this.scroller.clientWidth - this.textLeft - 24;
-    const perRow = Math.max(20, Math.floor(width / this.charWidth));
     const length = line.expanded ? line.plain.length : Math.min(line.plain.length, COLLAPSE + 20);
-    return this.lineHeight * Math.max(1, Math.ceil(length / perRow));
+    return this.lineHeight * Math.max(1, Math.ceil(length / this.perRow));
   }
 
   ensureTops() {
@@ -170,7 +175,8 @@ export class LogView {
       this.version = this.store.version;
       this.valid = 0;
     }
-    if (!this.settings.wrap) return;
+    if (!this.settings.wrap || this.valid >= shown.length) return;
+    this.measureWidth();
     if (this.tops.length < shown.length + 1) {
       const grown = new Float64Array(Math.max(shown.length + 1, this.tops.length * 2));
       grown.set(this.tops.subarray(0, this.valid + 1));
