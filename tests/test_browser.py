@@ -601,7 +601,16 @@ def test_page_modules_parse_ansi_and_order_lines(page: Page, sidecar: Supervisor
             // A record without a time goes after the newest placed, whatever
             // the browser's clock says.
             one.add('d', [{time: null, stream: 'stdout', text: 'd1', offset: 0, end: 3}]);
+            // A history page ending in a piece: joined with the line held after it.
+            const edge = new LineStore(10);
+            edge.add('e', [{time: '2026-01-01T00:00:05Z', stream: 'stdout', text: 'rest',
+                            offset: 10, end: 15}]);
+            const page = new Map();
+            edge.add('e', [{time: '2026-01-01T00:00:04Z', stream: 'stdout', text: 'start-',
+                            offset: 0, end: 10, partial: true}], page);
+            edge.joinEdge(page);
             return {
+                edge: edge.lines.map(l => [l.text, l.offset, l.end, l.open]),
                 plain: a.plain, colour: a.runs[0].style.fg, runs: a.runs.length,
                 stepped: one.lines.map(l => l.text),
                 order: store.lines.map(l => l.text),
@@ -614,6 +623,7 @@ def test_page_modules_parse_ansi_and_order_lines(page: Page, sidecar: Supervisor
     assert result["runs"] == 1
     assert result["order"] == ["a0+more", "b1", "a2"]  # +01:00 is an hour earlier
     assert result["stepped"] == ["c1", "c2", "d1"]
+    assert result["edge"] == [["start-rest", 0, 15, False]]
     assert result["micro"] == 1
 
 

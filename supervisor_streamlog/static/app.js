@@ -461,6 +461,8 @@ function trim() {
       unsubscribe(sub);
       sub.hasAfter = true;
       sub.last = sub.cursor;
+      // Records received but not yet added go too (trim may run between frames).
+      state.inbox = state.inbox.filter((item) => item.process !== sub.name);
     }
     for (const line of dropped) {
       const sub = state.subs.get(line.process);
@@ -524,11 +526,13 @@ async function loadOlder() {
   }))));
   if (!pages) return;
   const anchor = view.anchor();
+  const pending = new Map(); // the pages' own unfinished lines: they go on in what is held
   for (const { sub, page: found, kept, all } of mergePages(pages, true)) {
     sub.first = all ? found.start : kept.length ? kept[0].offset : sub.first;
     sub.hasBefore = found.has_before || !all;
-    if (kept.length) store.add(sub.name, keyUntimed(sub.name, kept), new Map(), sub.epoch);
+    if (kept.length) store.add(sub.name, keyUntimed(sub.name, kept), pending, sub.epoch);
   }
+  store.joinEdge(pending);
   trim();
   view.render([], false);
   view.restore(anchor);
@@ -601,11 +605,6 @@ async function jumpTo(target) {
   state.unseen = 0;
   const older = mergePages(pages.map(({ sub, before }) => ({ sub, page: before })), true);
   const newer = mergePages(pages.map(({ sub, after }) => ({ sub, page: after })), false);
-  for (const { sub, page: found, kept, all } of older) {
-    sub.first = all ? found.start : kept.length ? kept[0].offset : found.end;
-    sub.hasBefore = found.has_before || !all;
-    store.add(sub.name, keyUntimed(sub.name, kept), new Map(), sub.epoch);
-  }
   for (const { sub, page: found, kept, all } of newer) {
     sub.last = all ? found.end : kept.length ? kept[kept.length - 1].end : found.start;
     sub.hasAfter = found.has_after || !all;
@@ -615,6 +614,13 @@ async function jumpTo(target) {
       subscribe(sub, { cursor: sub.last });
     }
   }
+  const pending = new Map(); // the older pages' unfinished lines go on in the newer ones
+  for (const { sub, page: found, kept, all } of older) {
+    sub.first = all ? found.start : kept.length ? kept[0].offset : found.end;
+    sub.hasBefore = found.has_before || !all;
+    store.add(sub.name, keyUntimed(sub.name, kept), pending, sub.epoch);
+  }
+  store.joinEdge(pending);
   view.render([], false);
   const key = target.time ? timeKey(target.time) : null;
   const line = store.shown.find((l) => (target.process !== undefined

@@ -180,6 +180,31 @@ export class LineStore {
     return { added: fresh.length, shown, appended, changed };
   }
 
+  /**
+   * After older records were added with their own `pending` (a history page):
+   * a line left unfinished at the page's end goes on in the first line of its
+   * process and stream held after it -- join the two.
+   */
+  joinEdge(pending) {
+    let joined = false;
+    for (const line of pending.values()) {
+      const at = this.lines.indexOf(line);
+      let next = null;
+      for (let i = at + 1; i < this.lines.length && next === null; i++) {
+        const other = this.lines[i];
+        if (other.process === line.process && other.stream === line.stream) next = other;
+      }
+      if (next === null) continue;
+      line.extend(next);
+      line.open = next.open;
+      this.lines.splice(this.lines.indexOf(next), 1);
+      for (const [slot, open] of this.pending) if (open === next) this.pending.set(slot, line);
+      joined = true;
+    }
+    pending.clear();
+    if (joined) this.rebuild();
+  }
+
   /** End every unfinished line of a process (it exited, or a gap follows). */
   closeProcess(process, pending = this.pending) {
     for (const [slot, line] of pending) {
