@@ -680,6 +680,13 @@ def test_a_merged_view_with_an_uncaptured_process_jumps_and_scrolls_back(
     )
     assert_contiguous(numbers(page, "app:app"))
     assert_contiguous(numbers(page, "plain:plain"))
+    # Scrolling back: older lines of both, still no gap and no duplicate.
+    page.locator("#log").focus()
+    page.keyboard.press("Home")
+    page.wait_for_function("() => window.streamlog.state.loading === null")
+    assert numbers(page, "app:app")[0] == 0
+    assert_contiguous(numbers(page, "app:app"))
+    assert_contiguous(numbers(page, "plain:plain"))
 
 
 @pytest.fixture

@@ -208,6 +208,7 @@ class Sub {
     this.hasAfter = false;
     this.uncaptured = false; // shown from supervisord's own files (no times)
     this.waiting = false; // subscribed, answer not yet seen: frames before it are old
+    this.answered = false; // a subscription of it was answered at least once
     this.epoch = 0; // bumped at each reset: offsets start again
   }
 }
@@ -350,12 +351,13 @@ function receive(message) {
     case "subscribed":
       if (!sub) return null;
       sub.waiting = false;
-      if (sub.first === null || sub.uncaptured !== Boolean(message.uncaptured)) {
-        // First answer, or streamlog took over from supervisord's own files:
-        // offsets are the new log's from here on.
+      if (sub.first === null || (sub.answered && sub.uncaptured !== Boolean(message.uncaptured))) {
+        // Nothing held yet, or streamlog took over from supervisord's own
+        // files: offsets are the new log's from here on.
         sub.first = message.cursor;
         sub.hasBefore = true;
       }
+      sub.answered = true;
       sub.uncaptured = Boolean(message.uncaptured);
       sub.cursor = message.cursor;
       return null;
