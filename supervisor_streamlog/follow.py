@@ -63,7 +63,7 @@ import stat
 import struct
 import sys
 import zlib
-from typing import BinaryIO, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Set, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
@@ -454,37 +454,31 @@ class FileFollower:
         if self._counted:
             lines, self._counted = self._counted, 0
             self.records += lines
-            if self.on_advance is not None:
-                try:
-                    self.on_advance(self._counted_from, self._counted_to, lines)
-                except Exception:
-                    log.exception("on_advance failed for %s", self.path)
+            self._notify("on_advance", self.on_advance, self._counted_from, self._counted_to, lines)
         if not self._batch:
             return
         batch, self._batch = self._batch, []
         self.records += len(batch)
-        try:
-            self.on_entries(batch)
-        except Exception:
-            log.exception("on_entries failed for %s", self.path)
+        self._notify("on_entries", self.on_entries, batch)
 
     def _gap(self, start: int, end: int) -> None:
         self.gaps += 1
         self._flush()
-        if self.on_gap is not None:
-            try:
-                self.on_gap(start, end)
-            except Exception:
-                log.exception("on_gap failed for %s", self.path)
+        self._notify("on_gap", self.on_gap, start, end)
 
     def _reset(self, old: int, new: int) -> None:
         self.resets += 1
         self._flush()
-        if self.on_reset is not None:
-            try:
-                self.on_reset(old, new)
-            except Exception:
-                log.exception("on_reset failed for %s", self.path)
+        self._notify("on_reset", self.on_reset, old, new)
+
+    def _notify(self, what: str, callback: Optional[Callable[..., Any]], *args: Any) -> None:
+        """Call a consumer's callback; its failure is logged, never the follower's."""
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("%s failed for %s", what, self.path)
 
     # ------------------------------------------------------------ files
 

@@ -40,25 +40,37 @@ def test_offsets_pack_two_lanes_exactly_below_2_53() -> None:
     assert span(pack((10, 5)), pack((30, 9))) == 24
 
 
+def every_page_forward(store: RawStore, limit: int) -> List[Entry]:
+    """Every entry, paging forward from the start ``limit`` at a time."""
+    found: List[Entry] = []
+    cursor = None
+    while True:
+        page = store.read_forward(cursor, limit)
+        found += page.entries
+        if not page.has_after:
+            return found
+        assert page.entries and page.end != cursor  # never stuck
+        cursor = page.end
+
+
+def every_page_backward(store: RawStore, limit: int) -> List[Entry]:
+    """Every entry, paging backward from the end ``limit`` at a time (and it ends)."""
+    found: List[Entry] = []
+    end = None
+    for _ in range(10_000):
+        page = store.read_backward(end, limit)
+        found = page.entries + found
+        if not page.has_before:
+            return found
+        end = page.start
+    raise AssertionError("paging backward never reached the start")
+
+
 def test_pages_cover_every_line_once_both_ways(tmp_path: Path) -> None:
     fill(tmp_path, 1000)
     store = RawStore(lanes(tmp_path))
-    forward: List[Entry] = []
-    cursor = None
-    while True:
-        page = store.read_forward(cursor, 77)
-        forward += page.entries
-        if not page.has_after:
-            break
-        cursor = page.end
-    backward: List[Entry] = []
-    end = None
-    while True:
-        page = store.read_backward(end, 64)
-        backward = page.entries + backward
-        if not page.has_before:
-            break
-        end = page.start
+    forward = every_page_forward(store, 77)
+    backward = every_page_backward(store, 64)
     for entries in (forward, backward):
         assert [e.record.data for e in entries if e.record.stream == "stdout"] == [
             b"out %05d" % n for n in range(1000)
@@ -374,28 +386,13 @@ def test_live_and_history_cut_long_lines_alike_and_page_every_byte_once(
         # Forward from the start, pages of every size: each byte exactly once, and
         # the records live found.
         for limit in (1, 3, 50):
-            forward: List[Entry] = []
-            cursor = None
-            while True:
-                page = store.read_forward(cursor, limit)
-                forward += page.entries
-                if not page.has_after:
-                    break
-                assert page.entries and page.end != cursor  # never stuck
-                cursor = page.end
+            forward = every_page_forward(store, limit)
             assert sorted(map(key, forward)) == sorted(map(key, live))
             for stream, name in (("stdout", "a.out"), ("stderr", "a.err")):
                 assert joined(forward, stream) == logs[name][: len(joined(live, stream))]
             assert all(a.end == b.offset for a, b in zip(forward, forward[1:]))
             # Backward from the end: the same records, and it ends.
-            backward: List[Entry] = []
-            end = None
-            for _ in range(10_000):
-                page = store.read_backward(end, limit)
-                backward = page.entries + backward
-                if not page.has_before:
-                    break
-                end = page.start
+            backward = every_page_backward(store, limit)
             assert sorted(map(key, backward)) == sorted(map(key, forward))
             assert all(a.end == b.offset for a, b in zip(backward, backward[1:]))
         for name in logs:
@@ -461,12 +458,5 @@ def test_a_huge_unfinished_line_is_paged_and_searched_in_bounded_reads(
     assert found.complete and len(found.entries) == 1 and b"needle" in found.entries[0].record.data
     assert store.search("zz", backward=False, limit=1000).complete
     assert max(reads) <= 4 * 64
-    entries: List[Entry] = []
-    cursor = None
-    while True:
-        page = store.read_backward(cursor, 7)
-        entries = page.entries + entries
-        if not page.has_before:
-            break
-        cursor = page.start
+    entries = every_page_backward(store, 7)
     assert joined(entries) == data[:end] and max(reads) <= 4 * 64
