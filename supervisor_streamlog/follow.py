@@ -117,6 +117,19 @@ def _inside(path: str, root: str) -> bool:
     return real == root or real.startswith(root + os.sep)
 
 
+def _group_dir(entry: os.DirEntry, root: str) -> Optional[str]:
+    """The group a directory of ``logdir`` holds, if it is one (and inside ``root``)."""
+    group = _component(entry.name)
+    try:
+        if group is None or not entry.is_dir(follow_symlinks=True):
+            return None
+        if entry.is_symlink() and not _inside(entry.path, root):
+            return None
+    except OSError:
+        return None
+    return group
+
+
 def _live_name(entry: os.DirEntry, root: str) -> Optional[str]:
     """The process name of a live log file in a directory listing, else None."""
     if not entry.name.endswith(".log"):
@@ -153,12 +166,10 @@ def discover(logdir: str) -> Dict[str, str]:
         if name is not None:
             found[f"{name}:{name}"] = entry.path
             continue
-        group = _component(entry.name)
+        group = _group_dir(entry, root)
+        if group is None:
+            continue
         try:
-            if group is None or not entry.is_dir(follow_symlinks=True):
-                continue
-            if entry.is_symlink() and not _inside(entry.path, root):
-                continue
             members = list(os.scandir(entry.path))
         except OSError:
             continue
@@ -978,15 +989,8 @@ class Watcher:
         except OSError:
             return
         for entry in entries:
-            group = _component(entry.name)
-            try:
-                if group is None or not entry.is_dir(follow_symlinks=True):
-                    continue
-                if entry.is_symlink() and not _inside(entry.path, root):
-                    continue
-            except OSError:
-                continue
-            if group not in self._dirs:
+            group = _group_dir(entry, root)
+            if group is not None and group not in self._dirs:
                 self._add_watch(group)
                 # Files may have been created, and written, before the watch.
                 self._rescan = True

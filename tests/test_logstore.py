@@ -21,17 +21,7 @@ from supervisor_streamlog.logfiles import Entry, is_header, process_files
 from supervisor_streamlog.logstore import LogStore, Page, SearchResult
 from supervisor_streamlog.writer import Compressor
 
-T0 = 1795742625.0  # 2026-11-27T01:23:45+00:00
-
-
-class Clock:
-    """The capture's clock: moves only when a test says so."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from .test_core import T0, Clock
 
 
 class Log:
