@@ -149,6 +149,12 @@ class Subscription:
             self.skipped[1] = items[-1][1]
             self.channel.hub.skipped_records += len(items)
             return
+        if items[0][0] < self.cursor and not self.controls:
+            # Started ahead of the follower (history read up to the file's
+            # end first): what the client already has is not sent again.
+            items = [item for item in items if item[0] >= self.cursor]
+            if not items:
+                return
         self.queue.extend(items)
         self.queued_bytes += self.channel.span(items[0][0], items[-1][1])  # contiguous
         if self.queued_bytes > self.channel.hub.max_queue_bytes:

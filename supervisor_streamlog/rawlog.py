@@ -116,6 +116,14 @@ class RawFile:
         os.close(fd)
         return None
 
+    def lane_size(self) -> int:
+        """How far the lane reaches in the file now (0 when there is none)."""
+        try:
+            size = os.stat(self.path).st_size if self.path else 0
+        except OSError:
+            return 0
+        return max(0, size - self.base)
+
     def rebase(self, size: int) -> bool:
         """Move the lane's start so that ``size`` fits in it; True if it moved."""
         if size - self.base < LANE:
@@ -576,8 +584,13 @@ class RawChannel(Channel):
         return span(start, end)
 
     def clamp(self, cursor: int) -> int:
-        """A cursor past the live position (from before a rotation) starts at it."""
+        """A cursor past what the files hold (from before a rotation) starts at
+        the live position. One only past the live position -- read over HTTP
+        before the follower's next poll -- is kept: the hub waits for it."""
         mine, live = unpack(cursor), unpack(self.position)
+        files = self.store.files
+        if all(m <= max(at, f.lane_size()) for m, at, f in zip(mine, live, files)):
+            return cursor
         return pack((min(mine[0], live[0]), min(mine[1], live[1])))
 
     def catch_up_page(self, cursor: int, target: int) -> CatchUpPage:

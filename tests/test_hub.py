@@ -126,6 +126,19 @@ def test_resume_from_cursor_while_live_records_arrive() -> None:
     assert sender.texts() == [f"line {n}" for n in range(1234, 5000)]
 
 
+def test_a_cursor_ahead_of_the_follower_waits_for_it() -> None:
+    # The client read history up to the file's end over HTTP; the follower has
+    # not read that far yet. What it publishes before the cursor is not sent again.
+    history = make_entries(20)
+    hub = Hub()
+    channel = hub.channel("web:web", MemoryStore(history), history[9].end)
+    sender = Sender()
+    hub.subscribe(hub.connect(sender), "web:web", cursor=history[14].end)
+    assert sender.frames[0]["cursor"] == history[14].end
+    channel.publish(history[10:20])
+    assert sender.texts() == [f"line {n}" for n in range(15, 20)]
+
+
 def test_slow_client_gets_a_skipped_notice_and_a_fast_one_everything() -> None:
     hub = Hub(max_queue_bytes=10_000)
     channel = hub.channel("web:web", MemoryStore([]), 0)
