@@ -8,7 +8,7 @@ a ``.1.gz`` backup (``--gz-mb``, offsets from 0) and a plain live file of
 ``--size-mb`` of 100-byte-text records (4 ms apart in time), each starting with
 its ``status STREAMLOG file offset=N`` header.  A rare string is in two records,
 at 25 % and 95 % of the live file.  Then times, through
-:class:`supervisor_streamlog.logstore.LogStore`:
+:class:`supervisor_streamlog.sidecar.logstore.LogStore`:
 
 * the first ``read_backward(None, 200)`` page (a tail view opening), with the
   live file dropped from the page cache (``posix_fadvise DONTNEED``) and warm;
@@ -33,9 +33,9 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
-from supervisor_streamlog.formats import TextFormat
-from supervisor_streamlog.logfiles import header_text
-from supervisor_streamlog.logstore import LogStore, Page, SearchResult
+from supervisor_streamlog.ondisk.files import header_text
+from supervisor_streamlog.ondisk.formats import TextFormat
+from supervisor_streamlog.sidecar.logstore import LogStore, Page, SearchResult
 
 R = TypeVar("R")
 

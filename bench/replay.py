@@ -6,7 +6,7 @@ No supervisord, no pipes: the bytes supervisord would send (PROCESS_LOG
 events cutting ``emit.py``-style lines into chunks of ``--chunk`` bytes, as
 its reads do) are built in memory and fed through a ``TextIOWrapper`` opened
 like the real listener's stdin.  It reports the CPU time per event of
-:class:`supervisor_streamlog.listener.Listener` (writing real files in a
+:class:`supervisor_streamlog.capture.listener.Listener` (writing real files in a
 temporary directory) and of ``bench/null_listener.py``'s loop, and with
 ``--profile`` the cProfile of ours.  A deterministic way to see where the
 listener's time goes; ``bench/capture.py`` measures the real thing.
@@ -24,9 +24,9 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
+from supervisor_streamlog.capture.core import Capture
+from supervisor_streamlog.capture.listener import Listener
 from supervisor_streamlog.config import Config
-from supervisor_streamlog.core import Capture
-from supervisor_streamlog.listener import Listener
 
 from .null_listener import serve
 

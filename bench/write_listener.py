@@ -21,7 +21,7 @@ import sys
 import time
 from typing import List, TextIO
 
-from supervisor_streamlog.formats import TextFormat
+from supervisor_streamlog.ondisk.formats import TextFormat
 
 from . import null_listener
 from .null_listener import ANSWER, Counts

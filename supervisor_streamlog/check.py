@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, TextIO
 
+from .capture.plugin import make_rpcinterface
 from .config import Config, ConfigError, load
-from .paths import log_path
+from .ondisk.paths import log_path
 
 PLUGIN_FACTORY = "supervisor_streamlog.plugin:make_rpcinterface"
 LISTENER_COMMAND = "supervisor-streamlog"
@@ -58,8 +59,7 @@ def _load_supervisor(path: str) -> Any:
 def _mode(options: Any) -> tuple:
     """(mode, listener group config or None)."""
     for _name, factory, _kwargs in options.configroot.supervisord.rpcinterface_factories or ():
-        target = f"{getattr(factory, '__module__', '')}:{getattr(factory, '__name__', '')}"
-        if target == PLUGIN_FACTORY:
+        if factory is make_rpcinterface:
             return "plugin", None
     for group in options.process_group_configs:
         if not hasattr(group, "pool_events"):

@@ -124,12 +124,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write(f"supervisor-streamlog: {exc}\n")
         return 2
     if args.command == "listen":
-        from .core import Capture
-        from .listener import run
+        from .capture.core import Capture
+        from .capture.listener import run
 
         return run(Capture(config))
     if args.command == "serve":
-        from .server import run as serve_run
+        from .sidecar.server import run as serve_run
 
         return serve_run(config)
     from .tail import run as tail_run

@@ -13,9 +13,9 @@ import time
 from typing import BinaryIO, List, Optional, TextIO, Tuple
 
 from .config import Config
-from .formats import RecordError, parse
-from .logfiles import is_header
-from .paths import log_path, split_process
+from .ondisk.files import is_header
+from .ondisk.formats import RecordError, parse
+from .ondisk.paths import log_path, split_process
 
 
 def _render(line: bytes) -> Optional[str]:

@@ -12,8 +12,8 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
-from supervisor_streamlog.formats import Record, iter_records
-from supervisor_streamlog.logfiles import is_header
+from supervisor_streamlog.ondisk.files import is_header
+from supervisor_streamlog.ondisk.formats import Record, iter_records
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"

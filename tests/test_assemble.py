@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor_streamlog.assemble import LineAssembler, Piece, cut_point
+from supervisor_streamlog.capture.assemble import LineAssembler, Piece, cut_point
 
 LIMIT = 80
 

@@ -12,11 +12,11 @@ from typing import Any, List
 
 import pytest
 
-from supervisor_streamlog import writer as writer_module
+from supervisor_streamlog.capture import writer as writer_module
+from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import Config, from_mapping
-from supervisor_streamlog.core import Capture
-from supervisor_streamlog.formats import Record, iter_records, reassemble
-from supervisor_streamlog.logfiles import is_header
+from supervisor_streamlog.ondisk.files import is_header
+from supervisor_streamlog.ondisk.formats import Record, iter_records, reassemble
 
 T0 = 1795742625.0  # 2026-11-27T01:23:45+00:00
 

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, Tuple
 
-from supervisor_streamlog.formats import iter_records
+from supervisor_streamlog.ondisk.formats import iter_records
 
 from .supervisor import CONF, wait_for
 

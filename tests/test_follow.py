@@ -20,13 +20,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from supervisor_streamlog import follow
+from supervisor_streamlog.capture.core import Capture
+from supervisor_streamlog.capture.writer import Compressor
 from supervisor_streamlog.config import from_mapping
-from supervisor_streamlog.core import Capture
-from supervisor_streamlog.follow import FileFollower, Watcher, discover
-from supervisor_streamlog.formats import reassemble, timestamp
-from supervisor_streamlog.logfiles import Entry, is_header, process_files
-from supervisor_streamlog.writer import Compressor
+from supervisor_streamlog.ondisk.files import Entry, is_header, process_files
+from supervisor_streamlog.ondisk.formats import reassemble, timestamp
+from supervisor_streamlog.sidecar import follow
+from supervisor_streamlog.sidecar.follow import FileFollower, Watcher, discover
 
 
 def make_capture(logdir: Path, compressor: Optional[Compressor] = None, **settings: str) -> Capture:
@@ -272,7 +272,9 @@ def test_a_corrupt_compressed_backup_is_a_gap(
     follower = got.follower(live, 0)
     drain(follower)
     [(start, end)] = got.gaps
-    [message] = [r.getMessage() for r in caplog.records if r.name == "supervisor_streamlog.follow"]
+    [message] = [
+        r.getMessage() for r in caplog.records if r.name == "supervisor_streamlog.sidecar.follow"
+    ]
     assert message.startswith(f"cannot read {broken.path} (") and "skipping the rest" in message
     # What was decompressed before the damage may be lost with it (reads are 1 MiB).
     assert broken.base <= start < broken.end == end == files[4].base

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor_streamlog.assemble import LineAssembler
-from supervisor_streamlog.formats import (
+from supervisor_streamlog.capture.assemble import LineAssembler
+from supervisor_streamlog.ondisk.formats import (
     FieldValue,
     Format,
     JsonFormat,

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from supervisor_streamlog.formats import Record
-from supervisor_streamlog.hub import Hub
-from supervisor_streamlog.logfiles import Entry
+from supervisor_streamlog.ondisk.files import Entry
+from supervisor_streamlog.ondisk.formats import Record
+from supervisor_streamlog.sidecar.hub import Hub
 
 
 def make_entries(count: int, start: int = 0, size: int = 50) -> List[Entry]:

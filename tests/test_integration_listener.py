@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor_streamlog.formats import reassemble
+from supervisor_streamlog.ondisk.formats import reassemble
 
 from .supervisor import Supervisor, emit, program, wait_for
 

@@ -12,7 +12,7 @@ from typing import Callable, Iterator, List
 
 import pytest
 
-from supervisor_streamlog.formats import Record, iter_records
+from supervisor_streamlog.ondisk.formats import Record, iter_records
 
 from .supervisor import Supervisor, emit, program, wait_for
 

@@ -20,8 +20,8 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from supervisor_streamlog.formats import parse
-from supervisor_streamlog.logfiles import is_header
+from supervisor_streamlog.ondisk.files import is_header
+from supervisor_streamlog.ondisk.formats import parse
 
 from .sidecar import Live, get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for

@@ -8,11 +8,11 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from supervisor_streamlog.capture.core import Capture
+from supervisor_streamlog.capture.listener import IDLE_TICK, OK, READY, Listener, decode_data
 from supervisor_streamlog.config import from_mapping
-from supervisor_streamlog.core import Capture
-from supervisor_streamlog.formats import Record, iter_records, reassemble
-from supervisor_streamlog.listener import IDLE_TICK, OK, READY, Listener, decode_data
-from supervisor_streamlog.logfiles import is_header
+from supervisor_streamlog.ondisk.files import is_header
+from supervisor_streamlog.ondisk.formats import Record, iter_records, reassemble
 
 T0 = 1795742625.0
 

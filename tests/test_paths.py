@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor_streamlog.paths import (
+from supervisor_streamlog.capture.writer import RotatingWriter
+from supervisor_streamlog.ondisk.paths import (
     log_path,
     quote_name,
     relative_log_path,
     split_process,
     unquote_name,
 )
-from supervisor_streamlog.writer import RotatingWriter
 
 QUOTED_ALPHABET = set(string.ascii_letters + string.digits + "_.@+=,-%")
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor_streamlog.protocol import MAX_MESSAGE, MAX_TAIL, MessageError, parse_message
+from supervisor_streamlog.sidecar.protocol import MAX_MESSAGE, MAX_TAIL, MessageError, parse_message
 
 
 def test_the_documented_messages() -> None:

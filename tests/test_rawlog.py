@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any, List, Tuple
 
-from supervisor_streamlog import rawlog
-from supervisor_streamlog.logfiles import Entry
-from supervisor_streamlog.rawlog import (
+from supervisor_streamlog.ondisk.files import Entry
+from supervisor_streamlog.sidecar import rawlog
+from supervisor_streamlog.sidecar.rawlog import (
     LANE,
     RawFile,
     RawFollower,

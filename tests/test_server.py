@@ -8,7 +8,7 @@ import pytest
 import tornado.httputil
 
 from supervisor_streamlog.config import ConfigError, from_mapping
-from supervisor_streamlog.server import ProxyTrust, download_name
+from supervisor_streamlog.sidecar.server import ProxyTrust, download_name
 
 
 def request(peer: str, headers: Dict[str, str]) -> tornado.httputil.HTTPServerRequest:

@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 from typing import List
 
+from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import from_mapping
-from supervisor_streamlog.core import Capture
 
 
 def write_conf(tmp_path: Path, **settings: str) -> Path:

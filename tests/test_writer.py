@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor_streamlog import writer as writer_module
-from supervisor_streamlog.writer import Compressor, RotatingWriter
+from supervisor_streamlog.capture import writer as writer_module
+from supervisor_streamlog.capture.writer import Compressor, RotatingWriter
 
 WAIT = 10.0  # seconds: an upper bound for the compressor thread, never a sleep
 

@@ -19,9 +19,9 @@ loop runs only for lines longer than the limit.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
-Piece = Tuple[bytes, bool]
+from ..ondisk.formats import Piece
 
 
 def cut_point(line: bytes, limit: int) -> int:

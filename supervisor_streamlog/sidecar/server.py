@@ -46,18 +46,19 @@ import tornado.netutil
 import tornado.web
 import tornado.websocket
 
-from .config import Config
+from ..config import Config
+from ..ondisk.files import is_header
+from ..rpc import supervisor_proxy
 from .follow import FileFollower, Watcher, discover
 from .hub import Client, Hub, entry_json
-from .logfiles import is_header
 from .logstore import LogStore
+from .metrics import ProcessFigures, Snapshot, render
 from .protocol import MAX_MESSAGE, MessageError, parse_message
 from .rawlog import RawChannel, RawFile, RawFollower, RawStore, raw_files
-from .rpc import supervisor_proxy
 
 log = logging.getLogger("supervisor_streamlog.server")
 
-STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -219,7 +220,7 @@ class Sidecar:
         self.history_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-history")
         self._history_stores: Dict[str, LogStore] = {}
         self._poller: Optional[tornado.ioloop.PeriodicCallback] = None
-        #: Uncaptured processes shown from supervisord's own child logs (rawlog.py).
+        #: Uncaptured processes shown from supervisord's own child logs (rawlog).
         self.raw: Dict[str, RawFollower] = {}
         self.raw_stores: Dict[str, RawStore] = {}
         self._raw_poller: Optional[tornado.ioloop.PeriodicCallback] = None
@@ -437,10 +438,38 @@ class Sidecar:
         for spec in set(self.raw) - seen:
             self.remove_raw(spec)
 
+    def _specs(self) -> List[str]:
+        """Every process supervisord runs and every process with a log file."""
+        return sorted(set(self.states) | set(self.stores) | set(self.raw))
+
+    def snapshot(self) -> Snapshot:
+        """The figures of /metrics and /healthz, for the processes /api/processes lists."""
+        figures = []
+        for spec in self._specs():
+            lag: Optional[int] = None
+            if spec in self.stores:
+                follower = self.followers.get(spec)
+                try:
+                    live = os.path.getsize(self.paths[spec])
+                    lag = max(0, live - (follower.file_position if follower else 0))
+                except OSError:
+                    lag = 0
+            figures.append(
+                ProcessFigures(spec, self.lines.get(spec, 0), self.bytes.get(spec, 0), lag)
+            )
+        return Snapshot(
+            processes=figures,
+            clients=len(self.hub.clients),
+            queued_records=self.hub.queued(),
+            sent_records=self.hub.sent_records,
+            skipped_records=self.hub.skipped_records,
+            supervisor_up=None if self.rpc is None else self.rpc_error is None,
+        )
+
     def processes(self) -> List[Dict[str, Any]]:
         """Every process supervisord runs and every process with a log file."""
         result = []
-        for spec in sorted(set(self.states) | set(self.stores)):
+        for spec in self._specs():
             group, _, name = spec.partition(":")
             item: Dict[str, Any] = {"name": spec, "group": group, "process": name}
             state = self.states.get(spec)
@@ -763,24 +792,22 @@ class HealthHandler(tornado.web.RequestHandler):
         self.sidecar = sidecar
 
     def get(self) -> None:
+        snap = self.sidecar.snapshot()
+        up = snap.supervisor_up
         self.finish(
             {
                 "status": "ok",
-                "processes": len(self.sidecar.stores),
-                "clients": len(self.sidecar.hub.clients),
-                "supervisor": "n/a"
-                if self.sidecar.rpc is None
-                else ("ok" if self.sidecar.rpc_error is None else "unreachable"),
+                "processes": len(snap.processes),
+                "clients": snap.clients,
+                "supervisor": "n/a" if up is None else ("ok" if up else "unreachable"),
             }
         )
 
 
 class MetricsHandler(BaseHandler):
     def get(self) -> None:
-        from .metrics import render
-
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(render(self.sidecar))
+        self.finish(render(self.sidecar.snapshot()))
 
 
 class LiveHandler(tornado.websocket.WebSocketHandler):

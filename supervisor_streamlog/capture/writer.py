@@ -32,7 +32,7 @@ import shutil
 import threading
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
-from .logfiles import backup_path, header_text, read_base, uncompressed_size
+from ..ondisk.files import backup_path, header_text, read_base, uncompressed_size
 
 Report = Callable[[str, str], None]
 Notice = Callable[[str], bytes]
@@ -65,7 +65,7 @@ class RotatingWriter:
         self.buffer_limit = buffer_limit
         self.report = report
         self.notice = notice
-        #: Start every new file with a header record giving its offset (logfiles.py).
+        #: Start every new file with a header record giving its offset (ondisk/files.py).
         self.header = header and notice is not None
         #: Offset of the live file's first byte in the process's whole log.
         self.base = 0

@@ -60,8 +60,8 @@ from typing import (
     Union,
 )
 
-from .formats import Record, RecordError, parse
-from .logfiles import Entry, LogFile, header_base, is_header
+from ..ondisk.files import Entry, LogFile, header_base, is_header
+from ..ondisk.formats import Record, RecordError, parse
 
 T = TypeVar("T")
 

@@ -49,9 +49,9 @@ import stat
 import time
 from typing import Any, Callable, Generator, List, Mapping, Optional, Tuple
 
-from .formats import Record
+from ..ondisk.files import Entry
+from ..ondisk.formats import Record
 from .hub import HISTORY_PAGE, CatchUpPage, Channel, Hub, encode
-from .logfiles import Entry
 from .logstore import Page, SearchResult, _Matcher
 
 log = logging.getLogger(__name__)

@@ -67,9 +67,9 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Set, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from .formats import RecordError, parse
-from .logfiles import Entry, header_base, process_files
-from .paths import quote_name, split_process, unquote_name
+from ..ondisk.files import Entry, header_base, process_files
+from ..ondisk.formats import RecordError, parse
+from ..ondisk.paths import quote_name, split_process, unquote_name
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ import socket
 import sys
 from typing import Any, Callable, Dict, Optional, TextIO, Tuple
 
+from ..rpc import supervisor_proxy
 from .core import Capture, Report, report_to_stderr, status_fields
-from .rpc import supervisor_proxy
 
 READY = "READY\n"
 OK = "RESULT 2\nOK"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+from supervisor_streamlog.capture.core import Capture
+from supervisor_streamlog.capture.writer import Compressor
 from supervisor_streamlog.config import from_mapping
-from supervisor_streamlog.core import Capture
-from supervisor_streamlog.logfiles import is_header, process_files, read_base
-from supervisor_streamlog.writer import Compressor
+from supervisor_streamlog.ondisk.files import is_header, process_files, read_base
 
 
 def make(tmp_path: Path, **settings: str) -> Capture:

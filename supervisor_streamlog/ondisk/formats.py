@@ -29,11 +29,12 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Optional, Sequence, Union
-
-from .assemble import Piece
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 FieldValue = Union[str, int, bool]
+# What line assembly hands on: (bytes, partial). ``partial`` marks a piece
+# with no newline after it (see :mod:`supervisor_streamlog.capture.assemble`).
+Piece = Tuple[bytes, bool]
 
 
 def timestamp(now: float, utc: bool) -> str:

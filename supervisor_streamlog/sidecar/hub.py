@@ -42,7 +42,7 @@ from typing import (
     Tuple,
 )
 
-from .logfiles import Entry, is_header
+from ..ondisk.files import Entry, is_header
 
 log = logging.getLogger("supervisor_streamlog.hub")
 

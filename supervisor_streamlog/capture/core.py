@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
+from ..config import Config
+from ..ondisk.files import HEADER_PREFIX
+from ..ondisk.formats import FieldValue, Format, make_format
+from ..ondisk.paths import log_path
 from .assemble import LineAssembler
-from .config import Config
-from .formats import FieldValue, Format, make_format
-from .logfiles import HEADER_PREFIX
-from .paths import log_path
 from .writer import Compressor, RotatingWriter
 
 Report = Callable[[str], None]

@@ -1,0 +1,288 @@
+"""Plugin mode: capture inside supervisord, from its own event callbacks.
+
+Add to supervisord.conf (supervisord needs an ``[unix_http_server]`` or
+``[inet_http_server]`` section, as for supervisorctl)::
+
+    [rpcinterface:streamlog]
+    supervisor.rpcinterface_factory = supervisor_streamlog.plugin:make_rpcinterface
+    ; config = /etc/supervisor/streamlog.conf   ; default: this file
+
+    [streamlog]
+    logdir = /var/log/supervisor/streamlog
+
+supervisord calls the factory once per HTTP server section and again after
+every SIGHUP, after clearing every event subscription.  So the factory looks
+for its subscription in ``events.callbacks`` (not a module flag), subscribes
+once, and closes the previous load's files when a reload made a new one.
+
+The callbacks run on supervisord's main loop: they never raise (the core
+contains and reports failures, once per kind) and never wait for anything but
+the file write supervisord itself would have done.  Timers (lines that wait
+for a newline, batched writes, retries after a disk error) and gzip run on
+threads started on ``SupervisorRunningEvent`` -- threads started earlier die
+when supervisord daemonizes -- and the core is guarded by one lock.
+
+Output events are turned on for captured programs without touching the
+``ProcessConfig`` values (``supervisorctl update`` compares them and would
+restart every program): the config object's ``make_dispatchers`` is wrapped,
+on the STARTING event, to set the flag on the dispatchers it makes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from supervisor import events
+
+from ..config import Config, ConfigError, load
+from .core import Capture, status_fields
+
+#: How often the timer thread runs the core's timers.
+TICK_INTERVAL = 0.1
+
+_STATES = {
+    name[len("PROCESS_STATE_") :]: typ
+    for name, typ in vars(events.EventTypes).items()
+    if name.startswith("PROCESS_STATE_") and name != "PROCESS_STATE"
+}
+_STATE_BY_TYPE = {typ: name for name, typ in _STATES.items()}
+
+#: The plugin of the current supervisord load, to close it when a reload makes a new one.
+_current: List[Plugin] = []
+
+
+_registered: List[Callable[[], None]] = []
+
+
+def _close_at_exit() -> None:
+    """supervisord exits after its last STOPPED event: write what is unfinished
+    (partial lines, batches) before the interpreter goes."""
+    for plugin in _current:
+        plugin.close()
+
+
+def _process_names(process: Any) -> tuple:
+    name = process.config.name
+    group = process.group.config.name if process.group is not None else name
+    return group, name
+
+
+class Plugin:
+    """Owns the capture core for one supervisord load and feeds it events."""
+
+    def __init__(self, supervisord: Any, config: Config) -> None:
+        self.supervisord = supervisord
+        self.config = config
+        logger = supervisord.options.logger
+        self.log: Callable[[str], None] = lambda message: logger.warn(f"streamlog: {message}")
+        # Timers run on the timer thread, not on supervisord's main loop.
+        self.capture = Capture(config, report=self.log, tick_on_log=False)
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.timer: Optional[threading.Thread] = None
+        self.subscriptions = [
+            (events.ProcessLogEvent, self.on_log),
+            (events.ProcessStateEvent, self.on_state),
+            (events.SupervisorRunningEvent, self.on_running),
+            (events.SupervisorStoppingEvent, self.on_stopping),
+            (events.ProcessGroupRemovedEvent, self.on_group_removed),
+        ]
+        self.namespace = StreamlogNamespace(self)
+
+    # ------------------------------------------------------------ wiring
+
+    def subscribed(self) -> bool:
+        return any(callback == self.on_log for _, callback in events.callbacks)
+
+    def subscribe(self) -> None:
+        for event_type, callback in self.subscriptions:
+            events.subscribe(event_type, callback)
+
+    def captures(self, process: Any) -> bool:
+        group, name = _process_names(process)
+        return self.config.captures(group, name)
+
+    def enable_events(self, process: Any) -> None:
+        """Make the next dispatchers of ``process`` emit output events."""
+        config = process.config
+        if getattr(config, "_streamlog_wrapped", False):
+            return
+        original = config.make_dispatchers
+
+        def make_dispatchers(proc: Any) -> Any:
+            dispatchers, pipes = original(proc)
+            if self.captures(proc):
+                for dispatcher in dispatchers.values():
+                    if getattr(dispatcher, "channel", None) in ("stdout", "stderr"):
+                        dispatcher.stdout_events_enabled = True
+                        dispatcher.stderr_events_enabled = True
+            return dispatchers, pipes
+
+        # Instance attributes: ProcessConfig.__eq__ compares only its options.
+        config.make_dispatchers = make_dispatchers
+        config._streamlog_wrapped = True
+
+    # ------------------------------------------------------------ callbacks
+
+    def on_log(self, event: Any) -> None:
+        try:
+            group, name = _process_names(event.process)
+            with self.lock:
+                self.capture.log(group, name, event.channel, event.pid or 0, event.data)
+        except Exception as exc:  # never raise into supervisord's loop
+            self.capture._contain("plugin.log", exc)
+
+    def on_state(self, event: Any) -> None:
+        try:
+            process = event.process
+            state = _STATE_BY_TYPE.get(type(event))
+            if state is None:
+                return
+            if state == "STARTING" and self.captures(process):
+                self.enable_events(process)
+            extra: Dict[str, Any] = dict(event.extra_values)
+            pid = int(extra.get("pid") or 0)
+            fields = status_fields(
+                state,
+                pid=pid if "pid" in extra else None,
+                tries=int(extra["tries"]) if "tries" in extra else None,
+                exitstatus=int(process.exitstatus or 0),
+                expected=bool(event.expected),
+            )
+            group, name = _process_names(process)
+            with self.lock:
+                self.capture.state(group, name, state, pid, fields)
+        except Exception as exc:
+            self.capture._contain("plugin.state", exc)
+
+    def on_running(self, event: Any) -> None:
+        """supervisord has daemonized (if it does): now threads may start."""
+        try:
+            if self.capture.compressor is not None:
+                self.capture.compressor.start()
+            if self.timer is None:
+                self.timer = threading.Thread(
+                    target=self._tick_loop, name="streamlog-timer", daemon=True
+                )
+                self.timer.start()
+            self._announce()
+        except Exception as exc:
+            self.capture._contain("plugin.running", exc)
+
+    def on_group_removed(self, event: Any) -> None:
+        """``supervisorctl update`` removed a group: close its files."""
+        try:
+            with self.lock:
+                self.capture.forget_group(event.group)
+        except Exception as exc:
+            self.capture._contain("plugin.group_removed", exc)
+
+    def on_stopping(self, event: Any) -> None:
+        """Shutdown or reload began; processes are still stopping."""
+        # Files stay open: the STOPPED events that follow still write records.
+        # close() (next load, or process exit) finishes the job.
+
+    def _announce(self) -> None:
+        captured: List[str] = []
+        skipped: List[str] = []
+        for group in self.supervisord.process_groups.values():
+            for process in group.processes.values():
+                if hasattr(group.config, "pool_events"):
+                    continue
+                label = f"{group.config.name}:{process.config.name}"
+                (captured if self.captures(process) else skipped).append(label)
+        self.log(
+            f"capturing {', '.join(sorted(captured)) or 'nothing'} into "
+            f"{self.config.logdir}"
+            + (f"; not matched by programs: {', '.join(sorted(skipped))}" if skipped else "")
+        )
+
+    def _tick_loop(self) -> None:
+        while not self.stop_event.wait(TICK_INTERVAL):
+            with self.lock:
+                if self.stop_event.is_set():
+                    return  # closed while this tick waited for the lock
+                self.capture.tick(time.time())
+
+    def close(self) -> None:
+        """Write what is unfinished, close files, stop the threads (once)."""
+        if self.stop_event.is_set():
+            return
+        self.stop_event.set()
+        with self.lock:
+            self.capture.close()
+        if self.capture.compressor is not None:
+            self.capture.compressor.stop(timeout=5)
+
+
+class StreamlogNamespace:
+    """The ``streamlog`` XML-RPC namespace (``supervisorctl streamlog status``)."""
+
+    def __init__(self, plugin: Plugin) -> None:
+        self._plugin = plugin
+
+    def getAPIVersion(self) -> str:
+        """Version of the streamlog XML-RPC interface."""
+        return "1.0"
+
+    def getStatus(self) -> Dict[str, Any]:
+        """Captured processes with their files, bytes written, drops and writer errors.
+
+        Byte counts are floats: XML-RPC integers stop at 2**31.
+        """
+        plugin = self._plugin
+        with plugin.lock:
+            stats = plugin.capture.stats()
+        processes = []
+        for spec, item in sorted(stats["processes"].items()):  # type: ignore[attr-defined]
+            processes.append(
+                {
+                    "name": spec,
+                    "path": item["path"],
+                    "bytes_written": float(item["bytes_written"]),
+                    "rotations": int(item["rotations"]),
+                    "write_errors": int(item["write_errors"]),
+                    "held_bytes": float(item["held_bytes"]),
+                    "dropped_bytes": float(item["dropped_bytes"]),
+                    "failing": item["failing"] or "",
+                }
+            )
+        return {
+            "logdir": plugin.config.logdir,
+            "config": plugin.config.source,
+            "chunks": float(stats["chunks"]),  # type: ignore[arg-type]
+            "internal_errors": int(stats["internal_errors"]),  # type: ignore[call-overload]
+            "processes": processes,
+        }
+
+    def reopen(self) -> bool:
+        """Reopen every log file by name (after an external logrotate)."""
+        plugin = self._plugin
+        with plugin.lock:
+            plugin.capture.reopen()
+        return True
+
+
+def make_rpcinterface(supervisord: Any, **settings: str) -> StreamlogNamespace:
+    """The ``supervisor.rpcinterface_factory`` of ``[rpcinterface:streamlog]``."""
+    for plugin in _current:
+        if plugin.supervisord is supervisord and plugin.subscribed():
+            return plugin.namespace  # another HTTP server section of the same load
+    path = settings.get("config") or supervisord.options.configfile
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        supervisord.options.logger.critical(f"streamlog: {exc}")
+        raise
+    while _current:
+        _current.pop().close()  # a reload: the previous load's files
+    plugin = Plugin(supervisord, config)
+    plugin.subscribe()
+    if not _current and _close_at_exit not in _registered:
+        atexit.register(_close_at_exit)
+        _registered.append(_close_at_exit)
+    _current.append(plugin)
+    return plugin.namespace
