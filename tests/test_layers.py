@@ -46,7 +46,11 @@ ORDER = [
     "sidecar.follow",
     "sidecar.hub",
     "sidecar.rawlog",
+    "sidecar.searchworker",
     "sidecar.metrics",
+    "sidecar.auth",
+    "sidecar.processes",
+    "sidecar.handlers",
     "sidecar.server",
     # commands and the entry points named in users' supervisord.conf
     "plugin",

@@ -8,7 +8,8 @@ import pytest
 import tornado.httputil
 
 from supervisor_streamlog.config import ConfigError, from_mapping
-from supervisor_streamlog.sidecar.server import ProxyTrust, download_name
+from supervisor_streamlog.sidecar.auth import ProxyTrust
+from supervisor_streamlog.sidecar.handlers import download_name
 
 
 def request(peer: str, headers: Dict[str, str]) -> tornado.httputil.HTTPServerRequest:

@@ -341,6 +341,10 @@ class RawStore:
         finally:
             self._close(lanes)
 
+    def seek_time(self, when: float) -> int:
+        """Raw logs carry no timestamps: there is no time to seek to."""
+        raise ValueError("no time jump: supervisord's own child logs carry no timestamps")
+
     def search(
         self,
         pattern: str,

@@ -1,0 +1,413 @@
+"""The sidecar's HTTP and WebSocket handlers (the surface docs/protocol.md describes).
+
+``/`` the tail page and ``/static/`` its assets, ``/api/processes``,
+``/api/log/NAME`` (history by cursor, a jump to a time, a search),
+``/api/log/NAME/download``, ``/ws`` (live), ``/healthz``, ``/metrics``.
+Each handler gets the :class:`~.processes.Sidecar` through ``initialize``;
+anything that reads files runs on the sidecar's history thread, so the IOLoop
+never waits for the disk.  Log text is only ever sent as JSON strings or
+``text/plain``, under a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import re
+from datetime import datetime
+from typing import Any, Awaitable, Dict, Optional
+from urllib.parse import urlparse
+
+import tornado.iostream
+import tornado.web
+import tornado.websocket
+
+from ..ondisk.files import is_header
+from .auth import refuse, send_refusal
+from .hub import Client, entry_json
+from .metrics import render
+from .processes import ProcessLog, Sidecar
+from .protocol import MAX_MESSAGE, MessageError, parse_message
+from .searchworker import REGEX_DEADLINE, SEARCH_BUDGET, SearchWorker
+
+STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+MAX_SUBSCRIPTIONS = 32
+MAX_CONNECTIONS_PER_ADDRESS = 32
+MAX_BAD_MESSAGES = 20
+MAX_PAGE = 1000
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Security headers and auth for every page and API."""
+
+    def initialize(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self) -> Optional[Awaitable[None]]:
+        refusal = refuse(self.sidecar.config, self.request)
+        if refusal is not None:
+            send_refusal(self, refusal)
+        return None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.finish({"error": self._reason})
+
+    def fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.finish({"error": message})
+
+
+class PageHandler(BaseHandler):
+    def get(self) -> None:
+        with open(os.path.join(STATIC, "index.html"), "rb") as handle:
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(handle.read())
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """The page's assets, with the same headers and auth as the page."""
+
+    def initialize(self, path: str, sidecar: Sidecar) -> None:  # type: ignore[override]
+        super().initialize(path)
+        self.sidecar = sidecar
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def prepare(self) -> Optional[Awaitable[None]]:
+        refusal = refuse(self.sidecar.config, self.request)
+        if refusal is not None:
+            send_refusal(self, refusal, body=False)
+        return None
+
+
+class ProcessesHandler(BaseHandler):
+    def get(self) -> None:
+        self.finish(
+            {
+                "processes": self.sidecar.processes(),
+                "supervisor": (self.sidecar.rpc_error or "ok") if self.sidecar.rpc else "n/a",
+            }
+        )
+
+
+def _int_arg(
+    handler: BaseHandler, name: str, default: Optional[int], low: int, high: int
+) -> Optional[int]:
+    raw = handler.get_argument(name, None)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise tornado.web.HTTPError(400, reason=f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise tornado.web.HTTPError(400, reason=f"{name} must be from {low} to {high}")
+    return value
+
+
+def _time_arg(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise tornado.web.HTTPError(400, reason="time must be RFC 3339 or epoch seconds") from None
+
+
+class LogHandler(BaseHandler):
+    """History of one process: pages by cursor, a jump to a time, or a search.
+
+    File reading runs on the history thread (a search may take its whole time
+    budget, a first look into a ``.gz`` decompresses it): the IOLoop, and so
+    every live client, never waits for it.  That thread has stores of its own.
+    """
+
+    async def get(self, name: str) -> None:
+        spec = self.sidecar.lookup(name)
+        if spec is None:
+            self.fail(404, "no such process log")
+            return
+        limit = _int_arg(self, "limit", 200, 1, MAX_PAGE) or 200
+        cursor = _int_arg(self, "cursor", None, 0, 2**62)
+        direction = self.get_argument("direction", "backward")
+        if direction not in ("backward", "forward"):
+            raise tornado.web.HTTPError(400, reason="direction must be backward or forward")
+        query = self.get_argument("q", None)
+        raw_time = self.get_argument("time", None)
+        when = None if raw_time is None else _time_arg(raw_time)
+        shown = self.sidecar.logs[spec]
+        uncaptured = not shown.captured
+        if when is not None and uncaptured:
+            raise tornado.web.HTTPError(
+                400, reason="no time jump: supervisord's own child logs carry no timestamps"
+            )
+        search = None
+        if query:
+            search = {
+                "regex": self.get_argument("regex", "0") == "1",
+                "ignore_case": self.get_argument("case", "1") == "0",
+            }
+        read = functools.partial(
+            self._read,
+            shown,
+            self.sidecar.search_worker,
+            limit,
+            cursor,
+            direction,
+            query,
+            search,
+            when,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            body = await loop.run_in_executor(self.sidecar.history_executor, read)
+        except ValueError as exc:  # a bad regular expression
+            self.fail(400, str(exc)[:200])
+            return
+        if uncaptured:
+            body["uncaptured"] = True
+        self.finish(body)
+
+    @staticmethod
+    def _read(
+        shown: ProcessLog,
+        worker: SearchWorker,
+        limit: int,
+        cursor: Optional[int],
+        direction: str,
+        query: Optional[str],
+        search: Optional[Dict[str, bool]],
+        when: Optional[float],
+    ) -> Dict[str, Any]:
+        """On the history thread: the response body."""
+        spec, store = shown.spec, shown.history
+        if query and search is not None:
+            options: Dict[str, Any] = {
+                "start": cursor,
+                "backward": direction == "backward",
+                "limit": limit,
+                "budget": SEARCH_BUDGET,
+                **search,
+            }
+            if search["regex"]:
+                # A regular expression can backtrack for hours on one line, and
+                # Python cannot interrupt it: run it where it can be killed.
+                result = worker.search(shown.recipe, query, options, REGEX_DEADLINE)
+            else:
+                result = store.search(query, **options)
+            return {
+                "process": spec,
+                "entries": [entry_json(e) for e in result.entries],
+                "next": result.next,
+                "complete": result.complete,
+            }
+        if when is not None:
+            cursor = store.seek_time(when)
+            direction = "forward"
+        if direction == "forward":
+            page = store.read_forward(cursor, limit)
+        else:
+            page = store.read_backward(cursor, limit)
+        first, last = store.bounds()
+        return {
+            "process": spec,
+            "entries": [
+                entry_json(e) for e in page.entries if not is_header(e.record.stream, e.record.data)
+            ],
+            "start": page.start,
+            "end": page.end,
+            "has_before": page.has_before,
+            "has_after": page.has_after,
+            "missing": list(page.missing) if page.missing else None,
+            "first": first,
+            "last": last,
+        }
+
+
+def download_name(spec: str) -> str:
+    """A file name for a process's download that no browser or shell can misread."""
+    group, _, name = spec.partition(":")
+    stem = name if group == name else f"{group}_{name}"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".")[:100] or "process"
+    return safe + ".log"
+
+
+class DownloadHandler(BaseHandler):
+    """``/api/log/NAME/download``: the whole log (or [from, to)) as one text file.
+
+    Streamed: each chunk is read on the history thread (a ``.gz`` is
+    decompressed as it goes) and flushed to the client before the next is
+    read, so memory stays at a chunk and the IOLoop never waits for the disk.
+    """
+
+    async def get(self, name: str) -> None:
+        spec = self.sidecar.lookup(name)
+        if spec is None:
+            self.fail(404, "no such process log")
+            return
+        start = _int_arg(self, "from", None, 0, 2**62)
+        end = _int_arg(self, "to", None, 0, 2**62)
+        chunks = self.sidecar.logs[spec].history.export(start, end)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{download_name(spec)}"')
+        loop = asyncio.get_running_loop()
+        executor = self.sidecar.history_executor
+        try:
+            while True:
+                chunk = await loop.run_in_executor(executor, next, chunks, None)
+                if chunk is None:
+                    break
+                self.write(chunk)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return  # the client went away
+        finally:
+            await loop.run_in_executor(executor, chunks.close)
+        self.finish()
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    """Liveness, without auth and without secrets."""
+
+    def initialize(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    def get(self) -> None:
+        snap = self.sidecar.snapshot()
+        up = snap.supervisor_up
+        self.finish(
+            {
+                "status": "ok",
+                "processes": len(snap.processes),
+                "clients": snap.clients,
+                "supervisor": "n/a" if up is None else ("ok" if up else "unreachable"),
+            }
+        )
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(render(self.sidecar.snapshot()))
+
+
+class LiveHandler(tornado.websocket.WebSocketHandler):
+    """``/ws``: subscriptions, live records, state changes (docs/protocol.md)."""
+
+    def initialize(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self.client: Optional[Client] = None
+        self.bad_messages = 0
+        self.address = ""
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        config = self.sidecar.config
+        refusal = refuse(config, self.request)
+        if refusal is not None:
+            send_refusal(self, refusal)
+            return
+        if not config.websocket_enabled:
+            self.set_status(404)
+            self.finish({"error": "live streaming is off (websocket_enabled = false)"})
+            return
+        self.address = self.sidecar.proxies.client(self.request)
+        if self.sidecar.connections.get(self.address, 0) >= MAX_CONNECTIONS_PER_ADDRESS:
+            self.set_status(429)
+            self.finish({"error": "too many connections"})
+            return
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        parsed = urlparse(origin)
+        host = self.request.headers.get("Host", "")
+        if parsed.netloc and parsed.netloc.lower() == host.lower():
+            return True
+        allowed = (self.sidecar.config.allowed_origins or "").replace(",", " ").split()
+        return origin.rstrip("/") in {item.rstrip("/") for item in allowed}
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        # Frames are small and latency matters: without this, Nagle's algorithm
+        # and delayed ACKs hold a frame back ~16-40 ms (bench/sidecar.py).
+        self.set_nodelay(True)
+        connections = self.sidecar.connections
+        connections[self.address] = connections.get(self.address, 0) + 1
+        self.client = self.sidecar.hub.connect(self)
+        self.client.send(
+            {
+                "type": "hello",
+                "version": 1,
+                "max_message": MAX_MESSAGE,
+                "max_subscriptions": MAX_SUBSCRIPTIONS,
+            }
+        )
+
+    def send(self, message: str) -> Any:
+        """For the hub: write one frame; the future completes once it is written."""
+        try:
+            return self.write_message(message)
+        except tornado.websocket.WebSocketClosedError:
+            if self.client is not None:
+                self.client.close()
+            return None
+
+    def on_message(self, message: Any) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            request = parse_message(message)
+            self._handle(client, request)
+        except MessageError as exc:
+            self.bad_messages += 1
+            client.send({"type": "error", "error": str(exc)})
+            if self.bad_messages >= MAX_BAD_MESSAGES:
+                self.close(1008, "too many bad messages")
+
+    def _handle(self, client: Client, request: Dict[str, Any]) -> None:
+        kind = request["type"]
+        if kind == "ping":
+            client.send({"type": "pong", "id": request["id"]})
+            return
+        spec = self.sidecar.lookup(request["process"])
+        if spec is None:
+            raise MessageError("no such process log")
+        if kind == "unsubscribe":
+            self.sidecar.hub.unsubscribe(client, spec)
+            client.send({"type": "unsubscribed", "process": spec})
+            return
+        if spec not in client.subscriptions and len(client.subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise MessageError(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+        states = [
+            {"type": "state", **state}
+            for state in self.sidecar.states.values()
+            if state["process"] == spec
+        ]
+        self.sidecar.hub.subscribe(
+            client, spec, tail=request["tail"], cursor=request["cursor"], then=states
+        )
+
+    def on_close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+            count = self.sidecar.connections.get(self.address, 1) - 1
+            if count <= 0:
+                self.sidecar.connections.pop(self.address, None)
+            else:
+                self.sidecar.connections[self.address] = count
