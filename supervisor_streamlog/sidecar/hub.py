@@ -35,6 +35,7 @@ from typing import (
     Deque,
     Dict,
     List,
+    NamedTuple,
     Optional,
     Protocol,
     Sequence,
@@ -75,6 +76,20 @@ class Store(Protocol):
 
 #: A queued record: its offsets, and its JSON (None for a file header, not shown).
 Item = Tuple[int, int, Optional[str]]
+
+
+class Control(NamedTuple):
+    """A control message queued among the records (``skipped``, ``reset``).
+
+    It has the shape of an :data:`Item` (start and end at the cursor it moves
+    to, then its JSON), so a queue holds both; its type tells them apart.
+    """
+
+    start: int
+    end: int
+    message: str
+
+
 #: Runs a blocking function elsewhere; the future's callbacks run on the IOLoop.
 RunBlocking = Callable[[Callable[[], Any]], Any]
 
@@ -89,11 +104,6 @@ class CatchUpPage:
         self.missing = missing
         #: The read failed: [missing) is skipped without a reason (not deleted).
         self.failed = failed
-
-
-def _is_control(item: Item) -> bool:
-    """A control message queued among records (see :meth:`Subscription.notice`)."""
-    return (item[2] or "").startswith("\0")
 
 
 def encode(entry: Entry) -> Item:
@@ -167,7 +177,7 @@ class Subscription:
         if self.catching_up and not force:
             return  # the catch-up's own reading will meet the same gap
         self.catching_up = False
-        self.queue.append((cursor, cursor, "\0" + json.dumps(message)))
+        self.queue.append(Control(cursor, cursor, json.dumps(message)))
         self.controls += 1
         self.channel.hub.schedule(self.client)
 
@@ -242,16 +252,17 @@ class Client:
                 count = min(len(sub.queue), FRAME_ENTRIES)
                 batch = [sub.queue.popleft() for _ in range(count)]
                 sub.queued_bytes -= sub.channel.span(batch[0][0], batch[-1][1])
-            elif _is_control(sub.queue[0]):
-                _, cursor, control = sub.queue.popleft()
+            elif isinstance(sub.queue[0], Control):
+                control = sub.queue.popleft()
+                assert isinstance(control, Control)
                 sub.controls -= 1
-                sub.cursor = cursor
-                self.send(str(control)[1:])
+                sub.cursor = control.end
+                self.send(control.message)
                 return
             else:
                 count = 0
                 for item in sub.queue:
-                    if count == FRAME_ENTRIES or _is_control(item):
+                    if count == FRAME_ENTRIES or isinstance(item, Control):
                         break
                     count += 1
                 batch = [sub.queue.popleft() for _ in range(count)]
@@ -338,8 +349,11 @@ class Client:
     def _drop_queued_before(sub: Subscription) -> None:
         """History already sent what the queue holds before the cursor."""
         while sub.queue and sub.queue[0][0] < sub.cursor:
-            start, end, _ = sub.queue.popleft()
-            sub.queued_bytes -= sub.channel.span(start, end)
+            item = sub.queue.popleft()
+            if isinstance(item, Control):
+                sub.controls -= 1
+            else:
+                sub.queued_bytes -= sub.channel.span(item[0], item[1])
 
     def close(self) -> None:
         if self.closed:
