@@ -88,6 +88,29 @@ def test_pages_cover_every_line_once_both_ways(tmp_path: Path) -> None:
     assert all(unpack(e.end)[1] <= 30 for e in page.entries)
 
 
+def test_export_of_a_range_holds_the_records_of_that_range_lane_by_lane(
+    tmp_path: Path,
+) -> None:
+    fill(tmp_path, 300)
+    store = RawStore(lanes(tmp_path))
+    whole = b"".join(store.export())
+    assert whole == (tmp_path / "a.out").read_bytes() + (tmp_path / "a.err").read_bytes()
+    entries = every_page_forward(store, 50)
+    some = entries[40:90]
+    part = b"".join(store.export(some[0].offset, some[-1].end))
+
+    def by_lane(chosen: List[Entry]) -> bytes:
+        return b"".join(
+            e.record.data + b"\n"
+            for stream in ("stdout", "stderr")
+            for e in chosen
+            if e.record.stream == stream
+        )
+
+    assert part == by_lane(some)
+    assert b"".join(store.export(some[-1].end, None)) == by_lane(entries[90:])
+
+
 def test_search_both_lanes(tmp_path: Path) -> None:
     fill(tmp_path, 300)
     store = RawStore(lanes(tmp_path))

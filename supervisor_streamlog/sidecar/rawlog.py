@@ -385,14 +385,24 @@ class RawStore:
     def export(
         self, start: Optional[int] = None, end: Optional[int] = None, chunk_size: int = _READ
     ) -> Generator[bytes, None, None]:
-        """The stdout file, then the stderr file, as supervisord wrote them (each up
-        to its last record: its last newline, or the last piece of a long line)."""
-        for raw in self.files:
+        """The stdout file, then the stderr file, as supervisord wrote them.
+
+        Each lane from its position in ``start`` (None: its start) to its
+        position in ``end`` (None: its last record -- its last newline, or the
+        last piece of a long line), so [start, end) holds exactly the records
+        a page between those cursors shows, lane by lane.
+        """
+        begin = unpack(start) if start is not None else (0, 0)
+        stop = unpack(end) if end is not None else None
+        for index, raw in enumerate(self.files):
             fd = raw.open()
             if fd is None:
                 continue
             try:
-                pos, size = raw.base, _record_end(fd, os.fstat(fd).st_size, raw.base)
+                size = _record_end(fd, os.fstat(fd).st_size, raw.base)
+                if stop is not None:
+                    size = min(size, raw.base + stop[index])
+                pos = raw.base + begin[index]
                 while pos < size:
                     data = os.pread(fd, min(chunk_size, size - pos), pos)
                     if not data:
