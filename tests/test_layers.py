@@ -55,6 +55,7 @@ ORDER = [
     # commands and the entry points named in users' supervisord.conf
     "plugin",
     "ctlplugin",
+    "formats",
     "check",
     "tail",
     "cli",
