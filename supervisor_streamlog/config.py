@@ -112,6 +112,16 @@ def _proxies(value: str) -> Tuple[str, ...]:
     return items
 
 
+def _seconds(value: str) -> float:
+    try:
+        result = float(value)
+    except ValueError:
+        raise ValueError("a number of seconds above 0") from None
+    if not 0 < result <= 86400:
+        raise ValueError("a number of seconds above 0 (at most 86400)")
+    return result
+
+
 def _text(value: str) -> str:
     return value.strip()
 
@@ -167,6 +177,12 @@ SETTINGS: Tuple[Setting, ...] = (
         "",
         "reverse proxies whose X-Forwarded-For / X-Real-IP name the client (for limits)",
     ),
+    Setting(
+        "request_timeout",
+        _seconds,
+        "20",
+        "s a request's header (or body) may take to arrive, and a kept-alive connection may idle",
+    ),
     Setting("certfile", _optional_text, None, "serve HTTPS/WSS with this certificate"),
     Setting("keyfile", _optional_text, None, "private key for certfile"),
 )
@@ -196,6 +212,7 @@ class Config:
     password: Optional[str] = None
     allowed_origins: Optional[str] = None
     trusted_proxies: Tuple[str, ...] = ()
+    request_timeout: float = 20.0
     certfile: Optional[str] = None
     keyfile: Optional[str] = None
     source: str = field(default="", compare=False)

@@ -24,14 +24,16 @@ import asyncio
 import logging
 import signal
 import ssl
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import tornado.httpserver
+import tornado.iostream
 import tornado.netutil
 import tornado.web
 
 from ..config import Config
 from ..rpc import supervisor_proxy
+from .auth import ProxyTrust
 from .handlers import (
     STATIC,
     DownloadHandler,
@@ -47,6 +49,9 @@ from .processes import Sidecar
 from .protocol import MAX_MESSAGE
 
 log = logging.getLogger("supervisor_streamlog.server")
+
+#: Open HTTP connections one client address may hold (browsers open about 6).
+MAX_HTTP_CONNECTIONS_PER_ADDRESS = 64
 
 
 def make_app(sidecar: Sidecar) -> tornado.web.Application:
@@ -78,9 +83,67 @@ def _ssl_context(config: Config) -> Optional[ssl.SSLContext]:
     return context
 
 
+class LimitedHTTPServer(tornado.httpserver.HTTPServer):
+    """An HTTPServer that caps open connections per client address.
+
+    Reading a request's header (and the wait for the next request on a
+    kept-alive connection) is bounded by ``request_timeout``, so a client
+    that sends half a header is cut off; and one address may hold at most
+    :data:`MAX_HTTP_CONNECTIONS_PER_ADDRESS` connections, so a few hundred
+    such sockets cannot use up the server's file descriptors while the timer
+    runs.  Connections from a trusted proxy or a unix socket (a proxy too)
+    are not capped: the proxy speaks for many browsers.  A connection that
+    becomes a WebSocket leaves this count for the WebSocket limit.
+    """
+
+    def initialize(  # type: ignore[override]
+        self, *args: Any, proxies: ProxyTrust, limit: int, **kwargs: Any
+    ) -> None:
+        super().initialize(*args, **kwargs)
+        self.proxies = proxies
+        self.limit = limit
+        self.per_address: Dict[str, int] = {}
+        self._address_of: Dict[Any, str] = {}
+        #: Connections closed at once because their address had too many (metrics, tests).
+        self.refused = 0
+
+    def handle_stream(self, stream: tornado.iostream.IOStream, address: Any) -> None:
+        peer = address[0] if isinstance(address, tuple) and address else ""
+        if peer and not self.proxies.trusted(peer):
+            if self.per_address.get(peer, 0) >= self.limit:
+                self.refused += 1
+                stream.close()
+                return
+            self.per_address[peer] = self.per_address.get(peer, 0) + 1
+            self._address_of[stream] = peer
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: Any) -> None:
+        peer = self._address_of.pop(getattr(server_conn, "stream", None), None)
+        if peer is not None:
+            left = self.per_address.get(peer, 1) - 1
+            if left > 0:
+                self.per_address[peer] = left
+            else:
+                self.per_address.pop(peer, None)
+        super().on_close(server_conn)
+
+
 def listen(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
     """Bind ``config.bind`` (host:port or unix:/path); return the server."""
-    server = tornado.httpserver.HTTPServer(app, ssl_options=_ssl_context(config), xheaders=False)
+    server = LimitedHTTPServer(
+        app,
+        ssl_options=_ssl_context(config),
+        xheaders=False,
+        proxies=ProxyTrust(config),
+        limit=MAX_HTTP_CONNECTIONS_PER_ADDRESS,
+        # The header of a request (and the idle wait before the next one on a
+        # kept-alive connection) must arrive within this; so must a body.
+        idle_connection_timeout=config.request_timeout,
+        body_timeout=config.request_timeout,
+        max_header_size=64 * 1024,
+        max_body_size=1024 * 1024,
+    )
     if config.bind.startswith("unix:"):
         server.add_socket(tornado.netutil.bind_unix_socket(config.bind[5:], mode=0o600))
     else:
