@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
+import threading
+import urllib.parse
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 import tornado.httpclient
@@ -122,3 +125,38 @@ def test_a_websocket_without_origin_is_a_non_browser_client_and_still_needs_cred
         assert cross.value.code == 403
 
     asyncio.run(run())
+
+
+def test_a_regex_bomb_is_cut_off_while_the_sidecar_keeps_serving(
+    tmp_path: Path, stopper: List[Supervisor]
+) -> None:
+    """``(a+)+$`` over runs of ``a`` backtracks for hours: it is stopped by the
+    time limit with a clear error, and meanwhile the IOLoop answers others."""
+    steps = [["out", (b"a" * 30 + b"b\n").hex()]] * 200 + [["sleep", 3600]]
+    (tmp_path / "redos.json").write_text(json.dumps(steps))
+    sup = with_sidecar(tmp_path, {"app": program(emit("script", tmp_path / "redos.json"))})
+    stopper.append(sup)
+    wait_for(lambda: len(get(sup.url + "/api/log/app")[1]["entries"]) >= 200, 20, "app's log")
+    answer: Dict[str, Any] = {}
+
+    def bomb() -> None:
+        answer["status"], answer["body"] = get(
+            sup.url + "/api/log/app?q=" + urllib.parse.quote("(a+)+$") + "&regex=1"
+        )
+
+    thread = threading.Thread(target=bomb)
+    thread.start()
+    try:
+        # While the worker spins, the IOLoop answers other clients.
+        served = 0
+        while thread.is_alive() and served < 5:
+            assert get(sup.url + "/healthz")[0] == 200
+            assert get(sup.url + "/api/processes")[0] == 200
+            served += 1
+        assert served == 5 and thread.is_alive(), "the bomb answered before the others"
+    finally:
+        thread.join(60)
+    assert answer["status"] == 400 and "took too long" in answer["body"]["error"]
+    # The next search gets a fresh worker.
+    status, body = get(sup.url + "/api/log/app?q=" + urllib.parse.quote("a{30}b$") + "&regex=1")
+    assert status == 200 and len(body["entries"]) == 200 and body["complete"]
