@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -129,3 +131,99 @@ class Live:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def raw_handshake(url: str, origin: str, receive_buffer: int = 0) -> socket.socket:
+    """A WebSocket client that completes the handshake and then never reads
+    (``receive_buffer``: a small kernel buffer, so a stall shows sooner)."""
+    parts = urllib.parse.urlparse(url)
+    sock = socket.socket()
+    if receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect((parts.hostname, parts.port))
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def send_text(sock: socket.socket, text: str) -> None:
+    data = text.encode()
+    mask = b"\x01\x02\x03\x04"
+    assert len(data) < 126
+    sock.sendall(
+        bytes([0x81, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    )
+
+
+def read_frames(sock: socket.socket, until: str, timeout: float = 60) -> List[str]:
+    """Read server frames (unmasked text) until one contains ``until``."""
+    sock.settimeout(timeout)
+    buffer = b""
+    frames: List[str] = []
+
+    def need(n: int) -> None:
+        nonlocal buffer
+        while len(buffer) < n:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise AssertionError("connection closed")
+            buffer += chunk
+
+    while True:
+        need(2)
+        length = buffer[1] & 0x7F
+        head = 2
+        if length == 126:
+            need(4)
+            length, head = int.from_bytes(buffer[2:4], "big"), 4
+        elif length == 127:
+            need(10)
+            length, head = int.from_bytes(buffer[2:10], "big"), 10
+        need(head + length)
+        payload, buffer = buffer[head : head + length], buffer[head + length :]
+        frames.append(payload.decode())
+        if until in frames[-1]:
+            return frames
+
+
+class FrameReader:
+    """Reads a raw WebSocket connection's server frames one by one (text only;
+    pings and other control frames are passed over)."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 60) -> None:
+        self.sock = sock
+        self.buffer = b""
+        sock.settimeout(timeout)
+
+    def _need(self, n: int) -> None:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise AssertionError("connection closed")
+            self.buffer += chunk
+
+    def next_text(self) -> str:
+        while True:
+            self._need(2)
+            opcode, length, head = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+            if length == 126:
+                self._need(4)
+                length, head = int.from_bytes(self.buffer[2:4], "big"), 4
+            elif length == 127:
+                self._need(10)
+                length, head = int.from_bytes(self.buffer[2:10], "big"), 10
+            self._need(head + length)
+            payload = self.buffer[head : head + length]
+            self.buffer = self.buffer[head + length :]
+            if opcode == 1:
+                return payload.decode()

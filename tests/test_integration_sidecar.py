@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -23,7 +22,7 @@ import tornado.websocket
 from supervisor_streamlog.ondisk.files import is_header
 from supervisor_streamlog.ondisk.formats import parse
 
-from .sidecar import Live, get, with_sidecar
+from .sidecar import Live, get, raw_handshake, read_frames, send_text, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 
 
@@ -97,65 +96,6 @@ def test_reconnect_with_cursor_has_no_gap_and_no_duplicate(
 
     numbers = asyncio.run(run())
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
-
-
-def raw_handshake(url: str, origin: str) -> socket.socket:
-    """A WebSocket client that completes the handshake and then never reads."""
-    parts = urllib.parse.urlparse(url)
-    sock = socket.create_connection((parts.hostname, parts.port))
-    key = base64.b64encode(b"0123456789abcdef").decode()
-    sock.sendall(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
-def send_text(sock: socket.socket, text: str) -> None:
-    data = text.encode()
-    mask = b"\x01\x02\x03\x04"
-    assert len(data) < 126
-    sock.sendall(
-        bytes([0x81, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-    )
-
-
-def read_frames(sock: socket.socket, until: str, timeout: float = 60) -> List[str]:
-    """Read server frames (unmasked text) until one contains ``until``."""
-    sock.settimeout(timeout)
-    buffer = b""
-    frames: List[str] = []
-
-    def need(n: int) -> None:
-        nonlocal buffer
-        while len(buffer) < n:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise AssertionError("connection closed")
-            buffer += chunk
-
-    while True:
-        need(2)
-        length = buffer[1] & 0x7F
-        head = 2
-        if length == 126:
-            need(4)
-            length, head = int.from_bytes(buffer[2:4], "big"), 4
-        elif length == 127:
-            need(10)
-            length, head = int.from_bytes(buffer[2:10], "big"), 10
-        need(head + length)
-        payload, buffer = buffer[head : head + length], buffer[head + length :]
-        frames.append(payload.decode())
-        if until in frames[-1]:
-            return frames
 
 
 def test_a_client_that_stops_reading_is_skipped_while_another_keeps_up(
