@@ -88,7 +88,12 @@ class ProcessLog:
 
 
 class CaptureStats(TypedDict):
-    """The figures of :meth:`Capture.stats` (plain data: status calls, metrics)."""
+    """The figures of :meth:`Capture.stats`.
+
+    A TypedDict, not a dataclass: the figures leave as plain data (the
+    plugin's ``streamlog.getStatus()`` over XML-RPC), and a dict needs no
+    conversion on the way.
+    """
 
     #: Chunks of captured processes received.
     chunks: int
@@ -150,11 +155,11 @@ class Capture:
         "uncaptured python exception, closing channel" and close the child's
         pipe, and one from a state change escapes the loop itself.  In listener
         mode it would end the listener, and the events would be lost until
-        supervisord restarted it.  So every entry
-        point of the core, and every callback of a front end, ends in
-        ``except Exception as exc: capture.contain("where", exc)``.  Each kind
-        of failure (place and exception type) is reported once, and all are
-        counted in ``stats()["internal_errors"]``.
+        supervisord restarted it.  So every entry point of the core, and every
+        callback of a front end, ends in ``except Exception as exc:
+        capture.contain("where", exc)``.  Each kind of failure (place and
+        exception type) is reported once; all are counted in
+        ``stats()["internal_errors"]``.
         """
         self.failures += 1
         self._report_kind(
