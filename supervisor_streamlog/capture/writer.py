@@ -19,6 +19,11 @@ never loses data silently: records are held in memory up to ``buffer_limit``
 bytes and retried on the next write or :meth:`retry`; past the limit new
 records are dropped and counted, and once writing works again a ``status``
 record says how many bytes and records were dropped.
+
+The module is longer than most (about 550 lines) because the writer and the
+:class:`Compressor` share one lock and one naming of the backups: the rename
+chain, crash recovery, retention and the compressor's rename are one protocol,
+best read in one place.
 """
 
 from __future__ import annotations
