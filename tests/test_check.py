@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import demo_copy
 from .supervisor import CONF, ROOT
-from .test_demo import demo_copy
 
 
 def run_check(conf: Path, **env: str) -> subprocess.CompletedProcess:

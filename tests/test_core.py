@@ -12,29 +12,12 @@ from typing import Any, List
 
 import pytest
 
-from supervisor_streamlog.capture import writer as writer_module
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import Config, from_mapping
 from supervisor_streamlog.ondisk.files import is_header
 from supervisor_streamlog.ondisk.formats import Record, iter_records, reassemble
 
-T0 = 1795742625.0  # 2026-11-27T01:23:45+00:00
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Reports:
-    def __init__(self) -> None:
-        self.messages: List[str] = []
-
-    def __call__(self, message: str) -> None:
-        self.messages.append(message)
+from .helpers import T0, Clock, Reports, flaky_os
 
 
 def config(tmp_path: Path, **values: str) -> Config:
@@ -362,41 +345,27 @@ def test_tick_and_close_contain_exceptions(
         assert f" {where}" in message and "boom" in message
 
 
-class FlakyOs:
-    def __init__(self) -> None:
-        self.fail = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
-
-    def write(self, fd: int, data: Any) -> int:
-        if self.fail:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return os.write(fd, data)
-
-
 def test_disk_full_is_reported_once_then_recovery_and_nothing_lost(
     tmp_path: Path, clock: Clock, reports: Reports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = FlakyOs()
-    monkeypatch.setattr(writer_module, "os", fake)
+    fake = flaky_os(monkeypatch)
     cap = capture(tmp_path, clock, reports)
     path = tmp_path / "logs" / "web.log"
     cap.log("web", "web", "stdout", 1, b"before\n")
-    fake.fail = True
+    fake.fail_with = errno.ENOSPC
     for n in range(5):
         clock.now += 0.01
         cap.log("web", "web", "stdout", 1, b"during %d\n" % n)
     assert len(reports.messages) == 1 and "No space left" in reports.messages[0]
-    fake.fail = False
+    fake.fail_with = None
     cap.tick(clock.now + 1)  # the timer retries without waiting for more output
     assert [r.text for r in records(path)] == ["before"] + [f"during {n}" for n in range(5)]
     assert len(reports.messages) == 2 and "again" in reports.messages[1]
     # A second outage is reported again.
-    fake.fail = True
+    fake.fail_with = errno.ENOSPC
     cap.log("web", "web", "stdout", 1, b"x\n")
     assert len(reports.messages) == 3
-    fake.fail = False
+    fake.fail_with = None
     cap.close()
     assert records(path)[-1].text == "x"
 
@@ -404,13 +373,12 @@ def test_disk_full_is_reported_once_then_recovery_and_nothing_lost(
 def test_tiny_write_buffer_drops_with_a_notice_record(
     tmp_path: Path, clock: Clock, reports: Reports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = FlakyOs()
-    monkeypatch.setattr(writer_module, "os", fake)
+    fake = flaky_os(monkeypatch)
     cap = capture(tmp_path, clock, reports, write_buffer="100")
-    fake.fail = True
+    fake.fail_with = errno.ENOSPC
     for n in range(20):
         cap.log("web", "web", "stdout", 1, b"line %02d\n" % n)
-    fake.fail = False
+    fake.fail_with = None
     cap.tick(clock.now + 1)
     cap.close()
     parsed = records(tmp_path / "logs" / "web.log")

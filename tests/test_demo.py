@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Dict, Tuple
 
 from supervisor_streamlog.ondisk.formats import iter_records
 
-from .supervisor import CONF, wait_for
+from .helpers import demo_copy
+from .supervisor import wait_for
 
 
 def page(url: str) -> bool:
@@ -22,15 +20,6 @@ def page(url: str) -> bool:
             return response.status == 200 and b"<title>streamlog</title>" in response.read()
     except OSError:
         return False
-
-
-def demo_copy(tmp_path: Path) -> Tuple[Path, Dict[str, str]]:
-    """conf/demo.conf and its programs, copied so the demo writes under tmp_path/demo;
-    and an environment whose python3 is the one running the tests."""
-    shutil.copytree(CONF, tmp_path / "conf")
-    (tmp_path / "demo" / "childlogs").mkdir(parents=True)
-    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    return tmp_path / "conf" / "demo.conf", dict(os.environ, PATH=path)
 
 
 def test_demo_config_captures_all_three_programs(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import pytest
 
+from .helpers import line_numbers
 from .supervisor import Supervisor, emit, program, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -43,10 +44,6 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-def numbers(sup: Supervisor, name: str) -> list:
-    return [int(r.data[5:14]) for r in sup.records(name) if r.data.startswith(b"line")]
-
-
 def run_burst_on_full_disk(tmp_path: Path, disk: Path, write_buffer: str, count: int) -> Supervisor:
     sup = Supervisor(
         tmp_path,
@@ -76,7 +73,7 @@ def test_full_disk_holds_records_and_writes_them_when_space_returns(
 ) -> None:
     sup = run_burst_on_full_disk(tmp_path, small_disk, "16MB", 5000)
     try:
-        assert numbers(sup, "burst") == list(range(5000))
+        assert line_numbers(sup.records("burst")) == list(range(5000))
         assert "writing" in sup.listener_err() and "again" in sup.listener_err()
         assert sup.listener_err().count("cannot write") == 1  # reported once, not per chunk
         assert "dropped" not in sup.read_bytes("burst").decode()
@@ -89,7 +86,7 @@ def test_full_disk_beyond_write_buffer_drops_with_a_counted_notice(
 ) -> None:
     sup = run_burst_on_full_disk(tmp_path, small_disk, "4KB", 5000)
     try:
-        got = numbers(sup, "burst")
+        got = line_numbers(sup.records("burst"))
         assert got == sorted(got) and len(set(got)) == len(got)  # in order, no duplicate
         notices = [r.text for r in sup.records("burst") if r.text.startswith("STREAMLOG")]
         assert len(notices) == 1, notices

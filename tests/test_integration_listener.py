@@ -11,6 +11,7 @@ import pytest
 
 from supervisor_streamlog.ondisk.formats import reassemble
 
+from .helpers import line_numbers
 from .supervisor import Supervisor, emit, program, wait_for
 
 STAMP = re.compile(
@@ -107,10 +108,6 @@ def test_hostile_bytes_arrive_byte_exact_per_stream(tmp_path: Path, supervisor_f
     assert "Traceback" not in sup.listener_err()
     # The listener does not log its own lifecycle as if it were a program.
     assert not (sup.logdir / "streamlog.log").exists()
-
-
-def line_numbers(records: list, stream: str = "stdout") -> list:
-    return [int(r.data[5:14]) for r in records if r.stream == stream and r.data.startswith(b"line")]
 
 
 @pytest.mark.parametrize("compress", [False, True])

@@ -12,8 +12,9 @@ from typing import Callable, Iterator, List
 
 import pytest
 
-from supervisor_streamlog.ondisk.formats import Record, iter_records
+from supervisor_streamlog.ondisk.formats import iter_records
 
+from .helpers import line_numbers, quiet_program
 from .supervisor import Supervisor, emit, program, wait_for
 
 Factory = Callable[..., Supervisor]
@@ -32,17 +33,6 @@ def plugin_supervisor(tmp_path: Path) -> Iterator[Factory]:
     yield make
     for sup in started:
         sup.stop()
-
-
-def quiet_program(command: str, **options: object) -> dict:
-    """A [program:x] as users write it: no *_events_enabled at all."""
-    section = program(command, **options)
-    del section["stdout_events_enabled"], section["stderr_events_enabled"]
-    return section
-
-
-def numbers(records: List[Record], stream: str = "stdout") -> List[int]:
-    return [int(r.data[5:14]) for r in records if r.stream == stream and r.data.startswith(b"line")]
 
 
 def exited(sup: Supervisor, name: str) -> bool:
@@ -68,7 +58,7 @@ def test_million_lines_block_writes_complete_in_order(
         "every backup compressed",
     )
     assert len(sup.log_files("bulk")) >= 6
-    assert numbers(sup.records("bulk")) == list(range(count))
+    assert line_numbers(sup.records("bulk")) == list(range(count))
     assert "streamlog: capturing bulk:bulk" in sup.main_log()
 
 
@@ -85,10 +75,10 @@ def test_line_per_write_and_three_floods_at_once(plugin_supervisor: Factory) -> 
     for name in ("lines", "flood1", "flood2", "flood3"):
         sup.wait_state(name, "EXITED", timeout=180)
         wait_for(partial(exited, sup, name), 60, f"{name} EXITED record")
-    assert numbers(sup.records("lines")) == list(range(200_000))
-    assert numbers(sup.records("flood1")) == list(range(300_000))
-    assert numbers(sup.records("flood2"), "stderr") == list(range(300_000))
-    assert numbers(sup.records("flood3")) == list(range(300_000))
+    assert line_numbers(sup.records("lines")) == list(range(200_000))
+    assert line_numbers(sup.records("flood1")) == list(range(300_000))
+    assert line_numbers(sup.records("flood2"), "stderr") == list(range(300_000))
+    assert line_numbers(sup.records("flood3")) == list(range(300_000))
 
 
 def test_exit_status_and_partial_line_in_process(plugin_supervisor: Factory) -> None:
@@ -122,13 +112,13 @@ def test_reload_neither_duplicates_nor_loses_and_subscribes_once(
 
     def runs() -> List[List[int]]:
         result: List[List[int]] = []
-        for n in numbers(sup.records("ticker")):
+        for n in line_numbers(sup.records("ticker")):
             if n == 0 or not result:
                 result.append([])
             result[-1].append(n)
         return result
 
-    wait_for(lambda: len(numbers(sup.records("ticker"))) > 300, 30, "ticker lines")
+    wait_for(lambda: len(line_numbers(sup.records("ticker"))) > 300, 30, "ticker lines")
     for reloads in (1, 2):
         sup.reload()
         sup.wait_reloaded()
@@ -150,7 +140,7 @@ def test_reload_neither_duplicates_nor_loses_and_subscribes_once(
 
 def test_update_after_capture_restarts_nothing(plugin_supervisor: Factory) -> None:
     sup = plugin_supervisor(programs={"svc": quiet_program(emit("tick", 0.05))})
-    wait_for(lambda: len(numbers(sup.records("svc"))) > 3, 20, "svc lines")
+    wait_for(lambda: len(line_numbers(sup.records("svc"))) > 3, 20, "svc lines")
     pid = sup.info("svc:svc")["pid"]
     ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sup.conf)]
     reread = subprocess.run(ctl + ["reread"], capture_output=True, text=True, timeout=60)
@@ -175,7 +165,7 @@ def test_writer_failure_reported_once_and_others_still_captured(
             "fine": quiet_program(emit("tick", 0.01)),
         }
     )
-    wait_for(lambda: len(numbers(sup.records("fine"))) > 100, 30, "fine's lines")
+    wait_for(lambda: len(line_numbers(sup.records("fine"))) > 100, 30, "fine's lines")
     assert sup.state("broken:broken") == "RUNNING"
     assert sup.rpc.supervisor.getState()["statename"] == "RUNNING"
     log = sup.main_log()
@@ -192,13 +182,13 @@ def test_writer_failure_reported_once_and_others_still_captured(
 
 def test_removed_group_is_closed_and_added_group_captured(plugin_supervisor: Factory) -> None:
     sup = plugin_supervisor(programs={"old": quiet_program(emit("tick", 0.05))})
-    wait_for(lambda: len(numbers(sup.records("old"))) > 2, 20, "old's lines")
+    wait_for(lambda: len(line_numbers(sup.records("old"))) > 2, 20, "old's lines")
     text = sup.conf.read_text().replace("[program:old]", "[program:new]")
     sup.conf.write_text(text)
     ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sup.conf)]
     update = subprocess.run(ctl + ["update"], capture_output=True, text=True, timeout=60)
     assert "old: removed process group" in update.stdout, update.stdout
-    wait_for(lambda: len(numbers(sup.records("new"))) > 2, 20, "new's lines")
+    wait_for(lambda: len(line_numbers(sup.records("new"))) > 2, 20, "new's lines")
     names = [p["name"] for p in sup.rpc.streamlog.getStatus()["processes"]]
     assert names == ["new:new"]
     states = [r.text.split()[0] for r in sup.records("old") if r.stream == "status"]
@@ -240,7 +230,7 @@ def test_reopen_through_supervisorctl_after_an_external_rotation(
     plugin_supervisor: Factory,
 ) -> None:
     sup = plugin_supervisor(programs={"svc": quiet_program(emit("tick", 0.01))})
-    wait_for(lambda: len(numbers(sup.records("svc"))) > 5, 20, "svc lines")
+    wait_for(lambda: len(line_numbers(sup.records("svc"))) > 5, 20, "svc lines")
     live = sup.logdir / "svc.log"
     moved = sup.logdir / "svc.log-logrotate"
     live.rename(moved)  # what logrotate (without copytruncate) does

@@ -14,15 +14,7 @@ from supervisor_streamlog.config import from_mapping
 from supervisor_streamlog.ondisk.files import is_header
 from supervisor_streamlog.ondisk.formats import Record, iter_records, reassemble
 
-T0 = 1795742625.0
-
-
-class Reports:
-    def __init__(self) -> None:
-        self.messages: List[str] = []
-
-    def __call__(self, message: str) -> None:
-        self.messages.append(message)
+from .helpers import T0, Reports
 
 
 def event(eventname: str, payload: str, serial: int = 1) -> str:

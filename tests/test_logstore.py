@@ -21,7 +21,7 @@ from supervisor_streamlog.ondisk.files import Entry, is_header, process_files
 from supervisor_streamlog.ondisk.formats import RecordError, parse
 from supervisor_streamlog.sidecar.logstore import LogStore, Page, SearchResult
 
-from .test_core import T0, Clock
+from .helpers import T0, Clock
 
 
 class Log:

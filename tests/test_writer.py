@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 
 from supervisor_streamlog.capture import writer as writer_module
 from supervisor_streamlog.capture.writer import Compressor, RotatingWriter
+
+from .helpers import FlakyOs, ProblemReports, flaky_os
 
 WAIT = 10.0  # seconds: an upper bound for the compressor thread, never a sleep
 
@@ -46,18 +48,6 @@ def everything(writer: RotatingWriter) -> bytes:
 
 def listing(directory: Path) -> List[str]:
     return sorted(os.listdir(directory))
-
-
-class Reports:
-    def __init__(self) -> None:
-        self.calls: List[Tuple[str, str]] = []
-
-    def __call__(self, kind: str, message: str) -> None:
-        self.calls.append((kind, message))
-
-    @property
-    def kinds(self) -> List[str]:
-        return [kind for kind, _ in self.calls]
 
 
 # ------------------------------------------------------------------ rotation
@@ -205,7 +195,7 @@ def test_max_total_bytes_smaller_than_a_file_keeps_the_live_file(tmp_path: Path)
 
 
 def test_compress_gzips_every_backup_and_loses_no_byte(tmp_path: Path) -> None:
-    reports = Reports()
+    reports = ProblemReports()
     compressor = Compressor(report=reports)
     compressor.start()
     try:
@@ -307,7 +297,7 @@ def test_failed_compression_keeps_the_plain_backup(tmp_path: Path, flaky: FlakyO
         raise OSError(errno.ENOSPC, "No space left on device")
 
     flaky.fsync = no_space  # type: ignore[attr-defined]
-    reports = Reports()
+    reports = ProblemReports()
     compressor = Compressor(report=reports)
     compressor.start()
     try:
@@ -372,43 +362,13 @@ def test_rotation_after_a_crash_mid_rotation_keeps_every_byte(tmp_path: Path) ->
 # ------------------------------------------------------------------ write errors
 
 
-class FlakyOs:
-    """Stands in for the ``os`` module inside the writer; ``plan`` scripts os.write.
-
-    Each plan step is an ``int`` (write at most that many bytes) or an errno
-    (raise it).  When the plan is empty, writes go through.
-    """
-
-    def __init__(self) -> None:
-        self.plan: List[Union[int, str]] = []
-        self.fail_with: Optional[int] = None
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
-
-    def write(self, fd: int, data: Any) -> int:
-        self.calls += 1
-        if self.fail_with is not None:
-            raise OSError(self.fail_with, os.strerror(self.fail_with))
-        if self.plan:
-            step = self.plan.pop(0)
-            if isinstance(step, str):
-                code = getattr(errno, step)
-                raise OSError(code, os.strerror(code))
-            return os.write(fd, bytes(data[:step]))
-        return os.write(fd, data)
-
-
 @pytest.fixture
 def flaky(monkeypatch: pytest.MonkeyPatch) -> FlakyOs:
-    fake = FlakyOs()
-    monkeypatch.setattr(writer_module, "os", fake)
-    return fake
+    return flaky_os(monkeypatch)
 
 
 def test_write_error_holds_records_and_retries_in_order(tmp_path: Path, flaky: FlakyOs) -> None:
-    reports = Reports()
+    reports = ProblemReports()
     path = str(tmp_path / "p.log")
     writer = RotatingWriter(path, maxbytes=0, report=reports)
     writer.write(record(0))
@@ -549,7 +509,7 @@ def test_open_failure_holds_records(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     fake.open = bad_open  # type: ignore[attr-defined]
     monkeypatch.setattr(writer_module, "os", fake)
-    reports = Reports()
+    reports = ProblemReports()
     path = str(tmp_path / "p.log")
     writer = RotatingWriter(path, report=reports)
     for n in range(4):
@@ -598,7 +558,7 @@ def test_directory_deleted_then_rotation_recreates_it(tmp_path: Path) -> None:
 
 
 def test_check_moved_reopens_a_deleted_live_file(tmp_path: Path) -> None:
-    reports = Reports()
+    reports = ProblemReports()
     path = str(tmp_path / "p.log")
     writer = RotatingWriter(path, report=reports)
     assert writer.check_moved() is False  # nothing open yet

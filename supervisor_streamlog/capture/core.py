@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple, TypedDict
 
 from ..config import Config
 from ..ondisk.files import HEADER_PREFIX
 from ..ondisk.formats import FieldValue, Format, make_format
 from ..ondisk.paths import log_path
 from .assemble import LineAssembler
-from .writer import Compressor, RotatingWriter
+from .writer import Compressor, RotatingWriter, WriterStats
 
-Report = Callable[[str], None]
+#: Where the capture's diagnostics go: one line of text, already worded for a
+#: person (stderr for the listener, supervisord's log for the plugin).  The
+#: capture itself says each kind of problem once (see ``Capture._report_kind``);
+#: the writer's :data:`~.writer.ReportProblem` is the (kind, message) form it
+#: hands down.
+ReportMessage = Callable[[str], None]
 
 #: States after which a process's unfinished lines will never be finished.
 ENDING_STATES = frozenset({"EXITED", "STOPPED", "FATAL", "BACKOFF", "UNKNOWN"})
@@ -82,13 +87,29 @@ class ProcessLog:
         self.batch_since = 0.0
 
 
+class CaptureStats(TypedDict):
+    """The figures of :meth:`Capture.stats`.
+
+    A TypedDict, not a dataclass: the figures leave as plain data (the
+    plugin's ``streamlog.getStatus()`` over XML-RPC), and a dict needs no
+    conversion on the way.
+    """
+
+    #: Chunks of captured processes received.
+    chunks: int
+    #: Exceptions contained (bugs of ours): see :meth:`Capture.contain`.
+    internal_errors: int
+    #: The writer's figures of each captured process, by ``group:name``.
+    processes: Dict[str, WriterStats]
+
+
 class Capture:
     """Routes chunks and state changes of the captured processes to their files."""
 
     def __init__(
         self,
         config: Config,
-        report: Report = report_to_stderr,
+        report: ReportMessage = report_to_stderr,
         clock: Callable[[], float] = time.time,
         compressor: Optional[Compressor] = None,
         tick_on_log: bool = True,
@@ -126,7 +147,20 @@ class Capture:
             self._reported.add(kind)
             self.report(message)
 
-    def _contain(self, where: str, exc: BaseException) -> None:
+    def contain(self, where: str, exc: BaseException) -> None:
+        """Count and report an exception that was caught instead of raised.
+
+        Capture never raises into its caller.  In plugin mode the caller is
+        supervisord's main loop: an exception from an output event makes it log
+        "uncaptured python exception, closing channel" and close the child's
+        pipe, and one from a state change escapes the loop itself.  In listener
+        mode it would end the listener, and the events would be lost until
+        supervisord restarted it.  So every entry point of the core, and every
+        callback of a front end, ends in ``except Exception as exc:
+        capture.contain("where", exc)``.  Each kind of failure (place and
+        exception type) is reported once; all are counted in
+        ``stats()["internal_errors"]``.
+        """
         self.failures += 1
         self._report_kind(
             f"bug:{where}:{type(exc).__name__}",
@@ -203,7 +237,7 @@ class Capture:
             if self.tick_on_log and when - self._last_check >= 0.1:
                 self.tick(when)
         except Exception as exc:
-            self._contain("log", exc)
+            self.contain("log", exc)
 
     def state(
         self,
@@ -229,7 +263,7 @@ class Capture:
             if state in ENDING_STATES:
                 self._flush_batch(plog)
         except Exception as exc:
-            self._contain("state", exc)
+            self.contain("state", exc)
 
     def _flush_partials(self, plog: ProcessLog, stamp: str) -> None:
         for stream, assembler in plog.streams.items():
@@ -266,7 +300,7 @@ class Capture:
                     if plog is not None:
                         plog.writer.check_moved()
         except Exception as exc:
-            self._contain("tick", exc)
+            self.contain("tick", exc)
 
     def forget_group(self, group: str) -> None:
         """A group was removed (``supervisorctl update``): finish and close its files."""
@@ -278,7 +312,7 @@ class Capture:
                     self._flush_batch(plog)
                     plog.writer.close()
                 except Exception as exc:
-                    self._contain("forget_group", exc)
+                    self.contain("forget_group", exc)
 
     def reopen(self) -> None:
         """Reopen every file by name (SIGUSR2/SIGHUP, for external logrotate)."""
@@ -288,7 +322,7 @@ class Capture:
                     self._flush_batch(plog)
                     plog.writer.reopen()
                 except Exception as exc:
-                    self._contain("reopen", exc)
+                    self.contain("reopen", exc)
 
     def close(self) -> None:
         """Write every unfinished line and batch, then close the files."""
@@ -300,12 +334,12 @@ class Capture:
                 self._flush_batch(plog)
                 plog.writer.close()
             except Exception as exc:
-                self._contain("close", exc)
+                self.contain("close", exc)
 
-    def stats(self) -> Dict[str, object]:
+    def stats(self) -> CaptureStats:
         """Counters for status calls and metrics."""
-        processes = {}
+        processes: Dict[str, WriterStats] = {}
         for (group, name), plog in self.processes.items():
             if plog is not None:
                 processes[f"{group}:{name}"] = plog.writer.stats()
-        return {"chunks": self.chunks, "internal_errors": self.failures, "processes": processes}
+        return CaptureStats(chunks=self.chunks, internal_errors=self.failures, processes=processes)

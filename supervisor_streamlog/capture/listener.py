@@ -37,7 +37,7 @@ import sys
 from typing import Any, Callable, Dict, Optional, TextIO, Tuple
 
 from ..rpc import supervisor_proxy
-from .core import Capture, Report, report_to_stderr, status_fields
+from .core import Capture, ReportMessage, report_to_stderr, status_fields
 
 READY = "READY\n"
 OK = "RESULT 2\nOK"
@@ -113,7 +113,7 @@ class Listener:
         stdout: TextIO,
         wait: Optional[Callable[[float], bool]] = None,
         rpc: Optional[RpcFactory] = None,
-        report: Report = report_to_stderr,
+        report: ReportMessage = report_to_stderr,
         own: Optional[Tuple[str, str]] = None,
     ) -> None:
         self.capture = capture

@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional
 from supervisor import events
 
 from ..config import Config, ConfigError, load
-from .core import Capture, status_fields
+from .core import Capture, ReportMessage, status_fields
 
 #: How often the timer thread runs the core's timers.
 TICK_INTERVAL = 0.1
@@ -77,7 +77,7 @@ class Plugin:
         self.supervisord = supervisord
         self.config = config
         logger = supervisord.options.logger
-        self.log: Callable[[str], None] = lambda message: logger.warn(f"streamlog: {message}")
+        self.log: ReportMessage = lambda message: logger.warn(f"streamlog: {message}")
         # Timers run on the timer thread, not on supervisord's main loop.
         self.capture = Capture(config, report=self.log, tick_on_log=False)
         self.lock = threading.Lock()
@@ -133,7 +133,7 @@ class Plugin:
             with self.lock:
                 self.capture.log(group, name, event.channel, event.pid or 0, event.data)
         except Exception as exc:  # never raise into supervisord's loop
-            self.capture._contain("plugin.log", exc)
+            self.capture.contain("plugin.log", exc)
 
     def on_state(self, event: Any) -> None:
         try:
@@ -156,7 +156,7 @@ class Plugin:
             with self.lock:
                 self.capture.state(group, name, state, pid, fields)
         except Exception as exc:
-            self.capture._contain("plugin.state", exc)
+            self.capture.contain("plugin.state", exc)
 
     def on_running(self, event: Any) -> None:
         """supervisord has daemonized (if it does): now threads may start."""
@@ -170,7 +170,7 @@ class Plugin:
                 self.timer.start()
             self._announce()
         except Exception as exc:
-            self.capture._contain("plugin.running", exc)
+            self.capture.contain("plugin.running", exc)
 
     def on_group_removed(self, event: Any) -> None:
         """``supervisorctl update`` removed a group: close its files."""
@@ -178,7 +178,7 @@ class Plugin:
             with self.lock:
                 self.capture.forget_group(event.group)
         except Exception as exc:
-            self.capture._contain("plugin.group_removed", exc)
+            self.capture.contain("plugin.group_removed", exc)
 
     def on_stopping(self, event: Any) -> None:
         """Shutdown or reload began; processes are still stopping."""
@@ -231,20 +231,23 @@ class StreamlogNamespace:
     def getStatus(self) -> Dict[str, Any]:
         """Captured processes with their files, bytes written, drops and writer errors.
 
-        Byte counts are floats: XML-RPC integers stop at 2**31.
+        Plain dicts, strings and numbers, as XML-RPC needs.  Byte counts and
+        ``chunks`` are sent as floats (doubles): XML-RPC integers are 32-bit
+        and ``xmlrpc.client`` refuses a larger int with OverflowError, which
+        would fail the whole call.  Rotations and error counts stay ints.
         """
         plugin = self._plugin
         with plugin.lock:
             stats = plugin.capture.stats()
         processes = []
-        for spec, item in sorted(stats["processes"].items()):  # type: ignore[attr-defined]
+        for spec, item in sorted(stats["processes"].items()):
             processes.append(
                 {
                     "name": spec,
                     "path": item["path"],
                     "bytes_written": float(item["bytes_written"]),
-                    "rotations": int(item["rotations"]),
-                    "write_errors": int(item["write_errors"]),
+                    "rotations": item["rotations"],
+                    "write_errors": item["write_errors"],
                     "held_bytes": float(item["held_bytes"]),
                     "dropped_bytes": float(item["dropped_bytes"]),
                     "failing": item["failing"] or "",
@@ -253,8 +256,8 @@ class StreamlogNamespace:
         return {
             "logdir": plugin.config.logdir,
             "config": plugin.config.source,
-            "chunks": float(stats["chunks"]),  # type: ignore[arg-type]
-            "internal_errors": int(stats["internal_errors"]),  # type: ignore[call-overload]
+            "chunks": float(stats["chunks"]),
+            "internal_errors": stats["internal_errors"],
             "processes": processes,
         }
 

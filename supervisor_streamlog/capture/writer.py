@@ -19,6 +19,11 @@ never loses data silently: records are held in memory up to ``buffer_limit``
 bytes and retried on the next write or :meth:`retry`; past the limit new
 records are dropped and counted, and once writing works again a ``status``
 record says how many bytes and records were dropped.
+
+The module is longer than most (about 550 lines) because the writer and the
+:class:`Compressor` share one lock and one naming of the backups: the rename
+chain, crash recovery, retention and the compressor's rename are one protocol,
+best read in one place.
 """
 
 from __future__ import annotations
@@ -30,16 +35,40 @@ import os
 import queue
 import shutil
 import threading
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, List, Optional, Tuple, TypedDict
 
 from ..ondisk.files import backup_path, header_text, read_base, uncompressed_size
 
-Report = Callable[[str, str], None]
+#: How the writer and the compressor report a problem: ``(kind, message)``.
+#: ``kind`` names the problem (``write:ENOSPC``, ``moved:PATH``, ``gzip``) so the
+#: receiver can say each one once; ``KIND:ok`` says it is over.  The capture core
+#: passes its ``_report_kind``, which does that and hands the message on as a
+#: :data:`~.core.ReportMessage`.
+ReportProblem = Callable[[str, str], None]
+#: Renders a ``status`` record of the writer's own (a file header, a drop notice).
 Notice = Callable[[str], bytes]
 
 
 def _quiet_report(kind: str, message: str) -> None:
     pass
+
+
+class WriterStats(TypedDict):
+    """The figures of :meth:`RotatingWriter.stats` (plain data: status calls, metrics)."""
+
+    #: The live file.
+    path: str
+    #: Bytes written by this writer (all its files, headers included).
+    bytes_written: int
+    rotations: int
+    #: Writes that failed (each is retried; see ``failing``).
+    write_errors: int
+    #: Bytes waiting in memory for the disk to work again.
+    held_bytes: int
+    #: Bytes this writer dropped because ``write_buffer`` was full.
+    dropped_bytes: int
+    #: The errno name of the failure going on (``ENOSPC``), or None.
+    failing: Optional[str]
 
 
 class RotatingWriter:
@@ -53,7 +82,7 @@ class RotatingWriter:
         max_total_bytes: int = 0,
         compressor: Optional[Compressor] = None,
         buffer_limit: int = 16 * 1024 * 1024,
-        report: Report = _quiet_report,
+        report: ReportProblem = _quiet_report,
         notice: Optional[Notice] = None,
         header: bool = False,
     ) -> None:
@@ -397,16 +426,17 @@ class RotatingWriter:
             self.retry()
         self._close_fd()
 
-    def stats(self) -> Dict[str, object]:
-        return {
-            "path": self.path,
-            "bytes_written": self.bytes_written,
-            "rotations": self.rotations,
-            "write_errors": self.errors,
-            "held_bytes": self.held_bytes + len(self.tail),
-            "dropped_bytes": self.total_dropped_bytes,
-            "failing": self.failing,
-        }
+    def stats(self) -> WriterStats:
+        """Counters for status calls and metrics."""
+        return WriterStats(
+            path=self.path,
+            bytes_written=self.bytes_written,
+            rotations=self.rotations,
+            write_errors=self.errors,
+            held_bytes=self.held_bytes + len(self.tail),
+            dropped_bytes=self.total_dropped_bytes,
+            failing=self.failing,
+        )
 
 
 class Compressor:
@@ -416,7 +446,7 @@ class Compressor:
     may have renamed it meanwhile; renames happen under the writer's lock.
     """
 
-    def __init__(self, report: Report = _quiet_report, level: int = 6) -> None:
+    def __init__(self, report: ReportProblem = _quiet_report, level: int = 6) -> None:
         self.report = report
         self.level = level
         self.jobs: queue.Queue[Optional[Tuple[RotatingWriter, str]]] = queue.Queue()
