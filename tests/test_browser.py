@@ -637,6 +637,47 @@ def test_page_modules_parse_ansi_and_order_lines(page: Page, sidecar: Supervisor
     assert result["micro"] == 1
 
 
+def test_page_modules_merge_history_pages_and_read_the_address(
+    page: Page, sidecar: Supervisor
+) -> None:
+    page.goto(sidecar.url + "/")
+    result: Dict[str, Any] = page.evaluate(
+        """async () => {
+            const { mergePages } = await import('/static/history.js');
+            const { readAddress } = await import('/static/address.js');
+            const at = (s) => ({time: `2026-01-01T00:00:${s}+00:00`, stream: 'stdout', text: s});
+            // Older pages of two processes: b's page reaches further back, so
+            // only its records from a's oldest on are kept (no hole in a).
+            const pages = [
+                {sub: 'a', page: {entries: [at('10'), at('20'), at('30')], has_before: true}},
+                {sub: 'b', page: {entries: [at('05'), at('25')], has_before: true}},
+            ];
+            const text = (merged) => merged.map(
+                ({sub, kept, all}) => [sub, kept.map(e => e.text), all]);
+            return {
+                merged: text(mergePages(pages, true, false)),
+                single: text(mergePages(pages.slice(1), true, true)),
+                address: readAddress('?process=a&process=b&q=x&re=1&at=T&retain=9'),
+                empty: readAddress(''),
+            };
+        }"""
+    )
+    assert result["merged"] == [["a", ["10", "20", "30"], True], ["b", ["25"], False]]
+    assert result["single"] == [["b", ["05", "25"], True]]
+    assert result["address"] == {
+        "processes": ["a", "b"],
+        "at": "T",
+        "filter": {"q": "x", "regex": True, "case": False},
+        "retain": 9,
+    }
+    assert result["empty"] == {
+        "processes": [],
+        "at": None,
+        "filter": {"q": "", "regex": False, "case": False},
+        "retain": 250000,
+    }
+
+
 # ------------------------------------------------------------------ scale
 
 

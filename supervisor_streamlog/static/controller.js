@@ -34,18 +34,21 @@ export class Controller {
     this.store = new LineStore(asked.retain); // the lines held
     this.view = new LogView($("log"), this.store); // their rows in view
     this.session = new Session(asked.filter); // what is shown: shared by the parts below
+    // The process list on the left; its buttons open or add processes.
     this.processes = new ProcessList(this.session, {
       open: (names) => this.open(names),
       toggle: (name) => this.toggle(name),
     });
+    // The WebSocket: its records go to the frame loop, process states to the list.
     this.live = new Connection(this.session, {
       batch: (batch) => this.frames.push(batch),
       opened: () => { this.processes.load().catch(() => {}); },
       state: (message) => this.processes.update(message),
       refused: (error) => notice(`The sidecar refused a request: ${error}`),
     });
-    this.frames = new Frames(this.store, this.view, this.session, this.live);
+    this.frames = new Frames(this.store, this.view, this.session, this.live); // records in once a frame, then drawn
     this.address = new Address(this.session, this.view); // the URL, kept up to date
+    // Older and newer pages over HTTP, and jumps (to a time, to a search result).
     this.history = new LogHistory({
       store: this.store,
       view: this.view,
@@ -56,6 +59,7 @@ export class Controller {
       setFollow: (on, reason) => this.setFollow(on, reason),
       saveUrl: () => this.address.save(),
     });
+    // The history search panel; a result jumps there.
     this.search = new Search(this.session, this.prefs, (target) => this.history.jumpTo(target));
     this.filterTimer = 0; // an applyFilter asked for by applyFilterSoon, not yet done
   }
