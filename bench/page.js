@@ -95,7 +95,7 @@
       times.push(performance.timeOrigin + ts);
       if (times.length % 10 === 0) nodes = Math.max(nodes, document.getElementsByTagName("*").length);
       if (now() - began >= ms) {
-        resolve({ times, began, ended: now(), nodes, from, to: log.scrollTop, follow: window.streamlog.state.follow });
+        resolve({ times, began, ended: now(), nodes, from, to: log.scrollTop, follow: window.streamlog.session.follow });
         return;
       }
       log.scrollTop = Math.max(0, log.scrollTop - step);

@@ -385,9 +385,9 @@ class Bench:
         )
         page.goto(f"{self.stack.url}/?process={name}")
         page.wait_for_function(
-            """() => window.streamlog && window.streamlog.state.connected
-                && window.streamlog.state.subs.size === 1
-                && [...window.streamlog.state.subs.values()][0].cursor !== null""",
+            """() => window.streamlog && window.streamlog.live.connected
+                && window.streamlog.session.subs.size === 1
+                && [...window.streamlog.session.subs.values()][0].cursor !== null""",
             timeout=30_000,
         )
         page.wait_for_selector("#log .row", timeout=30_000)  # the RUNNING marker
@@ -423,7 +423,7 @@ class Bench:
     ) -> Tuple[Stream, Window]:
         """Signal the child, follow its lines into the page until the last one is held."""
         stream = Stream(name, rate, count)
-        process = page.evaluate("[...window.streamlog.state.subs.keys()][0]")  # "name:name"
+        process = page.evaluate("[...window.streamlog.session.subs.keys()][0]")  # "name:name"
         busy = self.usage()
         page.evaluate("window.__bench.startFrames()")
         self.profile_start()
@@ -441,7 +441,7 @@ class Bench:
         self.profile_stop(window)
         latencies(stream, page.evaluate("window.__bench.take()"))
         stream.held = int(page.evaluate("(p) => window.__bench.held(p)", process))
-        stream.follow = bool(page.evaluate("window.streamlog.state.follow"))
+        stream.follow = bool(page.evaluate("window.streamlog.session.follow"))
         return stream, window
 
     def heap(self, cdp: Any) -> Dict[str, float]:

@@ -12,6 +12,8 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+import supervisor_streamlog
+
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 
@@ -389,7 +391,7 @@ def test_scrolling_up_reads_history_back_through_rotated_files(
         page.locator("#log").focus()
         page.keyboard.press("Home")
         page.wait_for_function(
-            "(n) => window.streamlog.store.lines.length > n || !window.streamlog.state.subs"
+            "(n) => window.streamlog.store.lines.length > n || !window.streamlog.session.subs"
             ".get('history:history').hasBefore",
             arg=held,
         )
@@ -578,6 +580,14 @@ def test_an_uncaptured_process_is_shown_from_its_supervisord_log(
 # ------------------------------------------------------------------ the page's own modules
 
 
+def test_every_module_of_the_page_is_preloaded() -> None:
+    """index.html names each module app.js imports: fetched at once, not level by level."""
+    static = Path(supervisor_streamlog.__file__).parent / "static"
+    html = (static / "index.html").read_text()
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/([\w.]+)">', html))
+    assert preloaded == {p.name for p in static.glob("*.js")} - {"app.js"}
+
+
 def test_page_modules_parse_ansi_and_order_lines(page: Page, sidecar: Supervisor) -> None:
     page.goto(sidecar.url + "/")
     result: Dict[str, Any] = page.evaluate(
@@ -625,6 +635,47 @@ def test_page_modules_parse_ansi_and_order_lines(page: Page, sidecar: Supervisor
     assert result["stepped"] == ["c1", "c2", "d1"]
     assert result["edge"] == [["start-rest", 0, 15, False]]
     assert result["micro"] == 1
+
+
+def test_page_modules_merge_history_pages_and_read_the_address(
+    page: Page, sidecar: Supervisor
+) -> None:
+    page.goto(sidecar.url + "/")
+    result: Dict[str, Any] = page.evaluate(
+        """async () => {
+            const { mergePages } = await import('/static/history.js');
+            const { readAddress } = await import('/static/address.js');
+            const at = (s) => ({time: `2026-01-01T00:00:${s}+00:00`, stream: 'stdout', text: s});
+            // Older pages of two processes: b's page reaches further back, so
+            // only its records from a's oldest on are kept (no hole in a).
+            const pages = [
+                {sub: 'a', page: {entries: [at('10'), at('20'), at('30')], has_before: true}},
+                {sub: 'b', page: {entries: [at('05'), at('25')], has_before: true}},
+            ];
+            const text = (merged) => merged.map(
+                ({sub, kept, all}) => [sub, kept.map(e => e.text), all]);
+            return {
+                merged: text(mergePages(pages, true, false)),
+                single: text(mergePages(pages.slice(1), true, true)),
+                address: readAddress('?process=a&process=b&q=x&re=1&at=T&retain=9'),
+                empty: readAddress(''),
+            };
+        }"""
+    )
+    assert result["merged"] == [["a", ["10", "20", "30"], True], ["b", ["25"], False]]
+    assert result["single"] == [["b", ["05", "25"], True]]
+    assert result["address"] == {
+        "processes": ["a", "b"],
+        "at": "T",
+        "filter": {"q": "x", "regex": True, "case": False},
+        "retain": 9,
+    }
+    assert result["empty"] == {
+        "processes": [],
+        "at": None,
+        "filter": {"q": "", "regex": False, "case": False},
+        "retain": 250000,
+    }
 
 
 # ------------------------------------------------------------------ scale
@@ -683,7 +734,7 @@ def test_a_merged_view_with_an_uncaptured_process_jumps_and_scrolls_back(
     # Scrolling back: older lines of both, still no gap and no duplicate.
     page.locator("#log").focus()
     page.keyboard.press("Home")
-    page.wait_for_function("() => window.streamlog.state.loading === null")
+    page.wait_for_function("() => window.streamlog.history.loading === null")
     assert numbers(page, "app:app")[0] == 0
     assert_contiguous(numbers(page, "app:app"))
     assert_contiguous(numbers(page, "plain:plain"))
@@ -708,7 +759,7 @@ def test_changing_the_view_while_lines_pour_in_never_duplicates(
     for name in ("b", "b", "b", "a"):  # add b, remove it, add it, remove a
         page.locator(f"#processes li[data-process='{name}:{name}'] .add").click()
         page.wait_for_function(
-            "(n) => [...window.streamlog.state.subs.values()].every(s => !s.waiting)"
+            "(n) => [...window.streamlog.session.subs.values()].every(s => !s.waiting)"
             " && window.streamlog.store.lines.length > n",
             arg=200,
         )
@@ -741,7 +792,7 @@ def test_a_history_answer_for_a_view_since_left_is_dropped(page: Page, sidecar: 
     with page.expect_response(lambda response: "/api/log/history" in response.url) as answered:
         held[0].continue_()
     assert answered.value.ok
-    page.wait_for_function("() => window.streamlog.state.loading === null")
+    page.wait_for_function("() => window.streamlog.history.loading === null")
     assert page.evaluate(
         "() => [...new Set(window.streamlog.store.lines.map(l => l.process))]"
     ) == ["hostile:hostile"]

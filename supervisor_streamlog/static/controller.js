@@ -1,0 +1,267 @@
+// The page's controller: it makes the parts, hands each the parts it needs,
+// and carries out what the reader asks (open processes, follow or pause,
+// filter, preferences). What used to be one page-wide `state` now lives with
+// its owner, every field declared and explained there:
+//   session.js  Session: subs, follow, pausedBy, unseen, filter, generation
+//   processes.js ProcessList: processes
+//   live.js     Connection: socket, connected, retry
+//   frames.js   Frames: inbox, scheduled, fallback, changed, anchorNeeded
+//   history.js  LogHistory: loading
+//   search.js   Search: current (was `search`)
+
+import { Address } from "./address.js";
+import { bindControls } from "./controls.js";
+import { $, press } from "./dom.js";
+import { downloadShown, renderDownloads } from "./downloads.js";
+import { Frames } from "./frames.js";
+import { LogHistory } from "./history.js";
+import { LineStore, makeMatcher } from "./lines.js";
+import { Connection, TAIL } from "./live.js";
+import { loadPrefs, nextTheme, nextTime, savePrefs } from "./prefs.js";
+import { ProcessList } from "./processes.js";
+import { Search } from "./search.js";
+import { Session, Sub } from "./session.js";
+import { notice, updateCounts } from "./status.js";
+import { LogView } from "./view.js";
+
+const NEAR = 600; // pixels from an edge at which more history is loaded
+
+export class Controller {
+  /** `asked`: what the address asked for at start (readAddress). */
+  constructor(asked) {
+    this.asked = asked; // processes, time, filter and retention from the URL
+    this.prefs = loadPrefs(); // the reader's preferences (prefs.js), saved on each change
+    this.store = new LineStore(asked.retain); // the lines held
+    this.view = new LogView($("log"), this.store); // their rows in view
+    this.session = new Session(asked.filter); // what is shown: shared by the parts below
+    // The process list on the left; its buttons open or add processes.
+    this.processes = new ProcessList(this.session, {
+      open: (names) => this.open(names),
+      toggle: (name) => this.toggle(name),
+    });
+    // The WebSocket: its records go to the frame loop, process states to the list.
+    this.live = new Connection(this.session, {
+      batch: (batch) => this.frames.push(batch),
+      opened: () => { this.processes.load().catch(() => {}); },
+      state: (message) => this.processes.update(message),
+      refused: (error) => notice(`The sidecar refused a request: ${error}`),
+    });
+    this.frames = new Frames(this.store, this.view, this.session, this.live); // records in once a frame, then drawn
+    this.address = new Address(this.session, this.view); // the URL, kept up to date
+    // Older and newer pages over HTTP, and jumps (to a time, to a search result).
+    this.history = new LogHistory({
+      store: this.store,
+      view: this.view,
+      session: this.session,
+      live: this.live,
+      frames: this.frames,
+      processes: this.processes,
+      setFollow: (on, reason) => this.setFollow(on, reason),
+      saveUrl: () => this.address.save(),
+    });
+    // The history search panel; a result jumps there.
+    this.search = new Search(this.session, this.prefs, (target) => this.history.jumpTo(target));
+    this.filterTimer = 0; // an applyFilter asked for by applyFilterSoon, not yet done
+  }
+
+  async start() {
+    bindControls(this);
+    this.applyPrefs();
+    this.store.setFilter(makeMatcher(this.session.filter), { stdout: this.prefs.stdout, stderr: this.prefs.stderr });
+    this.view.configure({ matcher: this.store.matcher });
+    try {
+      await this.processes.load();
+    } catch (error) {
+      notice(`Could not list processes: ${error.message}`);
+    }
+    const names = this.asked.processes.map((name) => this.processes.canonical(name));
+    if (names.length) this.open(names, this.asked.at ? { at: this.asked.at } : {});
+    else this.updateCounts();
+    this.live.connect();
+    setInterval(() => this.processes.tick(), 1000);
+  }
+
+  updateCounts() {
+    updateCounts(this.store, this.session);
+  }
+
+  applyPrefs() {
+    const { prefs, session } = this;
+    document.documentElement.dataset.theme = prefs.theme;
+    $("theme").textContent = `theme: ${prefs.theme}`;
+    $("time").textContent = `time: ${prefs.time}`;
+    press("wrap", prefs.wrap);
+    press("stdout", prefs.stdout);
+    press("stderr", prefs.stderr);
+    press("regex", session.filter.regex);
+    press("case", session.filter.case);
+    this.view.configure({ wrap: prefs.wrap, time: prefs.time, merged: session.subs.size > 1 });
+  }
+
+  // ---------------------------------------------------------------- opening
+
+  /** Show `names` (merged by time when several), live, or around `options.at`. */
+  open(names, options = {}) {
+    const session = this.session;
+    for (const sub of session.subs.values()) this.live.unsubscribe(sub);
+    session.generation++;
+    this.history.loading = null;
+    session.subs = new Map(names.map((name) => [name, new Sub(name)]));
+    this.store.clear();
+    session.unseen = 0;
+    this.setFollow(true, null);
+    this.search.close();
+    notice("");
+    $("title").textContent = names.length ? names.join(" + ") : "choose a process";
+    document.title = names.length ? `${names.join(" + ")} · streamlog` : "streamlog";
+    this.applyPrefs();
+    this.processes.render();
+    renderDownloads([...session.subs.keys()]);
+    if (options.at) this.history.jumpTo({ time: options.at });
+    else for (const sub of session.subs.values()) this.live.subscribe(sub, { tail: TAIL });
+    this.address.save();
+    this.frames.schedule();
+  }
+
+  /** Add a process to the view or remove it, staying at the time being read. */
+  toggle(name) {
+    const names = [...this.session.subs.keys()];
+    const next = names.includes(name) ? names.filter((n) => n !== name) : [...names, name];
+    const anchor = this.session.follow ? null : this.view.firstInView();
+    this.open(next, anchor && anchor.time ? { at: anchor.time } : {});
+  }
+
+  // ---------------------------------------------------------------- following
+
+  setFollow(on, reason) {
+    const session = this.session;
+    session.follow = on;
+    session.pausedBy = on ? null : reason;
+    if (on) session.unseen = 0;
+    this.updateCounts();
+  }
+
+  goLive() {
+    if (this.session.detached) { this.open([...this.session.subs.keys()]); return; }
+    this.setFollow(true, null);
+    this.view.scrollToBottom();
+    this.frames.draw();
+    this.address.save();
+  }
+
+  togglePause() {
+    if (this.session.follow) this.setFollow(false, "you");
+    else this.goLive();
+    this.address.save();
+  }
+
+  /** Go to the oldest line held, paused. */
+  goOldest() {
+    this.setFollow(false, "scroll");
+    this.view.scrollTo(0);
+    this.frames.draw();
+  }
+
+  onScroll() {
+    const { session, view } = this;
+    const s = view.scroller;
+    if (session.follow && !view.atBottom(view.lineHeight)) {
+      this.setFollow(false, "scroll"); // the scrollbar, a key, a touch: anything that moved up
+    } else if (!session.follow && session.pausedBy === "scroll" && view.atBottom(2) && !session.detached) {
+      this.setFollow(true, null); // scrolled back down to the newest line
+    }
+    if (s.scrollTop < NEAR) this.history.loadOlder();
+    if (s.scrollHeight - s.scrollTop - s.clientHeight < NEAR) this.history.loadNewer();
+    this.frames.draw();
+    this.address.saveSoon();
+  }
+
+  // ---------------------------------------------------------------- filter
+
+  applyFilter() {
+    const { session, view } = this;
+    let matcher = null;
+    try {
+      matcher = makeMatcher(session.filter);
+      $("filter").setCustomValidity("");
+      $("filter").removeAttribute("aria-invalid");
+    } catch (error) {
+      $("filter").setCustomValidity(error.message);
+      $("filter").setAttribute("aria-invalid", "true");
+      $("filter").title = error.message;
+      return;
+    }
+    $("filter").title = "";
+    const anchor = session.follow ? null : view.anchor();
+    this.store.setFilter(matcher, { stdout: this.prefs.stdout, stderr: this.prefs.stderr });
+    view.configure({ matcher });
+    if (session.follow) view.scrollToBottom();
+    else if (anchor) view.scrollToNearest(anchor); // stay where the reader was
+    this.frames.draw();
+    this.updateCounts();
+    this.address.saveSoon();
+  }
+
+  applyFilterSoon() {
+    clearTimeout(this.filterTimer);
+    this.filterTimer = setTimeout(() => this.applyFilter(), 120);
+  }
+
+  /** The filter box's text changed (applied once typing pauses). */
+  filterText(q) {
+    this.session.filter.q = q;
+    this.applyFilterSoon();
+  }
+
+  /** Escape in the filter box: no filter. */
+  clearFilter() {
+    this.session.filter.q = "";
+    this.applyFilter();
+  }
+
+  /** Turn the filter's "regex" or "case" option on or off. */
+  toggleFilterOption(option) {
+    this.session.filter[option] = !this.session.filter[option];
+    press(option, this.session.filter[option]);
+    this.applyFilter();
+  }
+
+  // ---------------------------------------------------------------- preferences
+
+  toggleStream(stream) {
+    this.prefs[stream] = !this.prefs[stream];
+    savePrefs(this.prefs);
+    press(stream, this.prefs[stream]);
+    this.applyFilter();
+  }
+
+  cycleTime() {
+    this.prefs.time = nextTime(this.prefs.time);
+    savePrefs(this.prefs);
+    this.applyPrefs();
+    this.frames.draw();
+  }
+
+  cycleTheme() {
+    this.prefs.theme = nextTheme(this.prefs.theme);
+    savePrefs(this.prefs);
+    this.applyPrefs();
+    this.frames.draw();
+  }
+
+  toggleWrap() {
+    const anchor = this.view.anchor();
+    this.prefs.wrap = !this.prefs.wrap;
+    savePrefs(this.prefs);
+    this.applyPrefs();
+    this.view.render([], false);
+    if (this.session.follow) this.view.scrollToBottom(); else this.view.restore(anchor);
+    this.frames.draw();
+  }
+
+  // ---------------------------------------------------------------- downloads
+
+  downloadShown() {
+    downloadShown(this.store, [...this.session.subs.keys()], this.prefs.time === "utc");
+  }
+}

@@ -1,0 +1,127 @@
+// The process list on the left: what supervisord runs (from /api/processes
+// and the live "state" messages), each with its state, pid and uptime, and
+// buttons to open it alone or add it to the view.
+
+import { api } from "./api.js";
+import { $ } from "./dom.js";
+
+function uptime(info) {
+  if (info.state !== "RUNNING" || !info.start) return "";
+  let s = Math.max(0, Math.floor(Date.now() / 1000 - info.start));
+  const d = Math.floor(s / 86400);
+  s -= d * 86400;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const clock = `${String(h).padStart(2, "0")}:${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+  return d ? `${d}d ${clock}` : clock;
+}
+
+function describe(info) {
+  const parts = [];
+  if (info.pid) parts.push(`pid ${info.pid}`);
+  const up = uptime(info);
+  if (up) parts.push(`up ${up}`);
+  if (info.state === "EXITED" || info.state === "BACKOFF" || info.state === "FATAL") {
+    parts.push(`exit ${info.exitstatus}`);
+  }
+  if (!info.captured) parts.push("not captured");
+  return parts.join(" · ");
+}
+
+export class ProcessList {
+  /**
+   * `session`: read for which processes are open. `open(names)` shows those
+   * processes alone; `toggle(name)` adds one to the view or removes it.
+   */
+  constructor(session, { open, toggle }) {
+    this.session = session;
+    this.open = open;
+    this.toggle = toggle;
+    this.processes = new Map(); // name -> info from /api/processes and state messages
+  }
+
+  async load() {
+    const { processes } = await api("/api/processes");
+    this.processes = new Map(processes.map((p) => [p.name, p]));
+    this.render();
+  }
+
+  /** A live "state" message: one process changed, appeared or went. */
+  update(message) {
+    const info = this.processes.get(message.process);
+    if (message.state === "REMOVED") this.processes.delete(message.process);
+    else if (info) Object.assign(info, message);
+    else this.load().catch(() => {});
+    this.render();
+  }
+
+  /** The name supervisord knows a process by: "app" is "app:app" when that exists. */
+  canonical(name) {
+    if (this.processes.has(name) || name.includes(":")) return name;
+    return this.processes.has(`${name}:${name}`) ? `${name}:${name}` : name;
+  }
+
+  /** Whether a process is shown from supervisord's own files (no times to seek by). */
+  untimed(sub) {
+    const info = this.processes.get(sub.name);
+    return sub.uncaptured || Boolean(info && info.uncaptured);
+  }
+
+  render() {
+    // Rebuilt on every state change: keep the keyboard focus where it was.
+    const subs = this.session.subs;
+    const focused = document.activeElement;
+    const inList = focused && $("processes").contains(focused);
+    const refocus = inList ? [focused.closest("li").dataset.process, focused.className] : null;
+    const needle = $("process-filter").value.trim().toLowerCase();
+    const items = [];
+    for (const info of this.processes.values()) {
+      if (needle && !info.name.toLowerCase().includes(needle) && !info.state.toLowerCase().includes(needle)) continue;
+      const li = document.createElement("li");
+      li.dataset.process = info.name;
+      li.className = info.captured ? "" : "uncaptured";
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "open";
+      open.setAttribute("aria-pressed", String(subs.has(info.name)));
+      open.title = `Open ${info.name}`;
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = info.name;
+      const badge = document.createElement("span");
+      badge.className = `state s-${info.state.toLowerCase()}`;
+      badge.textContent = info.state;
+      const detail = document.createElement("span");
+      detail.className = "detail";
+      detail.textContent = describe(info);
+      open.append(name, badge, detail);
+      open.addEventListener("click", (event) => {
+        if (event.ctrlKey || event.metaKey || event.shiftKey) this.toggle(info.name);
+        else this.open([info.name]);
+      });
+      const add = document.createElement("button");
+      add.type = "button";
+      add.className = "add";
+      add.textContent = subs.has(info.name) ? "−" : "+";
+      add.setAttribute("aria-label", `${subs.has(info.name) ? "Remove" : "Add"} ${info.name} ${subs.has(info.name) ? "from" : "to"} the view`);
+      add.addEventListener("click", () => this.toggle(info.name));
+      li.append(open, add);
+      items.push(li);
+    }
+    $("processes").replaceChildren(...items);
+    if (refocus) {
+      const li = [...$("processes").children].find((item) => item.dataset.process === refocus[0]);
+      const button = li && li.querySelector(`button.${refocus[1]}`);
+      if (button) button.focus();
+    }
+  }
+
+  /** Once a second: the uptimes of the running processes. */
+  tick() {
+    for (const li of $("processes").children) {
+      const info = this.processes.get(li.dataset.process);
+      const detail = li.querySelector(".detail");
+      if (info && detail && info.state === "RUNNING") detail.textContent = describe(info);
+    }
+  }
+}

@@ -1,0 +1,37 @@
+// The status line: the connection indicator, the notice above the log, and
+// the counts bar below it (lines held and shown, paused, new lines waiting).
+
+import { $, press } from "./dom.js";
+
+const numberFormat = new Intl.NumberFormat(); // one formatter: toLocaleString makes one per call
+
+/** The connection indicator: `kind` is "connecting", "live", "down" or "auth". */
+export function setConnection(text, kind) {
+  const element = $("connection");
+  element.textContent = text;
+  element.dataset.state = kind;
+}
+
+/** A notice above the log; "" hides it. */
+export function notice(text) {
+  $("notice").textContent = text || "";
+  $("notice").hidden = !text;
+}
+
+/** The counts bar and the pause button, from what the store holds and the session. */
+export function updateCounts(store, session) {
+  const held = store.lines.length;
+  const shown = store.shown.length;
+  let text = `${numberFormat.format(held)} lines`;
+  if (shown !== held) text += ` · ${numberFormat.format(shown)} shown`;
+  if (!session.follow) text += " · paused";
+  $("counts").textContent = text;
+  const detached = session.detached;
+  const button = $("new-lines");
+  button.hidden = session.follow || (!detached && session.unseen === 0);
+  button.textContent = detached
+    ? "newer lines below — jump to live ↓"
+    : `${numberFormat.format(session.unseen)} new line${session.unseen === 1 ? "" : "s"} ↓`;
+  press("pause", !session.follow);
+  $("pause").textContent = session.follow ? "pause" : "resume";
+}
