@@ -51,6 +51,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
+CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
+
 RSYSLOGD = "/usr/sbin/rsyslogd"
 MODULES = "/usr/lib/x86_64-linux-gnu/rsyslog"
 
@@ -179,7 +182,8 @@ class Certs:
 
 
 def make_ca(directory: Path, name: str = "test", hosts: Tuple[str, ...] = ("127.0.0.1",)) -> Certs:
-    """A CA and a server certificate it signed for ``hosts`` (IP addresses or names)."""
+    """A CA and a certificate it signed for ``hosts`` (IP addresses or names), good
+    for a server and for a client."""
     import ipaddress
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -230,7 +234,13 @@ def make_ca(directory: Path, name: str = "test", hosts: Tuple[str, ...] = ("127.
         .not_valid_after(valid[1])
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            # a server's, and a client's for imrelp's TLS (it asks the client for one)
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
         )
@@ -253,10 +263,11 @@ def make_ca(directory: Path, name: str = "test", hosts: Tuple[str, ...] = ("127.
 class Rsyslog:
     """An rsyslogd in ``directory`` with the inputs asked for, each on its own port.
 
-    ``relp``: imrelp; ``tcp``: imtcp (octet-counted or newline framing, as
-    rsyslog detects); ``tls``: imtcp with gtls, server certificate from
-    ``certs`` (made with :func:`make_ca` when None).  Ports stay the same
-    across :meth:`restart`.
+    ``relp``: imrelp, with TLS when ``relp_tls`` (imrelp then wants a client
+    certificate signed by the CA: ``tls.authMode="certvalid"``); ``tcp``: imtcp
+    (octet-counted or newline framing, as rsyslog detects); ``tls``: imtcp with
+    gtls.  Certificates from ``certs`` (made with :func:`make_ca` when None).
+    Ports stay the same across :meth:`restart`.
     """
 
     def __init__(
@@ -267,6 +278,7 @@ class Rsyslog:
         tls: bool = False,
         certs: Optional[Certs] = None,
         escape_control: bool = False,
+        relp_tls: bool = False,
         start_timeout: float = 20.0,
     ) -> None:
         self.directory = directory
@@ -283,7 +295,10 @@ class Rsyslog:
         self.relp_port = free_port() if relp else None
         self.tcp_port = free_port() if tcp else None
         self.tls_port = free_port() if tls else None
-        self.certs = certs if certs is not None or not tls else make_ca(directory / "pki")
+        self.relp_tls = relp_tls
+        if certs is None and (tls or relp_tls):
+            certs = make_ca(directory / "pki")
+        self.certs = certs
         self.process: Optional[subprocess.Popen[bytes]] = None
         self._write_conf()
 
@@ -302,9 +317,16 @@ class Rsyslog:
         ]
         if self.relp_port is not None:
             lines.append('module(load="imrelp")')
+            tls = ""
+            if self.relp_tls:
+                assert self.certs is not None
+                tls = (
+                    f'\n      tls="on" tls.authMode="certvalid" tls.caCert="{self.certs.ca}"'
+                    f' tls.myCert="{self.certs.cert}" tls.myPrivKey="{self.certs.key}"'
+                )
             lines.append(
                 f'input(type="imrelp" address="127.0.0.1" port="{self.relp_port}"'
-                ' maxDataSize="64k" ruleset="streamlog")'
+                f' maxDataSize="64k" ruleset="streamlog"{tls})'
             )
         if self.tcp_port is not None or self.tls_port is not None:
             lines.append('module(load="imtcp" maxSessions="100")')

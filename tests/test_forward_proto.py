@@ -597,6 +597,57 @@ def test_killed_rsyslog_raises_and_a_new_client_delivers_after_restart(tmp_path:
 
 
 @need_rsyslog
+def test_killed_rsyslog_makes_the_octet_sender_raise(tmp_path: Path) -> None:
+    """No acknowledgement, but a dead receiver is still an error, not a hang."""
+    with Rsyslog(tmp_path, relp=False, tcp=True) as rsyslog:
+        _, _, messages = numbered("octet-outage", 200_000)
+        killed_at: List[float] = []
+
+        def on_sent(count: int) -> None:
+            if not killed_at:
+                rsyslog.kill()
+                killed_at.append(time.monotonic())
+
+        async def flood() -> int:
+            sender = StreamSender("127.0.0.1", rsyslog.tcp_port or 0, timeout=10)
+            await sender.connect()
+            try:
+                sent = await sender.send(messages, on_sent)
+                return sent + await sender.send(messages)  # a second batch, if the first fit
+            finally:
+                await sender.close()
+
+        with pytest.raises(SendError, match="sending to 127.0.0.1:.*(reset|Broken pipe|closed)"):
+            run(flood(), timeout=60)
+        assert killed_at and time.monotonic() - killed_at[0] < 10
+
+
+@need_rsyslog
+def test_relp_over_tls(tmp_path: Path) -> None:
+    """RelpClient takes an SSLContext: rsyslog's imrelp with tls="on" (which asks
+    for a client certificate)."""
+    origin, entries, messages = numbered("relp-tls", 1000)
+    with Rsyslog(tmp_path, relp=True, relp_tls=True) as rsyslog:
+        certs = rsyslog.certs
+        assert certs is not None
+
+        async def deliver(context: ssl.SSLContext) -> int:
+            client = RelpClient("127.0.0.1", rsyslog.relp_port or 0, context, timeout=10)
+            await client.connect()
+            try:
+                return await client.send(messages)
+            finally:
+                await client.close()
+
+        with_cert = tls_context(str(certs.ca), str(certs.cert), str(certs.key))
+        assert run(deliver(with_cert)) == len(messages)
+        for received, item in zip(rsyslog.wait_for(len(messages)), entries):
+            check_fields(received, origin, item)
+        with pytest.raises(RelpError, match="closed .* while opening .* client certificate"):
+            run(deliver(tls_context(str(certs.ca))))
+
+
+@need_rsyslog
 def test_connecting_to_nothing_is_a_clear_error() -> None:
     from .rsyslog import free_port
 

@@ -43,6 +43,12 @@ MAX_RESPONSE = 64 * 1024
 _WRITE_CHUNK = 256 * 1024
 _HEADER = re.compile(rb"(\d{1,9}) ([A-Za-z]{1,32}) (\d{1,9})([ \n])")
 _HEADER_MAX = 9 + 1 + 32 + 1 + 9 + 1
+# Nearly every frame a server sends is a plain acknowledgement: a run of them
+# is cut with one regex scan and one split instead of a match per frame.
+_OK = b" rsp 6 200 OK\n"
+_OKS = re.compile(rb"(?:\d{1,9} rsp 6 200 OK\n)+")
+_OK_DATA = b"200 OK"
+_RSP = b"rsp"
 
 Frame = Tuple[int, bytes, bytes]  # (txnr, command, data)
 
@@ -65,6 +71,13 @@ class FrameParser:
         pos = 0
         size = len(buffer)
         while pos < size:
+            run = _OKS.match(buffer, pos)
+            if run is not None:
+                frames.extend(
+                    (int(txnr), _RSP, _OK_DATA) for txnr in buffer[pos : run.end()].split(_OK)[:-1]
+                )
+                pos = run.end()
+                continue
             match = _HEADER.match(buffer, pos)
             if match is None:
                 rest = bytes(buffer[pos : pos + _HEADER_MAX])
@@ -180,8 +193,14 @@ class RelpClient:
             commands = self.server_offers.get("commands", "").split(",")
             if "syslog" not in commands:
                 raise RelpError(f"{self._where()} does not accept syslog messages: {_text(data)}")
-        except RelpError:
+        except RelpError as exc:
             await self._drop()
+            if "closed by the receiver" in str(exc) and self.ssl_context is not None:
+                # imrelp with TLS hangs up after the handshake on a missing or
+                # refused client certificate: say where it happened
+                raise RelpError(
+                    f"{exc} while opening the session (does it want a client certificate?)"
+                ) from exc
             raise
 
     async def _responses(self, wanted: int) -> List[Frame]:
@@ -245,9 +264,11 @@ class RelpClient:
             if sent < total and len(pending) < self.window:
                 parts = []
                 size = 0
-                while sent < total and len(pending) < self.window and size < _WRITE_CHUNK:
+                room = min(total, sent + self.window - len(pending))
+                txnr = self._txnr
+                while sent < room and size < _WRITE_CHUNK:
                     message = messages[sent]
-                    txnr = self._next_txnr()
+                    txnr = txnr + 1 if txnr < MAX_TXNR else 1
                     if message:
                         parts.append(b"%d syslog %d " % (txnr, len(message)))
                         parts.append(message)
@@ -257,6 +278,7 @@ class RelpClient:
                     pending.append(txnr)
                     size += len(message)
                     sent += 1
+                self._txnr = txnr
                 try:
                     writer.write(b"".join(parts))
                     await asyncio.wait_for(writer.drain(), self.timeout)
