@@ -311,8 +311,12 @@ class Rsyslog:
             f'global(workDirectory="{self.workdir}" maxMessageSize="64k" net.enableDNS="off"',
             f'       parser.escapeControlCharactersOnReceive="{escape}")',
             # streamlog's messages only; rsyslog's own go to a file of their own
-            f'ruleset(name="streamlog") {{ action(type="omfile" file="{self.output}"'
-            ' template="streamlog_json") }',
+            # queue.type="Direct": the input runs the action itself, so a message
+            # is in the output file before imrelp acknowledges it (with a queue in
+            # memory, a SIGKILL loses messages already acknowledged)
+            'ruleset(name="streamlog" queue.type="Direct") {',
+            f'    action(type="omfile" file="{self.output}" template="streamlog_json")',
+            "}",
             f'action(type="omfile" file="{self.internal}")',
         ]
         if self.relp_port is not None:

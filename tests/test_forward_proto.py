@@ -568,7 +568,7 @@ def test_killed_rsyslog_raises_and_a_new_client_delivers_after_restart(tmp_path:
             finally:
                 await client.close()
 
-        with pytest.raises(RelpError, match="closed by the receiver|reset|Broken pipe"):
+        with pytest.raises(RelpError, match="closed by the receiver|connection lost"):
             run(flood(), timeout=60)
         assert killed_at, "rsyslog was never killed"
         assert time.monotonic() - killed_at[0] < 10  # raised, did not hang
@@ -617,7 +617,7 @@ def test_killed_rsyslog_makes_the_octet_sender_raise(tmp_path: Path) -> None:
             finally:
                 await sender.close()
 
-        with pytest.raises(SendError, match="sending to 127.0.0.1:.*(reset|Broken pipe|closed)"):
+        with pytest.raises(SendError, match="sending to 127.0.0.1:.*: connection lost"):
             run(flood(), timeout=60)
         assert killed_at and time.monotonic() - killed_at[0] < 10
 

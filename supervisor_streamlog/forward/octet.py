@@ -42,6 +42,11 @@ def describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, asyncio.IncompleteReadError):
         return "connection closed by the receiver"
+    if isinstance(exc, ConnectionError):  # reset, broken pipe, or asyncio's "Connection lost"
+        detail = exc.strerror or str(exc)
+        if detail.lower() in ("", "connection lost"):
+            return "connection lost"
+        return f"connection lost ({detail})"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
