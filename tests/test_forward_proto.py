@@ -359,6 +359,43 @@ def test_relp_refusal_silence_and_serverclose_raise() -> None:
     assert time.monotonic() - started < 20
 
 
+def test_a_cancelled_send_drops_the_session() -> None:
+    """Answers to what was in flight would confuse the next send: reconnect instead."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer_open(reader, writer)
+        await reader.read()
+
+    async def attempt() -> None:
+        server, port = await fake_server(silent)
+        try:
+            client = RelpClient("127.0.0.1", port, timeout=30)
+            await client.connect()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.send([b"one"]), 0.2)
+            assert not client.connected
+            with pytest.raises(RelpError, match="not connected"):
+                await client.send([b"two"])
+            await client.close()
+            sender = StreamSender("127.0.0.1", port, timeout=30)
+            await sender.connect()
+            assert sender.connected
+
+            def broken(count: int) -> None:
+                raise ZeroDivisionError(count)
+
+            with pytest.raises(ZeroDivisionError):
+                await sender.send([b"one"], broken)
+            assert not sender.connected
+            with pytest.raises(SendError, match="not connected"):
+                await sender.send([b"two"])
+            await sender.close()
+        finally:
+            server.close()
+
+    run(attempt(), timeout=30)
+
+
 # ------------------------------------------------------ against real rsyslog
 
 need_rsyslog = pytest.mark.skipif(

@@ -122,7 +122,8 @@ class StreamSender:
         Returns how many were sent.  ``on_acked(n)`` is called as the first
         ``n`` of them are handed over (as with ``RelpClient.send``).  A closed
         or reset connection, or a receiver that stops reading for ``timeout``
-        seconds, raises :class:`SendError` and drops the connection.
+        seconds, raises :class:`SendError` and drops the connection; so does
+        any other exception (cancellation, ``on_acked`` raising): reconnect.
         """
         writer, reader = self._writer, self._reader
         if writer is None or reader is None:
@@ -148,11 +149,16 @@ class StreamSender:
                 if on_acked is not None:
                     on_acked(done)
         except (OSError, asyncio.TimeoutError) as exc:
-            await self._drop()
+            self._drop()
             raise SendError(f"sending to {self.host}:{self.port}: {describe(exc)}") from exc
+        except BaseException:
+            # cancelled (or on_acked raised) with a frame maybe half written:
+            # the connection cannot carry another message
+            self._drop()
+            raise
         return done
 
-    async def _drop(self) -> None:
+    def _drop(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.transport.abort()
