@@ -1,5 +1,11 @@
 """The forwarder's protocol layer: RFC 5424 messages, the URLs, and RELP / octet-counted
-TCP / TLS against a real rsyslogd (tests/rsyslog.py)."""
+TCP / TLS against a real rsyslogd (tests/rsyslog.py).
+
+Long (about 700 lines) because it is the one test module of the layer: the
+message tables, the URL tables, RELP against small fake servers (refusal,
+silence, serverclose, cancellation), and the real-rsyslog runs (10 000 in
+order, hostile bytes, TLS with a good and a wrong CA, SIGKILL and restart).
+"""
 
 from __future__ import annotations
 

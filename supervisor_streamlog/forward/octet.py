@@ -14,6 +14,10 @@ buffers when the receiver dies are lost without anyone knowing.  RELP
 (:mod:`.relp`) is the acknowledged choice; use this one for receivers that do
 not speak RELP.
 
+The receiver must accept the longest record (``max_line_length`` plus about
+300 bytes): rsyslog's imtcp with its default ``maxMessageSize`` of 8k cuts a
+longer message in two, the rest arriving as a message of its own.
+
 :class:`SendError` is the one error both senders raise for "not delivered,
 reconnect and send again from the last delivered record".
 """

@@ -17,8 +17,8 @@ One record becomes one message::
   character, and ``%``, is written as ``%XX`` per UTF-8 byte (as in the file
   names), so ``my app`` is sent as ``my%20app`` and can be decoded back with
   ``urllib.parse.unquote``; a longer name is cut (never inside a ``%XX``).
-- PROCID: the pid (for a status record, the ``pid=`` in its text first),
-  ``-`` when unknown.
+- PROCID: for a status record the ``pid=`` in its text; else the ``pid``
+  given, else the record's own (JSON format); ``-`` when none is known.
 - MSGID: ``stdout``, ``stderr`` or ``status``.
 - STRUCTURED-DATA: one element ``streamlog@32473`` with group, stream, the
   record's ``offset`` and ``end`` in the process's log and the log ``file``
