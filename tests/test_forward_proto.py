@@ -15,8 +15,11 @@ import ssl
 import time
 from pathlib import Path
 from typing import Awaitable, Callable, Iterator, List, Optional, Tuple, TypeVar
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supervisor_streamlog.forward import syslog
 from supervisor_streamlog.forward.destinations import (
@@ -180,6 +183,8 @@ def test_hostile_group_and_file_names_are_escaped_in_structured_data() -> None:
         ("", "-"),
         ("x" * 60, "x" * 48),
         ("x" * 46 + "é", "x" * 46),  # never half a %XX
+        ("x" * 40 + "\U00010000", "x" * 40),  # nor part of a character's %XX%XX%XX%XX
+        ("a\udcff\ud800", "a%FF%ED%A0%80"),  # undecodable bytes of a name
         ("x" * 47 + " ", "x" * 47),
     ],
 )
@@ -187,6 +192,38 @@ def test_app_name_is_printable_ascii_at_most_48(name: str, expected: str) -> Non
     got = message(Origin("host", "g", name, "f.log"), entry(), 1)
     assert got.split(b" ")[3].decode() == expected
     assert SYSLOG.match(got)
+
+
+SURROGATES_TOO = st.characters(exclude_categories=())  # undecodable bytes of names
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    host=st.text(max_size=300),
+    group=st.text(SURROGATES_TOO, max_size=60),  # surrogates included
+    name=st.text(SURROGATES_TOO, max_size=80),
+    file=st.text(SURROGATES_TOO, max_size=60),
+    data=st.binary(max_size=200),
+    stream=st.sampled_from(["stdout", "stderr", "status"]),
+    partial=st.booleans(),
+)
+def test_any_names_and_bytes_make_a_well_formed_message(
+    host: str, group: str, name: str, file: str, data: bytes, stream: str, partial: bool
+) -> None:
+    """Hostile names cannot break the header or the structured data, and come back."""
+    got = message(Origin(host, group, name, file), entry(data, stream, partial), 42)
+    match = SYSLOG.match(got)
+    assert match, got
+    assert match.group(3).decode() == syslog.header_name(host, syslog.HOSTNAME_MAX)
+    assert match.group(4).decode() == syslog.header_name(name, syslog.APP_NAME_MAX)
+    sd = parse_sd(match.group(7))
+    for key, value in (("group", group), ("file", file)):
+        assert sd[key] == value.encode("utf-8", "backslashreplace").decode("utf-8")
+    assert (match.group(8) or b"") == data
+    if name and not any(0xD800 <= ord(char) <= 0xDFFF for char in name):
+        # reversible, up to the cut at 48 (an empty name is the NILVALUE "-")
+        back = unquote(match.group(4).decode())
+        assert back == name[: len(back)]
 
 
 def test_hostname_is_printable_ascii_at_most_255() -> None:

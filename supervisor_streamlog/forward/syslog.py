@@ -16,7 +16,7 @@ One record becomes one message::
   US-ASCII (``!`` to ``~``) there, at most 255 and 48 characters.  Every other
   character, and ``%``, is written as ``%XX`` per UTF-8 byte (as in the file
   names), so ``my app`` is sent as ``my%20app`` and can be decoded back with
-  ``urllib.parse.unquote``; a longer name is cut (never inside a ``%XX``).
+  ``urllib.parse.unquote``; a longer name is cut at a whole character.
 - PROCID: for a status record the ``pid=`` in its text; else the ``pid``
   given, else the record's own (JSON format); ``-`` when none is known.
 - MSGID: ``stdout``, ``stderr`` or ``status``.
@@ -94,22 +94,27 @@ class Severities:
 def header_name(value: str, limit: int) -> str:
     """``value`` as a HOSTNAME or APP-NAME: printable US-ASCII, at most ``limit`` long.
 
-    Other characters (and ``%``) become ``%XX`` per UTF-8 byte; an empty
-    value is the NILVALUE ``-``.
+    Other characters (and ``%``) become ``%XX`` per UTF-8 byte (an
+    undecodable byte of a name, held as a lone surrogate, as that byte); a
+    longer value is cut before the first character that does not fit whole;
+    an empty value is the NILVALUE ``-``.
     """
     out = []
+    size = 0
     for char in value:
         if char in _PRINTUSASCII:
-            out.append(char)
+            piece = char
         else:
-            out.extend(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogateescape"))
-    text = "".join(out)
-    if len(text) > limit:
-        text = text[:limit]
-        cut = text.rfind("%", limit - 2)
-        if cut >= 0:  # do not leave half a %XX at the end
-            text = text[:cut]
-    return text or NIL
+            try:
+                raw = char.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a surrogate that stands for no byte
+                raw = char.encode("utf-8", "surrogatepass")
+            piece = "".join(f"%{byte:02X}" for byte in raw)
+        size += len(piece)
+        if size > limit:
+            break
+        out.append(piece)
+    return "".join(out) or NIL
 
 
 def sd_escape(value: str) -> str:
