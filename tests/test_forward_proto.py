@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, Iterator, List, Optional, Tuple, TypeVar
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor_streamlog.forward import syslog
@@ -197,7 +197,7 @@ def test_app_name_is_printable_ascii_at_most_48(name: str, expected: str) -> Non
 SURROGATES_TOO = st.characters(exclude_categories=())  # undecodable bytes of names
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     host=st.text(max_size=300),
     group=st.text(SURROGATES_TOO, max_size=60),  # surrogates included
