@@ -217,6 +217,11 @@ def encoder(
     return Encoder(origin, severities, facility)
 
 
+# The last encoder message() used: a batch is usually of one process, so the
+# same Origin object comes again and again (identity is cheaper than a hash).
+_last: Tuple[object, object, int, Optional[Encoder]] = (None, None, -1, None)
+
+
 def message(
     origin: Origin,
     entry: Entry,
@@ -225,4 +230,11 @@ def message(
     facility: int = FACILITY_USER,
 ) -> bytes:
     """The RFC 5424 message for ``entry`` of ``origin`` (see the module docstring)."""
-    return encoder(origin, severities, facility).encode(entry, pid)
+    global _last
+    last_origin, last_severities, last_facility, last = _last
+    if last is None or not (
+        origin is last_origin and severities is last_severities and facility == last_facility
+    ):
+        last = encoder(origin, severities, facility)
+        _last = (origin, severities, facility, last)
+    return last.encode(entry, pid)
