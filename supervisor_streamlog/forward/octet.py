@@ -36,6 +36,11 @@ class SendError(Exception):
     """A message was perhaps not delivered: reconnect, then re-send from the last one that was."""
 
 
+def address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def describe(exc: BaseException) -> str:
     """A one-line reason for a socket or TLS failure."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -75,7 +80,7 @@ async def open_stream(
             timeout,
         )
     except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
-        raise error(f"cannot connect to {host}:{port}: {describe(exc)}") from exc
+        raise error(f"cannot connect to {address(host, port)}: {describe(exc)}") from exc
 
 
 async def close_stream(writer: Optional[asyncio.StreamWriter], timeout: float = 5.0) -> None:
@@ -131,7 +136,7 @@ class StreamSender:
         """
         writer, reader = self._writer, self._reader
         if writer is None or reader is None:
-            raise SendError(f"not connected to {self.host}:{self.port}")
+            raise SendError(f"not connected to {address(self.host, self.port)}")
         done = 0
         try:
             # The receiver never writes: EOF means it closed the connection.
@@ -154,7 +159,7 @@ class StreamSender:
                     on_acked(done)
         except (OSError, asyncio.TimeoutError) as exc:
             self._drop()
-            raise SendError(f"sending to {self.host}:{self.port}: {describe(exc)}") from exc
+            raise SendError(f"sending to {address(self.host, self.port)}: {describe(exc)}") from exc
         except BaseException:
             # cancelled (or on_acked raised) with a frame maybe half written:
             # the connection cannot carry another message

@@ -39,11 +39,11 @@ from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 from .. import __version__
-from .octet import SendError, close_stream, describe, open_stream
+from .octet import SendError, address, close_stream, describe, open_stream
 
 RELP_VERSION = 0
 MAX_TXNR = 999_999_999
-SOFTWARE = f"supervisor-streamlog,{__version__},https://pypi.org/project/supervisor-streamlog/"
+SOFTWARE = f"supervisor-streamlog,{__version__}"
 # A response is a few bytes ("200 OK"; the open answer a few hundred):
 # anything bigger than this is not a RELP server talking.
 MAX_RESPONSE = 64 * 1024
@@ -175,7 +175,7 @@ class RelpClient:
         return self._txnr
 
     def _where(self) -> str:
-        return f"relp://{self.host}:{self.port}"
+        return f"relp://{address(self.host, self.port)}"
 
     async def connect(self) -> None:
         """Connect and open a session (again: an earlier one is dropped first)."""
