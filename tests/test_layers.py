@@ -52,6 +52,12 @@ ORDER = [
     "sidecar.processes",
     "sidecar.handlers",
     "sidecar.server",
+    # the forwarder: files in, RFC 5424 messages to a log engine out
+    "forward",
+    "forward.syslog",
+    "forward.octet",
+    "forward.relp",
+    "forward.destinations",
     # commands and the entry points named in users' supervisord.conf
     "plugin",
     "ctlplugin",
