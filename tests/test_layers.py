@@ -52,6 +52,10 @@ ORDER = [
     "sidecar.processes",
     "sidecar.handlers",
     "sidecar.server",
+    # the forwarder: files in, syslog receivers out
+    "forward",
+    "forward.state",
+    "forward.forwarder",
     # commands and the entry points named in users' supervisord.conf
     "plugin",
     "ctlplugin",
