@@ -1,4 +1,4 @@
-"""The ``supervisor-streamlog`` command: ``listen``, ``serve``, ``check`` and ``tail``.
+"""The ``supervisor-streamlog`` command: ``listen``, ``serve``, ``forward``, ``check``, ``tail``.
 
 Parsing builds a namespace in :func:`build_parser` (testable on its own);
 :func:`main` only dispatches.
@@ -58,6 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="FILE",
         help="file with the [streamlog] section (e.g. supervisord.conf)",
+    )
+
+    forward = sub.add_parser(
+        "forward",
+        help="send every record to syslog receivers (RELP, TCP, TLS), resumably",
+        description="Read the [streamlog] files and deliver every record to the receivers "
+        "listed in forward = ... (relp://host:port, tcp://host:port, tls://host:port), "
+        "keeping per destination the offset of the last acknowledged record.",
+        epilog="example: forward = relp://logs.example:2514 in [streamlog], then run "
+        "supervisor-streamlog forward -c /etc/supervisor/supervisord.conf as a [program:]",
+    )
+    forward.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="file with the [streamlog] section (e.g. supervisord.conf)",
+    )
+    forward.add_argument(
+        "--status",
+        action="store_true",
+        help="print how far behind each destination is, and exit (1 if behind)",
     )
 
     check = sub.add_parser(
@@ -128,6 +150,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .capture.listener import run
 
         return run(Capture(config))
+    if args.command == "forward":
+        from .forward.forwarder import run as forward_run
+        from .forward.forwarder import status as forward_status
+
+        if args.status:
+            return forward_status(config, sys.stdout)
+        return forward_run(config)
     if args.command == "serve":
         from .sidecar.server import run as serve_run
 

@@ -21,6 +21,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 from supervisor.datatypes import byte_size
 
@@ -122,6 +123,47 @@ def _seconds(value: str) -> float:
     return result
 
 
+_FORWARD_SCHEMES = ("relp", "tcp", "tls")
+_SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+def _destinations(value: str) -> str:
+    """Whitespace-separated ``relp://host:port`` / ``tcp://`` / ``tls://`` URLs."""
+    expected = (
+        "whitespace-separated relp://host:port, tcp://host:port or tls://host:port URLs "
+        "(IPv6 hosts in brackets)"
+    )
+    urls = value.split()
+    for url in urls:
+        parsed = urlsplit(url)
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if (
+            parsed.scheme not in _FORWARD_SCHEMES
+            or not parsed.hostname
+            or port is None
+            or not 0 < port < 65536
+            or parsed.path not in ("", "/")
+            or parsed.query
+            or parsed.username
+        ):
+            raise ValueError(f"{expected}; {url!r} is not one")
+    return " ".join(urls)
+
+
+def _severity(value: str) -> int:
+    lowered = value.strip().lower()
+    if lowered == "error":
+        lowered = "err"
+    if lowered in _SEVERITIES:
+        return _SEVERITIES.index(lowered)
+    if lowered.isdigit() and int(lowered) < len(_SEVERITIES):
+        return int(lowered)
+    raise ValueError("a syslog severity: " + ", ".join(_SEVERITIES) + " (or 0-7)")
+
+
 def _text(value: str) -> str:
     return value.strip()
 
@@ -185,6 +227,40 @@ SETTINGS: Tuple[Setting, ...] = (
     ),
     Setting("certfile", _optional_text, None, "serve HTTPS/WSS with this certificate"),
     Setting("keyfile", _optional_text, None, "private key for certfile"),
+    Setting(
+        "hostname",
+        _optional_text,
+        None,
+        "this host's name in forwarded records (default: the system's host name)",
+    ),
+    Setting(
+        "forward",
+        _destinations,
+        "",
+        "forward every record to these: relp://host:port, tcp://host:port, tls://host:port",
+    ),
+    Setting(
+        "forward_state",
+        _optional_text,
+        None,
+        "where forward keeps its offsets (default: <logdir>/.forward)",
+    ),
+    Setting(
+        "forward_start",
+        _choice("oldest", "newest"),
+        "oldest",
+        "first start: from the oldest record on disk, or only new ones",
+    ),
+    Setting("forward_cafile", _optional_text, None, "CA certificates to verify tls:// receivers"),
+    Setting("forward_certfile", _optional_text, None, "client certificate for tls://"),
+    Setting("forward_keyfile", _optional_text, None, "private key of forward_certfile"),
+    Setting("forward_verify", _bool, "true", "verify tls:// receivers' certificates and names"),
+    Setting(
+        "forward_stderr_severity",
+        _severity,
+        "warning",
+        "syslog severity of stderr lines (stdout: info; unexpected exits: err)",
+    ),
 )
 
 _BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -215,6 +291,15 @@ class Config:
     request_timeout: float = 20.0
     certfile: Optional[str] = None
     keyfile: Optional[str] = None
+    hostname: Optional[str] = None
+    forward: str = ""
+    forward_state: Optional[str] = None
+    forward_start: str = "oldest"
+    forward_cafile: Optional[str] = None
+    forward_certfile: Optional[str] = None
+    forward_keyfile: Optional[str] = None
+    forward_verify: bool = True
+    forward_stderr_severity: int = 4
     source: str = field(default="", compare=False)
 
     def captures(self, group: str, name: str) -> bool:
@@ -278,6 +363,10 @@ def from_mapping(
         )
     if (parsed["certfile"] is None) != (parsed["keyfile"] is None):
         raise ConfigError(f"[{SECTION}] certfile and keyfile must be set together")
+    if (parsed["forward_certfile"] is None) != (parsed["forward_keyfile"] is None):
+        raise ConfigError(f"[{SECTION}] forward_certfile and forward_keyfile must be set together")
+    if parsed["forward_state"] is not None:
+        parsed["forward_state"] = os.path.abspath(os.path.join(here, parsed["forward_state"]))
     return Config(**parsed)
 
 

@@ -58,6 +58,8 @@ ORDER = [
     "forward.octet",
     "forward.relp",
     "forward.destinations",
+    "forward.state",
+    "forward.forwarder",
     # commands and the entry points named in users' supervisord.conf
     "plugin",
     "ctlplugin",
