@@ -193,7 +193,7 @@ class Lane:
                 text = str(exc) or type(exc).__name__
                 if self.figures.last_error is None:
                     log.warning(
-                        "%s: cannot deliver (%s); retrying, from the last acknowledged records",
+                        "%s: cannot deliver (%s); retrying from the last acknowledged record",
                         url,
                         text,
                     )

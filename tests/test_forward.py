@@ -1,0 +1,291 @@
+"""The forwarder end to end: a real supervisord with the plugin, real children, the
+``forward`` program, and a real rsyslogd receiving over RELP, TCP or TLS.
+
+Every line a child writes must reach rsyslog's output exactly once, in order per
+process, with the right host, program, pid, stream and time -- through outages of
+the receiver and of the forwarder itself, and through rotation to ``.gz`` while
+it is down.  Duplicates are allowed only where the protocol says (records sent but
+not acknowledged), and each carries the offset that tells it apart.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Tuple
+
+import pytest
+
+from supervisor_streamlog.ondisk.files import is_header, process_files
+from supervisor_streamlog.ondisk.formats import parse
+
+from .rsyslog import Received, Rsyslog, environment_problem, make_ca
+from .supervisor import Supervisor, emit, program, wait_for
+
+HOST = "fleet-a"
+
+
+@pytest.fixture
+def stopper() -> Iterator[List[Supervisor]]:
+    started: List[Supervisor] = []
+    yield started
+    for sup in started:
+        sup.stop()
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
+    problem = environment_problem()
+    if problem:
+        pytest.fail(problem)  # never skipped: .ci/run installs rsyslog
+    with Rsyslog(tmp_path / "rsyslog", relp=True, tcp=True, tls=True) as server:
+        yield server
+
+
+def forwarding(
+    tmp_path: Path,
+    programs: Dict[str, Dict[str, object]],
+    forward: str,
+    **settings: object,
+) -> Supervisor:
+    """A plugin-mode supervisord capturing ``programs`` and running the forwarder."""
+    conf = tmp_path / "supervisord.conf"
+    streamlog: Dict[str, object] = {
+        "programs": " ".join(programs),
+        "hostname": HOST,
+        "forward": forward,
+        "timezone": "utc",
+    }
+    streamlog.update(settings)
+    everything = dict(programs)
+    everything["forward"] = program(
+        f"{sys.executable} -m supervisor_streamlog forward -c {conf}",
+        autorestart="true",
+        startsecs=0,
+        stdout_events_enabled="false",
+        stderr_events_enabled="false",
+        stderr_logfile=f"{tmp_path}/forward.err",
+    )
+    return Supervisor(tmp_path, everything, streamlog=streamlog, base="plugin.conf").start()
+
+
+def numbered(messages: List[Received], app: str) -> List[int]:
+    return [
+        int(m.msg[5:14])
+        for m in messages
+        if m.appname == app and m.msgid == "stdout" and m.msg.startswith(b"line ")
+    ]
+
+
+def stdout_of(app: str) -> Callable[[Received], bool]:
+    return lambda m: m.appname == app and m.msgid == "stdout"
+
+
+def file_records(sup: Supervisor, name: str) -> Dict[int, Tuple[str, str, bytes]]:
+    """offset -> (time, stream, text) of every record in a process's files."""
+    found: Dict[int, Tuple[str, str, bytes]] = {}
+    for log in process_files(str(sup.logdir / f"{name}.log")):
+        opener = gzip.open if log.compressed else open
+        with opener(log.path, "rb") as handle:
+            position = log.base
+            for line in handle:
+                record = parse(line.rstrip(b"\n"))
+                if not is_header(record.stream, record.data):
+                    found[position] = (record.time, record.stream, record.data)
+                position += len(line)
+    return found
+
+
+def exactly_once_by_offset(messages: List[Received], app: str, count: int) -> int:
+    """Every line 0..count-1 once after dropping repeats of an offset; returns repeats."""
+    seen: Dict[str, int] = {}
+    repeats = 0
+    for m in messages:
+        if m.appname != app or m.msgid != "stdout":
+            continue
+        offset = m.streamlog["offset"]
+        if offset in seen:
+            assert seen[offset] == int(m.msg[5:14]), "one offset, two records"
+            repeats += 1
+            continue
+        seen[offset] = int(m.msg[5:14])
+    numbers = [seen[k] for k in sorted(seen, key=int)]
+    assert numbers == list(range(count))
+    return repeats
+
+
+def test_two_programs_arrive_exactly_once_in_order_with_their_fields(
+    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+) -> None:
+    count = 100_000
+    programs = {
+        name: program(emit("burst", count, 100, "block"), autostart="false")
+        for name in ("alpha", "beta")
+    }
+    sup = forwarding(tmp_path, programs, f"relp://127.0.0.1:{rsyslog.relp_port}")
+    stopper.append(sup)
+    sup.rpc.supervisor.startProcess("alpha")
+    sup.rpc.supervisor.startProcess("beta")
+    got = rsyslog.wait_for(
+        2 * count, 180, lambda m: m.msgid == "stdout" and m.appname in ("alpha", "beta")
+    )
+    everything = rsyslog.received()
+    for name in ("alpha", "beta"):
+        assert numbered(everything, name) == list(range(count)), name
+        mine = [m for m in got if m.appname == name]
+        assert {m.hostname for m in mine} == {HOST}
+        running = [
+            m
+            for m in everything
+            if m.appname == name and m.msgid == "status" and m.msg.startswith(b"RUNNING")
+        ]
+        assert len(running) == 1
+        assert {m.procid for m in mine} == {running[0].procid}
+        assert running[0].procid == running[0].msg.split(b"pid=")[1].decode()
+        # Time, stream and text are the file's record at that offset.
+        records = file_records(sup, name)
+        for m in mine[:: count // 100]:
+            time, stream, text = records[int(m.streamlog["offset"])]
+            assert (m.timestamp, m.msgid, m.msg) == (time, stream, text)
+            assert m.streamlog["file"] == f"{name}.log" and m.streamlog["group"] == name
+            assert m.severity == 6  # stdout: info
+
+
+def test_receiver_down_mid_flood_with_rotation_to_gz_loses_nothing(
+    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+) -> None:
+    count = 60_000
+    programs = {"steady": program(emit("rate", count, 6_000), autostart="false")}
+    sup = forwarding(
+        tmp_path,
+        programs,
+        f"relp://127.0.0.1:{rsyslog.relp_port}",
+        maxbytes="256KB",
+        backups=200,
+        compress="true",
+    )
+    stopper.append(sup)
+    sup.rpc.supervisor.startProcess("steady")
+    rsyslog.wait_for(5_000, 60, stdout_of("steady"))
+    rsyslog.kill()
+    # While it is down the log goes on, rotates and compresses.
+    gz_before = set(sup.logdir.glob("steady.log.*.gz"))
+    wait_for(
+        lambda: len(set(sup.logdir.glob("steady.log.*.gz")) - gz_before) >= 3,
+        60,
+        "rotation to .gz while rsyslog is down",
+    )
+    status = status_of(sup)
+    assert status.returncode == 1 and "behind" in status.stdout
+    rsyslog.restart()
+    got = rsyslog.wait_for(count, 180, stdout_of("steady"))
+    repeats = exactly_once_by_offset(got, "steady", count)
+    # Only records in flight at the kill come again: at most one RELP window.
+    assert repeats <= 1024
+    wait_for(lambda: status_of(sup).returncode == 0, 30, "forward --status to say caught up")
+
+
+def test_forwarder_killed_mid_flood_resumes_from_its_offsets(
+    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+) -> None:
+    count = 60_000
+    programs = {"steady": program(emit("rate", count, 6_000), autostart="false")}
+    sup = forwarding(tmp_path, programs, f"tcp://127.0.0.1:{rsyslog.tcp_port}")
+    stopper.append(sup)
+    sup.rpc.supervisor.startProcess("steady")
+    rsyslog.wait_for(10_000, 60, stdout_of("steady"))
+    first = int(sup.rpc.supervisor.getProcessInfo("forward")["pid"])
+    os.kill(first, signal.SIGKILL)
+    wait_for(
+        lambda: int(sup.rpc.supervisor.getProcessInfo("forward")["pid"]) not in (0, first),
+        30,
+        "supervisord to start the forwarder again",
+    )
+    got = rsyslog.wait_for(count, 180, stdout_of("steady"))
+    repeats = exactly_once_by_offset(got, "steady", count)
+    # Re-sent: what was delivered after the last save (offsets are saved every second).
+    assert repeats < 6_000 * 3
+
+
+def test_tls_with_a_test_ca_and_a_wrong_ca_is_refused_clearly(
+    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+) -> None:
+    assert rsyslog.certs is not None
+    programs = {"alpha": program(emit("burst", 2_000, 100, "block"), autostart="false")}
+    sup = forwarding(
+        tmp_path,
+        programs,
+        f"tls://127.0.0.1:{rsyslog.tls_port}",
+        forward_cafile=str(rsyslog.certs.ca),
+    )
+    stopper.append(sup)
+    sup.rpc.supervisor.startProcess("alpha")
+    got = rsyslog.wait_for(2_000, 60, stdout_of("alpha"))
+    assert numbered(got, "alpha") == list(range(2_000))
+    assert {m.input for m in got} == {"imtcp-tls"}  # the TLS input, named so
+    # A forwarder that trusts another CA never delivers, and says why.
+    other = make_ca(tmp_path / "other-pki", name="other")
+    conf = tmp_path / "wrong.conf"
+    conf.write_text(
+        sup.conf.read_text()
+        .replace(str(rsyslog.certs.ca), str(other.ca))
+        .replace("[streamlog]\n", f"[streamlog]\nforward_state = {tmp_path}/wrong-state\n", 1)
+    )
+    said = tmp_path / "wrong.err"
+    with open(said, "wb") as err:
+        wrong = subprocess.Popen(
+            [sys.executable, "-m", "supervisor_streamlog", "forward", "-c", str(conf)], stderr=err
+        )
+    try:
+        wait_for(lambda: b"certificate" in said.read_bytes(), 30, "the certificate error")
+    finally:
+        wrong.send_signal(signal.SIGTERM)
+        assert wrong.wait(30) == 0
+    # Nothing came through it: every line is still there once.
+    assert numbered(rsyslog.received(), "alpha") == list(range(2_000))
+
+
+def status_of(sup: Supervisor) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "forward", "--status", "-c", str(sup.conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_bad_destination_or_a_state_of_another_logdir_is_a_one_line_error(
+    tmp_path: Path,
+) -> None:
+    conf = tmp_path / "streamlog.conf"
+    conf.write_text(f"[streamlog]\nlogdir = {tmp_path}/logs\nforward = udp://x:514\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "forward", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "forward = 'udp://x:514' is not valid" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "relp_127.0.0.1_2514.json").write_text(
+        '{"version": 1, "logdir": "/elsewhere", "destination": "relp://127.0.0.1:2514",'
+        ' "offsets": {}}'
+    )
+    conf.write_text(
+        f"[streamlog]\nlogdir = {tmp_path}/logs\nforward = relp://127.0.0.1:2514\n"
+        f"forward_state = {state}\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "forward", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 2 and "belongs to logdir '/elsewhere'" in other.stderr
