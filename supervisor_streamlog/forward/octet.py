@@ -122,10 +122,15 @@ class StreamSender:
         self._reader, self._writer = await open_stream(
             self.host, self.port, self.ssl_context, self.timeout
         )
-        # drain() then waits until every byte left this process for the kernel:
-        # with the default high-water mark (64 KiB) a message could still sit
-        # in asyncio's buffer when reported sent, and die with the process.
-        self._writer.transport.set_write_buffer_limits(high=0)
+        if self.ssl_context is None:
+            # drain() then waits until every byte left this process for the
+            # kernel: with the default high-water mark (64 KiB) a message could
+            # still sit in asyncio's buffer when reported sent, and die with
+            # the process.  (asyncio's TLS transport does not resume writing at
+            # a mark of 0: over tls:// up to 64 KiB may still be in the process
+            # when reported sent -- RELP is the choice that waits for the
+            # receiver.)
+            self._writer.transport.set_write_buffer_limits(high=0)
 
     async def send(
         self, messages: Sequence[bytes], on_acked: Optional[Callable[[int], None]] = None
