@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 import pytest
 from hypothesis import given, settings
@@ -417,53 +417,67 @@ def test_held_records_rotate_at_record_boundaries_too(tmp_path: Path, flaky: Fla
         assert len(data) <= 100 and data.endswith(b"\n")
 
 
-def test_past_the_buffer_limit_records_are_dropped_and_a_notice_says_so(
+def test_past_the_buffer_limit_the_middle_is_dropped_and_a_notice_stands_in_its_place(
     tmp_path: Path, flaky: FlakyOs
 ) -> None:
     notices: List[str] = []
 
-    def notice(text: str) -> bytes:
+    def notice(text: str, stamp: Optional[str]) -> bytes:
         notices.append(text)
         return b"NOTICE " + text.encode() + b"\n"
 
     path = str(tmp_path / "p.log")
-    writer = RotatingWriter(path, buffer_limit=100, notice=notice)
+    writer = RotatingWriter(path, buffer_limit=200, notice=notice)
     flaky.fail_with = errno.ENOSPC
-    for n in range(8):
+    for n in range(12):
         writer.write(record(n))  # 40 bytes each
-    held = writer.stats()["held_bytes"]
-    assert isinstance(held, int)
-    # The limit holds (give or take the one write that was in progress).
-    assert 80 <= held <= 100 + 40
-    kept = held // 40
-    assert writer.dropped_bytes == 320 - held
-    assert writer.dropped_records == 8 - kept
+    # The record whose write failed waits whole (writer.tail); then the oldest
+    # records fill half the limit and stay, the newest fill the rest, and the
+    # records between them are dropped.
+    assert writer.tail == record(0)
+    assert writer.stats()["held_bytes"] == 40 + 200
+    assert writer.dropped_bytes == 6 * 40 and writer.dropped_records == 6
     assert notices == []  # nothing to say while the disk still refuses
     flaky.fail_with = None
-    writer.write(record(8))  # the first write after recovery is not dropped
+    writer.write(record(12))  # the first write after recovery is not dropped
     writer.close()
     lines = read(path).splitlines(keepends=True)
-    # What was kept is the oldest, in order; the notice stands where the gap is.
-    assert lines[:kept] == [record(n) for n in range(kept)]
-    assert lines[kept].startswith(b"NOTICE ")
-    assert lines[kept + 1 :] == [record(8)]
-    assert len(notices) == 1
-    assert f"bytes={320 - held}" in notices[0] and f"records={8 - kept}" in notices[0]
-    assert writer.stats()["dropped_bytes"] == 320 - held
+    assert lines[:3] == [record(0), record(1), record(2)]
+    assert lines[3].startswith(b"NOTICE ")  # where the gap is
+    assert lines[4:] == [record(n) for n in (9, 10, 11, 12)]
+    # Records not in a streamlog format carry no times: only the counts.
+    assert notices == ["dropped bytes=240 records=6 reason=ENOSPC"]
+    assert writer.stats()["dropped_bytes"] == 240
     assert writer.dropped_bytes == 0  # said once, then reset
+
+
+def test_a_record_larger_than_the_buffer_is_dropped_whole(tmp_path: Path, flaky: FlakyOs) -> None:
+    path = str(tmp_path / "p.log")
+    writer = RotatingWriter(
+        path, buffer_limit=100, notice=lambda text, stamp: text.encode() + b"\n"
+    )
+    flaky.fail_with = errno.ENOSPC
+    writer.write(record(0, 300))  # the write in progress: kept whole (writer.tail)
+    writer.write(record(1, 300))
+    writer.write(record(2, 300))
+    assert writer.held_bytes == 0 and writer.dropped_records == 2
+    flaky.fail_with = None
+    writer.write(record(3))
+    writer.close()
+    notice = b"dropped bytes=600 records=2 reason=ENOSPC\n"
+    assert read(path) == record(0, 300) + notice + record(3)
 
 
 def test_no_notice_callback_still_recovers(tmp_path: Path, flaky: FlakyOs) -> None:
     path = str(tmp_path / "p.log")
-    writer = RotatingWriter(path, buffer_limit=50)
+    writer = RotatingWriter(path, buffer_limit=100)
     flaky.fail_with = errno.ENOSPC
     for n in range(5):
         writer.write(record(n))
     assert writer.dropped_bytes > 0
     flaky.fail_with = None
     assert writer.retry()
-    data = read(path)
-    assert data and b"".join(record(n) for n in range(5)).startswith(data)
+    assert read(path) == record(0) + record(1) + record(4)  # both ends kept
 
 
 def test_partial_os_write_is_completed(tmp_path: Path, flaky: FlakyOs) -> None:

@@ -16,9 +16,13 @@ Rotation follows the multilog/s6-log protocol:
 
 A write error (full disk, vanished directory) never raises to the caller and
 never loses data silently: records are held in memory up to ``buffer_limit``
-bytes and retried on the next write or :meth:`retry`; past the limit new
-records are dropped and counted, and once writing works again a ``status``
-record says how many bytes and records were dropped.
+bytes and retried on the next write or :meth:`retry`.  Past the limit, the
+writer keeps both ends of what it holds -- the oldest records (up to half the
+limit: how the trouble began) and the newest (the rest: what the program is
+doing now, its last words and its exit included) -- and drops the records
+between them.  Each stretch of dropped records is one :class:`Gap` in the
+queue, written as one ``status STREAMLOG dropped ...`` record at its place,
+so a reader sees exactly which stretch is missing (see :meth:`Gap.text`).
 
 The module is longer than most (about 550 lines) because the writer and the
 :class:`Compressor` share one lock and one naming of the backups: the rename
@@ -35,9 +39,10 @@ import os
 import queue
 import shutil
 import threading
-from typing import Callable, Deque, List, Optional, Tuple, TypedDict
+from typing import Callable, Deque, List, Optional, Tuple, TypedDict, Union
 
 from ..ondisk.files import backup_path, header_text, read_base, uncompressed_size
+from ..ondisk.formats import RecordError, parse
 
 #: How the writer and the compressor report a problem: ``(kind, message)``.
 #: ``kind`` names the problem (``write:ENOSPC``, ``moved:PATH``, ``gzip``) so the
@@ -45,12 +50,64 @@ from ..ondisk.files import backup_path, header_text, read_base, uncompressed_siz
 #: passes its ``_report_kind``, which does that and hands the message on as a
 #: :data:`~.core.ReportMessage`.
 ReportProblem = Callable[[str, str], None]
-#: Renders a ``status`` record of the writer's own (a file header, a drop notice).
-Notice = Callable[[str], bytes]
+#: Renders a ``status`` record of the writer's own (a file header, a drop notice)
+#: from its text and the timestamp to give it (as found in the records), or None
+#: for the time the record is written.
+Notice = Callable[[str, Optional[str]], bytes]
 
 
 def _quiet_report(kind: str, message: str) -> None:
     pass
+
+
+def _record_time(line: bytes) -> Optional[str]:
+    """The timestamp of a record (one line, of either format), or None."""
+    try:
+        return parse(line.rstrip(b"\n")).time
+    except RecordError:
+        return None
+
+
+class Gap:
+    """A stretch of consecutive records dropped while the disk refused writes.
+
+    It takes their place in the writer's queue and is written there as one
+    record, ``status STREAMLOG dropped bytes=N records=M first=T1 last=T2
+    reason=ENOSPC``: N and M count what it replaces (the bytes of the records
+    as they would have been written), T1 and T2 are the timestamps of the first
+    and the last of them, and the record itself is stamped T1 so a file's
+    timestamps never go backwards.  Only the first and the last record are
+    kept (to read their times when the gap is written).
+    """
+
+    __slots__ = ("bytes", "records", "first", "last", "reason")
+
+    def __init__(self, reason: Optional[str]) -> None:
+        self.bytes = 0
+        self.records = 0
+        self.first = b""
+        self.last = b""
+        self.reason = reason or "error"
+
+    def add(self, data: bytes) -> None:
+        """Count ``data`` (whole records, newer than those already counted)."""
+        if not self.bytes:
+            self.first = data[: data.find(b"\n") + 1 or len(data)]
+        self.last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
+        self.bytes += len(data)
+        self.records += data.count(b"\n")
+
+    def text(self) -> Tuple[str, Optional[str]]:
+        """The record's text and its timestamp (None if the records had none)."""
+        first, last = _record_time(self.first), _record_time(self.last)
+        text = f"dropped bytes={self.bytes} records={self.records}"
+        if first is not None and last is not None:
+            text += f" first={first} last={last}"
+        return f"{text} reason={self.reason}", first
+
+
+#: What waits in the writer's queue: records, and the gaps between them.
+Held = Union[bytes, Gap]
 
 
 class WriterStats(TypedDict):
@@ -107,8 +164,16 @@ class RotatingWriter:
         self.size = 0
         #: The rest of a record whose write was cut short; written before anything else.
         self.tail = b""
-        self.held: Deque[bytes] = collections.deque()
+        #: What the disk refused, oldest first: the oldest records (up to half of
+        #: ``buffer_limit``, never dropped) in ``held``, then the newest in
+        #: ``recent``, whose oldest are dropped (become a :class:`Gap`) when the
+        #: two together pass the limit.  Gaps keep their place in the queue.
+        self.held: Deque[Held] = collections.deque()
+        self.recent: Deque[Held] = collections.deque()
+        #: Bytes of records in ``held`` and ``recent`` together, and in ``recent``.
         self.held_bytes = 0
+        self.recent_bytes = 0
+        #: Dropped and not written as a ``dropped`` record yet.
         self.dropped_bytes = 0
         self.dropped_records = 0
         self.failing: Optional[str] = None
@@ -170,13 +235,68 @@ class RotatingWriter:
             self._failed(exc)
 
     def _hold(self, data: bytes) -> None:
-        if self.held_bytes + len(data) > self.buffer_limit:
-            self.dropped_bytes += len(data)
-            self.total_dropped_bytes += len(data)
-            self.dropped_records += data.count(b"\n")
+        """Queue records the disk refused; past ``buffer_limit``, drop the middle.
+
+        Why both ends: the oldest records say how the trouble began, the newest
+        what the program is doing now (its last lines and exit status included,
+        which a reader needs most once the disk is back).  Dropping only the
+        newest would lose those; dropping only the oldest, the beginning.
+        """
+        size = len(data)
+        if not self.recent and self.held_bytes + size <= self.buffer_limit // 2:
+            self.held.append(data)
+            self.held_bytes += size
             return
-        self.held.append(data)
-        self.held_bytes += len(data)
+        self.recent.append(data)
+        self.recent_bytes += size
+        self.held_bytes += size
+        while self.held_bytes > self.buffer_limit and self._drop_oldest_recent():
+            pass
+
+    def _drop_oldest_recent(self) -> bool:
+        """Turn the oldest records of ``recent`` into (part of) a gap."""
+        recent = self.recent
+        if recent and isinstance(recent[0], Gap):
+            if len(recent) < 2:
+                return False
+            gap = recent[0]
+            data = recent[1]
+            del recent[1]
+        elif recent:
+            data = recent.popleft()
+            last = self.held[-1] if self.held else None
+            if isinstance(last, Gap):
+                gap = last  # the records just after an earlier gap: the same stretch
+            else:
+                gap = Gap(self.failing)
+                recent.appendleft(gap)
+        else:
+            return False
+        assert isinstance(data, bytes)  # gaps are never next to each other
+        gap.add(data)
+        self.held_bytes -= len(data)
+        self.recent_bytes -= len(data)
+        self.dropped_bytes += len(data)
+        self.total_dropped_bytes += len(data)
+        self.dropped_records += data.count(b"\n")
+        return True
+
+    def _rebalance(self) -> None:
+        """After writes emptied part of ``held``, let it take the oldest of ``recent``."""
+        half = self.buffer_limit // 2
+        recent = self.recent
+        while recent:
+            item = recent[0]
+            if isinstance(item, bytes):
+                if self.held_bytes - self.recent_bytes + len(item) > half:
+                    return
+                self.recent_bytes -= len(item)
+            self.held.append(recent.popleft())
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything waits to be written (held records, gaps, a half record)."""
+        return bool(self.held or self.recent or self.tail)
 
     def _failed(self, exc: OSError) -> None:
         self.errors += 1
@@ -190,37 +310,43 @@ class RotatingWriter:
             )
 
     def retry(self) -> bool:
-        """Try again to write held records; True once nothing is held."""
+        """Try again to write held records and gaps; True once nothing is held."""
         try:
             if self.tail:
                 self._ensure_open()
                 self._raw_write(self.tail)
                 self.tail = b""
-            while self.held:
-                data = self.held.popleft()
-                self.held_bytes -= len(data)
+            while self.held or self.recent:
+                if self.held:
+                    item = self.held.popleft()
+                else:
+                    item = self.recent.popleft()
+                    if isinstance(item, bytes):
+                        self.recent_bytes -= len(item)
+                if isinstance(item, Gap):
+                    self._write_gap(item)
+                    continue
+                self.held_bytes -= len(item)
                 # On failure, what was not written is kept (tail and held).
-                self._write_records(data)
+                self._write_records(item)
         except OSError as exc:
             self._failed(exc)
+            self._rebalance()
             return False
-        if self.dropped_bytes:
-            lost, records = self.dropped_bytes, self.dropped_records
-            self.dropped_bytes = self.dropped_records = 0
-            text = (
-                f"dropped bytes={lost} records={records} reason={self.failing or 'error'}"
-                f" (write_buffer full while {self.path} could not be written)"
-            )
-            if self.notice is not None:
-                try:
-                    self._write_records(self.notice(text))
-                except OSError as exc:
-                    self._failed(exc)
-                    return False
         if self.failing is not None:
             self.report(f"write:{self.failing}:ok", f"writing {self.path} again")
             self.failing = None
         return True
+
+    def _write_gap(self, gap: Gap) -> None:
+        """Write the ``dropped`` record standing for ``gap`` (see :class:`Gap`)."""
+        self.dropped_bytes -= gap.bytes
+        self.dropped_records -= gap.records
+        if self.notice is None:
+            return
+        text, stamp = gap.text()
+        data = self.notice(text, stamp)
+        self._write_records(data)  # on failure its bytes are kept like any record
 
     def _write_records(self, data: bytes) -> None:
         maxbytes = self.maxbytes
@@ -309,7 +435,7 @@ class RotatingWriter:
                 self._next_base = (read_base(previous) or 0) + uncompressed_size(previous)
         self.base, self._next_base = self._next_base, None
         assert self.notice is not None
-        header = self.notice(header_text(self.base))
+        header = self.notice(header_text(self.base), None)
         self.empty_size = len(header)  # a file holding only its header counts as empty
         self._raw_write(header)  # on failure kept in self.tail
 
@@ -422,7 +548,7 @@ class RotatingWriter:
 
     def close(self) -> None:
         """Write what is held if possible, then close."""
-        if self.held or self.tail:
+        if self.pending:
             self.retry()
         self._close_fd()
 
