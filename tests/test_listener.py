@@ -239,11 +239,33 @@ class FakeRpc:
 
 
 def test_exit_status_comes_from_xmlrpc(tmp_path: Path) -> None:
-    proxy = FakeRpc({"exitstatus": 3, "name": "x"})
+    # What supervisord answers for an exited process: its pid is cleared.
+    proxy = FakeRpc({"exitstatus": 3, "name": "x", "statename": "EXITED", "pid": 0})
     harness = Harness(tmp_path, rpc=lambda: proxy)
     harness.run(state_event("EXITED", pid=77, expected="1"))
     assert statuses(harness) == ["EXITED pid=77 exitstatus=3 expected=true"]
     assert proxy.asked == ["x:x"]
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        {"statename": "RUNNING", "pid": 78},  # started again, and running
+        {"statename": "STARTING", "pid": 78},
+        {"statename": "STOPPING", "pid": 78},
+        {"statename": "BACKOFF", "pid": 0},  # a later spawn attempt failed
+        {"statename": "FATAL", "pid": 0},
+        {"statename": "STOPPED", "pid": 0},  # a later run, stopped
+    ],
+)
+def test_exit_status_of_a_later_run_is_not_written(tmp_path: Path, later: Dict[str, Any]) -> None:
+    # The EXITED event of pid 77 waited in supervisord's queue while the program
+    # was started again: supervisord's answer is about the later run.
+    proxy = FakeRpc(dict({"exitstatus": 0, "name": "x"}, **later))
+    harness = Harness(tmp_path, rpc=lambda: proxy)
+    harness.run(state_event("EXITED", pid=77, expected="0"))
+    assert statuses(harness) == ["EXITED pid=77 expected=false"]  # none rather than a wrong one
+    assert harness.reports.messages == []
 
 
 def test_failing_xmlrpc_is_reported_once_and_the_record_still_written(tmp_path: Path) -> None:
