@@ -614,6 +614,27 @@ def test_reopen_after_an_external_logrotate(tmp_path: Path) -> None:
     assert writer.size == 40
 
 
+def test_a_record_half_written_at_enospc_stays_in_its_file_after_an_external_move(
+    tmp_path: Path, flaky: FlakyOs
+) -> None:
+    path = str(tmp_path / "p.log")
+    writer = RotatingWriter(path, maxbytes=1000)
+    writer.write(record(0))
+    flaky.plan = [10, "ENOSPC"]
+    writer.write(record(1))  # 10 bytes land, then the disk is full
+    flaky.fail_with = errno.ENOSPC
+    os.rename(path, path + "-20260101")  # logrotate moves the live file
+    assert writer.check_moved() is True  # ... and the rest of record 1 still cannot be written
+    writer.write(record(2))
+    writer.retry()
+    flaky.fail_with = None  # space again
+    writer.write(record(3))
+    writer.close()
+    # Record 1 is whole in the file it began in; the new file has what followed.
+    assert read(path + "-20260101") == record(0) + record(1)
+    assert read(path) == record(2) + record(3)
+
+
 def test_stats(tmp_path: Path) -> None:
     path = str(tmp_path / "p.log")
     writer = RotatingWriter(path, maxbytes=80, backups=2)

@@ -164,6 +164,8 @@ class RotatingWriter:
         self.size = 0
         #: The rest of a record whose write was cut short; written before anything else.
         self.tail = b""
+        #: A reopen waits for ``tail`` to be written to the file it began in.
+        self._reopen_due = False
         #: What the disk refused, oldest first: the oldest records (up to half of
         #: ``buffer_limit``, never dropped) in ``held``, then the newest in
         #: ``recent``, whose oldest are dropped (become a :class:`Gap`) when the
@@ -316,6 +318,8 @@ class RotatingWriter:
                 self._ensure_open()
                 self._raw_write(self.tail)
                 self.tail = b""
+            if self._reopen_due:
+                self.reopen()  # the file was moved while a record was half written
             while self.held or self.recent:
                 if self.held:
                     item = self.held.popleft()
@@ -517,8 +521,14 @@ class RotatingWriter:
             try:
                 self._raw_write(self.tail)
                 self.tail = b""
-            except OSError:
-                pass  # still kept in self.tail: it goes to the new file, whole
+            except OSError as exc:
+                # Its rest must go to that file too, or the record would be split
+                # across two files: keep the file open until retry() writes it,
+                # and reopen then.
+                self._reopen_due = True
+                self._failed(exc)
+                return
+        self._reopen_due = False
         if self.fd is not None:
             self._next_base = self.base + self.size  # used if the new file is empty
         self._close_fd()
