@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from supervisor_streamlog.capture import writer as writer_module
 from supervisor_streamlog.capture.writer import Compressor, RotatingWriter
+from supervisor_streamlog.ondisk.files import read_base
 
 from .helpers import FlakyOs, ProblemReports, flaky_os
 
@@ -633,6 +634,28 @@ def test_a_record_half_written_at_enospc_stays_in_its_file_after_an_external_mov
     # Record 1 is whole in the file it began in; the new file has what followed.
     assert read(path + "-20260101") == record(0) + record(1)
     assert read(path) == record(2) + record(3)
+
+
+def header_notice(text: str, stamp: Optional[str]) -> bytes:
+    return f"2026-11-27T01:23:45.000000+00:00 status STREAMLOG {text}\n".encode()
+
+
+def test_a_new_files_offset_after_a_restart_does_not_trust_a_wrapped_gzip_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A world where gzip's ISIZE wraps at 1000 bytes stands for 4 GiB: the
+    # backup below holds more than that, so its trailer alone would be wrong.
+    path = str(tmp_path / "p.log")
+    contents = header_notice("file offset=5000", None) + b"".join(record(n) for n in range(100))
+    with gzip.open(path + ".1.gz", "wb") as packed:
+        packed.write(contents)
+    monkeypatch.setattr(writer_module, "ISIZE_MODULUS", 1000, raising=False)
+    true_isize = writer_module.uncompressed_size
+    monkeypatch.setattr(writer_module, "uncompressed_size", lambda name: true_isize(name) % 1000)
+    writer = RotatingWriter(path, maxbytes=100_000, notice=header_notice, header=True)
+    writer.write(record(100))  # no live file: a new one, after the backup
+    writer.close()
+    assert read_base(path) == 5000 + len(contents)
 
 
 def test_stats(tmp_path: Path) -> None:

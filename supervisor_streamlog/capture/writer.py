@@ -60,6 +60,35 @@ def _quiet_report(kind: str, message: str) -> None:
     pass
 
 
+#: gzip's trailer holds the uncompressed size modulo this (RFC 1952's ISIZE).
+ISIZE_MODULUS = 2**32
+#: Deflate never packs more than 1032 bytes into one (258-byte matches at 2 bits
+#: each, rounded up here): a ``.gz`` smaller than ISIZE_MODULUS / this holds
+#: less than ISIZE_MODULUS bytes, so its ISIZE is exact.
+MAX_DEFLATE_RATIO = 1040
+
+
+def content_size(path: str) -> int:
+    """The exact size of a file's contents, a ``.gz``'s uncompressed.
+
+    gzip's trailer gives it modulo 4 GiB (:func:`~..ondisk.files.uncompressed_size`);
+    where that may have wrapped (a ``.gz`` large enough to hold 4 GiB or more)
+    the contents are counted instead.  That reads the whole file, but only when
+    a new live file is started with nothing else to go by (see ``_ensure_open``).
+    """
+    if not path.endswith(".gz"):
+        return os.path.getsize(path)
+    if os.path.getsize(path) * MAX_DEFLATE_RATIO < ISIZE_MODULUS:
+        return uncompressed_size(path)
+    total = 0
+    with gzip.open(path, "rb") as packed:
+        while True:
+            block = packed.read(1024 * 1024)
+            if not block:
+                return total
+            total += len(block)
+
+
 def _record_time(line: bytes) -> Optional[str]:
     """The timestamp of a record (one line, of either format), or None."""
     try:
@@ -436,7 +465,9 @@ class RotatingWriter:
             previous = backup_path(self.path, 1)
             self._next_base = 0
             if previous is not None:
-                self._next_base = (read_base(previous) or 0) + uncompressed_size(previous)
+                # The previous file's own header plus its exact size: not gzip's
+                # ISIZE alone, which wraps at 4 GiB.
+                self._next_base = (read_base(previous) or 0) + content_size(previous)
         self.base, self._next_base = self._next_base, None
         assert self.notice is not None
         header = self.notice(header_text(self.base), None)
