@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
@@ -243,3 +244,30 @@ def test_reopen_through_supervisorctl_after_an_external_rotation(
     ]
     new = [int(r.data[5:14]) for r in iter_records(live.read_bytes()) if r.data.startswith(b"line")]
     assert new[0] == old[-1] + 1  # nothing lost, nothing twice, across the reopen
+
+
+def test_a_killed_compressions_tmp_is_finished_at_start_for_a_silent_program(
+    tmp_path: Path, plugin_supervisor: Factory
+) -> None:
+    # Files as a crash left them: .1 rotated, its compression killed half way
+    # (a partial .gz.tmp nobody holds).  The program never writes again.
+    logdir = tmp_path / "streamlog"
+    logdir.mkdir()
+    stamp = "2026-11-27T01:23:45.000000+00:00"
+    lines = [f"{stamp} stdout line {n:09d}\n".encode() for n in range(2000)]
+    backup = f"{stamp} status STREAMLOG file offset=0\n".encode() + b"".join(lines[:1000])
+    live = f"{stamp} status STREAMLOG file offset={len(backup)}\n".encode()
+    live += b"".join(lines[1000:])
+    (logdir / "quiet.log.1").write_bytes(backup)
+    (logdir / "quiet.log").write_bytes(live)
+    (logdir / "quiet.log.1.gz.tmp").write_bytes(gzip.compress(backup)[:100])
+    sup = plugin_supervisor(
+        programs={"quiet": quiet_program("sleep 60", autostart="false")},
+        streamlog={"compress": "true", "maxbytes": "1MB"},
+    )
+    wait_for(
+        lambda: sorted(p.name for p in logdir.iterdir()) == ["quiet.log", "quiet.log.1.gz"],
+        20,
+        "the backup compressed and the stale .gz.tmp gone",
+    )
+    assert sup.read_bytes("quiet") == backup + live  # nothing lost, nothing twice

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import gzip
 import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -656,6 +658,75 @@ def test_a_new_files_offset_after_a_restart_does_not_trust_a_wrapped_gzip_size(
     writer.write(record(100))  # no live file: a new one, after the backup
     writer.close()
     assert read_base(path) == 5000 + len(contents)
+
+
+def big_backup(path: str, megabytes: int) -> bytes:
+    """A plain backup ``path.1`` that takes gzip a while (incompressible bytes)."""
+    data = b"".join(os.urandom(30).hex().encode() + b"\n" for _ in range(megabytes * 17_000))
+    with open(path + ".1", "wb") as handle:
+        handle.write(data)
+    return data
+
+
+def test_a_reload_while_the_previous_loads_compressor_runs_loses_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.log")
+    data = big_backup(path, 20)
+    reports = ProblemReports()
+    old = Compressor(report=reports)
+    old.start()
+    RotatingWriter(path, backups=3, compressor=old)  # the previous load resumes .1
+    wait_for_file(path + ".1.gz.tmp")
+    # The reload: a new load's writer and compressor for the same files, while
+    # the old compressor is still writing its .gz.tmp.
+    new = Compressor(report=reports)
+    new.start()
+    RotatingWriter(path, backups=3, compressor=new)
+    assert old.wait_idle(WAIT * 3) and new.wait_idle(WAIT * 3)
+    old.stop()
+    new.stop()
+    assert listing(tmp_path) == ["p.log.1.gz"]
+    assert read(path + ".1.gz") == data
+    assert reports.calls == []
+
+
+def test_cancel_leaves_the_plain_backup_and_the_next_load_compresses_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.log")
+    data = big_backup(path, 20)
+    old = Compressor()
+    old.start()
+    RotatingWriter(path, backups=3, compressor=old)
+    wait_for_file(path + ".1.gz.tmp")
+    began = time.monotonic()
+    old.cancel(timeout=WAIT)  # a reload: stop within one block, not at the end of the file
+    assert time.monotonic() - began < 1.0
+    assert listing(tmp_path) == ["p.log.1"]  # the partial .gz.tmp removed, the plain kept
+    new = Compressor()
+    new.start()
+    RotatingWriter(path, backups=3, compressor=new)  # the next load takes the work over
+    assert new.wait_idle(WAIT * 3)
+    new.stop()
+    assert listing(tmp_path) == ["p.log.1.gz"] and read(path + ".1.gz") == data
+
+
+def test_recover_removes_a_stale_tmp_but_not_one_being_written(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.log")
+    (tmp_path / "p.log.1").write_bytes(record(1))
+    (tmp_path / "p.log.2").write_bytes(record(2))
+    (tmp_path / "p.log.1.gz.tmp").write_bytes(b"\x1f\x8b partial")  # its writer was killed
+    busy = os.open(tmp_path / "p.log.2.gz.tmp", os.O_WRONLY | os.O_CREAT)
+    fcntl.flock(busy, fcntl.LOCK_EX)  # another compressor is writing this one
+    try:
+        RotatingWriter(path, backups=3)
+        assert listing(tmp_path) == ["p.log.1", "p.log.2", "p.log.2.gz.tmp"]
+    finally:
+        os.close(busy)
+
+
+def wait_for_file(name: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not os.path.exists(name):
+        assert time.monotonic() < deadline, f"{name} never appeared"
+        time.sleep(0.001)
 
 
 def test_stats(tmp_path: Path) -> None:

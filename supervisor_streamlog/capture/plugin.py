@@ -193,7 +193,16 @@ class Plugin:
                 if hasattr(group.config, "pool_events"):
                     continue
                 label = f"{group.config.name}:{process.config.name}"
-                (captured if self.captures(process) else skipped).append(label)
+                if self.captures(process):
+                    captured.append(label)
+                    # Its writer now, not at its first line: making one recovers
+                    # what a crash or the previous load left half done (a killed
+                    # compression's .gz.tmp, plain backups still to compress),
+                    # also for a program that never writes again.
+                    with self.lock:
+                        self.capture.process(*_process_names(process))
+                else:
+                    skipped.append(label)
         self.log(
             f"capturing {', '.join(sorted(captured)) or 'nothing'} into "
             f"{self.config.logdir}"
@@ -207,15 +216,24 @@ class Plugin:
                     return  # closed while this tick waited for the lock
                 self.capture.tick(time.time())
 
-    def close(self) -> None:
-        """Write what is unfinished, close files, stop the threads (once)."""
+    def close(self, reload: bool = False) -> None:
+        """Write what is unfinished, close files, stop the threads (once).
+
+        At a reload the compressor is cancelled rather than waited for: the
+        new load's writers compress what it left (see ``_announce``), and
+        supervisord's loop is not held up while a large backup is gzipped.
+        """
         if self.stop_event.is_set():
             return
         self.stop_event.set()
         with self.lock:
             self.capture.close()
-        if self.capture.compressor is not None:
-            self.capture.compressor.stop(timeout=5)
+        compressor = self.capture.compressor
+        if compressor is not None:
+            if reload:
+                compressor.cancel(timeout=5)
+            else:
+                compressor.stop(timeout=5)
 
 
 class StreamlogNamespace:
@@ -281,7 +299,7 @@ def make_rpcinterface(supervisord: Any, **settings: str) -> StreamlogNamespace:
         supervisord.options.logger.critical(f"streamlog: {exc}")
         raise
     while _current:
-        _current.pop().close()  # a reload: the previous load's files
+        _current.pop().close(reload=True)  # a reload: the previous load's files
     plugin = Plugin(supervisord, config)
     plugin.subscribe()
     if not _current and _close_at_exit not in _registered:

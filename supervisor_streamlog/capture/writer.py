@@ -8,8 +8,16 @@ Rotation follows the multilog/s6-log protocol:
 * rotation is a chain of renames -- ``.N`` is removed, ``.i`` becomes ``.i+1``,
   the live file becomes ``.1`` -- so a crash between two steps leaves every byte
   in some file; the next start finishes what was left (see :meth:`recover`);
-* ``compress`` gzips a rotated file on a background thread into ``.gz.tmp``,
-  renames that to ``.gz`` and only then removes the plain file;
+* ``compress`` gzips a rotated file on a background thread into ``.gz.tmp``
+  (held under an exclusive ``flock`` while written), renames that to ``.gz`` and
+  only then removes the plain file; a ``.gz.tmp`` nobody holds is left over
+  from a compression that was killed or cancelled: :meth:`recover` removes it
+  and submits the plain file again;
+* a supervisord reload makes new writers for the same files while the previous
+  load's compressor may still run: renames are serialised by one lock per path
+  (:func:`path_lock`), shared by every writer of that path in the process, and
+  the previous load's compressor is cancelled (:meth:`Compressor.cancel`), its
+  work left to the new load's :meth:`recover`;
 * retention: ``backups`` files by count, and ``max_total_bytes`` over the live
   file and its backups together (oldest removed first; the live file never, and
   it is counted at ``maxbytes``, the size it may reach before the next rotation).
@@ -34,12 +42,12 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import gzip
 import os
 import queue
-import shutil
 import threading
-from typing import Callable, Deque, List, Optional, Tuple, TypedDict, Union
+from typing import Callable, Deque, Dict, List, Optional, Tuple, TypedDict, Union
 
 from ..ondisk.files import backup_path, header_text, read_base, uncompressed_size
 from ..ondisk.formats import RecordError, parse
@@ -138,6 +146,44 @@ class Gap:
 #: What waits in the writer's queue: records, and the gaps between them.
 Held = Union[bytes, Gap]
 
+_path_locks: Dict[str, threading.Lock] = {}
+_path_locks_guard = threading.Lock()
+
+
+def path_lock(path: str) -> threading.Lock:
+    """The one lock of a log file's renames, whichever writer or load holds it.
+
+    After a supervisord reload, the previous load's compressor and the new
+    load's writer work on the same files: one lock per path keeps a rotation
+    from renaming a file between the compressor finding it and replacing it.
+    """
+    with _path_locks_guard:
+        return _path_locks.setdefault(os.path.abspath(path), threading.Lock())
+
+
+def _claim(tmp: str, create: bool) -> Optional[int]:
+    """Open ``tmp`` and hold it under an exclusive flock, or None if another
+    compressor holds it (or, with ``create`` false, it does not exist).  The
+    flock ends with the process, so a ``.gz.tmp`` nobody holds is stale."""
+    flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # The holder we waited for may have renamed it to .gz meanwhile: then
+        # this descriptor is that .gz, not a .gz.tmp.
+        if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (
+            os.stat(tmp).st_ino,
+            os.stat(tmp).st_dev,
+        ):
+            raise BlockingIOError
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
 
 class WriterStats(TypedDict):
     """The figures of :meth:`RotatingWriter.stats` (plain data: status calls, metrics)."""
@@ -188,7 +234,7 @@ class RotatingWriter:
         #: Size of a new file before any record: its header, or 0.
         self.empty_size = 0
         #: Held by rotation and by the compressor while they rename files.
-        self.lock = threading.Lock()
+        self.lock = path_lock(path)
         self.fd: Optional[int] = None
         self.size = 0
         #: The rest of a record whose write was cut short; written before anything else.
@@ -236,8 +282,12 @@ class RotatingWriter:
             for index in range(1, max(self.backups, 1) + 1):
                 plain, packed = self.backup_name(index), self.backup_name(index, True)
                 stale = packed + ".tmp"
-                if os.path.exists(stale):
+                fd = _claim(stale, create=False) if os.path.exists(stale) else None
+                if fd is not None:
+                    # Left by a compression that was killed or cancelled (one
+                    # still running holds its flock): the plain file is intact.
                     self._remove(stale)
+                    os.close(fd)
                 if os.path.exists(plain) and os.path.exists(packed):
                     # The .gz was renamed into place only once complete.
                     self._remove(plain)
@@ -620,6 +670,8 @@ class Compressor:
         self.thread: Optional[threading.Thread] = None
         self.idle = threading.Event()
         self.idle.set()
+        #: Set by :meth:`cancel`: jobs are left for the next load's recover().
+        self.cancelled = threading.Event()
         #: Jobs submitted and not finished; ``idle`` is set exactly when it is 0.
         self._pending = 0
         self._pending_lock = threading.Lock()
@@ -648,6 +700,17 @@ class Compressor:
             self.thread.join(timeout)
         self.thread = None
 
+    def cancel(self, timeout: float = 5.0) -> None:
+        """Stop soon, leaving queued and running jobs undone (a reload).
+
+        The file being compressed stops within one block, its ``.gz.tmp`` is
+        removed and its plain file kept; the next load's writers find the plain
+        backups and compress them (:meth:`RotatingWriter.recover`).  Waiting
+        for a large file to finish instead would hold up supervisord's reload.
+        """
+        self.cancelled.set()
+        self.stop(timeout)
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until every submitted file is compressed (for tests, shutdown)."""
         return self.idle.wait(timeout)
@@ -660,7 +723,8 @@ class Compressor:
                 return
             writer, inode = job
             try:
-                self.compress(writer, inode)
+                if not self.cancelled.is_set():
+                    self.compress(writer, inode)
             except Exception as exc:  # a bad file must not stop the thread
                 self.report("gzip", f"compressing a backup of {writer.path} failed: {exc!r}")
             # Not ``jobs.empty()``: a submit() between its clear() and its put()
@@ -683,40 +747,53 @@ class Compressor:
         return None
 
     def compress(self, writer: RotatingWriter, inode: str) -> None:
+        """Gzip the backup of ``writer`` with this inode, if it still exists."""
         with writer.lock:
             name = self._find(writer, inode)
             if name is None:
                 return
             source = open(name, "rb")
         tmp = name + ".gz.tmp"
-        try:
-            # ``source`` stays open until the rename: while it is open, its inode
-            # number cannot be given to a new file, so the file found again by
-            # inode below is this one (and not, say, a newer backup that reused
-            # the number after retention removed this one).
-            with source:
-                with open(tmp, "wb") as raw:
+        # ``source`` stays open until the rename: while it is open, its inode
+        # number cannot be given to a new file, so the file found again by
+        # inode below is this one (and not, say, a newer backup that reused
+        # the number after retention removed this one).
+        with source:
+            fd = _claim(tmp, create=True)
+            if fd is None:
+                return  # another load's compressor is on it
+            try:
+                os.ftruncate(fd, 0)
+                with open(fd, "wb", closefd=False) as raw:
                     with gzip.GzipFile(
                         filename=os.path.basename(name),
                         mode="wb",
                         compresslevel=self.level,
                         fileobj=raw,
                     ) as packed:
-                        shutil.copyfileobj(source, packed, 1024 * 1024)
+                        while not self.cancelled.is_set():
+                            block = source.read(1024 * 1024)
+                            if not block:
+                                break
+                            packed.write(block)
                     raw.flush()
-                    os.fsync(raw.fileno())
+                    os.fsync(fd)
                 with writer.lock:
                     current = self._find(writer, inode)
-                    if current is None:
-                        os.unlink(tmp)  # removed by retention meanwhile
+                    if current is None or self.cancelled.is_set():
+                        os.unlink(tmp)  # removed by retention meanwhile, or cancelled
                         return
                     os.replace(tmp, current + ".gz")
                     os.unlink(current)
                     self.compressed += 1
                     writer._enforce_total()
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            self.report("gzip", f"cannot compress {name}: {exc.strerror or exc}; kept uncompressed")
+            except OSError as exc:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                self.report(
+                    "gzip", f"cannot compress {name}: {exc.strerror or exc}; kept uncompressed"
+                )
+            finally:
+                os.close(fd)  # after the rename: the flock covers it
