@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, List
@@ -271,3 +272,36 @@ def test_a_killed_compressions_tmp_is_finished_at_start_for_a_silent_program(
         "the backup compressed and the stale .gz.tmp gone",
     )
     assert sup.read_bytes("quiet") == backup + live  # nothing lost, nothing twice
+
+
+def test_a_dying_programs_last_line_and_exit_are_written_promptly(
+    tmp_path: Path, plugin_supervisor: Factory
+) -> None:
+    # supervisord sleeps up to 1 s in poll() and reaps only between sleeps: without
+    # the plugin's signal wake-up about a third of these exits came ~1 s late.
+    script = tmp_path / "dying.py"
+    script.write_text(
+        "import os, time\nos.write(1, ('last %.6f\\n' % time.time()).encode())\nos._exit(3)\n"
+    )
+    sup = plugin_supervisor(
+        programs={"dying": quiet_program(f"{sys.executable} {script}", autostart="false")},
+    )
+    path = tmp_path / "streamlog" / "dying.log"
+    runs = 15
+    for run in range(runs):
+        sup.rpc.supervisor.startProcess("dying", False)
+        # Watch the file only: a call on supervisord's socket would wake its loop.
+        wait_for(partial(lambda n: path.read_bytes().count(b" status EXITED ") > n, run), 10)
+    records = [r for r in iter_records(path.read_bytes()) if r.stream in ("stdout", "status")]
+    lines = [r for r in records if r.stream == "stdout"]
+    exits = [r for r in records if r.text.startswith("EXITED")]
+    assert len(lines) == len(exits) == runs
+    for line, exit in zip(lines, exits):
+        written = float(line.text.split()[1])
+        assert stamp_seconds(line.time) - written < 0.3, line
+        assert stamp_seconds(exit.time) - written < 0.3, (line, exit)
+        assert "exitstatus=3" in exit.text
+
+
+def stamp_seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
