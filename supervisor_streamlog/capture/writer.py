@@ -32,10 +32,11 @@ between them.  Each stretch of dropped records is one :class:`Gap` in the
 queue, written as one ``status STREAMLOG dropped ...`` record at its place,
 so a reader sees exactly which stretch is missing (see :meth:`Gap.text`).
 
-The module is longer than most (about 550 lines) because the writer and the
-:class:`Compressor` share one lock and one naming of the backups: the rename
-chain, crash recovery, retention and the compressor's rename are one protocol,
-best read in one place.
+The module is longer than most (about 800 lines) because the writer, what it
+holds while the disk refuses writes, and the :class:`Compressor` share one
+lock per path and one naming of the backups: the rename chain, crash recovery
+(stale ``.gz.tmp`` included), retention, the compressor's rename and the
+position of each ``dropped`` record are one protocol, best read in one place.
 """
 
 from __future__ import annotations
