@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -237,6 +238,11 @@ class FakeRpc:
             raise self.info
         return self.info
 
+    def getAllProcessInfo(self) -> List[Dict[str, Any]]:
+        if isinstance(self.info, Exception):
+            raise self.info
+        return [self.info] if "group" in self.info else []
+
 
 def test_exit_status_comes_from_xmlrpc(tmp_path: Path) -> None:
     # What supervisord answers for an exited process: its pid is cleared.
@@ -275,6 +281,25 @@ def test_failing_xmlrpc_is_reported_once_and_the_record_still_written(tmp_path: 
     assert statuses(harness) == ["EXITED pid=1 expected=false", "EXITED pid=2 expected=false"]
     assert len(harness.reports.messages) == 1
     assert harness.answers() == 2
+
+
+def test_at_start_a_killed_compressions_tmp_is_finished_for_a_silent_program(
+    tmp_path: Path,
+) -> None:
+    # The previous listener was killed while it gzipped quiet.log.1; quiet never
+    # writes again, so no event would ever make its writer.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "quiet.log.1").write_bytes(b"2026-11-27T01:23:45.000000+00:00 stdout old\n")
+    (logs / "quiet.log.1.gz.tmp").write_bytes(b"\x1f\x8b")
+    proxy = FakeRpc({"name": "quiet", "group": "quiet", "statename": "EXITED", "pid": 0})
+    harness = Harness(tmp_path, rpc=lambda: proxy, compress="true")
+    compressor = harness.capture.compressor
+    assert compressor is not None
+    compressor.start()
+    assert harness.run() == 0  # run() stops the compressor once its work is done
+    assert sorted(p.name for p in logs.iterdir()) == ["quiet.log.1.gz"]
+    assert gzip.decompress((logs / "quiet.log.1.gz").read_bytes()).endswith(b" stdout old\n")
 
 
 def test_exited_flushes_the_unfinished_line_before_its_status(harness: Harness) -> None:

@@ -186,6 +186,27 @@ class Listener:
             self._report_once("rpc", f"cannot read exit status over XML-RPC: {exc!r}")
             return None
 
+    def recover_files(self) -> None:
+        """Make a writer for every captured process now, not at its first event.
+
+        Making one finishes what a crash left half done -- a killed
+        compression's ``.gz.tmp``, plain backups still to compress (the
+        previous listener was stopped, perhaps killed, at a reload) -- also for
+        a program that never writes again.  The names come from supervisord.
+        """
+        if self.rpc is None:
+            return
+        try:
+            infos = self.rpc().supervisor.getAllProcessInfo()
+        except Exception as exc:
+            self._report_once("rpc", f"cannot list processes over XML-RPC: {exc!r}")
+            return
+        for info in infos:
+            name = str(info.get("name", ""))
+            group = str(info.get("group") or name)
+            if name and (group, name) != self.own:
+                self.capture.process(group, name)
+
     def _report_once(self, kind: str, message: str) -> None:
         if kind not in self._reported:
             self._reported.add(kind)
@@ -234,6 +255,10 @@ class Listener:
         """Speak the protocol until EOF or SIGTERM; return the exit status."""
         self._send(READY)
         try:
+            try:
+                self.recover_files()
+            except Exception as exc:
+                self.capture.contain("listener.recover", exc)
             while not self.stopping:
                 if self.reopen_requested:
                     self.reopen_requested = False
