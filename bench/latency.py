@@ -2,6 +2,16 @@
 
     python -m bench.latency                 # plugin vs listener, 10 s each, 2 rounds
     python -m bench.latency --seconds 5 --rounds 1 --modes plugin
+    python -m bench.latency --exit 30       # a dying program's last line and exit
+
+``--exit N`` measures something else: a program prints one line (carrying
+``time.time()`` of its write) and exits at once, N times, with nothing else
+running.  For each run it reports how late, after the write, the line and the
+exit appear -- in plugin mode (the line's record and the EXITED record in our
+file) and, side by side from the same supervisord, natively (the line in
+supervisord's own child log, and its ``exited:`` line in supervisord.log).
+The harness watches the files (1 ms polls) without touching supervisord's
+socket, which would wake its main loop.
 
 A ``flood`` program writes 100-byte lines in 64 KiB blocks as fast as it can;
 a ``quiet`` program writes one numbered line every 10 ms carrying
@@ -34,6 +44,7 @@ import statistics
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from bench.common import (
@@ -203,6 +214,91 @@ def describe(run: Run) -> str:
     )
 
 
+DYING = "import os, time\nos.write(1, ('last %.6f\\n' % time.time()).encode())\nos._exit(0)\n"
+
+EXIT_SECTIONS = """
+[rpcinterface:streamlog]
+supervisor.rpcinterface_factory = supervisor_streamlog.plugin:make_rpcinterface
+
+[streamlog]
+logdir = {dir}/streamlog
+timezone = utc
+
+[program:dying]
+command = {python} {dir}/dying.py
+autostart = false
+autorestart = false
+startsecs = 0
+stdout_logfile = {dir}/dying.native.log
+"""
+
+
+def _count(path: Path, needle: bytes) -> int:
+    try:
+        return path.read_bytes().count(needle)
+    except OSError:
+        return 0
+
+
+def measure_exit(runs: int) -> Dict[str, List[float]]:
+    """Per run: ms from the last write to each of the four appearances."""
+    found: Dict[str, List[float]] = {
+        "plugin line": [],
+        "plugin EXITED": [],
+        "native line": [],
+        "native exited": [],
+    }
+    with Supervisord("streamlog-exit-") as stack:
+        directory = stack.dir
+        (directory / "dying.py").write_text(DYING)
+        stack.configure(EXIT_SECTIONS.format(dir=directory, python=sys.executable))
+        ours = directory / "streamlog" / "dying.log"
+        watched = {
+            "plugin line": (ours, b" stdout last "),
+            "plugin EXITED": (ours, b" status EXITED "),
+            "native line": (directory / "dying.native.log", b"last "),
+            "native exited": (directory / "supervisord.log", b"exited: dying"),
+        }
+        try:
+            stack.start()
+            for run in range(runs):
+                seen: Dict[str, float] = {}
+                stack.rpc.supervisor.startProcess("dying", False)
+                deadline = time.monotonic() + 10
+                while len(seen) < len(watched) and time.monotonic() < deadline:
+                    now = time.time()
+                    for what, (path, needle) in watched.items():
+                        if what not in seen and _count(path, needle) > run:
+                            seen[what] = now
+                    time.sleep(0.001)
+                native = (directory / "dying.native.log").read_text().split()
+                written = float(native[2 * run + 1])
+                for what in watched:
+                    found[what].append((seen.get(what, float("inf")) - written) * 1000)
+                # Not before the runs: the next start must not wake the loop early.
+                wait_for(lambda: stack.state("dying") == "EXITED", 10, "dying to exit")
+        except BaseException:
+            print(stack.errors(), file=sys.stderr)
+            raise
+        finally:
+            stack.stop()
+            stack.cleanup()
+    return found
+
+
+def report_exit(runs: int) -> int:
+    """Print the ``--exit`` figures: p50/p90/max per appearance."""
+    found = measure_exit(runs)
+    print("| appears in the file | runs | p50 ms | p90 ms | max ms |")
+    print("|---|---:|---:|---:|---:|")
+    for what, values in found.items():
+        print(
+            f"| {what} | {len(values)} | {statistics.median(values):.1f} "
+            f"| {percentile(values, 0.9):.1f} | {max(values):.1f} |"
+        )
+    return 0
+
+
 def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.latency",
@@ -213,8 +309,13 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--modes", default="plugin,listener", help="comma-separated modes")
     parser.add_argument("--buffer-size", type=int, default=65536, help="the listener's buffer_size")
+    parser.add_argument(
+        "--exit", type=int, default=0, metavar="N", help="measure a dying program N times instead"
+    )
     add_quiet_options(parser)
     args = parser.parse_args(argv)
+    if args.exit:
+        return report_exit(args.exit)
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     for mode in modes:
         if mode not in MODES:

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import pytest
 
@@ -65,12 +65,15 @@ class FlakyOs:
     ``fail_with`` (an errno) makes every write fail until it is set back to
     None.  Otherwise each step of ``plan`` is an ``int`` (write at most that
     many bytes) or an errno name (raise it); when the plan is empty, writes go
-    through.  ``calls`` counts the writes tried.
+    through.  ``calls`` counts the writes tried.  ``space`` (bytes), when not
+    None, plays a disk that fills: writes take what fits (a short write) and
+    fail with ENOSPC once it is 0; a test frees space by raising it.
     """
 
     def __init__(self) -> None:
         self.plan: List[Union[int, str]] = []
         self.fail_with: Optional[int] = None
+        self.space: Optional[int] = None
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -86,6 +89,12 @@ class FlakyOs:
                 code = getattr(errno, step)
                 raise OSError(code, os.strerror(code))
             return os.write(fd, bytes(data[:step]))
+        if self.space is not None:
+            if not self.space:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written = os.write(fd, bytes(data[: self.space]))
+            self.space -= written
+            return written
         return os.write(fd, data)
 
 
@@ -115,3 +124,70 @@ def quiet_program(command: str, **options: object) -> Dict[str, object]:
 def line_numbers(records: Sequence[Record], stream: str = "stdout") -> List[int]:
     """The numbers of ``children/emit.py``'s ``line NNNNNNNNN`` records on ``stream``."""
     return [int(r.data[5:14]) for r in records if r.stream == stream and r.data.startswith(b"line")]
+
+
+class Dropped(NamedTuple):
+    """A ``status STREAMLOG dropped ...`` record, read back."""
+
+    bytes: int
+    records: int
+    first: str
+    last: str
+    time: str  # the record's own timestamp
+
+
+def dropped_fields(record: Record) -> Optional[Dropped]:
+    """The fields of a ``dropped`` record, or None for any other record."""
+    if record.stream != "status" or not record.data.startswith(b"STREAMLOG dropped "):
+        return None
+    fields = dict(word.split("=", 1) for word in record.text.split()[2:] if "=" in word)
+    return Dropped(
+        int(fields["bytes"]),
+        int(fields["records"]),
+        fields.get("first", ""),
+        fields.get("last", ""),
+        record.time,
+    )
+
+
+def check_gaps(
+    records: Sequence[Record], total: int, record_bytes: int, stream: str = "stdout"
+) -> Tuple[List[int], List[Dropped]]:
+    """Check that every numbered line ``0 .. total-1`` of ``stream`` (``emit.py``'s
+    ``line NNNNNNNNN``) is either present once, in order, or inside exactly one
+    ``dropped`` record, which stands where its lines would be, with their count,
+    their bytes (each line's record is ``record_bytes`` long) and the times of
+    the first and last of them.  Returns the numbers kept and the gaps."""
+    kept: List[int] = []
+    gaps: List[Dropped] = []
+    previous: Optional[Record] = None  # the last record before the pending gap
+    pending: Optional[Dropped] = None
+    for record in records:
+        gap = dropped_fields(record)
+        if gap is not None:
+            assert pending is None, "two dropped records next to each other: one gap"
+            assert previous is None or previous.time <= gap.first, (previous, gap)
+            assert gap.first <= gap.last and gap.time == gap.first, gap
+            pending = gap
+            continue
+        if record.stream != stream or not record.data.startswith(b"line"):
+            continue
+        number = int(record.data[5:14])
+        expected = kept[-1] + 1 if kept else 0
+        if pending is not None:
+            assert number - expected == pending.records, (expected, number, pending)
+            assert pending.bytes == pending.records * record_bytes, pending
+            assert pending.last <= record.time, (pending, record)
+            gaps.append(pending)
+            pending = None
+        else:
+            assert number == expected, f"line {expected} is missing with no dropped record"
+        kept.append(number)
+        previous = record
+    expected = kept[-1] + 1 if kept else 0
+    if pending is not None:
+        assert total - expected == pending.records, (expected, total, pending)
+        gaps.append(pending)
+    else:
+        assert expected == total, f"lines {expected}.. are missing with no dropped record"
+    return kept, gaps

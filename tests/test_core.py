@@ -17,7 +17,7 @@ from supervisor_streamlog.config import Config, from_mapping
 from supervisor_streamlog.ondisk.files import is_header
 from supervisor_streamlog.ondisk.formats import Record, iter_records, reassemble
 
-from .helpers import T0, Clock, Reports, flaky_os
+from .helpers import T0, Clock, Reports, check_gaps, flaky_os
 
 
 def config(tmp_path: Path, **values: str) -> Config:
@@ -384,9 +384,53 @@ def test_tiny_write_buffer_drops_with_a_notice_record(
     parsed = records(tmp_path / "logs" / "web.log")
     notices = [r for r in parsed if r.stream == "status"]
     assert len(notices) == 1 and notices[0].text.startswith("STREAMLOG dropped bytes=")
-    kept = [r.text for r in parsed if r.stream == "stdout"]
-    assert kept == [f"line {n:02d}" for n in range(len(kept))]  # the oldest, in order
-    assert 0 < len(kept) < 20
+    # The oldest and the newest are kept, the notice stands for those between.
+    assert [r.text for r in parsed] == ["line 00", notices[0].text, "line 19"]
+    assert "records=18 " in notices[0].text
+
+
+def numbered(n: int) -> bytes:
+    """``emit.py``'s line ``n``: 100 bytes, newline included."""
+    head = b"line %09d " % n
+    return head + b"x" * (99 - len(head)) + b"\n"
+
+
+def test_full_disk_freed_twice_leaves_one_dropped_record_at_each_gap(
+    tmp_path: Path, clock: Clock, reports: Reports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = flaky_os(monkeypatch)
+    cap = capture(tmp_path, clock, reports, write_buffer="8KB")
+    total, per_chunk, sent = 3000, 5, 0
+
+    def flood(chunks: int) -> None:
+        nonlocal sent
+        for _ in range(chunks):
+            clock.now += 0.001
+            data = b"".join(numbered(n) for n in range(sent, sent + per_chunk))
+            cap.log("web", "web", "stdout", 1, data)
+            sent += per_chunk
+
+    fake.space = 30_000  # room for some, then the disk is full
+    flood(200)
+    fake.space += 12_000  # space freed: some of what is held goes out, then full again
+    flood(200)
+    fake.space += 20_000  # and once more
+    flood(200)
+    assert sent == total
+    cap.state("web", "web", "EXITED", 1, {"pid": 1, "exitstatus": 0, "expected": True})
+    fake.space = None  # the disk is back
+    cap.tick(clock.now + 1)
+    cap.close()
+    parsed = records(tmp_path / "logs" / "web.log")
+    # 32-byte timestamp, " stdout ", 99 bytes of text, newline.
+    kept, gaps = check_gaps(parsed, total, 32 + 8 + 100)
+    assert len(gaps) >= 3, gaps  # one per stretch the full buffer could not hold
+    assert kept[-1] == total - 1  # the newest were kept ...
+    assert parsed[-1].text.startswith("EXITED")  # ... and the exit after them
+    # ... and the oldest the disk refused: how the outage began.
+    first_gap = next(i for i, n in enumerate(kept) if n != i)
+    assert first_gap * 140 > 30_000 + 2_000
+    assert cap.stats()["processes"]["web:web"]["dropped_bytes"] == sum(g.bytes for g in gaps)
 
 
 def test_tick_reopens_after_the_log_directory_was_deleted(

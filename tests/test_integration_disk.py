@@ -5,12 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from .helpers import line_numbers
+from .helpers import check_gaps, line_numbers
 from .supervisor import Supervisor, emit, program, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -94,5 +95,59 @@ def test_full_disk_beyond_write_buffer_drops_with_a_counted_notice(
         assert dropped > 0 and dropped == 5000 - len(got)
         lost_bytes = int(notices[0].split("bytes=")[1].split()[0])
         assert lost_bytes >= dropped * 100
+    finally:
+        sup.stop()
+
+
+def filler(disk: Path, name: str, size: int) -> Path:
+    """A file taking ``size`` bytes of the filesystem (to free later)."""
+    path = disk / name
+    path.write_bytes(b"\0" * size)
+    return path
+
+
+@pytest.mark.parametrize("base", ["plugin.conf", "listener.conf"])
+def test_full_disk_freed_twice_gives_one_dropped_record_at_each_gap(
+    tmp_path: Path, small_disk: Path, base: str
+) -> None:
+    """A 25 000 lines/s numbered flood on a full disk with space freed twice:
+    every line is present once, in order, or inside exactly one dropped record
+    standing where it would be, with the right count, bytes and times."""
+    total = 60_000
+    sup = Supervisor(
+        tmp_path,
+        programs={"flood": program(emit("rate", total, 25_000), autostart="false")},
+        streamlog={
+            "logdir": str(small_disk / "streamlog"),
+            "write_buffer": "256KB",
+            "maxbytes": "512KB",
+            "backups": 10,
+            "timezone": "utc",
+        },
+        base=base,
+    ).start()
+    try:
+        first = filler(small_disk, "first", 300_000)
+        second = filler(small_disk, "second", 300_000)
+        rest = fill(small_disk)
+        sup.rpc.supervisor.startProcess("flood")
+        wait_for(lambda: sup.info("flood")["now"] is not None, 5)
+        time.sleep(0.7)
+        first.unlink()  # room for some: the oldest held go out, then full again
+        time.sleep(0.7)
+        second.unlink()  # and once more
+        sup.wait_state("flood", "EXITED")
+        rest.unlink()  # the disk is back
+        wait_for(
+            lambda: any(r.text.startswith("EXITED") for r in sup.records("flood")),
+            30,
+            "the EXITED record once the disk has room",
+        )
+        found = sup.records("flood")
+        # 32-byte UTC timestamp, " stdout ", 99 bytes of text, newline.
+        kept, gaps = check_gaps(found, total, 32 + 8 + 100)
+        assert len(gaps) >= 2, gaps  # at least one per outage
+        assert kept[-1] == total - 1  # the newest are kept
+        assert found[-1].text.startswith("EXITED")
     finally:
         sup.stop()

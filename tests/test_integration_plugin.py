@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
 import sys
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, List
@@ -243,3 +245,63 @@ def test_reopen_through_supervisorctl_after_an_external_rotation(
     ]
     new = [int(r.data[5:14]) for r in iter_records(live.read_bytes()) if r.data.startswith(b"line")]
     assert new[0] == old[-1] + 1  # nothing lost, nothing twice, across the reopen
+
+
+def test_a_killed_compressions_tmp_is_finished_at_start_for_a_silent_program(
+    tmp_path: Path, plugin_supervisor: Factory
+) -> None:
+    # Files as a crash left them: .1 rotated, its compression killed half way
+    # (a partial .gz.tmp nobody holds).  The program never writes again.
+    logdir = tmp_path / "streamlog"
+    logdir.mkdir()
+    stamp = "2026-11-27T01:23:45.000000+00:00"
+    lines = [f"{stamp} stdout line {n:09d}\n".encode() for n in range(2000)]
+    backup = f"{stamp} status STREAMLOG file offset=0\n".encode() + b"".join(lines[:1000])
+    live = f"{stamp} status STREAMLOG file offset={len(backup)}\n".encode()
+    live += b"".join(lines[1000:])
+    (logdir / "quiet.log.1").write_bytes(backup)
+    (logdir / "quiet.log").write_bytes(live)
+    (logdir / "quiet.log.1.gz.tmp").write_bytes(gzip.compress(backup)[:100])
+    sup = plugin_supervisor(
+        programs={"quiet": quiet_program("sleep 60", autostart="false")},
+        streamlog={"compress": "true", "maxbytes": "1MB"},
+    )
+    wait_for(
+        lambda: sorted(p.name for p in logdir.iterdir()) == ["quiet.log", "quiet.log.1.gz"],
+        20,
+        "the backup compressed and the stale .gz.tmp gone",
+    )
+    assert sup.read_bytes("quiet") == backup + live  # nothing lost, nothing twice
+
+
+def test_a_dying_programs_last_line_and_exit_are_written_promptly(
+    tmp_path: Path, plugin_supervisor: Factory
+) -> None:
+    # supervisord sleeps up to 1 s in poll() and reaps only between sleeps: without
+    # the plugin's signal wake-up about a third of these exits came ~1 s late.
+    script = tmp_path / "dying.py"
+    script.write_text(
+        "import os, time\nos.write(1, ('last %.6f\\n' % time.time()).encode())\nos._exit(3)\n"
+    )
+    sup = plugin_supervisor(
+        programs={"dying": quiet_program(f"{sys.executable} {script}", autostart="false")},
+    )
+    path = tmp_path / "streamlog" / "dying.log"
+    runs = 15
+    for run in range(runs):
+        sup.rpc.supervisor.startProcess("dying", False)
+        # Watch the file only: a call on supervisord's socket would wake its loop.
+        wait_for(partial(lambda n: path.read_bytes().count(b" status EXITED ") > n, run), 10)
+    records = [r for r in iter_records(path.read_bytes()) if r.stream in ("stdout", "status")]
+    lines = [r for r in records if r.stream == "stdout"]
+    exits = [r for r in records if r.text.startswith("EXITED")]
+    assert len(lines) == len(exits) == runs
+    for line, exit in zip(lines, exits):
+        written = float(line.text.split()[1])
+        assert stamp_seconds(line.time) - written < 0.3, line
+        assert stamp_seconds(exit.time) - written < 0.3, (line, exit)
+        assert "exitstatus=3" in exit.text
+
+
+def stamp_seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -237,13 +238,40 @@ class FakeRpc:
             raise self.info
         return self.info
 
+    def getAllProcessInfo(self) -> List[Dict[str, Any]]:
+        if isinstance(self.info, Exception):
+            raise self.info
+        return [self.info] if "group" in self.info else []
+
 
 def test_exit_status_comes_from_xmlrpc(tmp_path: Path) -> None:
-    proxy = FakeRpc({"exitstatus": 3, "name": "x"})
+    # What supervisord answers for an exited process: its pid is cleared.
+    proxy = FakeRpc({"exitstatus": 3, "name": "x", "statename": "EXITED", "pid": 0})
     harness = Harness(tmp_path, rpc=lambda: proxy)
     harness.run(state_event("EXITED", pid=77, expected="1"))
     assert statuses(harness) == ["EXITED pid=77 exitstatus=3 expected=true"]
     assert proxy.asked == ["x:x"]
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        {"statename": "RUNNING", "pid": 78},  # started again, and running
+        {"statename": "STARTING", "pid": 78},
+        {"statename": "STOPPING", "pid": 78},
+        {"statename": "BACKOFF", "pid": 0},  # a later spawn attempt failed
+        {"statename": "FATAL", "pid": 0},
+        {"statename": "STOPPED", "pid": 0},  # a later run, stopped
+    ],
+)
+def test_exit_status_of_a_later_run_is_not_written(tmp_path: Path, later: Dict[str, Any]) -> None:
+    # The EXITED event of pid 77 waited in supervisord's queue while the program
+    # was started again: supervisord's answer is about the later run.
+    proxy = FakeRpc(dict({"exitstatus": 0, "name": "x"}, **later))
+    harness = Harness(tmp_path, rpc=lambda: proxy)
+    harness.run(state_event("EXITED", pid=77, expected="0"))
+    assert statuses(harness) == ["EXITED pid=77 expected=false"]  # none rather than a wrong one
+    assert harness.reports.messages == []
 
 
 def test_failing_xmlrpc_is_reported_once_and_the_record_still_written(tmp_path: Path) -> None:
@@ -253,6 +281,25 @@ def test_failing_xmlrpc_is_reported_once_and_the_record_still_written(tmp_path: 
     assert statuses(harness) == ["EXITED pid=1 expected=false", "EXITED pid=2 expected=false"]
     assert len(harness.reports.messages) == 1
     assert harness.answers() == 2
+
+
+def test_at_start_a_killed_compressions_tmp_is_finished_for_a_silent_program(
+    tmp_path: Path,
+) -> None:
+    # The previous listener was killed while it gzipped quiet.log.1; quiet never
+    # writes again, so no event would ever make its writer.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "quiet.log.1").write_bytes(b"2026-11-27T01:23:45.000000+00:00 stdout old\n")
+    (logs / "quiet.log.1.gz.tmp").write_bytes(b"\x1f\x8b")
+    proxy = FakeRpc({"name": "quiet", "group": "quiet", "statename": "EXITED", "pid": 0})
+    harness = Harness(tmp_path, rpc=lambda: proxy, compress="true")
+    compressor = harness.capture.compressor
+    assert compressor is not None
+    compressor.start()
+    assert harness.run() == 0  # run() stops the compressor once its work is done
+    assert sorted(p.name for p in logs.iterdir()) == ["quiet.log.1.gz"]
+    assert gzip.decompress((logs / "quiet.log.1.gz").read_bytes()).endswith(b" stdout old\n")
 
 
 def test_exited_flushes_the_unfinished_line_before_its_status(harness: Harness) -> None:

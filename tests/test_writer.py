@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import gzip
 import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from supervisor_streamlog.capture import writer as writer_module
 from supervisor_streamlog.capture.writer import Compressor, RotatingWriter
+from supervisor_streamlog.ondisk.files import read_base
 
 from .helpers import FlakyOs, ProblemReports, flaky_os
 
@@ -417,53 +420,67 @@ def test_held_records_rotate_at_record_boundaries_too(tmp_path: Path, flaky: Fla
         assert len(data) <= 100 and data.endswith(b"\n")
 
 
-def test_past_the_buffer_limit_records_are_dropped_and_a_notice_says_so(
+def test_past_the_buffer_limit_the_middle_is_dropped_and_a_notice_stands_in_its_place(
     tmp_path: Path, flaky: FlakyOs
 ) -> None:
     notices: List[str] = []
 
-    def notice(text: str) -> bytes:
+    def notice(text: str, stamp: Optional[str]) -> bytes:
         notices.append(text)
         return b"NOTICE " + text.encode() + b"\n"
 
     path = str(tmp_path / "p.log")
-    writer = RotatingWriter(path, buffer_limit=100, notice=notice)
+    writer = RotatingWriter(path, buffer_limit=200, notice=notice)
     flaky.fail_with = errno.ENOSPC
-    for n in range(8):
+    for n in range(12):
         writer.write(record(n))  # 40 bytes each
-    held = writer.stats()["held_bytes"]
-    assert isinstance(held, int)
-    # The limit holds (give or take the one write that was in progress).
-    assert 80 <= held <= 100 + 40
-    kept = held // 40
-    assert writer.dropped_bytes == 320 - held
-    assert writer.dropped_records == 8 - kept
+    # The record whose write failed waits whole (writer.tail); then the oldest
+    # records fill half the limit and stay, the newest fill the rest, and the
+    # records between them are dropped.
+    assert writer.tail == record(0)
+    assert writer.stats()["held_bytes"] == 40 + 200
+    assert writer.dropped_bytes == 6 * 40 and writer.dropped_records == 6
     assert notices == []  # nothing to say while the disk still refuses
     flaky.fail_with = None
-    writer.write(record(8))  # the first write after recovery is not dropped
+    writer.write(record(12))  # the first write after recovery is not dropped
     writer.close()
     lines = read(path).splitlines(keepends=True)
-    # What was kept is the oldest, in order; the notice stands where the gap is.
-    assert lines[:kept] == [record(n) for n in range(kept)]
-    assert lines[kept].startswith(b"NOTICE ")
-    assert lines[kept + 1 :] == [record(8)]
-    assert len(notices) == 1
-    assert f"bytes={320 - held}" in notices[0] and f"records={8 - kept}" in notices[0]
-    assert writer.stats()["dropped_bytes"] == 320 - held
+    assert lines[:3] == [record(0), record(1), record(2)]
+    assert lines[3].startswith(b"NOTICE ")  # where the gap is
+    assert lines[4:] == [record(n) for n in (9, 10, 11, 12)]
+    # Records not in a streamlog format carry no times: only the counts.
+    assert notices == ["dropped bytes=240 records=6 reason=ENOSPC"]
+    assert writer.stats()["dropped_bytes"] == 240
     assert writer.dropped_bytes == 0  # said once, then reset
+
+
+def test_a_record_larger_than_the_buffer_is_dropped_whole(tmp_path: Path, flaky: FlakyOs) -> None:
+    path = str(tmp_path / "p.log")
+    writer = RotatingWriter(
+        path, buffer_limit=100, notice=lambda text, stamp: text.encode() + b"\n"
+    )
+    flaky.fail_with = errno.ENOSPC
+    writer.write(record(0, 300))  # the write in progress: kept whole (writer.tail)
+    writer.write(record(1, 300))
+    writer.write(record(2, 300))
+    assert writer.held_bytes == 0 and writer.dropped_records == 2
+    flaky.fail_with = None
+    writer.write(record(3))
+    writer.close()
+    notice = b"dropped bytes=600 records=2 reason=ENOSPC\n"
+    assert read(path) == record(0, 300) + notice + record(3)
 
 
 def test_no_notice_callback_still_recovers(tmp_path: Path, flaky: FlakyOs) -> None:
     path = str(tmp_path / "p.log")
-    writer = RotatingWriter(path, buffer_limit=50)
+    writer = RotatingWriter(path, buffer_limit=100)
     flaky.fail_with = errno.ENOSPC
     for n in range(5):
         writer.write(record(n))
     assert writer.dropped_bytes > 0
     flaky.fail_with = None
     assert writer.retry()
-    data = read(path)
-    assert data and b"".join(record(n) for n in range(5)).startswith(data)
+    assert read(path) == record(0) + record(1) + record(4)  # both ends kept
 
 
 def test_partial_os_write_is_completed(tmp_path: Path, flaky: FlakyOs) -> None:
@@ -598,6 +615,118 @@ def test_reopen_after_an_external_logrotate(tmp_path: Path) -> None:
     assert read(path) == record(3)
     # The new file's size is its own: rotation is based on it.
     assert writer.size == 40
+
+
+def test_a_record_half_written_at_enospc_stays_in_its_file_after_an_external_move(
+    tmp_path: Path, flaky: FlakyOs
+) -> None:
+    path = str(tmp_path / "p.log")
+    writer = RotatingWriter(path, maxbytes=1000)
+    writer.write(record(0))
+    flaky.plan = [10, "ENOSPC"]
+    writer.write(record(1))  # 10 bytes land, then the disk is full
+    flaky.fail_with = errno.ENOSPC
+    os.rename(path, path + "-20260101")  # logrotate moves the live file
+    assert writer.check_moved() is True  # ... and the rest of record 1 still cannot be written
+    writer.write(record(2))
+    writer.retry()
+    flaky.fail_with = None  # space again
+    writer.write(record(3))
+    writer.close()
+    # Record 1 is whole in the file it began in; the new file has what followed.
+    assert read(path + "-20260101") == record(0) + record(1)
+    assert read(path) == record(2) + record(3)
+
+
+def header_notice(text: str, stamp: Optional[str]) -> bytes:
+    return f"2026-11-27T01:23:45.000000+00:00 status STREAMLOG {text}\n".encode()
+
+
+def test_a_new_files_offset_after_a_restart_does_not_trust_a_wrapped_gzip_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A world where gzip's ISIZE wraps at 1000 bytes stands for 4 GiB: the
+    # backup below holds more than that, so its trailer alone would be wrong.
+    path = str(tmp_path / "p.log")
+    contents = header_notice("file offset=5000", None) + b"".join(record(n) for n in range(100))
+    with gzip.open(path + ".1.gz", "wb") as packed:
+        packed.write(contents)
+    monkeypatch.setattr(writer_module, "ISIZE_MODULUS", 1000, raising=False)
+    true_isize = writer_module.uncompressed_size
+    monkeypatch.setattr(writer_module, "uncompressed_size", lambda name: true_isize(name) % 1000)
+    writer = RotatingWriter(path, maxbytes=100_000, notice=header_notice, header=True)
+    writer.write(record(100))  # no live file: a new one, after the backup
+    writer.close()
+    assert read_base(path) == 5000 + len(contents)
+
+
+def big_backup(path: str, megabytes: int) -> bytes:
+    """A plain backup ``path.1`` that takes gzip a while (incompressible bytes)."""
+    data = b"".join(os.urandom(30).hex().encode() + b"\n" for _ in range(megabytes * 17_000))
+    with open(path + ".1", "wb") as handle:
+        handle.write(data)
+    return data
+
+
+def test_a_reload_while_the_previous_loads_compressor_runs_loses_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.log")
+    data = big_backup(path, 20)
+    reports = ProblemReports()
+    old = Compressor(report=reports)
+    old.start()
+    RotatingWriter(path, backups=3, compressor=old)  # the previous load resumes .1
+    wait_for_file(path + ".1.gz.tmp")
+    # The reload: a new load's writer and compressor for the same files, while
+    # the old compressor is still writing its .gz.tmp.
+    new = Compressor(report=reports)
+    new.start()
+    RotatingWriter(path, backups=3, compressor=new)
+    assert old.wait_idle(WAIT * 3) and new.wait_idle(WAIT * 3)
+    old.stop()
+    new.stop()
+    assert listing(tmp_path) == ["p.log.1.gz"]
+    assert read(path + ".1.gz") == data
+    assert reports.calls == []
+
+
+def test_cancel_leaves_the_plain_backup_and_the_next_load_compresses_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.log")
+    data = big_backup(path, 20)
+    old = Compressor()
+    old.start()
+    RotatingWriter(path, backups=3, compressor=old)
+    wait_for_file(path + ".1.gz.tmp")
+    began = time.monotonic()
+    old.cancel(timeout=WAIT)  # a reload: stop within one block, not at the end of the file
+    assert time.monotonic() - began < 1.0
+    assert listing(tmp_path) == ["p.log.1"]  # the partial .gz.tmp removed, the plain kept
+    new = Compressor()
+    new.start()
+    RotatingWriter(path, backups=3, compressor=new)  # the next load takes the work over
+    assert new.wait_idle(WAIT * 3)
+    new.stop()
+    assert listing(tmp_path) == ["p.log.1.gz"] and read(path + ".1.gz") == data
+
+
+def test_recover_removes_a_stale_tmp_but_not_one_being_written(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.log")
+    (tmp_path / "p.log.1").write_bytes(record(1))
+    (tmp_path / "p.log.2").write_bytes(record(2))
+    (tmp_path / "p.log.1.gz.tmp").write_bytes(b"\x1f\x8b partial")  # its writer was killed
+    busy = os.open(tmp_path / "p.log.2.gz.tmp", os.O_WRONLY | os.O_CREAT)
+    fcntl.flock(busy, fcntl.LOCK_EX)  # another compressor is writing this one
+    try:
+        RotatingWriter(path, backups=3)
+        assert listing(tmp_path) == ["p.log.1", "p.log.2", "p.log.2.gz.tmp"]
+    finally:
+        os.close(busy)
+
+
+def wait_for_file(name: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not os.path.exists(name):
+        assert time.monotonic() < deadline, f"{name} never appeared"
+        time.sleep(0.001)
 
 
 def test_stats(tmp_path: Path) -> None:

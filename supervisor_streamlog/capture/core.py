@@ -194,7 +194,9 @@ class Capture:
         self.processes[key] = plog
         return plog
 
-    def _notice(self, text: str) -> bytes:
+    def _notice(self, text: str, stamp: Optional[str] = None) -> bytes:
+        if stamp is not None:
+            return self.format.notice(stamp, text)
         # A file's header is written as the first record arrives: give it that
         # record's time, so a file's timestamps never go backwards.
         when = self._writing if text.startswith(HEADER_PREFIX) and self._writing else self.clock()
@@ -291,7 +293,7 @@ class Capture:
                 if plog.batch and when - plog.batch_since >= self.flush_interval:
                     self._flush_batch(plog)
                 writer = plog.writer
-                if writer.held or writer.tail or writer.failing:
+                if writer.failing or writer.pending:
                     writer.retry()
                 check_files = True
             if check_files and int(when) != self._moved_second:

@@ -162,15 +162,50 @@ class Listener:
         # Anything else (TICK, ...) is acknowledged and ignored.
 
     def _exit_status(self, group: str, name: str) -> Optional[int]:
-        """The exit status is not in the event: ask supervisord for it."""
+        """The exit status is not in the event: ask supervisord for it.
+
+        supervisord answers for the process as it is *now*, and events queue:
+        by the time this EXITED event is handled the program may have been
+        started again.  So the answer is used only if it is still about the
+        exited run: state EXITED and no pid (supervisord clears the pid when it
+        reaps a process; a later run has its own pid from its spawn on, and
+        BACKOFF, FATAL, STOPPED or STARTING mean a later attempt).  Otherwise
+        no exit status is written rather than another run's.  (One case
+        remains that supervisord's answer cannot tell apart: a later run that
+        has also exited already; it needs a whole run to pass while this event
+        waits in the queue.)
+        """
         if self.rpc is None:
             return None
         try:
             info = self.rpc().supervisor.getProcessInfo(f"{group}:{name}")
+            if info.get("statename") != "EXITED" or info.get("pid"):
+                return None  # a later run: its status is not this one's
             return int(info["exitstatus"])
         except Exception as exc:
             self._report_once("rpc", f"cannot read exit status over XML-RPC: {exc!r}")
             return None
+
+    def recover_files(self) -> None:
+        """Make a writer for every captured process now, not at its first event.
+
+        Making one finishes what a crash left half done -- a killed
+        compression's ``.gz.tmp``, plain backups still to compress (the
+        previous listener was stopped, perhaps killed, at a reload) -- also for
+        a program that never writes again.  The names come from supervisord.
+        """
+        if self.rpc is None:
+            return
+        try:
+            infos = self.rpc().supervisor.getAllProcessInfo()
+        except Exception as exc:
+            self._report_once("rpc", f"cannot list processes over XML-RPC: {exc!r}")
+            return
+        for info in infos:
+            name = str(info.get("name", ""))
+            group = str(info.get("group") or name)
+            if name and (group, name) != self.own:
+                self.capture.process(group, name)
 
     def _report_once(self, kind: str, message: str) -> None:
         if kind not in self._reported:
@@ -220,6 +255,10 @@ class Listener:
         """Speak the protocol until EOF or SIGTERM; return the exit status."""
         self._send(READY)
         try:
+            try:
+                self.recover_files()
+            except Exception as exc:
+                self.capture.contain("listener.recover", exc)
             while not self.stopping:
                 if self.reopen_requested:
                     self.reopen_requested = False

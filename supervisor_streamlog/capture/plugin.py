@@ -22,6 +22,13 @@ for a newline, batched writes, retries after a disk error) and gzip run on
 threads started on ``SupervisorRunningEvent`` -- threads started earlier die
 when supervisord daemonizes -- and the core is guarded by one lock.
 
+A program's exit is written promptly: supervisord's loop sleeps up to 1 s in
+``poll()``, a signal does not end that sleep (Python retries the call), and it
+reaps children only between two sleeps, so an EXITED event (and the output
+drained at the reap) came up to 1 s after the exit.  :class:`SignalWake`
+makes a pending signal end the sleep -- see there for why that changes
+nothing else supervisord does.
+
 Output events are turned on for captured programs without touching the
 ``ProcessConfig`` values (``supervisorctl update`` compares them and would
 restart every program): the config object's ``make_dispatchers`` is wrapped,
@@ -31,6 +38,8 @@ on the STARTING event, to set the flag on the dispatchers it makes.
 from __future__ import annotations
 
 import atexit
+import os
+import signal
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -64,6 +73,76 @@ def _close_at_exit() -> None:
         plugin.close()
 
 
+class SignalWake:
+    """Ends supervisord's ``poll()`` sleep when a signal arrives (SIGCHLD above all).
+
+    supervisord handles signals -- reaping exited children on SIGCHLD, which
+    emits their EXITED events -- once per turn of its loop, after a ``poll()``
+    of up to 1 s that a signal does not cut short (PEP 475 retries it).  This
+    is the self-pipe trick with Python's own hook: ``signal.set_wakeup_fd``
+    makes the interpreter write a byte to a pipe whenever a signal arrives (its
+    handlers stay supervisord's), and the pipe's read end sits in supervisord's
+    socket map like its HTTP channels, so ``poll()`` returns at once; the loop
+    then does what it would have done at the end of the sleep, only sooner.
+    No event, state or timer of supervisord changes, for any program.
+
+    Only one wakeup fd exists per process: if something else holds it, this
+    steps aside (and exits are late as before).  It is installed when
+    supervisord runs and removed when it starts stopping, before a reload
+    closes every descriptor (``cleanup_fds``) and could give the pipe's
+    numbers to other files.
+    """
+
+    def __init__(self, socket_map: Dict[int, Any]) -> None:
+        self.socket_map = socket_map
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        previous = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        if previous != -1:  # someone else's: leave it to them
+            signal.set_wakeup_fd(previous)
+            self._close_fds()
+            self.installed = False
+            return
+        self.installed = True
+        socket_map[self.read_fd] = self
+
+    # What supervisord's loop asks of a dispatcher in its socket map.
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read_event(self) -> None:
+        """Drain the pipe: the wake-up has done its work by now."""
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except OSError:
+            pass
+
+    def handle_error(self) -> None:
+        pass
+
+    def remove(self) -> None:
+        """Give the wakeup fd back and leave the socket map (main thread only)."""
+        if not self.installed:
+            return
+        self.installed = False
+        if self.socket_map.get(self.read_fd) is self:
+            del self.socket_map[self.read_fd]
+        current = signal.set_wakeup_fd(-1)
+        if current != self.write_fd:
+            signal.set_wakeup_fd(current)  # not ours any more: put it back
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def _process_names(process: Any) -> tuple:
     name = process.config.name
     group = process.group.config.name if process.group is not None else name
@@ -83,6 +162,7 @@ class Plugin:
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.timer: Optional[threading.Thread] = None
+        self.wake: Optional[SignalWake] = None
         self.subscriptions = [
             (events.ProcessLogEvent, self.on_log),
             (events.ProcessStateEvent, self.on_state),
@@ -163,6 +243,8 @@ class Plugin:
         try:
             if self.capture.compressor is not None:
                 self.capture.compressor.start()
+            if self.wake is None:
+                self.wake = SignalWake(self.supervisord.options.get_socket_map())
             if self.timer is None:
                 self.timer = threading.Thread(
                     target=self._tick_loop, name="streamlog-timer", daemon=True
@@ -184,6 +266,11 @@ class Plugin:
         """Shutdown or reload began; processes are still stopping."""
         # Files stay open: the STOPPED events that follow still write records.
         # close() (next load, or process exit) finishes the job.
+        try:
+            if self.wake is not None:
+                self.wake.remove()  # see SignalWake: before a reload's cleanup_fds
+        except Exception as exc:
+            self.capture.contain("plugin.stopping", exc)
 
     def _announce(self) -> None:
         captured: List[str] = []
@@ -193,7 +280,16 @@ class Plugin:
                 if hasattr(group.config, "pool_events"):
                     continue
                 label = f"{group.config.name}:{process.config.name}"
-                (captured if self.captures(process) else skipped).append(label)
+                if self.captures(process):
+                    captured.append(label)
+                    # Its writer now, not at its first line: making one recovers
+                    # what a crash or the previous load left half done (a killed
+                    # compression's .gz.tmp, plain backups still to compress),
+                    # also for a program that never writes again.
+                    with self.lock:
+                        self.capture.process(*_process_names(process))
+                else:
+                    skipped.append(label)
         self.log(
             f"capturing {', '.join(sorted(captured)) or 'nothing'} into "
             f"{self.config.logdir}"
@@ -207,15 +303,24 @@ class Plugin:
                     return  # closed while this tick waited for the lock
                 self.capture.tick(time.time())
 
-    def close(self) -> None:
-        """Write what is unfinished, close files, stop the threads (once)."""
+    def close(self, reload: bool = False) -> None:
+        """Write what is unfinished, close files, stop the threads (once).
+
+        At a reload the compressor is cancelled rather than waited for: the
+        new load's writers compress what it left (see ``_announce``), and
+        supervisord's loop is not held up while a large backup is gzipped.
+        """
         if self.stop_event.is_set():
             return
         self.stop_event.set()
         with self.lock:
             self.capture.close()
-        if self.capture.compressor is not None:
-            self.capture.compressor.stop(timeout=5)
+        compressor = self.capture.compressor
+        if compressor is not None:
+            if reload:
+                compressor.cancel(timeout=5)
+            else:
+                compressor.stop(timeout=5)
 
 
 class StreamlogNamespace:
@@ -281,7 +386,7 @@ def make_rpcinterface(supervisord: Any, **settings: str) -> StreamlogNamespace:
         supervisord.options.logger.critical(f"streamlog: {exc}")
         raise
     while _current:
-        _current.pop().close()  # a reload: the previous load's files
+        _current.pop().close(reload=True)  # a reload: the previous load's files
     plugin = Plugin(supervisord, config)
     plugin.subscribe()
     if not _current and _close_at_exit not in _registered:

@@ -8,36 +8,50 @@ Rotation follows the multilog/s6-log protocol:
 * rotation is a chain of renames -- ``.N`` is removed, ``.i`` becomes ``.i+1``,
   the live file becomes ``.1`` -- so a crash between two steps leaves every byte
   in some file; the next start finishes what was left (see :meth:`recover`);
-* ``compress`` gzips a rotated file on a background thread into ``.gz.tmp``,
-  renames that to ``.gz`` and only then removes the plain file;
+* ``compress`` gzips a rotated file on a background thread into ``.gz.tmp``
+  (held under an exclusive ``flock`` while written), renames that to ``.gz`` and
+  only then removes the plain file; a ``.gz.tmp`` nobody holds is left over
+  from a compression that was killed or cancelled: :meth:`recover` removes it
+  and submits the plain file again;
+* a supervisord reload makes new writers for the same files while the previous
+  load's compressor may still run: renames are serialised by one lock per path
+  (:func:`path_lock`), shared by every writer of that path in the process, and
+  the previous load's compressor is cancelled (:meth:`Compressor.cancel`), its
+  work left to the new load's :meth:`recover`;
 * retention: ``backups`` files by count, and ``max_total_bytes`` over the live
   file and its backups together (oldest removed first; the live file never, and
   it is counted at ``maxbytes``, the size it may reach before the next rotation).
 
 A write error (full disk, vanished directory) never raises to the caller and
 never loses data silently: records are held in memory up to ``buffer_limit``
-bytes and retried on the next write or :meth:`retry`; past the limit new
-records are dropped and counted, and once writing works again a ``status``
-record says how many bytes and records were dropped.
+bytes and retried on the next write or :meth:`retry`.  Past the limit, the
+writer keeps both ends of what it holds -- the oldest records (up to half the
+limit: how the trouble began) and the newest (the rest: what the program is
+doing now, its last words and its exit included) -- and drops the records
+between them.  Each stretch of dropped records is one :class:`Gap` in the
+queue, written as one ``status STREAMLOG dropped ...`` record at its place,
+so a reader sees exactly which stretch is missing (see :meth:`Gap.text`).
 
-The module is longer than most (about 550 lines) because the writer and the
-:class:`Compressor` share one lock and one naming of the backups: the rename
-chain, crash recovery, retention and the compressor's rename are one protocol,
-best read in one place.
+The module is longer than most (about 800 lines) because the writer, what it
+holds while the disk refuses writes, and the :class:`Compressor` share one
+lock per path and one naming of the backups: the rename chain, crash recovery
+(stale ``.gz.tmp`` included), retention, the compressor's rename and the
+position of each ``dropped`` record are one protocol, best read in one place.
 """
 
 from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import gzip
 import os
 import queue
-import shutil
 import threading
-from typing import Callable, Deque, List, Optional, Tuple, TypedDict
+from typing import Callable, Deque, Dict, List, Optional, Tuple, TypedDict, Union
 
 from ..ondisk.files import backup_path, header_text, read_base, uncompressed_size
+from ..ondisk.formats import RecordError, parse
 
 #: How the writer and the compressor report a problem: ``(kind, message)``.
 #: ``kind`` names the problem (``write:ENOSPC``, ``moved:PATH``, ``gzip``) so the
@@ -45,12 +59,131 @@ from ..ondisk.files import backup_path, header_text, read_base, uncompressed_siz
 #: passes its ``_report_kind``, which does that and hands the message on as a
 #: :data:`~.core.ReportMessage`.
 ReportProblem = Callable[[str, str], None]
-#: Renders a ``status`` record of the writer's own (a file header, a drop notice).
-Notice = Callable[[str], bytes]
+#: Renders a ``status`` record of the writer's own (a file header, a drop notice)
+#: from its text and the timestamp to give it (as found in the records), or None
+#: for the time the record is written.
+Notice = Callable[[str, Optional[str]], bytes]
 
 
 def _quiet_report(kind: str, message: str) -> None:
     pass
+
+
+#: gzip's trailer holds the uncompressed size modulo this (RFC 1952's ISIZE).
+ISIZE_MODULUS = 2**32
+#: Deflate never packs more than 1032 bytes into one (258-byte matches at 2 bits
+#: each, rounded up here): a ``.gz`` smaller than ISIZE_MODULUS / this holds
+#: less than ISIZE_MODULUS bytes, so its ISIZE is exact.
+MAX_DEFLATE_RATIO = 1040
+
+
+def content_size(path: str) -> int:
+    """The exact size of a file's contents, a ``.gz``'s uncompressed.
+
+    gzip's trailer gives it modulo 4 GiB (:func:`~..ondisk.files.uncompressed_size`);
+    where that may have wrapped (a ``.gz`` large enough to hold 4 GiB or more)
+    the contents are counted instead.  That reads the whole file, but only when
+    a new live file is started with nothing else to go by (see ``_ensure_open``).
+    """
+    if not path.endswith(".gz"):
+        return os.path.getsize(path)
+    if os.path.getsize(path) * MAX_DEFLATE_RATIO < ISIZE_MODULUS:
+        return uncompressed_size(path)
+    total = 0
+    with gzip.open(path, "rb") as packed:
+        while True:
+            block = packed.read(1024 * 1024)
+            if not block:
+                return total
+            total += len(block)
+
+
+def _record_time(line: bytes) -> Optional[str]:
+    """The timestamp of a record (one line, of either format), or None."""
+    try:
+        return parse(line.rstrip(b"\n")).time
+    except RecordError:
+        return None
+
+
+class Gap:
+    """A stretch of consecutive records dropped while the disk refused writes.
+
+    It takes their place in the writer's queue and is written there as one
+    record, ``status STREAMLOG dropped bytes=N records=M first=T1 last=T2
+    reason=ENOSPC``: N and M count what it replaces (the bytes of the records
+    as they would have been written), T1 and T2 are the timestamps of the first
+    and the last of them, and the record itself is stamped T1 so a file's
+    timestamps never go backwards.  Only the first and the last record are
+    kept (to read their times when the gap is written).
+    """
+
+    __slots__ = ("bytes", "records", "first", "last", "reason")
+
+    def __init__(self, reason: Optional[str]) -> None:
+        self.bytes = 0
+        self.records = 0
+        self.first = b""
+        self.last = b""
+        self.reason = reason or "error"
+
+    def add(self, data: bytes) -> None:
+        """Count ``data`` (whole records, newer than those already counted)."""
+        if not self.bytes:
+            self.first = data[: data.find(b"\n") + 1 or len(data)]
+        self.last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
+        self.bytes += len(data)
+        self.records += data.count(b"\n")
+
+    def text(self) -> Tuple[str, Optional[str]]:
+        """The record's text and its timestamp (None if the records had none)."""
+        first, last = _record_time(self.first), _record_time(self.last)
+        text = f"dropped bytes={self.bytes} records={self.records}"
+        if first is not None and last is not None:
+            text += f" first={first} last={last}"
+        return f"{text} reason={self.reason}", first
+
+
+#: What waits in the writer's queue: records, and the gaps between them.
+Held = Union[bytes, Gap]
+
+_path_locks: Dict[str, threading.Lock] = {}
+_path_locks_guard = threading.Lock()
+
+
+def path_lock(path: str) -> threading.Lock:
+    """The one lock of a log file's renames, whichever writer or load holds it.
+
+    After a supervisord reload, the previous load's compressor and the new
+    load's writer work on the same files: one lock per path keeps a rotation
+    from renaming a file between the compressor finding it and replacing it.
+    """
+    with _path_locks_guard:
+        return _path_locks.setdefault(os.path.abspath(path), threading.Lock())
+
+
+def _claim(tmp: str, create: bool) -> Optional[int]:
+    """Open ``tmp`` and hold it under an exclusive flock, or None if another
+    compressor holds it (or, with ``create`` false, it does not exist).  The
+    flock ends with the process, so a ``.gz.tmp`` nobody holds is stale."""
+    flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # The holder we waited for may have renamed it to .gz meanwhile: then
+        # this descriptor is that .gz, not a .gz.tmp.
+        if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (
+            os.stat(tmp).st_ino,
+            os.stat(tmp).st_dev,
+        ):
+            raise BlockingIOError
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 class WriterStats(TypedDict):
@@ -102,13 +235,23 @@ class RotatingWriter:
         #: Size of a new file before any record: its header, or 0.
         self.empty_size = 0
         #: Held by rotation and by the compressor while they rename files.
-        self.lock = threading.Lock()
+        self.lock = path_lock(path)
         self.fd: Optional[int] = None
         self.size = 0
         #: The rest of a record whose write was cut short; written before anything else.
         self.tail = b""
-        self.held: Deque[bytes] = collections.deque()
+        #: A reopen waits for ``tail`` to be written to the file it began in.
+        self._reopen_due = False
+        #: What the disk refused, oldest first: the oldest records (up to half of
+        #: ``buffer_limit``, never dropped) in ``held``, then the newest in
+        #: ``recent``, whose oldest are dropped (become a :class:`Gap`) when the
+        #: two together pass the limit.  Gaps keep their place in the queue.
+        self.held: Deque[Held] = collections.deque()
+        self.recent: Deque[Held] = collections.deque()
+        #: Bytes of records in ``held`` and ``recent`` together, and in ``recent``.
         self.held_bytes = 0
+        self.recent_bytes = 0
+        #: Dropped and not written as a ``dropped`` record yet.
         self.dropped_bytes = 0
         self.dropped_records = 0
         self.failing: Optional[str] = None
@@ -140,8 +283,12 @@ class RotatingWriter:
             for index in range(1, max(self.backups, 1) + 1):
                 plain, packed = self.backup_name(index), self.backup_name(index, True)
                 stale = packed + ".tmp"
-                if os.path.exists(stale):
+                fd = _claim(stale, create=False) if os.path.exists(stale) else None
+                if fd is not None:
+                    # Left by a compression that was killed or cancelled (one
+                    # still running holds its flock): the plain file is intact.
                     self._remove(stale)
+                    os.close(fd)
                 if os.path.exists(plain) and os.path.exists(packed):
                     # The .gz was renamed into place only once complete.
                     self._remove(plain)
@@ -170,13 +317,68 @@ class RotatingWriter:
             self._failed(exc)
 
     def _hold(self, data: bytes) -> None:
-        if self.held_bytes + len(data) > self.buffer_limit:
-            self.dropped_bytes += len(data)
-            self.total_dropped_bytes += len(data)
-            self.dropped_records += data.count(b"\n")
+        """Queue records the disk refused; past ``buffer_limit``, drop the middle.
+
+        Why both ends: the oldest records say how the trouble began, the newest
+        what the program is doing now (its last lines and exit status included,
+        which a reader needs most once the disk is back).  Dropping only the
+        newest would lose those; dropping only the oldest, the beginning.
+        """
+        size = len(data)
+        if not self.recent and self.held_bytes + size <= self.buffer_limit // 2:
+            self.held.append(data)
+            self.held_bytes += size
             return
-        self.held.append(data)
-        self.held_bytes += len(data)
+        self.recent.append(data)
+        self.recent_bytes += size
+        self.held_bytes += size
+        while self.held_bytes > self.buffer_limit and self._drop_oldest_recent():
+            pass
+
+    def _drop_oldest_recent(self) -> bool:
+        """Turn the oldest records of ``recent`` into (part of) a gap."""
+        recent = self.recent
+        if recent and isinstance(recent[0], Gap):
+            if len(recent) < 2:
+                return False
+            gap = recent[0]
+            data = recent[1]
+            del recent[1]
+        elif recent:
+            data = recent.popleft()
+            last = self.held[-1] if self.held else None
+            if isinstance(last, Gap):
+                gap = last  # the records just after an earlier gap: the same stretch
+            else:
+                gap = Gap(self.failing)
+                recent.appendleft(gap)
+        else:
+            return False
+        assert isinstance(data, bytes)  # gaps are never next to each other
+        gap.add(data)
+        self.held_bytes -= len(data)
+        self.recent_bytes -= len(data)
+        self.dropped_bytes += len(data)
+        self.total_dropped_bytes += len(data)
+        self.dropped_records += data.count(b"\n")
+        return True
+
+    def _rebalance(self) -> None:
+        """After writes emptied part of ``held``, let it take the oldest of ``recent``."""
+        half = self.buffer_limit // 2
+        recent = self.recent
+        while recent:
+            item = recent[0]
+            if isinstance(item, bytes):
+                if self.held_bytes - self.recent_bytes + len(item) > half:
+                    return
+                self.recent_bytes -= len(item)
+            self.held.append(recent.popleft())
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything waits to be written (held records, gaps, a half record)."""
+        return bool(self.held or self.recent or self.tail)
 
     def _failed(self, exc: OSError) -> None:
         self.errors += 1
@@ -190,37 +392,45 @@ class RotatingWriter:
             )
 
     def retry(self) -> bool:
-        """Try again to write held records; True once nothing is held."""
+        """Try again to write held records and gaps; True once nothing is held."""
         try:
             if self.tail:
                 self._ensure_open()
                 self._raw_write(self.tail)
                 self.tail = b""
-            while self.held:
-                data = self.held.popleft()
-                self.held_bytes -= len(data)
+            if self._reopen_due:
+                self.reopen()  # the file was moved while a record was half written
+            while self.held or self.recent:
+                if self.held:
+                    item = self.held.popleft()
+                else:
+                    item = self.recent.popleft()
+                    if isinstance(item, bytes):
+                        self.recent_bytes -= len(item)
+                if isinstance(item, Gap):
+                    self._write_gap(item)
+                    continue
+                self.held_bytes -= len(item)
                 # On failure, what was not written is kept (tail and held).
-                self._write_records(data)
+                self._write_records(item)
         except OSError as exc:
             self._failed(exc)
+            self._rebalance()
             return False
-        if self.dropped_bytes:
-            lost, records = self.dropped_bytes, self.dropped_records
-            self.dropped_bytes = self.dropped_records = 0
-            text = (
-                f"dropped bytes={lost} records={records} reason={self.failing or 'error'}"
-                f" (write_buffer full while {self.path} could not be written)"
-            )
-            if self.notice is not None:
-                try:
-                    self._write_records(self.notice(text))
-                except OSError as exc:
-                    self._failed(exc)
-                    return False
         if self.failing is not None:
             self.report(f"write:{self.failing}:ok", f"writing {self.path} again")
             self.failing = None
         return True
+
+    def _write_gap(self, gap: Gap) -> None:
+        """Write the ``dropped`` record standing for ``gap`` (see :class:`Gap`)."""
+        self.dropped_bytes -= gap.bytes
+        self.dropped_records -= gap.records
+        if self.notice is None:
+            return
+        text, stamp = gap.text()
+        data = self.notice(text, stamp)
+        self._write_records(data)  # on failure its bytes are kept like any record
 
     def _write_records(self, data: bytes) -> None:
         maxbytes = self.maxbytes
@@ -306,10 +516,12 @@ class RotatingWriter:
             previous = backup_path(self.path, 1)
             self._next_base = 0
             if previous is not None:
-                self._next_base = (read_base(previous) or 0) + uncompressed_size(previous)
+                # The previous file's own header plus its exact size: not gzip's
+                # ISIZE alone, which wraps at 4 GiB.
+                self._next_base = (read_base(previous) or 0) + content_size(previous)
         self.base, self._next_base = self._next_base, None
         assert self.notice is not None
-        header = self.notice(header_text(self.base))
+        header = self.notice(header_text(self.base), None)
         self.empty_size = len(header)  # a file holding only its header counts as empty
         self._raw_write(header)  # on failure kept in self.tail
 
@@ -391,8 +603,14 @@ class RotatingWriter:
             try:
                 self._raw_write(self.tail)
                 self.tail = b""
-            except OSError:
-                pass  # still kept in self.tail: it goes to the new file, whole
+            except OSError as exc:
+                # Its rest must go to that file too, or the record would be split
+                # across two files: keep the file open until retry() writes it,
+                # and reopen then.
+                self._reopen_due = True
+                self._failed(exc)
+                return
+        self._reopen_due = False
         if self.fd is not None:
             self._next_base = self.base + self.size  # used if the new file is empty
         self._close_fd()
@@ -422,7 +640,7 @@ class RotatingWriter:
 
     def close(self) -> None:
         """Write what is held if possible, then close."""
-        if self.held or self.tail:
+        if self.pending:
             self.retry()
         self._close_fd()
 
@@ -453,6 +671,8 @@ class Compressor:
         self.thread: Optional[threading.Thread] = None
         self.idle = threading.Event()
         self.idle.set()
+        #: Set by :meth:`cancel`: jobs are left for the next load's recover().
+        self.cancelled = threading.Event()
         #: Jobs submitted and not finished; ``idle`` is set exactly when it is 0.
         self._pending = 0
         self._pending_lock = threading.Lock()
@@ -481,6 +701,17 @@ class Compressor:
             self.thread.join(timeout)
         self.thread = None
 
+    def cancel(self, timeout: float = 5.0) -> None:
+        """Stop soon, leaving queued and running jobs undone (a reload).
+
+        The file being compressed stops within one block, its ``.gz.tmp`` is
+        removed and its plain file kept; the next load's writers find the plain
+        backups and compress them (:meth:`RotatingWriter.recover`).  Waiting
+        for a large file to finish instead would hold up supervisord's reload.
+        """
+        self.cancelled.set()
+        self.stop(timeout)
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until every submitted file is compressed (for tests, shutdown)."""
         return self.idle.wait(timeout)
@@ -493,7 +724,8 @@ class Compressor:
                 return
             writer, inode = job
             try:
-                self.compress(writer, inode)
+                if not self.cancelled.is_set():
+                    self.compress(writer, inode)
             except Exception as exc:  # a bad file must not stop the thread
                 self.report("gzip", f"compressing a backup of {writer.path} failed: {exc!r}")
             # Not ``jobs.empty()``: a submit() between its clear() and its put()
@@ -516,40 +748,53 @@ class Compressor:
         return None
 
     def compress(self, writer: RotatingWriter, inode: str) -> None:
+        """Gzip the backup of ``writer`` with this inode, if it still exists."""
         with writer.lock:
             name = self._find(writer, inode)
             if name is None:
                 return
             source = open(name, "rb")
         tmp = name + ".gz.tmp"
-        try:
-            # ``source`` stays open until the rename: while it is open, its inode
-            # number cannot be given to a new file, so the file found again by
-            # inode below is this one (and not, say, a newer backup that reused
-            # the number after retention removed this one).
-            with source:
-                with open(tmp, "wb") as raw:
+        # ``source`` stays open until the rename: while it is open, its inode
+        # number cannot be given to a new file, so the file found again by
+        # inode below is this one (and not, say, a newer backup that reused
+        # the number after retention removed this one).
+        with source:
+            fd = _claim(tmp, create=True)
+            if fd is None:
+                return  # another load's compressor is on it
+            try:
+                os.ftruncate(fd, 0)
+                with open(fd, "wb", closefd=False) as raw:
                     with gzip.GzipFile(
                         filename=os.path.basename(name),
                         mode="wb",
                         compresslevel=self.level,
                         fileobj=raw,
                     ) as packed:
-                        shutil.copyfileobj(source, packed, 1024 * 1024)
+                        while not self.cancelled.is_set():
+                            block = source.read(1024 * 1024)
+                            if not block:
+                                break
+                            packed.write(block)
                     raw.flush()
-                    os.fsync(raw.fileno())
+                    os.fsync(fd)
                 with writer.lock:
                     current = self._find(writer, inode)
-                    if current is None:
-                        os.unlink(tmp)  # removed by retention meanwhile
+                    if current is None or self.cancelled.is_set():
+                        os.unlink(tmp)  # removed by retention meanwhile, or cancelled
                         return
                     os.replace(tmp, current + ".gz")
                     os.unlink(current)
                     self.compressed += 1
                     writer._enforce_total()
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            self.report("gzip", f"cannot compress {name}: {exc.strerror or exc}; kept uncompressed")
+            except OSError as exc:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                self.report(
+                    "gzip", f"cannot compress {name}: {exc.strerror or exc}; kept uncompressed"
+                )
+            finally:
+                os.close(fd)  # after the rename: the flock covers it
