@@ -47,6 +47,7 @@ from typing import Any, Callable, Dict, List, Optional
 from supervisor import events
 
 from ..config import Config, ConfigError, load
+from ..ondisk.paths import display_name
 from .core import Capture, ReportMessage, status_fields
 
 #: How often the timer thread runs the core's timers.
@@ -279,7 +280,7 @@ class Plugin:
             for process in group.processes.values():
                 if hasattr(group.config, "pool_events"):
                     continue
-                label = f"{group.config.name}:{process.config.name}"
+                label = display_name(group.config.name, process.config.name)
                 if self.captures(process):
                     captured.append(label)
                     # Its writer now, not at its first line: making one recovers
@@ -290,8 +291,10 @@ class Plugin:
                         self.capture.process(*_process_names(process))
                 else:
                     skipped.append(label)
-        self.log(
-            f"capturing {', '.join(sorted(captured)) or 'nothing'} into "
+        # Information, not a warning: a WARN in supervisord's log should mean
+        # something is wrong.
+        self.supervisord.options.logger.info(
+            f"streamlog: capturing {', '.join(sorted(captured)) or 'nothing'} into "
             f"{self.config.logdir}"
             + (f"; not matched by programs: {', '.join(sorted(skipped))}" if skipped else "")
         )

@@ -66,3 +66,10 @@ def split_process(spec: str) -> Tuple[str, str]:
     if not sep:
         return spec, spec
     return group, name
+
+
+def display_name(group: str, name: str) -> str:
+    """A process's name as supervisorctl shows it: ``web`` for ``web:web``, else
+    ``group:name``.  Identifiers (URLs, metrics labels, the protocol's ``process``)
+    stay ``group:name``; this is for people."""
+    return name if group == name else f"{group}:{name}"
