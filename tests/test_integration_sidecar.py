@@ -219,6 +219,7 @@ def test_page_and_processes_api(tmp_path: Path, stopper: List[Supervisor]) -> No
     wait_for(lambda: listed().get("app:app", {}).get("state") == "RUNNING", 20, "states")
     processes = listed()
     assert processes["app:app"]["captured"] and processes["app:app"]["log"] == "app.log"
+    assert processes["app:app"]["display"] == "app"  # as supervisorctl shows it
     assert not processes["other:other"]["captured"]
     assert processes["other:other"]["state"] == "RUNNING"
 

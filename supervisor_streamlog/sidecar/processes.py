@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Union
 import tornado.ioloop
 
 from ..config import Config
+from ..ondisk.paths import display_name
 from .auth import ProxyTrust
 from .follow import FileFollower, Watcher, discover
 from .hub import Channel, Hub
@@ -322,7 +323,12 @@ class Sidecar:
         result = []
         for spec in self._specs():
             group, _, name = spec.partition(":")
-            item: Dict[str, Any] = {"name": spec, "group": group, "process": name}
+            item: Dict[str, Any] = {
+                "name": spec,
+                "display": display_name(group, name),
+                "group": group,
+                "process": name,
+            }
             state = self.states.get(spec)
             if state is not None:
                 item.update({k: v for k, v in state.items() if k != "process"})
