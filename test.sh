@@ -1,11 +1,21 @@
 #!/bin/sh
-# The test command: installs the package with its test tools, lints, type-checks
-# and runs every test with pytest (integration tests start a real supervisord).
-# .ci/run runs these same steps, after installing chromium.
+# The test command.  It works in a virtual environment: the active one if there
+# is one, else .venv/ (made here on first use), so nothing is installed into the
+# system's Python.  It installs the package with its test tools there, lints,
+# type-checks and runs every test with pytest (integration tests start real
+# supervisord, rsyslogd and chromium; see the README for the Debian packages).
+# .ci/run installs those packages and then runs this script.
 set -eu
 cd "$(dirname "$0")"
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
-python3 -m ruff check .
-python3 -m ruff format --check .
-python3 -m mypy supervisor_streamlog tests bench
-python3 -m pytest "$@"
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+    PYTHON="$VIRTUAL_ENV/bin/python"
+else
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    PYTHON=.venv/bin/python
+fi
+set -x
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+"$PYTHON" -m ruff check .
+"$PYTHON" -m ruff format --check .
+"$PYTHON" -m mypy supervisor_streamlog tests bench
+"$PYTHON" -m pytest "$@"
