@@ -180,6 +180,8 @@ def test_writer_failure_reported_once_and_others_still_captured(
         ctl + ["streamlog", "status"], capture_output=True, text=True, timeout=60
     )
     assert "broken:broken" in shown.stdout and "FAILING EISDIR" in shown.stdout
+    helped = subprocess.run(ctl + ["help", "streamlog"], capture_output=True, text=True, timeout=60)
+    assert "No help" not in helped.stdout and "streamlog status" in helped.stdout
 
 
 def test_removed_group_is_closed_and_added_group_captured(plugin_supervisor: Factory) -> None:

@@ -18,6 +18,16 @@ class StreamlogControllerPlugin(ControllerPluginBase):
 
     name = "streamlog"
 
+    def __init__(self, controller: Any) -> None:
+        super().__init__(controller)
+        # `supervisorctl help streamlog` asks every plugin in turn, and
+        # supervisor's own plugin (first in the list) answers "*** No help on
+        # streamlog" before ours gives the help.  Give it a silent entry for
+        # our command so that the help is all the user sees.
+        for plugin in getattr(controller.options, "plugins", ()):
+            if plugin is not self and not hasattr(plugin, "help_streamlog"):
+                plugin.help_streamlog = lambda: None
+
     def do_streamlog(self, arg: str) -> None:
         """streamlog status|reopen: show what is captured, or reopen the log files."""
         proxy = self.ctl.get_server_proxy("streamlog")
@@ -43,6 +53,7 @@ class StreamlogControllerPlugin(ControllerPluginBase):
             )
 
     def help_streamlog(self) -> None:
+        """``supervisorctl help streamlog``."""
         self.ctl.output("streamlog status\tCaptured processes, bytes written, drops, errors")
         self.ctl.output("streamlog reopen\tReopen every streamlog file (after logrotate)")
 
