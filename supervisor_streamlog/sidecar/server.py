@@ -48,13 +48,15 @@ import tornado.websocket
 
 from ..config import Config
 from ..ondisk.files import is_header
+from ..ondisk.logdir import discover
 from ..rpc import supervisor_proxy
-from .follow import FileFollower, Watcher, discover
+from .follow import FileFollower
 from .hub import Client, Hub, entry_json
 from .logstore import LogStore
 from .metrics import ProcessFigures, Snapshot, render
 from .protocol import MAX_MESSAGE, MessageError, parse_message
 from .rawlog import RawChannel, RawFile, RawFollower, RawStore, raw_files
+from .watcher import Watcher
 
 log = logging.getLogger("supervisor_streamlog.server")
 
