@@ -38,8 +38,8 @@ The rule
    one index at a time, so a hole of up to ``HOLE`` indexes is taken as
    transient (or as a file deleted by hand) and the files past it still count.
 3. Newest first as met; a listing gives them oldest first.  A file met twice
-   counts once: the same device and inode, or a range that overlaps a newer
-   file's (compressed between the two looks).
+   counts once: the same device, inode and header, or a range that overlaps a
+   newer file's (compressed between the two looks).
 4. Where each begins: its header's offset; a file without one (written by
    something else, or a live file whose header is not complete yet) begins
    where the file before it ends (0 for the oldest).
@@ -330,30 +330,42 @@ class ProcessFiles:
 
     def probe(self) -> List[LogFile]:
         """One walk, oldest first, as met: neither looked at again nor untangled."""
-        found: List[Tuple[str, os.stat_result]] = []
+        found: List[Tuple[str, FileMeta]] = []
         seen = set()
-        for path, st in walk(self.live, _stat, 0, self.max_backups):
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                found.append((path, st))
+        for path, meta in walk(self.live, self._look, 0, self.max_backups):
+            # The same file (device, inode) with the same header: once.  Not the
+            # inode alone: a file removed during the walk frees its number for
+            # the next one created (a .gz.tmp renamed into place further on).
+            identity = (meta.key[0], meta.key[1], meta.base)
+            if identity not in seen:
+                seen.add(identity)
+                found.append((path, meta))
         found.reverse()
         files: List[LogFile] = []
-        for path, st in found:
-            key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-            with self._lock:
-                meta = self._meta.get(key)
-            if meta is None:
-                meta = read_meta(path)
-                if meta is None:
-                    continue  # removed meanwhile
-                with self._lock:
-                    self.bytes_read += meta.read
-                    self._meta[meta.key] = meta
+        for path, meta in found:
             base = meta.base
             if base is None:
                 base = files[-1].end if files else 0
             files.append(LogFile(path, base, meta.size, meta.key))
         return files
+
+    def _look(self, path: str, index: int) -> Optional[Tuple[str, FileMeta]]:
+        """What is at ``path`` now: a ``stat``, and the header and size from the
+        cache, or read at once (so they are those of the file met, wherever it
+        moves next)."""
+        st = _stat(path)
+        if st is None:
+            return None
+        with self._lock:
+            meta = self._meta.get((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
+        if meta is None:
+            meta = read_meta(path)
+            if meta is None:
+                return None  # removed meanwhile
+            with self._lock:
+                self.bytes_read += meta.read
+                self._meta[meta.key] = meta
+        return path, meta
 
     def resize(self, key: FileKey, size: int) -> None:
         """The real contents size of a file (a ``.gz`` whose trailer said otherwise:
@@ -374,9 +386,9 @@ def contiguous(files: List[LogFile]) -> bool:
     return all(a.end == b.base for a, b in zip(files, files[1:]))
 
 
-def _stat(path: str, index: int) -> Optional[Tuple[str, os.stat_result]]:
+def _stat(path: str) -> Optional[os.stat_result]:
     try:
-        return path, os.stat(path)
+        return os.stat(path)
     except OSError:
         return None
 
