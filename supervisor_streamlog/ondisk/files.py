@@ -27,12 +27,17 @@ indexes (moved between two looks), and ``.tmp`` files.
 
 The rule
 --------
-1. Look at the live name first, then at the backups from ``.1`` upward, at
-   ``.k`` before ``.k.gz`` (:func:`names`).  Files only move to a higher
-   index, and compression renames the ``.gz`` into place before it removes
-   the plain file, so a walk in this order meets every file that stays in the
-   log while it runs: a file can move ahead of the walk, never behind it.
-   ``.tmp`` files never count.
+1. Look at the live name first, then at the backups from ``.1`` upward;
+   for each index at ``.k.gz``, then ``.k``, then ``.k.gz`` once more
+   (:func:`names`), and take the first found.  Files only move to a higher
+   index, so a walk upward meets every file that stays in the log while it
+   runs: a file can move ahead of the walk, never behind it.  The compressor
+   renames the ``.gz`` into place before it removes the plain file, so
+   ``.k`` missing means ``.k.gz`` is there by the next look (the third): no
+   compression can slip between two looks unseen.  A ``.gz`` is complete
+   once it has its name, and holds the same bytes as the plain file, so it
+   is taken when both are there (and a backup that is compressed, the usual
+   kind, costs one look).  ``.tmp`` files never count.
 2. A missing backup index is passed over; the walk stops at the
    ``HOLE + 1``-th missing index in a row (:func:`walk`).  A rename empties
    one index at a time, so a hole of up to ``HOLE`` indexes is taken as
@@ -220,11 +225,12 @@ def uncompressed_size(path: str) -> int:
 
 
 def names(live: str, index: int) -> Tuple[str, ...]:
-    """The names file ``index`` of a log may have (0: the live file), in the
-    order to look at them: the plain backup before the ``.gz`` (rule 1)."""
+    """The names to look at, in this order, for file ``index`` of a log (0: the
+    live file): ``.gz``, plain, ``.gz`` again (rule 1)."""
     if index == 0:
         return (live,)
-    return (f"{live}.{index}", f"{live}.{index}.gz")
+    packed = f"{live}.{index}.gz"
+    return (packed, f"{live}.{index}", packed)
 
 
 def walk(
@@ -387,10 +393,14 @@ def contiguous(files: List[LogFile]) -> bool:
 
 
 def _stat(path: str) -> Optional[os.stat_result]:
+    # A walk meets missing names (the .gz of a plain backup, the indexes past
+    # the last): os.access answers those without the cost of an exception.
+    if not os.access(path, os.F_OK):
+        return None
     try:
         return os.stat(path)
     except OSError:
-        return None
+        return None  # gone since: as missing as if looked at a moment later
 
 
 def _shape(files: List[LogFile]) -> List[Tuple[int, int, int]]:
