@@ -53,6 +53,10 @@ The rule
    :class:`ProcessFiles` takes it again (a few times, 1 ms apart), and
    remembers a shape that stays so (a hole that is really there) instead of
    looking again on every call.
+
+tests/test_files.py holds the rule to this: it runs the real writer one file
+operation at a time and lists the files in every state it passes through,
+and walks while the writer moves files between any two looks.
 """
 
 from __future__ import annotations
