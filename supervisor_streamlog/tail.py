@@ -13,7 +13,7 @@ import time
 from typing import BinaryIO, List, Optional, TextIO, Tuple
 
 from .config import Config
-from .ondisk.files import is_header
+from .ondisk.files import is_header, record_end, walk
 from .ondisk.formats import RecordError, parse
 from .ondisk.paths import log_path, split_process
 
@@ -55,13 +55,12 @@ def last_lines(path: str, count: int, block: int = 65536, end: Optional[int] = N
     return lines[-count:]
 
 
-def _record_end(path: str, size: int, block: int = 65536) -> int:
+def _record_end(path: str, size: int) -> int:
     """The offset just past the last complete record before ``size``."""
     with open(path, "rb") as handle:
-        start = max(0, size - block)
-        handle.seek(start)
-        found = handle.read(size - start).rfind(b"\n")
-    return start + found + 1 if found != -1 else size
+        fd = handle.fileno()
+        found = record_end(lambda pos, count: os.pread(fd, count, pos), size)
+    return size if found is None else found
 
 
 def run(
@@ -135,32 +134,34 @@ def _follow_once(label: str, path: str, state: tuple, out: TextIO) -> tuple:
 def _rotated_since(path: str, inode: int, offset: int, live: int) -> List[Tuple[BinaryIO, int]]:
     """Open files holding what was written after (inode, offset), oldest first.
 
-    Files are opened as they are found, so a rotation during the scan cannot
-    take their contents away; the live file (inode ``live``) is skipped if a
-    rotation already made it a backup.
+    The backups are walked by the rule of :mod:`.ondisk.files`, and opened as
+    they are found, so a rotation during the scan cannot take their contents
+    away; the live file (inode ``live``) is skipped if a rotation already made
+    it a backup.
     """
     found: List[Tuple[BinaryIO, int]] = []
-    index = 1
-    while True:
-        name = f"{path}.{index}"
-        index += 1
-        try:
-            handle: BinaryIO = open(name, "rb")
-        except FileNotFoundError:
-            try:
-                found.append((gzip.open(name + ".gz", "rb"), 0))  # type: ignore[arg-type]
-                continue
-            except FileNotFoundError:
-                for opened, _ in found:
-                    opened.close()
-                return []  # lost track (retention removed it): go on from the live file
-        ino = os.fstat(handle.fileno()).st_ino
+    for handle, ino in walk(path, _open_file, 1):
         if ino == live:
             handle.close()
             continue
         if ino == inode:
             return [(handle, offset)] + list(reversed(found))
         found.append((handle, 0))
+    for opened, _ in found:
+        opened.close()
+    return []  # lost track (retention removed it): go on from the live file
+
+
+def _open_file(name: str, index: int) -> Optional[Tuple[BinaryIO, int]]:
+    """One file of the log, opened (``.gz`` decompressed as it is read), and its inode."""
+    try:
+        if name.endswith(".gz"):
+            handle: BinaryIO = gzip.open(name, "rb")  # type: ignore[assignment]
+        else:
+            handle = open(name, "rb")
+    except FileNotFoundError:
+        return None
+    return handle, os.fstat(handle.fileno()).st_ino
 
 
 def _emit(data: bytes, label: str, out: TextIO) -> bytes:

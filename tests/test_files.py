@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
+import threading
 from pathlib import Path
+from typing import Any, Callable, List, Optional, Tuple
 
+import pytest
+
+from supervisor_streamlog.capture import writer as writer_module
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.capture.writer import Compressor
 from supervisor_streamlog.config import from_mapping
-from supervisor_streamlog.ondisk.files import is_header, process_files, read_base
+from supervisor_streamlog.ondisk import files as files_module
+from supervisor_streamlog.ondisk.files import (
+    LogFile,
+    ProcessFiles,
+    contiguous,
+    is_header,
+    process_files,
+    read_base,
+)
 
 
-def make(tmp_path: Path, **settings: str) -> Capture:
+def make(tmp_path: Path, compressor: Optional[Compressor] = None, **settings: str) -> Capture:
     values = {
         "logdir": str(tmp_path / "logs"),
         "timezone": "utc",
@@ -19,7 +34,8 @@ def make(tmp_path: Path, **settings: str) -> Capture:
         "backups": "100",
     }
     values.update(settings)
-    return Capture(from_mapping(values, here=str(tmp_path), environ={}), clock=lambda: 1.0e9)
+    config = from_mapping(values, here=str(tmp_path), environ={})
+    return Capture(config, clock=lambda: 1.0e9, compressor=compressor)
 
 
 def whole(files: list) -> bytes:
@@ -119,3 +135,229 @@ def test_timestamps_never_go_backwards_in_a_file(tmp_path: Path) -> None:
     for item in process_files(str(tmp_path / "logs" / "app.log")):
         times = [line.split(b" ", 1)[0] for line in Path(item.path).read_bytes().splitlines()]
         assert times == sorted(times), item.path
+
+
+# ---------------------------------------------------------------- the listing rule
+#
+# ondisk/files.py says which files make up a process's log while the writer
+# rotates and compresses under the reader.  These tests run the real writer
+# one file operation at a time and look at every state it passes through.
+
+
+class Stepped:
+    """The writer's file operations (renames, removals, the new live file and its
+    header), one at a time, each when the test lets it: ``step()`` from the test
+    thread while :meth:`run` does the work on another."""
+
+    def __init__(self) -> None:
+        self.go = threading.Semaphore(0)
+        self.done = threading.Semaphore(0)
+        self.finished = False
+        self.ops: List[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)  # everything else: the real os module
+
+    def _step(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
+        self.go.acquire()
+        try:
+            self.ops.append(what)
+            return call(*args)
+        finally:
+            self.done.release()
+
+    def replace(self, src: str, dst: str) -> None:
+        self._step(f"replace {Path(src).name} {Path(dst).name}", os.replace, src, dst)
+
+    def unlink(self, name: str) -> None:
+        self._step(f"unlink {Path(name).name}", os.unlink, name)
+
+    def open(self, name: str, flags: int, mode: int = 0o777) -> int:
+        return int(self._step(f"open {Path(name).name}", os.open, name, flags, mode))
+
+    def write(self, fd: int, data: bytes) -> int:
+        return int(self._step("write", os.write, fd, data))
+
+    def run(self, work: Callable[[], None]) -> threading.Thread:
+        def main() -> None:
+            try:
+                work()
+            finally:
+                self.finished = True
+                self.done.release()
+
+        thread = threading.Thread(target=main)
+        thread.start()
+        return thread
+
+    def step(self) -> bool:
+        """Let the writer take its next step; False once it has finished."""
+        if self.finished:
+            return False
+        taken = len(self.ops)
+        self.go.release()
+        self.done.acquire()
+        return len(self.ops) > taken
+
+
+def contents(item: LogFile) -> bytes:
+    data = Path(item.path).read_bytes()
+    return gzip.decompress(data) if item.compressed else data
+
+
+def backups_in_all_states(tmp_path: Path) -> Tuple[Capture, Compressor, str]:
+    """A log of a live file and eight backups: .1 and .2 plain, older ones .gz."""
+    compressor = Compressor()  # not started: the test compresses, when it wants
+    cap = make(tmp_path, compressor, backups="50", compress="true")
+    n = 0
+    live = str(tmp_path / "logs" / "app.log")
+    while not os.path.exists(live + ".8"):
+        cap.log("app", "app", "stdout", 1, b"line %04d %s\n" % (n, b"x" * (n % 50)))
+        n += 1
+    writer = cap.processes[("app", "app")].writer  # type: ignore[union-attr]
+    for index in range(3, 9):
+        st = os.stat(f"{live}.{index}")
+        compressor.compress(writer, f"{st.st_dev}:{st.st_ino}")
+    return cap, compressor, live
+
+
+def rotate_and_compress(cap: Capture, compressor: Compressor, live: str) -> Callable[[], None]:
+    """One rotation, then .1 (the old live file) and .2 compressed, as the writer does it."""
+    writer = cap.processes[("app", "app")].writer  # type: ignore[union-attr]
+    inodes = [os.stat(name) for name in (live, live + ".1")]
+
+    def work() -> None:
+        writer.rotate()
+        for st in inodes:
+            compressor.compress(writer, f"{st.st_dev}:{st.st_ino}")
+
+    return work
+
+
+def test_the_fixture_has_every_kind_of_file(tmp_path: Path) -> None:
+    cap, _, live = backups_in_all_states(tmp_path)
+    cap.close()
+    names = [Path(f.path).name for f in process_files(live)]
+    assert names == [f"app.log.{k}.gz" for k in range(8, 2, -1)] + [
+        "app.log.2",
+        "app.log.1",
+        "app.log",
+    ]
+
+
+def test_every_state_of_a_rotation_and_compression_lists_each_byte_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cap, compressor, live = backups_in_all_states(tmp_path)
+    whole = b"".join(contents(f) for f in process_files(live))
+    stepped = Stepped()
+    monkeypatch.setattr(writer_module, "os", stepped)
+    thread = stepped.run(rotate_and_compress(cap, compressor, live))
+    states = 0
+    try:
+        while True:
+            files = process_files(live)
+            states += 1
+            # Oldest first, each file beginning where the one before it ends:
+            # every byte range once, none left out, in order.
+            assert files[0].base == 0
+            assert contiguous(files), (stepped.ops, files)
+            assert files[-1].end >= len(whole)
+            for item in files:
+                assert contents(item)[: len(whole) - item.base] == whole[item.base : item.end]
+            assert not any(f.path.endswith(".tmp") for f in files)
+            if not stepped.step():
+                break
+    finally:
+        while stepped.step():
+            pass
+        thread.join()
+    cap.close()
+    # The states the rule is written for were all met.
+    assert states == len(stepped.ops) + 1 > 10
+    ops = " / ".join(stepped.ops)
+    assert "replace app.log app.log.1" in ops  # no live file until the next op
+    assert "open app.log / write" in ops  # a live file without its header
+    assert "replace app.log.2 app.log.3" in ops  # a hole at .2
+    assert "replace app.log.1.gz.tmp app.log.1.gz / unlink app.log.1" in ops  # both
+
+
+@pytest.mark.parametrize("ops_per_look", [1, 2, 3])
+def test_a_walk_racing_the_writer_meets_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ops_per_look: int
+) -> None:
+    """Whatever the writer does between two looks, a walk misses no file (rule 1)."""
+    template = tmp_path / "template"
+    cap, compressor, live = backups_in_all_states(template)
+    cap.close()
+    stepped = Stepped()
+    for phase in range(40):  # the walk starts after ``phase`` writer steps
+        root = tmp_path / f"phase{phase}"
+        shutil.copytree(template, root)
+        cap = make(root, compressor, backups="50", compress="true")
+        live = str(root / "logs" / "app.log")
+        cap.log("app", "app", "stdout", 1, b"one more\n")  # opens the writer
+        end = process_files(live)[-1].end
+        stepped = Stepped()
+        monkeypatch.setattr(writer_module, "os", stepped)
+        thread = stepped.run(rotate_and_compress(cap, compressor, live))
+        real_stat = files_module._stat
+
+        def look(name: str, stepped: Stepped = stepped, real: Any = real_stat) -> Any:
+            for _ in range(ops_per_look):
+                stepped.step()  # the writer moves on between any two looks
+            return real(name)
+
+        try:
+            for _ in range(phase):
+                stepped.step()
+            monkeypatch.setattr(files_module, "_stat", look)
+            met = ProcessFiles(live).probe()
+            monkeypatch.setattr(files_module, "_stat", real_stat)
+        finally:
+            while stepped.step():
+                pass
+            thread.join()
+        monkeypatch.setattr(writer_module, "os", os)
+        cap.close()
+        # A file may be met twice (renamed, or compressed, between two looks):
+        # as one range.  Every byte of the log before the rotation is in one.
+        ranges = sorted({(f.base, f.end) for f in met})
+        assert ranges[0][0] == 0, (phase, met)
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])), (
+            phase,
+            [(Path(f.path).name, f.base, f.end) for f in met],
+            stepped.ops,
+        )
+        assert ranges[-1][1] >= end
+        assert [f.base for f in met] == sorted(f.base for f in met)  # in order
+        if not stepped.ops[phase:]:
+            break  # the walk started after the writer was done: every phase seen
+    assert phase > 10
+
+
+def test_names_that_do_not_count_and_holes(tmp_path: Path) -> None:
+    cap = make(tmp_path)
+    for n in range(1000):
+        cap.log("app", "app", "stdout", 1, b"line %03d\n" % n)
+    cap.close()
+    live = str(tmp_path / "logs" / "app.log")
+    files = process_files(live)
+    assert len(files) > 7
+    # The compressor's temporary file never counts; .k and .k.gz together are one
+    # file (the .gz: complete once it has its name).
+    Path(live + ".2.gz.tmp").write_bytes(b"half a gzip")
+    Path(live + ".3.gz").write_bytes(gzip.compress(Path(live + ".3").read_bytes()))
+    assert [(f.base, f.end) for f in process_files(live)] == [(f.base, f.end) for f in files]
+    assert [f.path for f in process_files(live)][-4] == live + ".3.gz"
+    os.unlink(live + ".3")
+    assert [(f.base, f.end) for f in process_files(live)] == [(f.base, f.end) for f in files]
+    # A hole of up to two indexes is passed over; three end the walk.
+    newest = [f.path for f in files][-1:-4:-1]  # live, .1, .2
+    os.unlink(live + ".4")
+    os.unlink(live + ".5")
+    listed = process_files(live)
+    assert [f.base for f in listed][-3:] == [f.base for f in files][-3:]
+    assert {f.path for f in listed} >= {live + ".6", *newest}
+    os.unlink(live + ".6")
+    assert [f.path for f in process_files(live)] == [live + ".3.gz", *reversed(newest)]

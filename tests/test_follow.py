@@ -1,5 +1,6 @@
 """Following the files: every record once, in order, across rotation, compression and
-retention, from any offset; the watcher wakes followers by inotify or by polling.
+retention, from any offset (follow.py); discovery of process logs (ondisk/logdir.py);
+the watcher wakes followers by inotify or by polling (watcher.py, inotify.py).
 
 All files are written by the real capture path (``Capture.log``) unless a test is
 about what something else did to them (a partial write, truncation, replacement).
@@ -25,8 +26,11 @@ from supervisor_streamlog.capture.writer import Compressor
 from supervisor_streamlog.config import from_mapping
 from supervisor_streamlog.ondisk.files import Entry, is_header, process_files
 from supervisor_streamlog.ondisk.formats import reassemble, timestamp
-from supervisor_streamlog.sidecar import follow
-from supervisor_streamlog.sidecar.follow import FileFollower, Watcher, discover
+from supervisor_streamlog.ondisk.logdir import discover
+from supervisor_streamlog.sidecar import follow, inotify
+from supervisor_streamlog.sidecar import watcher as watcher_module
+from supervisor_streamlog.sidecar.follow import FileFollower
+from supervisor_streamlog.sidecar.watcher import Watcher
 
 
 def make_capture(logdir: Path, compressor: Optional[Compressor] = None, **settings: str) -> Capture:
@@ -764,10 +768,10 @@ def test_polling_when_inotify_is_unavailable(
     assert not Watcher(str(logdir)).use_inotify
     monkeypatch.delenv("STREAMLOG_NO_INOTIFY")
 
-    def broken() -> follow.Inotify:
+    def broken() -> inotify.Inotify:
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(follow, "Inotify", broken)
+    monkeypatch.setattr(watcher_module, "Inotify", broken)
     got = Collector()
 
     async def main() -> str:

@@ -26,6 +26,7 @@ ORDER = [
     # the on-disk contract, shared by both sides
     "ondisk",
     "ondisk.paths",
+    "ondisk.logdir",
     "ondisk.formats",
     "ondisk.files",
     # settings and supervisord's XML-RPC, shared by both sides
@@ -42,8 +43,13 @@ ORDER = [
     # the sidecar: files in, HTTP and WebSocket out
     "sidecar",
     "sidecar.protocol",
+    "sidecar.blocks",
+    "sidecar.search",
+    "sidecar.timeseek",
     "sidecar.logstore",
     "sidecar.follow",
+    "sidecar.inotify",
+    "sidecar.watcher",
     "sidecar.hub",
     "sidecar.rawlog",
     "sidecar.searchworker",

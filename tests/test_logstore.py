@@ -635,7 +635,7 @@ def test_a_hole_in_the_middle_is_reported_where_paging_reaches_it(tmp_path: Path
     files = store.files()
     hole = files[len(files) // 2]
     everything = reference(log.live)
-    os.unlink(hole.path)  # (process_files, and so reference(), now stop at the hole)
+    os.unlink(hole.path)
     expected = [e for e in everything if not hole.base <= e.offset < hole.end]
     assert store.files() == [f for f in files if f != hole]
     before = [e for e in expected if e.offset < hole.base]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import List
 
+from supervisor_streamlog import tail
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import from_mapping
 
@@ -120,3 +123,32 @@ def test_tail_finds_supervisord_conf_like_supervisorctl(tmp_path: Path) -> None:
         Path(p).exists() for p in ("/etc/supervisord.conf", "/etc/supervisor/supervisord.conf")
     ):
         assert result.returncode == 2 and "use -c FILE" in result.stderr
+
+
+def test_a_long_record_being_written_is_printed_once_whole(tmp_path: Path) -> None:
+    """tail -f started while a record longer than 64 KiB is half written: the
+    record is printed once, whole, when its newline comes (it used to be
+    printed cut, then its rest as a line of its own)."""
+    conf = write_conf(tmp_path, logdir="%(here)s/logs", maxbytes="0", max_line_length="1MB")
+    capture = capture_for(conf)
+    capture.log("app", "app", "stdout", 7, b"before\n")
+    capture.close()
+    live = tmp_path / "logs" / "app.log"
+    whole = live.read_bytes().split(b"\n")[1].replace(b"before", b"y" * 100_000)
+    with open(live, "ab") as handle:  # the first 90 KB of a record, no newline yet
+        handle.write(whole[:90_000])
+    config = from_mapping({"logdir": str(tmp_path / "logs")}, str(tmp_path), environ={})
+    out = io.StringIO()
+    follower = threading.Thread(
+        target=tail.run,
+        args=(config, ["app"], 5, True, out),
+        kwargs={"poll": 0.02, "deadline": time.monotonic() + 1.5},
+    )
+    follower.start()
+    time.sleep(0.5)
+    with open(live, "ab") as handle:
+        handle.write(whole[90_000:] + b"\n")
+    follower.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].endswith(" stdout before")
+    assert lines[1].endswith(" stdout " + "y" * 100_000)

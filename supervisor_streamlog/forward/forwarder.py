@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ..config import Config
 from ..ondisk.files import Entry
-from ..sidecar.follow import discover
+from ..ondisk.logdir import discover
 from ..sidecar.logstore import LogStore
 from .destinations import Destination, client_for, parse_destinations, tls_context
 from .octet import SendError

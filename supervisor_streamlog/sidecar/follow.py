@@ -1,29 +1,30 @@
-"""Following the log files live, for the sidecar: discover, FileFollower, Watcher.
+"""Following one process's log live: the :class:`FileFollower`, records in order by offset.
 
 Used by the sidecar, which supervisord runs as a program of its own::
 
-    [program:streamlog-sidecar]
+    [program:streamlog-web]
     command = supervisor-streamlog serve -c %(here)s/supervisord.conf
 
 The files are the single source of truth (docs/format.md): every file begins
 with ``status STREAMLOG file offset=N``, so a position in a process's log is
 one integer that stays valid across rotation, compression and retention.  A
 :class:`FileFollower` reads one process's log forward from such an offset and
-hands out complete records as :class:`~.logfiles.Entry` batches, each with its
-``offset`` and ``end`` (the next record's offset: a client's cursor).
+hands out complete records as :class:`~..ondisk.files.Entry` batches, each
+with its ``offset`` and ``end`` (the next record's offset: a client's cursor).
 
 How a follower crosses a rotation, without loss or duplicate: it keeps the file
 it reads **open**.  When the name ``<name>.log`` points to another file (whose
 first line is complete, i.e. the writer has moved on), it drains the old file to
 its end, then looks for the file that begins exactly where the old one ended,
 by the headers: the new live file after one rotation, or backups ``.k`` ...
-``.1`` (plain or ``.gz``) when several rotations happened between two polls.
-Backups are immutable, so once opened they are read to their end whatever
-renames or compressions happen meanwhile.  What retention removed before it
-could be read is reported by ``on_gap(start, end)``; a live file that was
-truncated, or replaced by one that does not continue the log (no header, or a
-header that goes back), by ``on_reset(old, new)`` -- the follower then starts
-again at that file's beginning.
+``.1`` (plain or ``.gz``) when several rotations happened between two polls --
+walking the names by the one rule of :mod:`..ondisk.files`.  Backups are
+immutable, so once opened they are read to their end whatever renames or
+compressions happen meanwhile.  What retention removed before it could be read
+is reported by ``on_gap(start, end)``; a live file that was truncated, or
+replaced by one that does not continue the log (no header, or a header that
+goes back), by ``on_reset(old, new)`` -- the follower then starts again at that
+file's beginning.
 
 One follower per process, fanned out by the server
 --------------------------------------------------
@@ -35,41 +36,29 @@ history (the same files, by offset) up to the follower's :attr:`position`, then
 joins the live fan-out.  Why: each record is read and parsed once whatever the
 number of clients, one file descriptor per process instead of one per client,
 and a slow client cannot hold the follower back -- the server buffers per
-client and sends a "skipped" notice, while the follower never waits on anyone
-(DESIGN invariant 3).  The :class:`Watcher` nevertheless accepts several
-followers for one process (each with its own position): it costs nothing and
-serves tools and tests.
+client and sends a "skipped" notice (docs/protocol.md), while the follower
+never waits on anyone.  The :class:`~.watcher.Watcher`, which wakes followers
+when their files change, nevertheless accepts several followers for one
+process (each with its own position): it costs nothing and serves tools and
+tests.
 
-Waking up: the :class:`Watcher` uses inotify (Linux, through ctypes) on
-``logdir`` and each group directory and polls a process's followers once per
-IOLoop iteration however many events arrived; elsewhere, or with
-``STREAMLOG_NO_INOTIFY=1``, a 100 ms periodic poll.  A slow safety poll (1 s)
-runs in both modes for events that were missed.  A poll reads at most
-``chunk_size`` bytes (4 MiB) so one busy file cannot starve the loop; a
-follower with more to read is polled again on the next iteration.
+The module is over 500 lines because :class:`FileFollower` is one state
+machine (the open file, the partial record, the next offset, a pending reset)
+that reading, cutting records and crossing rotations all move; split, that
+state would be shared across modules.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
-import functools
 import gzip
 import logging
 import os
-import re
 import stat
-import struct
-import sys
 import zlib
-from typing import Any, BinaryIO, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, BinaryIO, Callable, List, Optional, Set, Tuple
 
-from tornado.ioloop import IOLoop, PeriodicCallback
-
-from ..ondisk.files import Entry, header_base, process_files
+from ..ondisk.files import Entry, gzip_size, header_base, process_files, record_end, walk
 from ..ondisk.formats import RecordError, parse
-from ..ondisk.paths import quote_name, split_process, unquote_name
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +71,6 @@ AdvanceCallback = Callable[[int, int, int], None]
 _FIRST_LINE_LIMIT = 4096
 #: Size of one read() inside a poll.
 _READ_SIZE = 1024 * 1024
-#: Missing backup indexes probed past the first hole before a scan stops (a
-#: rotation renames one file at a time, so a transient hole is one index wide).
-_PROBE = 2
 
 
 def _first_line(head: bytes) -> Optional[bytes]:
@@ -95,96 +81,6 @@ def _first_line(head: bytes) -> Optional[bytes]:
     if len(head) >= _FIRST_LINE_LIMIT:
         return head  # a very long first line: complete enough to say it is no header
     return None
-
-
-# ---------------------------------------------------------------- discovery
-
-#: A process's file or one of its backups (and their temporary files).
-_FILE_NAME = re.compile(r"^(?P<stem>.+)\.log(?P<suffix>(?:\.\d+)?(?:\.gz)?(?:\.tmp)?)$")
-
-
-def _component(text: str) -> Optional[str]:
-    """The name a path component stands for, if quote_name() produces it."""
-    if not text or text.startswith("."):
-        return None
-    name = unquote_name(text)
-    return name if name and quote_name(name) == text else None
-
-
-def _inside(path: str, root: str) -> bool:
-    """Whether ``path`` (symlinks resolved) is ``root`` or below it."""
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root + os.sep)
-
-
-def _group_dir(entry: os.DirEntry, root: str) -> Optional[str]:
-    """The group a directory of ``logdir`` holds, if it is one (and inside ``root``)."""
-    group = _component(entry.name)
-    try:
-        if group is None or not entry.is_dir(follow_symlinks=True):
-            return None
-        if entry.is_symlink() and not _inside(entry.path, root):
-            return None
-    except OSError:
-        return None
-    return group
-
-
-def _live_name(entry: os.DirEntry, root: str) -> Optional[str]:
-    """The process name of a live log file in a directory listing, else None."""
-    if not entry.name.endswith(".log"):
-        return None
-    name = _component(entry.name[: -len(".log")])
-    if name is None:
-        return None
-    try:
-        if entry.is_symlink() and not _inside(entry.path, root):
-            return None
-        if not entry.is_file(follow_symlinks=True):
-            return None
-    except OSError:
-        return None
-    return name
-
-
-def discover(logdir: str) -> Dict[str, str]:
-    """Every process log under ``logdir``: ``{"group:name": live_path}``.
-
-    ``<logdir>/<name>.log`` is ``name:name``; ``<logdir>/<group>/<name>.log`` is
-    ``group:name`` (names unquoted with :func:`~.paths.unquote_name`).  Backups,
-    temporary and hidden files, names the writer would not produce, and
-    symlinks leading out of ``logdir`` are ignored.
-    """
-    found: Dict[str, str] = {}
-    root = os.path.realpath(logdir)
-    try:
-        entries = list(os.scandir(logdir))
-    except OSError:
-        return found
-    for entry in sorted(entries, key=lambda item: item.name):
-        name = _live_name(entry, root)
-        if name is not None:
-            found[f"{name}:{name}"] = entry.path
-            continue
-        group = _group_dir(entry, root)
-        if group is None:
-            continue
-        try:
-            members = list(os.scandir(entry.path))
-        except OSError:
-            continue
-        for member in sorted(members, key=lambda item: item.name):
-            name = _live_name(member, root)
-            # group == name lives at the top level; a file like that here is not ours.
-            if name is not None and name != group:
-                found[f"{group}:{name}"] = member.path
-    return found
-
-
-def _spec(spec: str) -> str:
-    """``name`` or ``group:name`` -> ``group:name``."""
-    group, name = split_process(spec)
-    return f"{group}:{name}"
 
 
 # ---------------------------------------------------------------- one file
@@ -253,11 +149,9 @@ def _open_source(name: str, index: int) -> Optional[_Source]:
         if not name.endswith(".gz"):
             first = _first_line(os.pread(fd, _FIRST_LINE_LIMIT, 0))
             return _Source(name, fd, index, st.st_size, first)
-        # The gzip trailer holds the uncompressed size (modulo 4 GiB).
-        trailer = os.pread(fd, 4, max(0, st.st_size - 4))
-        size = int(struct.unpack("<I", trailer)[0]) if len(trailer) == 4 else 0
+        size = gzip_size(fd, st.st_size)
         raw: BinaryIO = os.fdopen(fd, "rb")
-    except (OSError, struct.error):
+    except OSError:
         os.close(fd)
         return None
     packed = gzip.GzipFile(fileobj=raw, mode="rb")
@@ -277,7 +171,7 @@ class FileFollower:
     the current end: only records completed from now on.  Each :meth:`poll`
     reads what is new (at most ``chunk_size`` bytes), calls ``on_entries`` once
     with the complete records (file headers included; see
-    :func:`~.logfiles.is_header`), and sets :attr:`pending` when it stopped
+    :func:`~..ondisk.files.is_header`), and sets :attr:`pending` when it stopped
     because of the budget.  A partial trailing record waits for its newline.
     ``on_gap(start, end)`` reports bytes that cannot be delivered (removed by
     retention before they were read, a cursor that was not at a record
@@ -493,16 +387,10 @@ class FileFollower:
 
     # ------------------------------------------------------------ files
 
-    def _candidate(self, index: int) -> Optional[_Source]:
-        """The live file (index 0) or backup ``.index``, plain or compressed."""
-        if index == 0:
-            src = _open_source(self.path, 0)
-        else:
-            # Plain first: the compressor renames the .gz into place before it
-            # removes the plain file, so one of the two is always there.
-            src = _open_source(f"{self.path}.{index}", index)
-            if src is None:
-                src = _open_source(f"{self.path}.{index}.gz", index)
+    def _look(self, name: str, index: int) -> Optional[_Source]:
+        """Open one name of the log (``index`` 0: the live file) for :func:`walk`;
+        None if there is nothing usable by that name."""
+        src = _open_source(name, index)
         if src is not None and (src.dev, src.ino) in self._broken:
             src.close()
             return None
@@ -522,29 +410,18 @@ class FileFollower:
 
     def _start_at_end(self) -> None:
         """Position at the end of the last complete record there now."""
-        src = self._candidate(0)
+        src = self._look(self.path, 0)
         if src is not None and src.base is not None:
-            self._install(src, self._record_end(src))
+            self._install(src, record_end(src.read, src.size) or 0)
             return
         if src is not None:
             src.close()  # being created, its header not written yet
         # The writer begins a new file where the newest backup ends, or at 0.
-        previous = self._candidate(1)
+        previous = next(walk(self.path, self._look, 1, self.max_backups), None)
         self._next = 0
         if previous is not None:
             self._next = previous.end
             previous.close()
-
-    @staticmethod
-    def _record_end(src: _Source, block: int = 65536) -> int:
-        pos = src.size
-        while pos > 0:
-            start = max(0, pos - block)
-            found = src.read(start, pos - start).rfind(b"\n")
-            if found >= 0:
-                return start + found + 1
-            pos = start
-        return 0
 
     def _install(self, src: _Source, pos: int) -> None:
         self._src = src
@@ -555,7 +432,7 @@ class FileFollower:
     def _open_next(self) -> bool:
         """Open the file holding the next record; False if there is none yet."""
         if self._next is None:
-            src = self._candidate(0)
+            src = self._look(self.path, 0)
             if src is None or src.base is None:
                 if src is not None:
                     src.close()
@@ -606,19 +483,11 @@ class FileFollower:
         file's end; the live file is returned) or ``wait`` (not written yet).
         """
         newer: Optional[_Source] = None
-        index, misses = first_index, 0
-        while index <= self.max_backups:
-            src = self._candidate(index)
-            index += 1
-            if src is None:
-                if index > 1:
-                    misses += 1
-                    if misses > _PROBE:
-                        break
-                continue
-            misses = 0
+        for src in walk(self.path, self._look, first_index, self.max_backups):
             if src.base is None:  # the live file, its header not complete yet
                 src.close()
+                if newer is not None:
+                    newer.close()
                 return "wait", None
             if src.base > offset:
                 if newer is not None:
@@ -693,366 +562,3 @@ class FileFollower:
         self._src = None
         self._next = None
         self._partial = b""
-
-
-# ---------------------------------------------------------------- inotify
-
-IN_MODIFY = 0x00000002
-IN_CLOSE_WRITE = 0x00000008
-IN_MOVED_FROM = 0x00000040
-IN_MOVED_TO = 0x00000080
-IN_CREATE = 0x00000100
-IN_DELETE = 0x00000200
-IN_DELETE_SELF = 0x00000400
-IN_MOVE_SELF = 0x00000800
-IN_Q_OVERFLOW = 0x00004000
-IN_IGNORED = 0x00008000
-IN_ONLYDIR = 0x01000000
-IN_ISDIR = 0x40000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = 0o2000000
-
-DIR_MASK = (
-    IN_MODIFY
-    | IN_CLOSE_WRITE
-    | IN_MOVED_FROM
-    | IN_MOVED_TO
-    | IN_CREATE
-    | IN_DELETE
-    | IN_DELETE_SELF
-    | IN_MOVE_SELF
-    | IN_ONLYDIR
-)
-_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    # find_library() may run ldconfig: once is enough.
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-class Inotify:
-    """The few inotify calls the watcher needs, through ctypes (no dependency)."""
-
-    def __init__(self) -> None:
-        if not sys.platform.startswith("linux"):
-            raise OSError(errno.ENOSYS, "inotify is Linux only")
-        libc = _libc()
-        self._init1 = libc.inotify_init1
-        self._init1.argtypes = [ctypes.c_int]
-        self._init1.restype = ctypes.c_int
-        self._add = libc.inotify_add_watch
-        self._add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        self._add.restype = ctypes.c_int
-        self._rm = libc.inotify_rm_watch
-        self._rm.argtypes = [ctypes.c_int, ctypes.c_int]
-        self._rm.restype = ctypes.c_int
-        fd = self._init1(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"inotify_init1: {os.strerror(code)}")
-        self.fd: int = fd
-
-    def add_watch(self, path: str, mask: int) -> int:
-        """Watch ``path``; returns the watch descriptor."""
-        wd = self._add(self.fd, os.fsencode(path), mask)
-        if wd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"inotify_add_watch {path}: {os.strerror(code)}")
-        return int(wd)
-
-    def rm_watch(self, wd: int) -> None:
-        self._rm(self.fd, wd)  # fails only if already gone: nothing to do then
-
-    def read_events(self, limit: int = 16) -> List[Tuple[int, int, str]]:
-        """Events queued now, ``(wd, mask, name)``, from at most ``limit`` reads
-        of 64 KiB (a busy writer must not keep us here); never blocks."""
-        events: List[Tuple[int, int, str]] = []
-        for _ in range(limit):
-            try:
-                data = os.read(self.fd, 65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not data:
-                break
-            pos = 0
-            while pos + _EVENT.size <= len(data):
-                wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
-                pos += _EVENT.size
-                name = data[pos : pos + length].rstrip(b"\0")
-                pos += length
-                events.append((wd, mask, os.fsdecode(name)))
-        return events
-
-    def close(self) -> None:
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-
-
-def inotify_wanted() -> bool:
-    """Whether to try inotify: on Linux, unless ``STREAMLOG_NO_INOTIFY=1``."""
-    return sys.platform.startswith("linux") and os.environ.get("STREAMLOG_NO_INOTIFY") != "1"
-
-
-# ---------------------------------------------------------------- the watcher
-
-
-class Watcher:
-    """Wakes the followers of ``logdir`` when their files change, and finds new processes.
-
-    ``on_new_process(spec, path)`` is called for every process file present
-    at :meth:`start` and for each one that appears later (once per process:
-    a file deleted and created again is not new).  :meth:`watch` attaches a
-    follower to a process (``group:name``; a plain ``name`` means
-    ``name:name``); several followers per process are allowed, though the
-    server is meant to keep one and fan out (see the module docstring).
-    New processes are found from inotify events, and by the safety poll
-    (every ``safety_interval`` seconds) in both modes.  Everything runs on the
-    IOLoop current at :meth:`start`.
-    """
-
-    def __init__(
-        self,
-        logdir: str,
-        on_new_process: Optional[Callable[[str, str], None]] = None,
-        poll_interval: float = 0.1,
-        safety_interval: float = 1.0,
-        use_inotify: Optional[bool] = None,
-    ) -> None:
-        self.logdir = logdir
-        self.on_new_process = on_new_process
-        self.poll_interval = poll_interval
-        self.safety_interval = safety_interval
-        self.use_inotify = inotify_wanted() if use_inotify is None else use_inotify
-        #: ``inotify`` or ``poll`` once started.
-        self.mode = "stopped"
-        self.followers: Dict[str, List[FileFollower]] = {}
-        #: Every process seen: spec -> live path.
-        self.known: Dict[str, str] = {}
-        self.io_loop: Optional[IOLoop] = None
-        self._inotify: Optional[Inotify] = None
-        self._wds: Dict[int, str] = {}  # watch descriptor -> group component ("" = logdir)
-        self._dirs: Dict[str, int] = {}
-        self._dirty: Set[str] = set()
-        self._names: Dict[Tuple[str, str], Optional[Tuple[str, bool]]] = {}
-        self._rescan = False
-        self._scheduled = False
-        self._timers: List[PeriodicCallback] = []
-        self.polls = 0
-        self.events = 0
-
-    # ------------------------------------------------------------ public
-
-    def watch(self, spec: str, follower: FileFollower) -> None:
-        """Poll ``follower`` whenever the files of process ``spec`` change."""
-        spec = _spec(spec)
-        followers = self.followers.setdefault(spec, [])
-        if follower not in followers:
-            followers.append(follower)
-        self._mark(spec)
-
-    def unwatch(self, spec: str, follower: FileFollower) -> None:
-        """Stop polling ``follower`` (it is not closed: the caller owns it)."""
-        spec = _spec(spec)
-        followers = self.followers.get(spec, [])
-        if follower in followers:
-            followers.remove(follower)
-        if not followers:
-            self.followers.pop(spec, None)
-
-    def start(self) -> None:
-        """Begin watching, on the current IOLoop (inotify if possible, else polling)."""
-        if self.io_loop is not None:
-            return
-        self.io_loop = IOLoop.current()
-        if self.use_inotify:
-            try:
-                self._inotify = Inotify()
-            except (OSError, AttributeError) as exc:  # AttributeError: no such libc symbol
-                log.warning("inotify unavailable (%s): polling %s instead", exc, self.logdir)
-        if self._inotify is not None:
-            self.mode = "inotify"
-            self.io_loop.add_handler(self._inotify.fd, self._on_inotify, IOLoop.READ)
-            self._sync_watches()
-        else:
-            self.mode = "poll"
-            self._timers.append(PeriodicCallback(self.poll_all, self.poll_interval * 1000))
-        self._timers.append(PeriodicCallback(self._safety, self.safety_interval * 1000))
-        for timer in self._timers:
-            timer.start()
-        self._discover()
-        self.poll_all()
-
-    def stop(self) -> None:
-        """Stop watching (followers stay open; the caller owns them)."""
-        for timer in self._timers:
-            timer.stop()
-        self._timers = []
-        if self._inotify is not None:
-            if self.io_loop is not None:
-                self.io_loop.remove_handler(self._inotify.fd)
-            self._inotify.close()
-            self._inotify = None
-        self._wds.clear()
-        self._dirs.clear()
-        self.io_loop = None
-        self.mode = "stopped"
-
-    def poll_all(self) -> None:
-        """Poll every follower (on the next IOLoop iteration)."""
-        self._mark(*self.followers)
-
-    # ------------------------------------------------------------ polling
-
-    def _mark(self, *specs: str) -> None:
-        self._dirty.update(specs)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self.io_loop is not None and not self._scheduled:
-            self._scheduled = True
-            self.io_loop.add_callback(self._run)
-
-    def _run(self) -> None:
-        """One round: each changed process's followers polled once, however many events."""
-        self._scheduled = False
-        if self.io_loop is None:
-            return
-        if self._rescan:
-            self._rescan = False
-            self._discover()
-        dirty, self._dirty = self._dirty, set()
-        again: List[str] = []
-        for spec in dirty:
-            for follower in list(self.followers.get(spec, ())):
-                self.polls += 1
-                try:
-                    follower.poll()
-                except Exception:
-                    log.exception("following %s failed", follower.path)
-                    continue
-                if follower.pending:
-                    again.append(spec)
-        if again:
-            self._mark(*again)  # the next iteration: let other work in between
-
-    def _safety(self) -> None:
-        """The slow poll: missed events, a logdir created late, new processes."""
-        if self._inotify is not None:
-            self._sync_watches()
-        self._rescan = True
-        self.poll_all()
-
-    def _discover(self) -> None:
-        for spec, path in discover(self.logdir).items():
-            if spec in self.known:
-                continue
-            self.known[spec] = path
-            if self.on_new_process is not None:
-                try:
-                    self.on_new_process(spec, path)
-                except Exception:
-                    log.exception("on_new_process failed for %s", spec)
-
-    # ------------------------------------------------------------ inotify
-
-    def _add_watch(self, group: str) -> None:
-        assert self._inotify is not None
-        if group in self._dirs:
-            return
-        path = os.path.join(self.logdir, quote_name(group)) if group else self.logdir
-        try:
-            wd = self._inotify.add_watch(path, DIR_MASK)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                log.warning("cannot watch %s: %s", path, exc)
-            return
-        self._wds[wd] = group
-        self._dirs[group] = wd
-
-    def _forget_watch(self, wd: int) -> None:
-        group = self._wds.pop(wd, None)
-        if group is not None and self._dirs.get(group) == wd:
-            del self._dirs[group]
-
-    def _sync_watches(self) -> None:
-        """Watch ``logdir`` and each group directory not watched yet."""
-        self._add_watch("")
-        if "" not in self._dirs:
-            return
-        root = os.path.realpath(self.logdir)
-        try:
-            entries = list(os.scandir(self.logdir))
-        except OSError:
-            return
-        for entry in entries:
-            group = _group_dir(entry, root)
-            if group is not None and group not in self._dirs:
-                self._add_watch(group)
-                # Files may have been created, and written, before the watch.
-                self._rescan = True
-                self._dirty.update(s for s in self.followers if split_process(s)[0] == group)
-
-    def _on_inotify(self, fd: int, events: int) -> None:
-        if self._inotify is None:
-            return
-        try:
-            batch = self._inotify.read_events()
-        except OSError as exc:
-            log.warning("reading inotify events failed (%s): polling everything", exc)
-            batch = [(-1, IN_Q_OVERFLOW, "")]
-        for wd, mask, name in batch:
-            self.events += 1
-            self._event(wd, mask, name)
-        self._schedule()
-
-    def _event(self, wd: int, mask: int, name: str) -> None:
-        if mask & IN_Q_OVERFLOW:
-            self._rescan = True
-            self._dirty.update(self.followers)
-            return
-        if mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF):
-            if mask & IN_MOVE_SELF and self._inotify is not None:
-                self._inotify.rm_watch(wd)  # the name it was watched under is gone
-            self._forget_watch(wd)
-            self._dirty.update(self.followers)
-            return
-        group = self._wds.get(wd)
-        if group is None or not name:
-            return
-        if mask & IN_ISDIR:
-            if not group and mask & (IN_CREATE | IN_MOVED_TO):
-                self._sync_watches()
-                self._rescan = True
-            return
-        # A rotation renames every backup: tens of thousands of events in a
-        # burst, for a few hundred names.  Parse each name once.
-        key = (group, name)
-        try:
-            parsed = self._names[key]
-        except KeyError:
-            if len(self._names) > 4096:
-                self._names.clear()
-            parsed = self._names[key] = _parse_name(group, name)
-        if parsed is None:
-            return
-        spec, live = parsed
-        if spec in self.followers:
-            self._dirty.add(spec)
-        if live and spec not in self.known:
-            self._rescan = True
-
-
-def _parse_name(group: str, name: str) -> Optional[Tuple[str, bool]]:
-    """The process a file name in a group directory ("" = logdir) belongs to,
-    and whether it is the live file (not a backup or temporary file)."""
-    match = _FILE_NAME.match(name)
-    if match is None:
-        return None
-    process = _component(match.group("stem"))
-    if process is None:
-        return None
-    return f"{group or process}:{process}", not match.group("suffix")

@@ -30,14 +30,16 @@ from typing import Any, Callable, Dict, List, Optional, Set, Union
 import tornado.ioloop
 
 from ..config import Config
+from ..ondisk.logdir import discover
 from ..ondisk.paths import display_name
 from .auth import ProxyTrust
-from .follow import FileFollower, Watcher, discover
+from .follow import FileFollower
 from .hub import Channel, Hub
 from .logstore import LogStore
 from .metrics import ProcessFigures, Snapshot
 from .rawlog import RawChannel, RawFile, RawFollower, RawStore, raw_files
 from .searchworker import SearchWorker
+from .watcher import Watcher
 
 log = logging.getLogger("supervisor_streamlog.server")
 

@@ -49,10 +49,11 @@ import stat
 import time
 from typing import Any, Callable, Generator, List, Mapping, Optional, Tuple
 
-from ..ondisk.files import Entry
+from ..ondisk.files import Entry, record_end
 from ..ondisk.formats import Record
 from .hub import HISTORY_PAGE, CatchUpPage, Channel, Hub, encode
-from .logstore import Page, SearchResult, _Matcher
+from .logstore import Page, SearchResult
+from .search import Matcher as _Matcher
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,10 @@ def _record_end(fd: int, size: int, low: int) -> int:
         return low
     aligned = low + (size - low) // PIECE * PIECE
     start = max(low, aligned - PIECE)
-    found = os.pread(fd, size - start, start).rfind(b"\n")
+    found = record_end(lambda pos, count: os.pread(fd, count, pos), size, start, size - start)
     # No newline since ``aligned - PIECE``: a cut at ``aligned`` (or the lane's
     # start, when it is that); else the last newline is past the last cut.
-    return aligned if found < 0 else start + found + 1
+    return aligned if found is None else found
 
 
 Line = Tuple[int, int, bytes, bool]  # file position of its start, of its end, text, partial
