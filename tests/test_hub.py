@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from supervisor_streamlog.ondisk.files import Entry
 from supervisor_streamlog.ondisk.formats import Record
 from supervisor_streamlog.sidecar.hub import Hub
+from supervisor_streamlog.sidecar.store import Page
 
 
 def make_entries(count: int, start: int = 0, size: int = 50) -> List[Entry]:
@@ -28,14 +28,6 @@ def make_entries(count: int, start: int = 0, size: int = 50) -> List[Entry]:
     ]
 
 
-@dataclass
-class Page:
-    entries: List[Entry]
-    start: int
-    end: int
-    missing: Optional[Tuple[int, int]] = None
-
-
 class MemoryStore:
     """History in memory, with the LogStore paging semantics the hub relies on."""
 
@@ -43,17 +35,25 @@ class MemoryStore:
         self.entries = entries
         self.first = first
 
-    def read_forward(self, start: Optional[int], limit: int) -> Page:
+    def read_forward(self, start: Optional[int], limit: int, until: Optional[int] = None) -> Page:
         start = self.first if start is None else start
         missing = (start, self.first) if start < self.first else None
         found = [e for e in self.entries if e.offset >= max(start, self.first)][:limit]
-        return Page(
-            found, found[0].offset if found else start, found[-1].end if found else start, missing
-        )
+        if until is not None:
+            found = [e for e in found if e.end <= until]
+        first = found[0].offset if found else start
+        return Page(found, first, found[-1].end if found else start, False, False, missing)
 
     def read_backward(self, end: Optional[int], limit: int) -> Page:
         found = [e for e in self.entries if end is None or e.end <= end][-limit:]
-        return Page(found, found[0].offset if found else 0, found[-1].end if found else 0)
+        first, last = (found[0].offset, found[-1].end) if found else (0, 0)
+        return Page(found, first, last, False, False)
+
+    def span(self, start: int, end: int) -> int:
+        return end - start
+
+    def resume_at(self, cursor: int, live: int) -> int:
+        return cursor
 
 
 class Sender:
@@ -318,9 +318,11 @@ def test_a_slow_history_read_does_not_hold_back_live_clients() -> None:
     import time
 
     class SlowStore(MemoryStore):
-        def read_forward(self, start: Optional[int], limit: int) -> Page:
+        def read_forward(
+            self, start: Optional[int], limit: int, until: Optional[int] = None
+        ) -> Page:
             time.sleep(0.5)
-            return super().read_forward(start, limit)
+            return super().read_forward(start, limit, until)
 
     async def run() -> Tuple[List[float], Sender, Sender]:
         loop = asyncio.get_running_loop()

@@ -44,6 +44,7 @@ from typing import (
 )
 
 from ..ondisk.files import Entry, is_header
+from .store import Pages
 
 log = logging.getLogger("supervisor_streamlog.hub")
 
@@ -57,21 +58,6 @@ class Sender(Protocol):
     """The client side: send one JSON text frame; the result completes when written."""
 
     def send(self, message: str) -> Any: ...
-
-
-class Page(Protocol):
-    entries: List[Entry]
-    start: int
-    end: int
-    missing: Optional[Tuple[int, int]]
-
-
-class Store(Protocol):
-    """What the hub needs of :class:`~.logstore.LogStore`."""
-
-    def read_forward(self, start: Optional[int], limit: int) -> Any: ...
-
-    def read_backward(self, end: Optional[int], limit: int) -> Any: ...
 
 
 #: A queued record: its offsets, and its JSON (None for a file header, not shown).
@@ -369,7 +355,7 @@ class Client:
 class Channel:
     """The live records of one process, and who is subscribed to them."""
 
-    def __init__(self, hub: Hub, spec: str, store: Store, position: int) -> None:
+    def __init__(self, hub: Hub, spec: str, store: Pages, position: int) -> None:
         self.hub = hub
         self.spec = spec
         self.store = store
@@ -383,11 +369,11 @@ class Channel:
 
     def span(self, start: int, end: int) -> int:
         """Bytes of log between two offsets (what queue limits count)."""
-        return end - start
+        return self.store.span(start, end)
 
     def clamp(self, cursor: int) -> int:
         """A client's cursor as this channel can resume from it."""
-        return cursor
+        return self.store.resume_at(cursor, self.position)
 
     def catch_up_page(self, cursor: int, target: int) -> CatchUpPage:
         """Off the IOLoop: the history page after ``cursor``, encoded.
@@ -395,7 +381,7 @@ class Channel:
         Only records that end at or before ``target`` (the live position
         when the read was asked for) are needed; the caller filters again.
         """
-        page = self.store.read_forward(cursor, HISTORY_PAGE)
+        page = self.store.read_forward(cursor, HISTORY_PAGE, until=target)
         items = [encode(entry) for entry in page.entries if entry.end <= target]
         return CatchUpPage(items, page.missing)
 
@@ -461,7 +447,7 @@ class Hub:
         self.sent_records = 0
         self.skipped_records = 0
 
-    def channel(self, spec: str, store: Store, position: int) -> Channel:
+    def channel(self, spec: str, store: Pages, position: int) -> Channel:
         found = self.channels.get(spec)
         if found is None:
             found = self.channels[spec] = Channel(self, spec, store, position)

@@ -31,7 +31,6 @@ threads.  ``python -m bench.history`` measures them on a 1 GB file.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import os
 import time
@@ -53,28 +52,10 @@ from .blocks import (
     lines_forward,
 )
 from .search import Matcher, SearchResult, search
+from .store import Page
 from .timeseek import TimeSeek
 
 __all__ = ["LogStore", "Page", "SearchResult"]
-
-
-@dataclasses.dataclass
-class Page:
-    """Records of one read, oldest first, and where the caller can go from there."""
-
-    entries: List[Entry]
-    start: int  #: offset of the first entry (the cursor when empty)
-    end: int  #: end of the last entry (the cursor when empty)
-    has_before: bool  #: older records exist (before ``start``)
-    has_after: bool  #: newer complete records exist (from ``end``)
-    #: A range of the log this page skipped because no file holds it any more
-    #: (retention deleted it): going forward ``[start, first available)``, or
-    #: a hole the page crossed before its first record; going backward the
-    #: hole crossed, or ``[0, oldest available)`` once it reached the oldest record.
-    missing: Optional[Tuple[int, int]] = None
-    #: Lines skipped because they are not records (within the page's range,
-    #: or anywhere it looked when it is empty).
-    bad_lines: int = 0
 
 
 class LogStore(BlockStore):
@@ -182,16 +163,30 @@ class LogStore(BlockStore):
 
     # ------------------------------------------------------------ paging
 
-    def read_forward(self, start: Optional[int], limit: int) -> Page:
+    def read_forward(self, start: Optional[int], limit: int, until: Optional[int] = None) -> Page:
         """Up to ``limit`` records from ``start`` on, oldest first (the "newer" page).
 
         ``start`` None is the oldest record; an offset inside a record moves on
         to the next record; one older than the oldest file starts at the oldest
         record and ``missing`` says which bytes are gone; one at or past the end
         gives an empty page.  Stops before a hole in the middle of the log once
-        it has records, so the next page reports the hole.
+        it has records, so the next page reports the hole.  With ``until``,
+        records that end after it are left out (``has_after`` then says so).
         """
-        return self._run(lambda rd, files: self._read_forward(rd, files, start, limit))
+        page = self._run(lambda rd, files: self._read_forward(rd, files, start, limit))
+        if until is not None and page.entries and page.entries[-1].end > until:
+            page.entries = [entry for entry in page.entries if entry.end <= until]
+            page.end = page.entries[-1].end if page.entries else page.start
+            page.has_after = True
+        return page
+
+    def span(self, start: int, end: int) -> int:
+        """Bytes between two offsets: offsets are byte positions in the whole log."""
+        return end - start
+
+    def resume_at(self, cursor: int, live: int) -> int:
+        """Any cursor resumes where it is: one past the live position is waited for."""
+        return cursor
 
     def read_backward(self, end: Optional[int], limit: int) -> Page:
         """Up to ``limit`` records ending at or before ``end``, returned oldest first.

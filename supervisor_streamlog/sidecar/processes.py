@@ -5,8 +5,8 @@ A process is shown from one of two sources:
 * **captured** -- a streamlog file in ``logdir``, found by discovery or the
   watcher, read by a :class:`~.follow.FileFollower` and paged by a
   :class:`~.logstore.LogStore`;
-* **uncaptured** -- supervisord's own child log files (``rawlog``), polled by
-  a :class:`~.rawlog.RawFollower` and paged by a :class:`~.rawlog.RawStore`,
+* **uncaptured** -- supervisord's own child log files (``rawstore``, ``rawfollow``), polled by
+  a :class:`~.rawfollow.RawFollower` and paged by a :class:`~.rawstore.RawStore`,
   until capture takes the process over.
 
 Either way its :class:`ProcessLog` holds the follower, the stores (one for the
@@ -37,8 +37,10 @@ from .follow import FileFollower
 from .hub import Channel, Hub
 from .logstore import LogStore
 from .metrics import ProcessFigures, Snapshot
-from .rawlog import RawChannel, RawFile, RawFollower, RawStore, raw_files
+from .rawfollow import RawFollower
+from .rawstore import RawFile, RawStore, raw_files
 from .searchworker import SearchWorker
+from .store import Store
 from .watcher import Watcher
 
 log = logging.getLogger("supervisor_streamlog.server")
@@ -51,8 +53,6 @@ STATE_POLL = 1.0
 #: How often supervisord's own child logs (uncaptured processes) are polled (s).
 RAW_POLL = 0.1
 _STATE_KEYS = ("state", "pid", "start", "stop", "exitstatus")
-
-Store = Union[LogStore, RawStore]
 
 
 @dataclass
@@ -161,8 +161,7 @@ class Sidecar:
             wanted=functools.partial(self._watched, spec),
             on_advance=functools.partial(self._advanced, spec),
         )
-        channel = Channel(self.hub, spec, LogStore(path), follower.position)
-        self.hub.add_channel(channel)
+        channel = self.hub.add_channel(Channel(self.hub, spec, LogStore(path), follower.position))
         recipe = functools.partial(LogStore, path)
         self.logs[spec] = ProcessLog(spec, channel, follower, recipe(), recipe, path)
         if old is not None:
@@ -189,7 +188,8 @@ class Sidecar:
             wanted=functools.partial(self._watched, spec),
             on_advance=functools.partial(self._advanced, spec),
         )
-        channel = self.hub.add_channel(RawChannel(self.hub, spec, store, follower.position))
+        channel = self.hub.channel(spec, store, follower.position)
+        channel.describe = {"uncaptured": True}
         # A RawStore keeps nothing between calls: the history thread may share it.
         self.logs[spec] = ProcessLog(
             spec, channel, follower, store, functools.partial(RawStore, files)

@@ -3,7 +3,7 @@
 :meth:`~.logstore.LogStore.search` runs :func:`search` over the store's
 blocks, newest first (or oldest first), until it has ``limit`` matches or its
 time budget is spent; :class:`Matcher` is what decides a match, and is also
-used record by record by the store of supervisord's own logs (rawlog.py).
+used record by record by the store of supervisord's own logs (rawstore.py).
 Patterns are a substring (bytes compared with the record's text) or a Python
 regular expression (over the text decoded as UTF-8).
 """

@@ -39,7 +39,7 @@ _WORKER_STORES = 2
 _PRELOAD = [
     "supervisor_streamlog.sidecar.searchworker",
     "supervisor_streamlog.sidecar.logstore",
-    "supervisor_streamlog.sidecar.rawlog",
+    "supervisor_streamlog.sidecar.rawstore",
 ]
 
 #: Builds a store in the worker; must pickle (a class and plain arguments).

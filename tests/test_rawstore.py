@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, List, Tuple
 
 from supervisor_streamlog.ondisk.files import Entry
-from supervisor_streamlog.sidecar import rawlog
-from supervisor_streamlog.sidecar.rawlog import (
+from supervisor_streamlog.sidecar import rawstore
+from supervisor_streamlog.sidecar.rawfollow import RawFollower
+from supervisor_streamlog.sidecar.rawstore import (
     LANE,
     RawFile,
-    RawFollower,
     RawStore,
     pack,
     raw_files,
@@ -181,7 +181,7 @@ def test_lanes_of_a_process_info() -> None:
 
 
 def test_a_file_past_the_lane_width_is_seen_from_later_on(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(rawlog, "LANE", 1024)
+    monkeypatch.setattr(rawstore, "LANE", 1024)
     got: List[Entry] = []
     resets: List[int] = []
     files = lanes(tmp_path)
@@ -200,7 +200,7 @@ def test_a_truncated_file_past_the_lane_width_starts_again_at_its_start(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     # stdout_logfile_maxbytes = 0 and logrotate's copytruncate: a big file cut to 0.
-    monkeypatch.setattr(rawlog, "LANE", 1024)
+    monkeypatch.setattr(rawstore, "LANE", 1024)
     write(tmp_path / "a.out", [b"old %05d" % n for n in range(500)])
     got: List[Entry] = []
     resets: List[int] = []
@@ -271,7 +271,7 @@ def test_only_regular_files_are_ever_opened(tmp_path: Path, monkeypatch: Any) ->
         opened.append((str(path), flags))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(rawlog.os, "open", spy)
+    monkeypatch.setattr(rawstore.os, "open", spy)
     for path in (str(fifo), "/dev/null", "/dev/tty", str(tmp_path), str(tmp_path / "none"), ""):
         assert RawFile("stdout", path).open() is None
     assert opened == []  # checked before, never opened: a FIFO or a device can block
@@ -301,7 +301,7 @@ def joined(entries: List[Entry], stream: str = "stdout") -> bytes:
 
 
 def test_a_line_longer_than_a_read_comes_live_in_pieces(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(rawlog, "PIECE", 16)
+    monkeypatch.setattr(rawstore, "PIECE", 16)
     out = tmp_path / "a.out"
     out.write_bytes(b"before\n")
     follower, got, _ = follow_all(lanes(tmp_path))
@@ -342,7 +342,7 @@ def test_a_line_longer_than_a_read_comes_live_in_pieces(tmp_path: Path, monkeypa
 def test_pieces_of_a_line_are_counted_when_nobody_is_subscribed(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(rawlog, "PIECE", 16)
+    monkeypatch.setattr(rawstore, "PIECE", 16)
     files = lanes(tmp_path)
     (tmp_path / "a.out").write_bytes(b"")
     counted: List[Tuple[int, int, int]] = []
@@ -382,7 +382,7 @@ def test_live_and_history_cut_long_lines_alike_and_page_every_byte_once(
 ) -> None:
     import random
 
-    monkeypatch.setattr(rawlog, "PIECE", 16)
+    monkeypatch.setattr(rawstore, "PIECE", 16)
     for seed in range(8):
         for name in ("a.out", "a.err"):
             (tmp_path / name).write_bytes(b"")
@@ -423,7 +423,7 @@ def test_live_and_history_cut_long_lines_alike_and_page_every_byte_once(
 
 
 def test_a_cursor_inside_a_long_line_gets_the_rest_of_it(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(rawlog, "PIECE", 16)
+    monkeypatch.setattr(rawstore, "PIECE", 16)
     data = b"short\n" + b"L" * 70 + b"\nnext\n"
     (tmp_path / "a.out").write_bytes(data)
     store = RawStore(lanes(tmp_path))
@@ -455,9 +455,9 @@ def test_a_cursor_inside_a_long_line_gets_the_rest_of_it(tmp_path: Path, monkeyp
 def test_a_huge_unfinished_line_is_paged_and_searched_in_bounded_reads(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(rawlog, "PIECE", 64)
-    monkeypatch.setattr(rawlog, "_BLOCK", 64)
-    monkeypatch.setattr(rawlog, "_READ", 64)
+    monkeypatch.setattr(rawstore, "PIECE", 64)
+    monkeypatch.setattr(rawstore, "_BLOCK", 64)
+    monkeypatch.setattr(rawstore, "_READ", 64)
     data = b"first\n" + b"z" * 5000 + b"needle" + b"z" * 5000  # no newline at all after it
     (tmp_path / "a.out").write_bytes(data)
     reads: List[int] = []
@@ -467,7 +467,7 @@ def test_a_huge_unfinished_line_is_paged_and_searched_in_bounded_reads(
         reads.append(size)
         return real_pread(fd, size, offset)
 
-    monkeypatch.setattr(rawlog.os, "pread", spy)
+    monkeypatch.setattr(rawstore.os, "pread", spy)
     store = RawStore(lanes(tmp_path))
     end = store.bounds()[1]
     assert end == len(data) // 64 * 64  # the last piece that is there

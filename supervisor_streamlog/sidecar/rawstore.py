@@ -47,13 +47,12 @@ import logging
 import os
 import stat
 import time
-from typing import Any, Callable, Generator, List, Mapping, Optional, Tuple
+from typing import Any, Generator, List, Mapping, Optional, Tuple
 
 from ..ondisk.files import Entry, record_end
 from ..ondisk.formats import Record
-from .hub import HISTORY_PAGE, CatchUpPage, Channel, Hub, encode
-from .logstore import Page, SearchResult
-from .search import Matcher as _Matcher
+from .search import Matcher, SearchResult
+from .store import Page
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +63,8 @@ _BLOCK = 64 * 1024
 _READ = 256 * 1024
 #: The read budget: a line longer than this is sent in pieces (see the module doc).
 PIECE = 256 * 1024
+#: Records read per step of a search.
+_SEARCH_PAGE = 1000
 
 
 def pack(positions: Tuple[int, int]) -> int:
@@ -133,14 +134,14 @@ class RawFile:
         return True
 
 
-def _cut_after(pos: int, low: int) -> int:
+def cut_after(pos: int, low: int) -> int:
     """The first place a long line starting at ``pos`` may be cut: the first lane
     position (file position - ``low``) that is a multiple of ``PIECE`` and at
     least ``PIECE`` bytes after ``pos``."""
     return low + (pos - low + 2 * PIECE - 1) // PIECE * PIECE
 
 
-def _record_end(fd: int, size: int, low: int) -> int:
+def lane_end(fd: int, size: int, low: int) -> int:
     """The last record boundary at or before ``size`` (``low``: the lane's start).
 
     The boundaries of a lane (see the module doc) are its start, every position
@@ -173,7 +174,7 @@ def _split(data: bytes, pos: int, low: int, limit: int) -> List[Line]:
         for text in data[:last].split(b"\n"):
             newline = start + len(text)
             if len(text) >= PIECE:  # may be cut: a shorter one never is
-                cut = _cut_after(start, low)
+                cut = cut_after(start, low)
                 while cut <= newline and len(lines) < limit:
                     lines.append((start, cut, data[start - pos : cut - pos], True))
                     start, cut = cut, cut + PIECE
@@ -185,7 +186,7 @@ def _split(data: bytes, pos: int, low: int, limit: int) -> List[Line]:
             if len(lines) == limit:
                 return lines
     # After the last newline: the pieces of a line still being written.
-    cut = _cut_after(start, low)
+    cut = cut_after(start, low)
     while cut <= pos + len(data) and len(lines) < limit:
         lines.append((start, cut, data[start - pos : cut - pos], True))
         start, cut = cut, cut + PIECE
@@ -203,7 +204,7 @@ def _forward(fd: int, pos: int, stop: int, limit: int, low: int) -> List[Line]:
     size = _BLOCK
     while pos < stop and len(lines) < limit:
         # At least up to the next possible cut: a long line always gives a piece.
-        want = min(max(size, _cut_after(pos, low) - pos), stop - pos)
+        want = min(max(size, cut_after(pos, low) - pos), stop - pos)
         data = os.pread(fd, want, pos)
         if not data:
             break  # the file shrank
@@ -225,7 +226,7 @@ def _backward(fd: int, end: int, low: int, limit: int) -> List[Line]:
     before it, or ``low``); a block of ``2 * PIECE`` bytes always holds one,
     so the reads stay bounded and every step moves back.
     """
-    end = _record_end(fd, end, low)
+    end = lane_end(fd, end, low)
     lines: List[Line] = []
     size = _BLOCK
     while end > low and len(lines) < limit:
@@ -235,7 +236,7 @@ def _backward(fd: int, end: int, low: int, limit: int) -> List[Line]:
             break  # the file shrank
         first = start
         if start > low:
-            cut = _cut_after(start, low)
+            cut = cut_after(start, low)
             newline = data.find(b"\n")
             first = start + newline + 1 if 0 <= newline < cut - start else cut
         if first >= end:
@@ -272,7 +273,7 @@ class RawStore:
             fd = raw.open()
             end = raw.base
             if fd is not None:
-                end = max(raw.base, _record_end(fd, os.fstat(fd).st_size, raw.base))
+                end = max(raw.base, lane_end(fd, os.fstat(fd).st_size, raw.base))
             lanes.append((raw, fd, end))
         return lanes
 
@@ -285,7 +286,7 @@ class RawStore:
     def bounds(self) -> Tuple[int, int]:
         lanes = self._open()
         try:
-            return 0, pack(_pair([end - raw.base for raw, _, end in lanes]))
+            return 0, pack(lane_pair([end - raw.base for raw, _, end in lanes]))
         finally:
             self._close(lanes)
 
@@ -309,8 +310,8 @@ class RawStore:
             found.sort(key=lambda item: (item[0], item[1]))
             chosen = found[:limit]
             entries = _entries(chosen, positions, lanes)
-            ends = _pair([end - raw.base for raw, _, end in lanes])
-            first = pack(_pair(positions))
+            ends = lane_pair([end - raw.base for raw, _, end in lanes])
+            first = pack(lane_pair(positions))
             last = entries[-1].end if entries else first
             reached = unpack(last)
             after = reached[0] < ends[0] or reached[1] < ends[1]
@@ -336,11 +337,24 @@ class RawStore:
             for item in chosen:
                 positions[item[1]] = min(positions[item[1]], item[0])
             entries = _entries(chosen, positions, lanes)
-            first = pack(_pair(positions))
-            last = pack(_pair(ends))
+            first = pack(lane_pair(positions))
+            last = pack(lane_pair(ends))
             return Page(entries, first, last, any(p > 0 for p in positions), False)
         finally:
             self._close(lanes)
+
+    def span(self, start: int, end: int) -> int:
+        """Bytes between two offsets: the growth of both lanes."""
+        return span(start, end)
+
+    def resume_at(self, cursor: int, live: int) -> int:
+        """A cursor past what the files hold (from before a rotation) starts at
+        the live position.  One only past the live position -- read over HTTP
+        before the follower's next poll -- is kept: the hub waits for it."""
+        mine, now = unpack(cursor), unpack(live)
+        if all(m <= max(at, f.lane_size()) for m, at, f in zip(mine, now, self.files)):
+            return cursor
+        return pack((min(mine[0], now[0]), min(mine[1], now[1])))
 
     def seek_time(self, when: float) -> int:
         """Raw logs carry no timestamps: there is no time to seek to."""
@@ -358,17 +372,17 @@ class RawStore:
         budget: float = 0.5,
     ) -> SearchResult:
         """Records whose text matches, page by page in the order pages show them."""
-        matcher = _Matcher(pattern, regex, ignore_case)
+        matcher = Matcher(pattern, regex, ignore_case)
         deadline = time.monotonic() + budget
         found: List[Entry] = []
         scanned = 0
         cursor = start
         while True:
             if backward:
-                page = self.read_backward(cursor, HISTORY_PAGE)
+                page = self.read_backward(cursor, _SEARCH_PAGE)
                 entries, cursor, more = list(reversed(page.entries)), page.start, page.has_before
             else:
-                page = self.read_forward(cursor, HISTORY_PAGE)
+                page = self.read_forward(cursor, _SEARCH_PAGE)
                 entries, cursor, more = page.entries, page.end, page.has_after
             for entry in entries:
                 scanned += len(entry.record.data) + 1
@@ -400,7 +414,7 @@ class RawStore:
             if fd is None:
                 continue
             try:
-                size = _record_end(fd, os.fstat(fd).st_size, raw.base)
+                size = lane_end(fd, os.fstat(fd).st_size, raw.base)
                 if stop is not None:
                     size = min(size, raw.base + stop[index])
                 pos = raw.base + begin[index]
@@ -414,7 +428,8 @@ class RawStore:
                 os.close(fd)
 
 
-def _pair(values: List[int]) -> Tuple[int, int]:
+def lane_pair(values: List[int]) -> Tuple[int, int]:
+    """Two lanes' values (the second 0 when there is one lane)."""
     return (values[0], values[1] if len(values) > 1 else 0)
 
 
@@ -424,195 +439,19 @@ def _entries(
     lanes: List[Tuple[RawFile, Optional[int], int]],
 ) -> List[Entry]:
     """Entries for lines in page order, offsets walking from ``positions``."""
-    current = list(_pair(positions))
+    current = list(lane_pair(positions))
     entries = []
     for _, index, (begin, end, text, partial) in chosen:
         offset = pack((current[0], current[1]))
         current[index] += end - begin
-        entries.append(
-            Entry(offset, pack((current[0], current[1])), _record(lanes[index][0], text, partial))
-        )
+        record = raw_record(lanes[index][0], text, partial)
+        entries.append(Entry(offset, pack((current[0], current[1])), record))
     return entries
 
 
-def _record(raw: RawFile, text: bytes, partial: bool = False) -> Record:
+def raw_record(raw: RawFile, text: bytes, partial: bool = False) -> Record:
+    """A record of a lane: no time (supervisord's files carry none)."""
     return Record("", raw.stream, text, partial)
-
-
-class RawFollower:
-    """Follows a raw log's files live (polled), across supervisord's rotation.
-
-    Starts at the end of what is there.  Each :meth:`poll` reads what is new
-    (stdout lane, then stderr lane), and hands out its records with their
-    offsets (lines, and pieces of long ones as the module doc says: history
-    finds the same records) -- or, when ``wanted()`` is false, only counts
-    them (``on_advance``), as :class:`~.follow.FileFollower` does.  A file renamed
-    away (rotation) is read to its end, an unfinished last line included (as
-    a ``partial`` record), before the new one is opened; that, a
-    truncation, or a file that grows past ``LANE``, is ``on_reset(position)``.
-    """
-
-    def __init__(
-        self,
-        files: List[RawFile],
-        on_entries: Callable[[List[Entry]], None],
-        on_reset: Callable[[int], None],
-        wanted: Callable[[], bool],
-        on_advance: Callable[[int, int, int], None],
-    ) -> None:
-        self.files = files
-        self.on_entries = on_entries
-        self.on_reset = on_reset
-        self.wanted = wanted
-        self.on_advance = on_advance
-        self._fds: List[Optional[int]] = [None] * len(files)
-        self._ids: List[Tuple[int, int]] = [(0, 0)] * len(files)
-        #: Lane positions (file position - base) of the next record.
-        self.positions = [0] * len(files)
-        for index, raw in enumerate(files):
-            fd = self._open(index)
-            if fd is not None:
-                end = _record_end(fd, os.fstat(fd).st_size, 0)
-                raw.rebase(end)  # to a multiple of LANE // 2: a multiple of PIECE too
-                self.positions[index] = end - raw.base
-
-    @property
-    def position(self) -> int:
-        return pack(_pair(self.positions))
-
-    def _open(self, index: int) -> Optional[int]:
-        fd = self.files[index].open()
-        if fd is not None:
-            st = os.fstat(fd)
-            self._fds[index], self._ids[index] = fd, (st.st_dev, st.st_ino)
-        return fd
-
-    def close(self) -> None:
-        for fd in self._fds:
-            if fd is not None:
-                os.close(fd)
-        self._fds = [None] * len(self.files)
-
-    def poll(self) -> int:
-        """Read what is new in both lanes; returns the bytes read."""
-        counting = not self.wanted()
-        total = 0
-        for index in range(len(self.files)):
-            total += self._poll_lane(index, counting)
-        return total
-
-    def _poll_lane(self, index: int, counting: bool) -> int:
-        raw = self.files[index]
-        fd = self._fds[index]
-        if fd is None:
-            fd = self._open(index)
-            if fd is None:
-                return 0
-            raw.base = 0
-            if self.positions[index]:
-                self._restart(index)
-        pos = raw.base + self.positions[index]
-        size = os.fstat(fd).st_size
-        if size < pos:  # truncated
-            self._restart(index)
-            return 0
-        # Read up to the next place a long line may be cut (PIECE to 2 * PIECE
-        # bytes): a line that ends within it is whole (no cut before its
-        # newline), one that does not end within a full read is a piece.
-        budget = _cut_after(pos, raw.base) - pos
-        data = os.pread(fd, min(budget, size - pos), pos) if size > pos else b""
-        last = data.rfind(b"\n")
-        if last >= 0 or len(data) == budget:
-            end = pos + last + 1 if last >= 0 else pos + budget
-            if raw.rebase(end):
-                # Past the lane's width: go on from a later start, like a new file.
-                self.positions[index] = pos - raw.base
-                self.on_reset(self.position)
-            if last >= 0:
-                self._deliver(index, data[: last + 1], counting)
-            else:
-                self._deliver_partial(index, data, counting)
-            return end - pos
-        if size > pos + len(data):
-            return 0  # the file shrank meanwhile: see at the next poll
-        try:
-            named = os.stat(raw.path)
-        except OSError:
-            return 0
-        if (named.st_dev, named.st_ino) != self._ids[index]:
-            if os.fstat(fd).st_size > size:
-                return 0  # written to just before the rename: read that first
-            # Rotated, and read to its end: what is left is the first half of a
-            # line the rotation cut (supervisor issue 749), sent as partial; the
-            # second half is the new file's first line.
-            if data:
-                self._deliver_partial(index, data, counting)
-            os.close(fd)
-            self._fds[index] = None
-            if self._open(index) is not None:
-                self._restart(index)
-            return len(data)
-        return 0
-
-    def _restart(self, index: int) -> None:
-        """The lane starts again at the start of its file (rotated, truncated)."""
-        self.files[index].base = 0
-        self.positions[index] = 0
-        self.on_reset(self.position)
-
-    def _deliver(self, index: int, data: bytes, counting: bool) -> None:
-        start = self.position
-        if counting:
-            self.positions[index] += len(data)
-            self.on_advance(start, self.position, data.count(b"\n"))
-            return
-        raw = self.files[index]
-        entries = []
-        for text in data[:-1].split(b"\n"):
-            offset = self.position
-            self.positions[index] += len(text) + 1
-            entries.append(Entry(offset, self.position, _record(raw, text)))
-        self.on_entries(entries)
-
-    def _deliver_partial(self, index: int, text: bytes, counting: bool) -> None:
-        """One record that no newline followed (``partial``): a piece of a long
-        line, or the end of a rotated file."""
-        start = self.position
-        self.positions[index] += len(text)
-        if counting:
-            self.on_advance(start, self.position, 1)
-            return
-        record = Record("", self.files[index].stream, text, True)
-        self.on_entries([Entry(start, self.position, record)])
-
-
-class RawChannel(Channel):
-    """A hub channel over a raw log: lane-aware sizes, cursors and catch-up reads."""
-
-    store: RawStore
-
-    def __init__(self, hub: Hub, spec: str, store: RawStore, position: int) -> None:
-        super().__init__(hub, spec, store, position)
-        self.describe = {"uncaptured": True}
-
-    def span(self, start: int, end: int) -> int:
-        return span(start, end)
-
-    def clamp(self, cursor: int) -> int:
-        """A cursor past what the files hold (from before a rotation) starts at
-        the live position. One only past the live position -- read over HTTP
-        before the follower's next poll -- is kept: the hub waits for it."""
-        mine, live = unpack(cursor), unpack(self.position)
-        files = self.store.files
-        if all(m <= max(at, f.lane_size()) for m, at, f in zip(mine, live, files)):
-            return cursor
-        return pack((min(mine[0], live[0]), min(mine[1], live[1])))
-
-    def catch_up_page(self, cursor: int, target: int) -> CatchUpPage:
-        # Bounded per lane: a combined offset below the target could still be
-        # past it in one lane.
-        page = self.store.read_forward(cursor, HISTORY_PAGE, until=target)
-        return CatchUpPage([encode(entry) for entry in page.entries], None)
 
 
 def raw_files(info: Mapping[str, Any]) -> List[RawFile]:
