@@ -1,7 +1,9 @@
-// The status line: the connection indicator, the notice above the log, and
-// the counts bar below it (lines held and shown, paused, new lines waiting).
+// The status line: the connection indicator, the notice above the log, the
+// counts bar below it (lines held and shown, paused, new lines waiting), and
+// the lines held of each level, on the level toggles.
 
 import { $, press } from "./dom.js";
+import { LETTERS } from "./levels.js";
 
 const numberFormat = new Intl.NumberFormat(); // one formatter: toLocaleString makes one per call
 
@@ -34,4 +36,17 @@ export function updateCounts(store, session) {
     : `${numberFormat.format(session.unseen)} new line${session.unseen === 1 ? "" : "s"} ↓`;
   press("pause", !session.follow);
   $("pause").textContent = session.follow ? "pause" : "resume";
+  updateLevels(store);
+}
+
+/** Each level toggle's letter and how many lines of that level are held. */
+export function updateLevels(store) {
+  const counts = store.levels;
+  for (const [level, letter] of Object.entries(LETTERS)) setCount($(`level-${level}`), letter, counts[level]);
+  setCount($("level-other"), "–", counts.none + counts.stderr);
+}
+
+function setCount(button, letter, count) {
+  const text = count ? `${letter} ${numberFormat.format(count)}` : letter;
+  if (button.textContent !== text) button.textContent = text;
 }
