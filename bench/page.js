@@ -27,7 +27,8 @@
     for (const i of unpainted) B.paint[i] = t;
     unpainted = [];
   };
-  const LINE = /^seq (\d+) t (\d+\.\d+)/;
+  // At the start of a row's text, or inside it (a JSON line shown whole, by a page without chips).
+  const LINE = /seq (\d+) t (\d+\.\d+)/;
   new MutationObserver((mutations) => {
     if (!B.record) return;
     const t = now();

@@ -25,8 +25,8 @@ checkout (``PYTHONPATH``), so the page measured is the one in this tree.
 Instruments, installed with ``add_init_script`` before the page's own scripts
 (``window.__bench``; the page's CSP does not apply to them):
 
-* a ``MutationObserver`` on the document: the first time a row whose text is
-  ``seq N t EPOCH`` is added to the DOM, it records N, EPOCH and
+* a ``MutationObserver`` on the document: the first time a row whose text
+  holds ``seq N t EPOCH`` is added to the DOM, it records N, EPOCH and
   ``performance.timeOrigin + performance.now()`` (wall-clock ms, the host's
   clock, like the child's ``time.time()``; the skew between the two is
   measured and printed).  *dom* latency = that time minus EPOCH.  The view is

@@ -10,7 +10,7 @@ export function bindControls(page) {
   log.addEventListener("scroll", () => page.onScroll(), { passive: true });
   log.addEventListener("wheel", (event) => { if (event.deltaY < 0 && session.follow) page.setFollow(false, "scroll"); }, { passive: true });
   log.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-action]");
+    const button = event.target.closest("[data-action]");
     if (!button) return;
     const line = view.lineOf(button);
     if (!line) return;

@@ -25,7 +25,7 @@ const SYSLOG = ["fatal", "fatal", "fatal", "error", "warn", "info", "info", "deb
 /**
  * The level a field's value names, or null: a word ("WARN", "warning",
  * "Error"), a bunyan/pino number (10 trace ... 60 fatal), or a syslog
- * severity (0-7, as GELF writes it).
+ * severity (0-7, as GELF writes it). Anything else (true, null): null.
  */
 export function levelOf(value) {
   if (typeof value === "string") {

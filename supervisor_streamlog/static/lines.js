@@ -4,7 +4,7 @@
 // each level are held. Pure data, no DOM: the view renders what `shown` lists.
 
 import { parseAnsi } from "./ansi.js";
-import { fieldValue, classify } from "./structured.js";
+import { classify, fieldText, fieldValue } from "./structured.js";
 
 /** The level classes counted and filtered: levels.js's LEVELS, then "stderr" and "none". */
 export const LEVEL_CLASSES = ["fatal", "error", "warn", "info", "debug", "trace", "stderr", "none"];
@@ -131,7 +131,10 @@ export function makeMatcher(filter) {
   const pattern = new RegExp(source, flags);
   const terms = fieldTerms(filter);
   const words = terms ? terms.map(([key, value]) => new RegExp(escape(`${key}=${value}`), flags.slice(1))) : [];
-  const same = (value, wanted) => (filter.case ? value : value.toLowerCase()) === wanted;
+  const same = (value, wanted) => {
+    const text = fieldText(value);
+    return (filter.case ? text : text.toLowerCase()) === wanted;
+  };
   // Whether a field term holds: the line's field, or the term in its text.
   const holds = (line, text, k) => {
     const [key, wanted] = terms[k];

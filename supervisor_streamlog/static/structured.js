@@ -21,7 +21,9 @@ const MAX_DEPTH = 4; // nested objects flattened to dotted keys this deep
  * not "error"), "none" (stdout with none), or null for the page's own
  * records (status, note). `structured` is null or {kind: "json"|"logfmt",
  * message, fields: [key, value, key, value, ...]} with nested JSON objects
- * flattened to dotted keys ("user.id") and values as text.
+ * flattened to dotted keys ("user.id"). Values are kept as parsed (strings,
+ * numbers, true/false/null: no copy as text per line), arrays and empty
+ * objects as their JSON text; fieldText() gives any of them as text.
  */
 export function classify(text, stream) {
   if (stream !== "stdout" && stream !== "stderr") return { level: null, structured: null };
@@ -91,17 +93,39 @@ export function parseJson(text) {
   return { kind: "json", message, fields };
 }
 
-// A JSON value as fields: objects as dotted keys, anything else as its text.
+// Dotted keys, made once and shared by every line that has them (200 000
+// JSON lines from one program repeat a handful of keys).
+const dotted = new Map();
+
+function join(prefix, key) {
+  const whole = `${prefix}.${key}`;
+  const known = dotted.get(whole);
+  if (known !== undefined) return known;
+  if (dotted.size >= 10000) dotted.clear();
+  dotted.set(whole, whole);
+  return whole;
+}
+
+// A JSON value as fields: objects as dotted keys, primitives as they are,
+// arrays (and objects too deep or empty) as their JSON text.
 function flatten(key, value, fields, depth) {
   if (fields.length >= MAX_FIELDS * 2) return;
-  if (value !== null && typeof value === "object" && !Array.isArray(value) && depth < MAX_DEPTH) {
-    const keys = Object.keys(value);
-    if (keys.length) {
-      for (const inner of keys) flatten(`${key}.${inner}`, value[inner], fields, depth + 1);
-      return;
+  if (value !== null && typeof value === "object") {
+    if (!Array.isArray(value) && depth < MAX_DEPTH) {
+      const keys = Object.keys(value);
+      if (keys.length) {
+        for (const inner of keys) flatten(join(key, inner), value[inner], fields, depth + 1);
+        return;
+      }
     }
+    value = JSON.stringify(value);
   }
-  fields.push(key, typeof value === "string" ? value : JSON.stringify(value));
+  fields.push(key, value);
+}
+
+/** A field's value as text: strings as they are, other JSON values as JSON. */
+export function fieldText(value) {
+  return typeof value === "string" ? value : String(value);
 }
 
 /**
@@ -159,7 +183,7 @@ function unquote(quoted) {
   }
 }
 
-/** The value of field `key` (a dotted path for nested JSON), or undefined. */
+/** The value of field `key` (a dotted path for nested JSON; see classify), or undefined. */
 export function fieldValue(structured, key) {
   const fields = structured.fields;
   for (let i = 0; i < fields.length; i += 2) if (fields[i] === key) return fields[i + 1];

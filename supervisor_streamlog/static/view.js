@@ -4,6 +4,7 @@
 
 import { parseAnsi, styleElement } from "./ansi.js";
 import { LETTERS } from "./levels.js";
+import { fieldText } from "./structured.js";
 
 const OVERSCAN = 15; // rows rendered above and below the viewport
 export const COLLAPSE = 2000; // characters shown of a long line until expanded
@@ -409,7 +410,11 @@ export class LogView {
     return row;
   }
 
-  /** A structured line's fields as key=value chips; a click shows them all as JSON. */
+  /**
+   * A structured line's fields as key=value chips; a click shows them all as
+   * JSON. Spans, not buttons: a row of them is made per line drawn, and
+   * spans cost less to lay out and paint (the row's own text is as reachable).
+   */
   chips(structured) {
     const box = document.createElement("span");
     box.className = "fields";
@@ -417,19 +422,17 @@ export class LogView {
     const matcher = this.settings.matcher;
     const shown = Math.min(fields.length / 2, CHIPS);
     for (let i = 0; i < shown * 2; i += 2) {
-      const chip = document.createElement("button");
-      chip.type = "button";
+      const chip = document.createElement("span");
       chip.className = "chip";
       chip.dataset.action = "fields";
-      const value = fields[i + 1];
+      const value = fieldText(fields[i + 1]);
       chip.textContent = `${fields[i]}=${value.length > CHIP_TEXT ? `${value.slice(0, CHIP_TEXT)}…` : value}`;
       if (value.length > CHIP_TEXT) chip.title = value;
       if (matcher !== null && matcher.chip(fields[i], value)) chip.classList.add("hit");
       box.append(chip);
     }
     if (fields.length / 2 > shown) {
-      const more = document.createElement("button");
-      more.type = "button";
+      const more = document.createElement("span");
       more.className = "chip more-fields";
       more.dataset.action = "fields";
       more.textContent = `+${fields.length / 2 - shown}`;
