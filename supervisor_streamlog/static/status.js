@@ -1,6 +1,6 @@
-// The status line: the connection indicator, the notice above the log, the
-// counts bar below it (lines held and shown, paused, new lines waiting), and
-// the lines held of each level, on the level toggles.
+// The status line: the connection indicator, the notice above the log, and
+// the counts bar below it (lines held and shown, of each level, paused, new
+// lines waiting).
 
 import { $, press } from "./dom.js";
 import { LETTERS } from "./levels.js";
@@ -39,14 +39,20 @@ export function updateCounts(store, session) {
   updateLevels(store);
 }
 
-/** Each level toggle's letter and how many lines of that level are held. */
+/**
+ * How many lines of each level are held, in the counts bar (not on the level
+ * toggles: the toolbar's layout must not change as lines arrive).
+ */
 export function updateLevels(store) {
   const counts = store.levels;
-  for (const [level, letter] of Object.entries(LETTERS)) setCount($(`level-${level}`), letter, counts[level]);
-  setCount($("level-other"), "–", counts.none + counts.stderr);
+  for (const [level, letter] of Object.entries(LETTERS)) setCount($(`count-${level}`), letter, counts[level]);
+  setCount($("count-other"), "–", counts.none + counts.stderr);
 }
 
-function setCount(button, letter, count) {
-  const text = count ? `${letter} ${numberFormat.format(count)}` : letter;
-  if (button.textContent !== text) button.textContent = text;
+function setCount(element, letter, count) {
+  const text = count ? `${letter} ${numberFormat.format(count)}` : "";
+  if (element.textContent !== text) {
+    element.textContent = text;
+    element.hidden = !count;
+  }
 }
