@@ -983,7 +983,9 @@ def test_level_marks_counts_and_the_level_filter(page: Page, sidecar: Supervisor
     # Not colour only: the letter, and the level's class on the row.
     assert page.locator(".row.l-stderr .text").inner_text() == "plain stderr line"
     assert page.locator(".row.l-error.stderr .text").inner_text() == "ERROR:app:it failed"
-    # The counts of the lines held, in the counts bar (levels with none: not shown).
+    # The counts of the lines held, in the counts bar (levels with none: not shown),
+    # brought up to date a few times a second.
+    page.wait_for_function("() => document.getElementById('count-info').textContent === 'I 3'")
     counts = {
         level: page.locator(f"#count-{level}").text_content()
         for level in ("fatal", "error", "warn", "info", "debug", "trace", "other")

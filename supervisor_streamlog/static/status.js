@@ -36,7 +36,24 @@ export function updateCounts(store, session) {
     : `${numberFormat.format(session.unseen)} new line${session.unseen === 1 ? "" : "s"} ↓`;
   press("pause", !session.follow);
   $("pause").textContent = session.follow ? "pause" : "resume";
-  updateLevels(store);
+  updateLevelsSoon(store);
+}
+
+// The level counts change with every frame of lines: shown at most every
+// LEVELS_EVERY ms (the last change always shown).
+const LEVELS_EVERY = 250;
+let levelsShown = 0;
+let levelsTimer = 0;
+
+function updateLevelsSoon(store) {
+  const wait = levelsShown + LEVELS_EVERY - performance.now();
+  if (wait <= 0) {
+    clearTimeout(levelsTimer);
+    levelsTimer = 0;
+    updateLevels(store);
+  } else if (!levelsTimer) {
+    levelsTimer = setTimeout(() => { levelsTimer = 0; updateLevels(store); }, wait);
+  }
 }
 
 /**
@@ -44,6 +61,7 @@ export function updateCounts(store, session) {
  * toggles: the toolbar's layout must not change as lines arrive).
  */
 export function updateLevels(store) {
+  levelsShown = performance.now();
   const counts = store.levels;
   for (const [level, letter] of Object.entries(LETTERS)) setCount($(`count-${level}`), letter, counts[level]);
   setCount($("count-other"), "–", counts.none + counts.stderr);
