@@ -1,5 +1,8 @@
 """The tail page in headless Chromium: write-to-screen latency, long tasks, frames, heap.
 
+(Long: the stack, the measurements, the report and the screenshot run on one
+shared set of helpers; splitting them would spread one benchmark over files.)
+
     python -m bench.page                       # 2 rounds: ~3 min
     python -m bench.page --quick               # 1 round of 4 s streams (~1 min)
     python -m bench.page --seconds 10 --rounds 2 --json bench/results/page.json

@@ -1,5 +1,9 @@
 """The tail page in real headless Chromium (Debian's), against the real sidecar
-under a real supervisord, with real child programs writing the lines."""
+under a real supervisord, with real child programs writing the lines.
+
+Long because the page's behaviours share one costly fixture (a supervisord, a
+sidecar and a browser, started once per module), and the level detection's
+table of real-world lines lives here, next to the page tests that use it."""
 
 from __future__ import annotations
 
