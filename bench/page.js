@@ -27,7 +27,8 @@
     for (const i of unpainted) B.paint[i] = t;
     unpainted = [];
   };
-  const LINE = /^seq (\d+) t (\d+\.\d+)/;
+  // At the start of a row's text, or inside it (a JSON line shown whole, by a page without chips).
+  const LINE = /seq (\d+) t (\d+\.\d+)/;
   new MutationObserver((mutations) => {
     if (!B.record) return;
     const t = now();
@@ -108,18 +109,24 @@
     B.seen = new Set(); B.seq = []; B.stamp = []; B.dom = []; B.paint = []; B.arrivals = [];
     return out;
   };
+  // Where a line's "seq N" is: at its start, or in a JSON line's message (-1: none).
+  const seqAt = (text) => {
+    const at = text.indexOf("seq ");
+    return at >= 0 && at < 120 ? at : -1;
+  };
   // The newest `seq` number the page holds for a process (-1: none).
   B.newest = (process) => {
     const lines = window.streamlog.store.lines;
     for (let i = lines.length - 1; i >= 0 && i >= lines.length - 20; i--) {
       const line = lines[i];
-      if (line.process === process && line.text.startsWith("seq ")) return Number(line.text.slice(4, 13));
+      const at = line.process === process ? seqAt(line.text) : -1;
+      if (at >= 0) return Number(line.text.slice(at + 4, at + 13));
     }
     return -1;
   };
   B.held = (process) => {
     let n = 0;
-    for (const line of window.streamlog.store.lines) if (line.process === process && line.text.startsWith("seq ")) n++;
+    for (const line of window.streamlog.store.lines) if (line.process === process && seqAt(line.text) >= 0) n++;
     return n;
   };
   B.nodes = () => document.getElementsByTagName("*").length;

@@ -1,9 +1,13 @@
 """The tail page in headless Chromium: write-to-screen latency, long tasks, frames, heap.
 
+(Long: the stack, the measurements, the report and the screenshot run on one
+shared set of helpers; splitting them would spread one benchmark over files.)
+
     python -m bench.page                       # 2 rounds: ~3 min
     python -m bench.page --quick               # 1 round of 4 s streams (~1 min)
     python -m bench.page --seconds 10 --rounds 2 --json bench/results/page.json
     python -m bench.page --screenshot docs/screenshot.png   # only the README's picture
+    python -m bench.page --quick --json-lines  # the same with JSON lines (levels, chips)
 
 One real stack for the whole run, in a temporary directory: supervisord from
 pip (nodaemon, unix socket) with the plugin (``[rpcinterface:streamlog]``), the
@@ -11,7 +15,9 @@ sidecar as a ``[program:sidecar]`` bound to 127.0.0.1 on a free port, and
 ``bench/children/stamped.py`` children (``autostart = false``) that write
 100-byte lines ``seq N t EPOCH xxx...``, EPOCH being ``time.time()`` just
 before the ``write(2)`` (one line per write up to 1 000 lines/s, above that
-one write per 1 ms tick).  Each child waits for SIGUSR1 before its first line,
+one write per 1 ms tick; with ``--json-lines``, JSON objects instead, such as
+``{"level":"info",...,"msg":"seq N t EPOCH",...}``, that the page shows as a
+level mark, the message and field chips).  Each child waits for SIGUSR1 before its first line,
 so the page is open and subscribed before anything is written.  The page is
 Debian's ``/usr/bin/chromium`` driven by Playwright (never a downloaded
 browser), headless, 1280x800, the launch arguments of tests/test_browser.py,
@@ -22,8 +28,8 @@ checkout (``PYTHONPATH``), so the page measured is the one in this tree.
 Instruments, installed with ``add_init_script`` before the page's own scripts
 (``window.__bench``; the page's CSP does not apply to them):
 
-* a ``MutationObserver`` on the document: the first time a row whose text is
-  ``seq N t EPOCH`` is added to the DOM, it records N, EPOCH and
+* a ``MutationObserver`` on the document: the first time a row whose text
+  holds ``seq N t EPOCH`` is added to the DOM, it records N, EPOCH and
   ``performance.timeOrigin + performance.now()`` (wall-clock ms, the host's
   clock, like the child's ``time.time()``; the skew between the two is
   measured and printed).  *dom* latency = that time minus EPOCH.  The view is
@@ -569,12 +575,41 @@ class Bench:
 # ---------------------------------------------------------------- the run
 
 
+def json_line(seq: int, stamp: float) -> bytes:
+    """A pino-like JSON line carrying ``seq N t EPOCH`` as its message (--json-lines)."""
+    level = "error" if seq % 100 == 0 else "warn" if seq % 20 == 0 else "info"
+    record = {
+        "level": level,
+        "time": round(stamp * 1000),
+        "pid": os.getpid(),
+        "hostname": "bench",
+        "msg": f"seq {seq:09d} t {stamp:.6f}",
+        "req": {"id": seq, "method": "GET", "url": f"/api/items/{seq % 1000}"},
+        "status": 500 if level == "error" else 200,
+        "ms": round(1 + seq % 37 / 10, 1),
+    }
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def json_child() -> None:
+    """bench/children/stamped.py's schedule, writing json_line()s: the --json-lines child."""
+    from bench.children import stamped
+
+    stamped.line = json_line
+    sys.exit(stamped.main(["stamped.py", *sys.argv[1:]]))
+
+
 def programs(args: argparse.Namespace) -> Dict[str, Dict[str, str]]:
     out: Dict[str, Dict[str, str]] = {}
+    child = (
+        f"{sys.executable} -c 'from bench.page import json_child; json_child()'"
+        if args.json_lines
+        else f"{sys.executable} {STAMPED}"
+    )
 
     def stamped(rate: int, count: int, name: str) -> Dict[str, str]:
         ready = "{dir}/" + name + ".ready"
-        return {"command": f"{sys.executable} {STAMPED} {rate} {count} {ready}"}
+        return {"command": f"{child} {rate} {count} {ready}"}
 
     # Fresh children for every measurement, repeats included: a page opened on
     # a child that already wrote would render its old lines first.
@@ -993,6 +1028,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--profile", action="store_true", help="CPU-profile the page's JS (hot functions)"
     )
     parser.add_argument("--json", default="", help="write the summary here (bench/results/...)")
+    parser.add_argument(
+        "--json-lines", action="store_true", help="children write JSON lines (levels, chips)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--screenshot", default="", help="only take the README's screenshot")
     parser.add_argument(

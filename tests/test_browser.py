@@ -1,5 +1,9 @@
 """The tail page in real headless Chromium (Debian's), against the real sidecar
-under a real supervisord, with real child programs writing the lines."""
+under a real supervisord, with real child programs writing the lines.
+
+Long because the page's behaviours share one costly fixture (a supervisord, a
+sidecar and a browser, started once per module), and the level detection's
+table of real-world lines lives here, next to the page tests that use it."""
 
 from __future__ import annotations
 
@@ -20,6 +24,27 @@ from .supervisor import Supervisor, emit, program, wait_for
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & &amp;'
 LONG = "long " + "y" * 5000
+# A program of mixed levels, JSON and logfmt lines, and JSON whose keys and values are HTML.
+LEVELLED = [
+    ("out", "INFO:app:ready"),
+    ("out", "WARNING:app:slow start"),
+    ("err", "ERROR:app:it failed"),
+    ("err", "plain stderr line"),
+    ("out", "DEBUG:app:details"),
+    ("out", "plain stdout line"),
+    (
+        "out",
+        '{"level":"error","msg":"request failed","status":500,"user":{"id":42},"path":"/api"}',
+    ),
+    ("out", '{"level":"info","msg":"request ok","status":200,"user":{"id":7},"path":"/"}'),
+    ("out", 'level=warn msg="cache miss" key=user:42 status=500'),
+    (
+        "out",
+        '{"level":"info","msg":"<img src=x onerror=\\"window.__pwned=3\\">",'
+        '"<img src=x onerror=window.__pwned=4>":"<script>window.__pwned=5</script>"}',
+    ),
+    ("out", '{"looks": "like json", but not}'),
+]
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +97,10 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             ["exit", 3],
         ],
     )
+    levelled = script(
+        tmp / "levelled.json",
+        [[stream, (text + "\n").encode().hex()] for stream, text in LEVELLED] + [["sleep", 3600]],
+    )
     once = {"autorestart": "false", "startsecs": "0"}
     sup = with_sidecar(
         tmp,
@@ -83,16 +112,17 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "history": program(emit("burst", 5000, 60, "block"), **once),
             # Not captured by streamlog: shown from supervisord's own child log.
             "plain": program(emit("tick", 0.1), stdout_logfile=str(tmp / "plain.out")),
+            "levelled": program(emit("script", levelled)),
         },
         streamlog={
             "maxbytes": "64KB",
             "compress": "true",
             "backups": "20",
-            "programs": "app hostile colours history",
+            "programs": "app hostile colours history levelled",
         },
     )
     try:
-        for name in ("app", "hostile", "colours", "history"):
+        for name in ("app", "hostile", "colours", "history", "levelled"):
             wait_for(partial(answers, f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
         wait_for(
             lambda: "line 000004999" in json.dumps(get(f"{sup.url}/api/log/history?limit=5")[1]),
@@ -676,6 +706,370 @@ def test_page_modules_merge_history_pages_and_read_the_address(
         "filter": {"q": "", "regex": False, "case": False},
         "retain": 250000,
     }
+
+
+# ------------------------------------------------------------------ levels and structured lines
+
+# Real-world lines and the level the page gives them (stdout unless said).
+LEVEL_CASES = [
+    # Python logging: the default layout, asctime layouts, uvicorn, tracebacks
+    ("WARNING:root:disk almost full", "stdout", "warn"),
+    ("ERROR:app.db:connection lost", "stderr", "error"),
+    ('INFO:werkzeug:127.0.0.1 - - [03/Dec/2026 07:00:00] "GET / HTTP/1.1" 200 -', "stderr", "info"),
+    (
+        "DEBUG:urllib3.connectionpool:Starting new HTTPS connection (1): example.com:443",
+        "stdout",
+        "debug",
+    ),
+    ("CRITICAL:root:out of memory", "stderr", "fatal"),
+    ("2026-12-03 07:00:00,123 INFO Started worker", "stdout", "info"),
+    ("2026-12-03 07:00:00,123 - myapp.views - WARNING - slow query: 2.3s", "stdout", "warn"),
+    ("Traceback (most recent call last):", "stderr", "error"),
+    ("INFO:     Uvicorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)", "stderr", "info"),
+    (
+        '{"asctime": "2026-12-03 07:00:00", "levelname": "WARNING", "message": "m"}',
+        "stdout",
+        "warn",
+    ),
+    # gunicorn
+    ("[2026-12-03 07:00:00 +0000] [42] [INFO] Booting worker with pid: 42", "stderr", "info"),
+    ("[2026-12-03 07:00:00 +0000] [1] [CRITICAL] WORKER TIMEOUT (pid:42)", "stderr", "fatal"),
+    ("[2026-12-03 07:00:00 +0000] [42] [ERROR] Exception in worker process", "stderr", "error"),
+    # celery
+    (
+        "[2026-12-03 07:00:00,123: WARNING/MainProcess] consumer: Connection to broker lost.",
+        "stderr",
+        "warn",
+    ),
+    (
+        "[2026-12-03 07:00:00,456: INFO/ForkPoolWorker-1] Task tasks.add[abc] succeeded in 0.01s",
+        "stderr",
+        "info",
+    ),
+    (
+        "[2026-12-03 07:00:00,789: ERROR/ForkPoolWorker-2] Task tasks.fail[def] raised: KeyError",
+        "stderr",
+        "error",
+    ),
+    # Django's runserver: no level
+    ('[03/Dec/2026 07:00:00] "GET /health HTTP/1.1" 200 2', "stdout", "none"),
+    # Go: log/slog's text and JSON handlers, the default logger, logrus, zap, glog, panics
+    ('time=2026-12-03T07:00:00.000Z level=INFO msg="server started" addr=:8080', "stderr", "info"),
+    (
+        'time=2026-12-03T07:00:00.000Z level=ERROR msg="request failed" err="deadline exceeded"',
+        "stderr",
+        "error",
+    ),
+    ("2026/12/03 07:00:00 INFO server started addr=:8080", "stderr", "info"),
+    ("2026/12/03 07:00:00 WARN cache miss rate high", "stderr", "warn"),
+    ("2026/12/03 07:00:00 listening on :8080", "stderr", "stderr"),
+    ('{"time":"2026-12-03T07:00:00Z","level":"WARN","msg":"slow","ms":1200}', "stdout", "warn"),
+    ('time="2026-12-03T07:00:00Z" level=warning msg="disk usage 91%"', "stderr", "warn"),
+    (
+        '{"level":"error","ts":1764745200.123,"caller":"main.go:42","msg":"fetch","error":"EOF"}',
+        "stderr",
+        "error",
+    ),
+    ("E1203 07:00:00.123456   42 main.go:12] connection refused", "stderr", "error"),
+    ("W1203 07:00:00.123456   42 main.go:12] retrying", "stderr", "warn"),
+    ("I1203 07:00:00.123456   42 main.go:12] ready", "stderr", "info"),
+    ("panic: runtime error: invalid memory address or nil pointer dereference", "stderr", "fatal"),
+    # Node: pino and bunyan (numeric levels), winston, uncaught errors, npm
+    (
+        '{"level":30,"time":1764745200000,"pid":42,"hostname":"h","msg":"listening"}',
+        "stdout",
+        "info",
+    ),
+    (
+        '{"level":50,"time":1764745200000,"pid":42,"msg":"boom","err":{"type":"Error"}}',
+        "stdout",
+        "error",
+    ),
+    ('{"name":"app","hostname":"h","pid":42,"level":60,"msg":"dying","v":0}', "stdout", "fatal"),
+    ('{"name":"app","level":40,"msg":"hm","v":0}', "stdout", "warn"),
+    ('{"name":"app","level":20,"msg":"details","v":0}', "stdout", "debug"),
+    ('{"name":"app","level":10,"msg":"steps","v":0}', "stdout", "trace"),
+    ('{"level":"info","message":"server up","service":"api"}', "stdout", "info"),
+    ('{"message":"disk low","level":"warn"}', "stdout", "warn"),
+    ("Error: Cannot find module 'express'", "stderr", "error"),
+    ("npm ERR! code ELIFECYCLE", "stderr", "error"),
+    # Java: logback, Spring Boot, java.util.logging, log4j, ECS JSON
+    ("2026-12-03 07:00:00.123 ERROR [main] c.e.App - msg", "stdout", "error"),
+    ("07:00:00.123 [main] INFO  com.example.App - Started App in 2.1 seconds", "stdout", "info"),
+    (
+        "2026-12-03T07:00:00.123Z  WARN 42 --- [main] o.s.b.w.e.tomcat.TomcatWebServer : msg",
+        "stdout",
+        "warn",
+    ),
+    ("SEVERE: Servlet.service() for servlet [dispatcher] threw exception", "stderr", "error"),
+    ("FINE: cache loaded", "stderr", "debug"),
+    ("[ERROR] 2026-12-03 07:00:00 Something broke", "stdout", "error"),
+    (
+        '{"@timestamp":"2026-12-03T07:00:00.123Z","log.level":"WARN","message":"x"}',
+        "stdout",
+        "warn",
+    ),
+    ('{"log":{"level":"debug","logger":"x"},"message":"y"}', "stdout", "debug"),
+    # nginx: the error log's levels; the access log has none
+    (
+        '2026/12/03 07:00:00 [error] 12#12: *1 open() "/srv/x" failed (2: No such file)',
+        "stderr",
+        "error",
+    ),
+    (
+        '2026/12/03 07:00:00 [warn] 12#12: the "user" directive makes sense only as root',
+        "stderr",
+        "warn",
+    ),
+    ("2026/12/03 07:00:00 [notice] 1#1: start worker processes", "stderr", "info"),
+    (
+        "2026/12/03 07:00:00 [crit] 12#12: *3 connect() to unix:/run/app.sock failed",
+        "stderr",
+        "fatal",
+    ),
+    (
+        '127.0.0.1 - - [03/Dec/2026:07:00:00 +0000] "GET /api HTTP/1.1" 500 12 "-" "curl/8.0"',
+        "stdout",
+        "none",
+    ),
+    # uwsgi
+    ("*** Starting uWSGI 2.0.23 (64bit) on [Thu Dec  3 07:00:00 2026] ***", "stderr", "stderr"),
+    ("*** WARNING: you are running uWSGI without its master process manager ***", "stderr", "warn"),
+    (
+        "[pid: 42|app: 0|req: 1/1] 127.0.0.1 () {34 vars in 400 bytes} [Thu Dec  3 07:00:00 2026] "
+        "GET / => generated 12 bytes in 1 msecs (HTTP/1.1 200) 2 headers in 79 bytes",
+        "stderr",
+        "stderr",
+    ),
+    # syslog priorities: severity = priority % 8
+    ("<11>Dec  3 07:00:00 host app[42]: failed", "stdout", "error"),
+    ("<12>1 2026-12-03T07:00:00Z host app 42 - - careful", "stdout", "warn"),
+    ("<30>Dec  3 07:00:00 host systemd[1]: Started.", "stdout", "info"),
+    ("<15>Dec  3 07:00:00 host app: details", "stdout", "debug"),
+    ("<8>Dec  3 07:00:00 host kernel: gone", "stdout", "fatal"),
+    # others: Rails, Rust's env_logger, PostgreSQL, Google Cloud, GELF
+    ("E, [2026-12-03T07:00:00.123456 #42] ERROR -- : boom", "stdout", "error"),
+    ("[2026-12-03T07:00:00Z ERROR my_app] failed", "stderr", "error"),
+    ('2026-12-03 07:00:00.123 UTC [42] ERROR:  relation "x" does not exist', "stderr", "error"),
+    ('{"severity":"CRITICAL","message":"x"}', "stdout", "fatal"),
+    ('{"version":"1.1","host":"h","short_message":"x","level":3}', "stdout", "error"),
+    # no level: lower-case words, paths, identifiers; unlevelled stderr is its own class
+    ("an error occurred while reading", "stdout", "none"),
+    ("Errors: 0, Warnings: 0", "stdout", "none"),
+    ("GET /var/log/ERROR/file", "stdout", "none"),
+    ("ERR_CONNECTION_REFUSED", "stdout", "none"),
+    ("<html>", "stdout", "none"),
+    ("something unlevelled", "stderr", "stderr"),
+    ("{not json} ERROR here", "stdout", "error"),
+    ('{"level": "info"', "stdout", "none"),
+    ("\\x1b[31mERROR\\x1b[0m coloured", "stdout", "error"),
+    ('{"level":"error","msg":"' + "z" * 3000 + '"}', "stdout", "error"),
+]
+
+
+def test_level_detection_of_real_world_lines(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/")
+    got: List[List[Any]] = page.evaluate(
+        """async (cases) => {
+            const { Line } = await import('/static/lines.js');
+            return cases.map(([text, stream]) => {
+                // As a record arrives: colour escapes are not part of the level.
+                const line = new Line('p', {stream, text: text.replaceAll('\\\\x1b', '\\x1b')});
+                return [text, stream, line.level];
+            });
+        }""",
+        [[text, stream] for text, stream, _ in LEVEL_CASES],
+    )
+    wrong = [
+        (text, want, level)
+        for (text, _, want), (_, _, level) in zip(LEVEL_CASES, got)
+        if level != want
+    ]
+    assert not wrong, wrong
+    assert len(LEVEL_CASES) >= 60
+
+
+def test_structured_lines_and_field_filters(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/")
+    result: Dict[str, Any] = page.evaluate(
+        """async () => {
+            const { classify } = await import('/static/structured.js');
+            const { Line, makeMatcher } = await import('/static/lines.js');
+            const s = (text) => classify(text, 'stdout').structured;
+            const json = '{"level":"info","msg":"done","status":500,"user":{"id":42,"name":"a b"},'
+                + '"tags":["x"],"empty":{},"nil":null}';
+            const line = new Line('p', {stream: 'stdout', text: json});
+            const plain = new Line('p', {stream: 'stdout', text: 'plain status=500 here'});
+            const other = new Line('p', {stream: 'stdout', text: '{"status":200,"user":{"id":7}}'});
+            const passes = (q, l, options = {}) => makeMatcher({q, regex: false, case: false,
+                                                               ...options}).test(l.plain, l);
+            return {
+                json: s(json),
+                logfmt: s('time=2026-12-03T07:00:00Z level=info msg="say \\\\"hi\\\\"" '
+                          + 'dur=1.2ms ok='),
+                one: s('level=warn'),
+                indented: s('  {"message":"indented"}'),
+                event: s('{"event":"structlog says","x":1}'),
+                notJson: [s('{"a":1} trailing'), s('{ not json }'), s('[1, 2]'), s('"text"'),
+                          s('{"a":1'), s('Set a=b for things'), s('a=b'), s('x="unclosed'),
+                          s('{"a":"' + 'y'.repeat(3000) + '"}')],
+                filters: {
+                    status: [passes('status=500', line), passes('status=500', other),
+                             passes('status=500', plain)],
+                    nested: [passes('user.id=42', line), passes('user.id=42', other)],
+                    both: [passes('status=500 user.id=42', line),
+                           passes('status=200 user.id=42', other)],
+                    text: passes('done', line),
+                    caseOn: passes('level=INFO', line, {case: true}),
+                    caseOff: passes('level=INFO', line),
+                    regex: passes('status=500', line, {regex: true}),
+                },
+                chip: makeMatcher({q: 'user.id=42', regex: false, case: false})
+                    .chip('user.id', '42'),
+            };
+        }"""
+    )
+    assert result["json"] == {
+        "kind": "json",
+        "message": "done",
+        "fields": [
+            "level",
+            "info",
+            "status",
+            500,  # values as parsed: no copy as text
+            "user.id",
+            42,
+            "user.name",
+            "a b",
+            "tags",
+            '["x"]',
+            "empty",
+            "{}",
+            "nil",
+            None,
+        ],
+    }
+    assert result["logfmt"] == {
+        "kind": "logfmt",
+        "message": 'say "hi"',
+        "fields": ["time", "2026-12-03T07:00:00Z", "level", "info", "dur", "1.2ms", "ok", ""],
+    }
+    assert result["one"] == {"kind": "logfmt", "message": "", "fields": ["level", "warn"]}
+    assert result["indented"]["message"] == "indented"
+    assert result["event"]["message"] == "structlog says"
+    assert result["notJson"] == [None] * 9  # text that only looks structured stays plain
+    filters = result["filters"]
+    assert filters["status"] == [True, False, True]  # the field, or the text as typed
+    assert filters["nested"] == [True, False]
+    assert filters["both"] == [True, False]
+    assert filters["text"] is True
+    assert filters["caseOn"] is False and filters["caseOff"] is True
+    assert filters["regex"] is False  # a regular expression is matched against the text only
+    assert result["chip"] is True
+
+
+def test_level_marks_counts_and_the_level_filter(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/?process=levelled")
+    wait_text(page, "plain stdout line")
+    wait_lines(page, len(LEVELLED) + 1)  # and the start marker
+    marks = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#log .row')]
+            .filter(r => !r.classList.contains('marker'))
+            .map(r => [r.querySelector('.text').textContent,
+                       r.querySelector('.lvl').textContent]))"""
+    )
+    assert marks["INFO:app:ready"] == "I"
+    assert marks["WARNING:app:slow start"] == "W"
+    assert marks["ERROR:app:it failed"] == "E"
+    assert marks["DEBUG:app:details"] == "D"
+    assert marks["plain stderr line"] == "" and marks["plain stdout line"] == ""
+    assert marks["request failed"] == "E" and marks["cache miss"] == "W"
+    # Not colour only: the letter, and the level's class on the row.
+    assert page.locator(".row.l-stderr .text").inner_text() == "plain stderr line"
+    assert page.locator(".row.l-error.stderr .text").inner_text() == "ERROR:app:it failed"
+    # The counts of the lines held, in the counts bar (levels with none: not shown),
+    # brought up to date a few times a second.
+    page.wait_for_function("() => document.getElementById('count-info').textContent === 'I 3'")
+    counts = {
+        level: page.locator(f"#count-{level}").text_content()
+        for level in ("fatal", "error", "warn", "info", "debug", "trace", "other")
+    }
+    assert counts == {
+        "fatal": "",
+        "error": "E 2",
+        "warn": "W 2",
+        "info": "I 3",
+        "debug": "D 1",
+        "trace": "",
+        "other": "– 3",  # plain stdout, plain stderr, and the not-quite-JSON line
+    }
+    assert page.locator("#level-error").inner_text() == "E"  # the toggles keep their size
+    # Hide info and debug, then the lines with no level.
+    page.locator("#level-info").click()
+    page.locator("#level-debug").click()
+    page.wait_for_function("() => !document.querySelector('#log .row.l-info')")
+    assert page.locator("#level-info").get_attribute("aria-pressed") == "false"
+    assert page.locator("#log .row.l-debug").count() == 0
+    assert "ERROR:app:it failed" in rows(page)
+    page.locator("#level-other").click()
+    page.wait_for_function("() => !document.querySelector('#log .row.l-none, #log .row.l-stderr')")
+    assert sorted(page.locator("#log .row:not(.marker) .text").all_inner_texts()) == sorted(
+        ["WARNING:app:slow start", "ERROR:app:it failed", "request failed", "cache miss"]
+    )
+    assert "shown" in page.locator("#counts").inner_text()
+    page.locator("#level-info").click()
+    wait_text(page, "INFO:app:ready")
+
+
+def test_json_lines_show_chips_expand_and_filter_by_field(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/?process=levelled")
+    wait_text(page, "request failed")
+    row = page.locator(".row.structured", has_text="request failed")
+    assert row.locator(".chip").all_inner_texts() == [
+        "level=error",
+        "status=500",
+        "user.id=42",
+        "path=/api",
+    ]
+    assert page.locator(".row.structured", has_text="cache miss").locator(
+        ".chip"
+    ).all_inner_texts() == ["level=warn", "key=user:42", "status=500"]
+    # Text that only looks like JSON stays a plain line.
+    assert page.locator(".row .text", has_text="like json").inner_text() == (
+        '{"looks": "like json", but not}'
+    )
+    # A chip expands the line's fields to pretty JSON.
+    row.locator(".chip", has_text="user.id=42").click()
+    page.locator("#fields").wait_for(state="visible")
+    assert json.loads(page.locator("#fields-json").inner_text()) == json.loads(LEVELLED[6][1])
+    assert page.locator("#fields-json").inner_text().startswith('{\n  "level": "error",')
+    page.keyboard.press("Escape")
+    page.locator("#fields").wait_for(state="hidden")
+    # A field filter, nested keys included: JSON and logfmt lines alike.
+    page.locator("#filter").fill("status=500")
+    page.wait_for_function("() => document.getElementById('counts').textContent.includes('shown')")
+    assert sorted(rows(page)) == ["cache miss", "request failed"]
+    assert page.locator(".chip.hit").all_inner_texts() == ["status=500", "status=500"]
+    page.locator("#filter").fill("user.id=7")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#log .row .text')].map(e => e.textContent)"
+        ".join() === 'request ok'"
+    )
+    page.wait_for_function("() => location.search.includes('q=user.id%3D7')")
+
+
+def test_hostile_json_keys_and_values_stay_text(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/?process=levelled")
+    wait_text(page, "<img src=x")
+    row = page.locator(".row.structured", has_text="<img src=x")
+    assert row.locator(".text").inner_text() == '<img src=x onerror="window.__pwned=3">'
+    chip = "<img src=x onerror=window.__pwned=4>=<script>window.__pwned=5</script>"
+    assert row.locator(".chip").all_inner_texts() == ["level=info", chip]
+    row.locator(".chip").nth(1).click()
+    page.locator("#fields").wait_for(state="visible")
+    assert "<script>window.__pwned=5</script>" in page.locator("#fields-json").inner_text()
+    assert page.locator("#log img, #log script, #fields img, #fields script").count() == 0
+    assert page.evaluate("window.__pwned") is None
 
 
 # ------------------------------------------------------------------ scale

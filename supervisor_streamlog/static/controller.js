@@ -16,6 +16,7 @@ import { downloadShown, renderDownloads } from "./downloads.js";
 import { Frames } from "./frames.js";
 import { LogHistory } from "./history.js";
 import { LineStore, makeMatcher } from "./lines.js";
+import { fieldsObject } from "./structured.js";
 import { Connection, TAIL } from "./live.js";
 import { loadPrefs, nextTheme, nextTime, savePrefs } from "./prefs.js";
 import { ProcessList } from "./processes.js";
@@ -67,7 +68,7 @@ export class Controller {
   async start() {
     bindControls(this);
     this.applyPrefs();
-    this.store.setFilter(makeMatcher(this.session.filter), { stdout: this.prefs.stdout, stderr: this.prefs.stderr });
+    this.store.setFilter(makeMatcher(this.session.filter), this.streams(), this.session.hiddenLevels);
     this.view.configure({ matcher: this.store.matcher });
     try {
       await this.processes.load();
@@ -193,7 +194,7 @@ export class Controller {
     }
     $("filter").title = "";
     const anchor = session.follow ? null : view.anchor();
-    this.store.setFilter(matcher, { stdout: this.prefs.stdout, stderr: this.prefs.stderr });
+    this.store.setFilter(matcher, this.streams(), session.hiddenLevels);
     view.configure({ matcher });
     if (session.follow) view.scrollToBottom();
     else if (anchor) view.scrollToNearest(anchor); // stay where the reader was
@@ -226,7 +227,43 @@ export class Controller {
     this.applyFilter();
   }
 
+  /** Show or hide a level's lines ("other": lines with no level). */
+  toggleLevel(level) {
+    const hidden = this.session.hiddenLevels;
+    const classes = level === "other" ? ["none", "stderr"] : [level];
+    const hide = !hidden.has(classes[0]);
+    for (const name of classes) if (hide) hidden.add(name); else hidden.delete(name);
+    press(`level-${level}`, !hide);
+    this.applyFilter();
+  }
+
+  /** A structured line's fields, as pretty JSON in the panel above the log. */
+  showFields(line) {
+    let shown;
+    try {
+      shown = line.structured.kind === "json" ? JSON.parse(line.text) : fieldsObject(line.structured);
+    } catch {
+      shown = fieldsObject(line.structured);
+    }
+    $("fields-json").textContent = JSON.stringify(shown, null, 2);
+    $("fields-title").textContent = `fields · ${line.process}${line.time ? ` · ${line.time}` : ""}`;
+    this.setFieldsPanel(true);
+  }
+
+  setFieldsPanel(open) {
+    if ($("fields").hidden === !open) return;
+    const anchor = this.session.follow ? null : this.view.anchor();
+    $("fields").hidden = !open;
+    if (this.session.follow) this.view.scrollToBottom(); else this.view.restore(anchor);
+    this.frames.draw();
+  }
+
   // ---------------------------------------------------------------- preferences
+
+  /** The stream toggles: {stdout, stderr}. */
+  streams() {
+    return { stdout: this.prefs.stdout, stderr: this.prefs.stderr };
+  }
 
   toggleStream(stream) {
     this.prefs[stream] = !this.prefs[stream];

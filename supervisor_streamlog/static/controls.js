@@ -10,7 +10,7 @@ export function bindControls(page) {
   log.addEventListener("scroll", () => page.onScroll(), { passive: true });
   log.addEventListener("wheel", (event) => { if (event.deltaY < 0 && session.follow) page.setFollow(false, "scroll"); }, { passive: true });
   log.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-action]");
+    const button = event.target.closest("[data-action]");
     if (!button) return;
     const line = view.lineOf(button);
     if (!line) return;
@@ -19,6 +19,8 @@ export function bindControls(page) {
       line.height = 0;
       view.relayout();
       page.frames.draw();
+    } else if (button.dataset.action === "fields") {
+      page.showFields(line);
     } else if (button.dataset.action === "copy") {
       navigator.clipboard.writeText(line.plain).then(
         () => { button.textContent = "copied"; },
@@ -47,6 +49,10 @@ export function bindControls(page) {
   for (const stream of ["stdout", "stderr"]) {
     $(stream).addEventListener("click", () => page.toggleStream(stream));
   }
+  for (const button of $("levels").querySelectorAll("button")) {
+    button.addEventListener("click", () => page.toggleLevel(button.id.slice("level-".length)));
+  }
+  $("fields-close").addEventListener("click", () => page.setFieldsPanel(false));
   $("time").addEventListener("click", () => page.cycleTime());
   $("wrap").addEventListener("click", () => page.toggleWrap());
   $("theme").addEventListener("click", () => page.cycleTheme());
@@ -78,6 +84,7 @@ function onKey(page, event) {
     if (typing && event.target.id === "filter") { $("filter").value = ""; page.clearFilter(); }
     if (typing) event.target.blur();
     page.search.close();
+    page.setFieldsPanel(false);
     $("download").open = false;
     return;
   }

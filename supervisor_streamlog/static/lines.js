@@ -1,8 +1,13 @@
 // The lines the page holds: records from one or more processes in one
-// timeline, pieces of a split line joined, the oldest dropped past a limit.
-// Pure data, no DOM: the view renders what `shown` lists.
+// timeline, pieces of a split line joined, the oldest dropped past a limit,
+// each line's level and fields read once as it arrives, and how many lines of
+// each level are held. Pure data, no DOM: the view renders what `shown` lists.
 
 import { parseAnsi } from "./ansi.js";
+import { classify, fieldText, fieldValue } from "./structured.js";
+
+/** The level classes counted and filtered: levels.js's LEVELS, then "stderr" and "none". */
+export const LEVEL_CLASSES = ["fatal", "error", "warn", "info", "debug", "trace", "stderr", "none"];
 
 // "2026-11-27T01:23:45.678901+00:00" -> microseconds since the epoch (a number
 // keeps order exactly: 2^53 µs is about 285 years).
@@ -42,6 +47,18 @@ export class Line {
     this.height = 0; // measured height (wrap mode), 0 when not known
     this.layout = -1; // the layout the height was measured in
     this._parsed = null;
+    this.level = null; // structured.js's classify: a level, "stderr", "none"; null for status/note
+    this.structured = null; // a JSON or logfmt line's {kind, message, fields}, else null
+    this.classify();
+  }
+
+  /** Read the level and the fields from the text (on arrival, and when the text grew). */
+  classify() {
+    // Colour escapes are not part of what a line says: read the visible text.
+    const text = this.text.indexOf("\x1b") >= 0 ? this.plain : this.text;
+    const { level, structured } = classify(text, this.stream);
+    this.level = level;
+    this.structured = structured;
   }
 
   /** Visible text and styled runs (ANSI SGR), parsed once. */
@@ -63,6 +80,7 @@ export class Line {
     this.end = entry.end ?? this.end;
     this.open = Boolean(entry.partial);
     this.height = 0;
+    this.classify();
   }
 }
 
@@ -81,16 +99,61 @@ function before(a, b) {
   return a.seq < b.seq;
 }
 
-/** The matcher of a filter, or null for none; throws SyntaxError on a bad regex. */
+const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const FIELD_TERM = /^([A-Za-z_@][\w.@/-]*)=(\S*)$/;
+
+/**
+ * A filter's field terms: `status=500 user.id=42` (not a regex) is a list of
+ * [key, value]; anything else is null (a plain substring or regex filter).
+ */
+export function fieldTerms(filter) {
+  if (filter.regex) return null;
+  const words = filter.q.trim().split(/\s+/);
+  const terms = [];
+  for (const word of words) {
+    const found = FIELD_TERM.exec(word);
+    if (!found) return null;
+    terms.push([found[1], filter.case ? found[2] : found[2].toLowerCase()]);
+  }
+  return terms.length ? terms : null;
+}
+
+/**
+ * The matcher of a filter, or null for none; throws SyntaxError on a bad regex.
+ * A filter of field terms (`status=500`) also lets through a structured line
+ * whose fields have those values (each term: that field, or the term as text),
+ * on top of the lines holding the text as typed.
+ */
 export function makeMatcher(filter) {
   if (!filter || !filter.q) return null;
   const flags = filter.case ? "g" : "gi";
-  const source = filter.regex ? filter.q : filter.q.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const source = filter.regex ? filter.q : escape(filter.q);
   const pattern = new RegExp(source, flags);
+  const terms = fieldTerms(filter);
+  const words = terms ? terms.map(([key, value]) => new RegExp(escape(`${key}=${value}`), flags.slice(1))) : [];
+  const same = (value, wanted) => {
+    const text = fieldText(value);
+    return (filter.case ? text : text.toLowerCase()) === wanted;
+  };
+  // Whether a field term holds: the line's field, or the term in its text.
+  const holds = (line, text, k) => {
+    const [key, wanted] = terms[k];
+    const value = line.structured !== null ? fieldValue(line.structured, key) : undefined;
+    return (value !== undefined && same(value, wanted)) || words[k].test(text);
+  };
   return {
-    test(text) {
+    fields: terms, // [[key, value]] or null
+    /** Whether the line (its visible text `text`) passes. */
+    test(text, line = null) {
       pattern.lastIndex = 0;
-      return pattern.test(text);
+      if (pattern.test(text)) return true;
+      if (terms === null || line === null || line.structured === null) return false;
+      for (let k = 0; k < terms.length; k++) if (!holds(line, text, k)) return false;
+      return true;
+    },
+    /** Whether a chip key=value is one the filter asks for (marked). */
+    chip(key, value) {
+      return terms !== null && terms.some(([k, wanted]) => k === key && same(value, wanted));
     },
     // Match ranges [start, end) in text, at most `limit` of them.
     ranges(text, limit = 200) {
@@ -110,6 +173,8 @@ export class LineStore {
     this.limit = limit;
     this.lines = [];
     this.shown = [];
+    this.levels = zeroCounts(); // lines held of each LEVEL_CLASSES class
+    this.hidden = new Set(); // level classes the level filter hides
     this.pending = new Map(); // "process\0stream" -> the open Line
     this.streams = { stdout: true, stderr: true };
     this.matcher = null;
@@ -121,15 +186,23 @@ export class LineStore {
   visible(line) {
     let shown = true;
     if (line.stream === "stdout" || line.stream === "stderr") shown = this.streams[line.stream];
-    if (shown && this.matcher !== null) shown = this.matcher.test(line.plain);
+    if (shown && line.level !== null && this.hidden.has(line.level)) shown = false;
+    if (shown && this.matcher !== null) shown = this.matcher.test(line.plain, line);
     line.visible = shown;
     return shown;
   }
 
-  setFilter(matcher, streams) {
+  /** The filter, the stream toggles and the level classes hidden (a Set). */
+  setFilter(matcher, streams, hidden = this.hidden) {
     this.matcher = matcher;
     this.streams = { ...streams };
+    this.hidden = new Set(hidden);
     this.rebuild();
+  }
+
+  // Count a line in (1) or out (-1) of the level counts.
+  count(line, sign) {
+    if (line.level !== null) this.levels[line.level] += sign;
   }
 
   rebuild() {
@@ -139,6 +212,7 @@ export class LineStore {
 
   clear() {
     this.newest = 0;
+    this.levels = zeroCounts();
     this.lines = [];
     this.shown = [];
     this.pending.clear();
@@ -160,7 +234,9 @@ export class LineStore {
       if (entry.stream === "status") this.closeProcess(process, pending);
       const open = pending.get(slot);
       if (open) {
+        this.count(open, -1);
         open.extend(entry);
+        this.count(open, 1);
         if (!changed.includes(open)) changed.push(open);
         if (!open.open) pending.delete(slot);
         continue;
@@ -195,8 +271,11 @@ export class LineStore {
         if (other.process === line.process && other.stream === line.stream) next = other;
       }
       if (next === null) continue;
+      this.count(line, -1);
+      this.count(next, -1);
       line.extend(next);
       line.open = next.open;
+      this.count(line, 1);
       this.lines.splice(this.lines.indexOf(next), 1);
       for (const [slot, open] of this.pending) if (open === next) this.pending.set(slot, line);
       joined = true;
@@ -218,6 +297,7 @@ export class LineStore {
   insert(fresh) {
     if (fresh.length === 0) return true;
     const lines = this.lines;
+    for (const line of fresh) this.count(line, 1);
     let sorted = true;
     for (let i = 1; i < fresh.length; i++) if (before(fresh[i], fresh[i - 1])) { sorted = false; break; }
     if (!sorted) fresh.sort((a, b) => (before(a, b) ? -1 : 1));
@@ -254,6 +334,7 @@ export class LineStore {
   drop(count, fromEnd = false) {
     if (count <= 0) return [];
     const gone = fromEnd ? this.lines.splice(this.lines.length - count) : this.lines.splice(0, count);
+    for (const line of gone) this.count(line, -1);
     if (fromEnd) {
       const first = gone[0];
       let cut = this.shown.length;
@@ -278,4 +359,10 @@ export class LineStore {
   get overflow() {
     return Math.max(0, this.lines.length - this.limit);
   }
+}
+
+function zeroCounts() {
+  const counts = {};
+  for (const level of LEVEL_CLASSES) counts[level] = 0;
+  return counts;
 }

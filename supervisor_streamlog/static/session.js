@@ -28,6 +28,7 @@ export class Session {
     this.pausedBy = null; // "you" (button/key), "scroll", "selection", "jump"
     this.unseen = 0; // lines that arrived while not following
     this.filter = filter; // the filter box: {q, regex, case}
+    this.hiddenLevels = new Set(); // level classes (lines.js's LEVEL_CLASSES) the level toggles hide
     this.generation = 0; // bumped when the view changes: late answers for the old one are dropped
   }
 

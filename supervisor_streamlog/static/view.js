@@ -1,10 +1,15 @@
 // The virtualized log view: only the rows in (and near) the viewport exist in
-// the DOM, however many lines the store holds. Log text goes in as text nodes.
+// the DOM, however many lines the store holds. Log text goes in as text nodes;
+// a structured line's fields as chips whose text is theirs, never markup.
 
-import { styleElement } from "./ansi.js";
+import { parseAnsi, styleElement } from "./ansi.js";
+import { LETTERS } from "./levels.js";
+import { fieldText } from "./structured.js";
 
 const OVERSCAN = 15; // rows rendered above and below the viewport
 export const COLLAPSE = 2000; // characters shown of a long line until expanded
+const CHIPS = 12; // a structured line's fields shown as chips (the rest: "+N")
+const CHIP_TEXT = 80; // characters of a chip's value shown
 
 const pad = (n, width = 2) => String(n).padStart(width, "0");
 
@@ -339,7 +344,7 @@ export class LogView {
 
   row(line, index) {
     const row = document.createElement("div");
-    row.className = `row ${line.stream}`;
+    row.className = line.level === null ? `row ${line.stream}` : `row ${line.stream} l-${line.level}`;
     row.setAttribute("role", "listitem");
     row.dataset.index = String(index);
     if (this.settings.merged) {
@@ -360,20 +365,37 @@ export class LogView {
     tag.className = "tag";
     const text = document.createElement("span");
     text.className = "text";
+    // The level mark: a letter as well as a colour; blank when there is none.
+    const mark = document.createElement("span");
+    mark.className = "lvl";
+    const letter = LETTERS[line.level];
+    if (letter) {
+      mark.textContent = letter;
+      mark.title = line.level;
+    }
     if (line.stream === "status" || line.stream === "note") {
       const [said, tone] = line.stream === "status" ? describeStatus(line.text) : [line.text, "bad"];
       row.classList.add("marker", tone);
       tag.textContent = line.stream === "status" ? "●" : "!";
       tag.setAttribute("aria-hidden", "true");
       text.textContent = said;
-      row.append(tag, text);
+      row.append(mark, tag, text);
       return row;
     }
     tag.textContent = line.stream === "stderr" ? "err" : "out";
+    const structured = line.structured;
+    if (structured !== null) {
+      const message = structured.message;
+      const parsed = message.indexOf("\x1b") >= 0 ? parseAnsi(message) : { plain: message, runs: [] };
+      fillText(text, parsed, this.settings.matcher, parsed.plain.length);
+      row.classList.add("structured");
+      row.append(mark, tag, text, this.chips(structured));
+      return row;
+    }
     const parsed = line.parsed;
     const long = parsed.plain.length > COLLAPSE;
     fillText(text, parsed, this.settings.matcher, long && !line.expanded ? COLLAPSE : parsed.plain.length);
-    row.append(tag, text);
+    row.append(mark, tag, text);
     if (long) {
       const more = document.createElement("button");
       more.className = "more";
@@ -386,6 +408,38 @@ export class LogView {
       row.append(more, copy);
     }
     return row;
+  }
+
+  /**
+   * A structured line's fields as key=value chips; a click shows them all as
+   * JSON. Spans, not buttons: a row of them is made per line drawn, and
+   * spans cost less to lay out and paint (the row's own text is as reachable).
+   */
+  chips(structured) {
+    const box = document.createElement("span");
+    box.className = "fields";
+    const fields = structured.fields;
+    const matcher = this.settings.matcher;
+    const shown = Math.min(fields.length / 2, CHIPS);
+    for (let i = 0; i < shown * 2; i += 2) {
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.dataset.action = "fields";
+      const value = fieldText(fields[i + 1]);
+      chip.textContent = `${fields[i]}=${value.length > CHIP_TEXT ? `${value.slice(0, CHIP_TEXT)}…` : value}`;
+      if (value.length > CHIP_TEXT) chip.title = value;
+      if (matcher !== null && matcher.chip(fields[i], value)) chip.classList.add("hit");
+      box.append(chip);
+    }
+    if (fields.length / 2 > shown) {
+      const more = document.createElement("span");
+      more.className = "chip more-fields";
+      more.dataset.action = "fields";
+      more.textContent = `+${fields.length / 2 - shown}`;
+      more.title = "all fields";
+      box.append(more);
+    }
+    return box;
   }
 
   /** The line a click inside a row was on. */
