@@ -120,17 +120,62 @@ class Live:
         ]
 
     def numbers(self, process: Optional[str] = None) -> List[int]:
-        return [
-            int(e["text"][5:14])
-            for e in self.entries(process)
-            if e["stream"] == "stdout" and e["text"].startswith("line ")
-        ]
+        return numbered(self.entries(process))
 
     def cursor(self) -> int:
         return int([f for f in self.frames if f["type"] == "lines"][-1]["cursor"])
 
+    def reached(self, process: str) -> int:
+        """How far the frames for ``process`` got: the cursor of its last
+        ``lines`` frame, or the end of its last ``skipped`` range."""
+        at = 0
+        for f in self.frames:
+            if f.get("process") == process and f["type"] in ("lines", "skipped"):
+                at = int(f["cursor"] if f["type"] == "lines" else f["to"])
+        return at
+
+    def numbers_with_skips_filled(self, base: str, process: str) -> Tuple[List[int], int]:
+        """The line numbers of ``process`` in the order the frames give them,
+        each ``skipped`` range filled from history by cursor (as a client
+        would), and how many skips there were."""
+        numbers: List[int] = []
+        skips = 0
+        for f in self.frames:
+            if f.get("process") != process:
+                continue
+            if f["type"] == "lines":
+                numbers += numbered(f["entries"])
+            elif f["type"] == "skipped":
+                skips += 1
+                numbers += numbered(history(base, process, int(f["from"]), int(f["to"])))
+        return numbers, skips
+
     def close(self) -> None:
         self.connection.close()
+
+
+def numbered(entries: List[Dict[str, Any]]) -> List[int]:
+    """The numbers of ``line NNNNNNNNN`` stdout entries."""
+    return [
+        int(e["text"][5:14])
+        for e in entries
+        if e["stream"] == "stdout" and e["text"].startswith("line ")
+    ]
+
+
+def history(base: str, process: str, start: int, stop: int) -> List[Dict[str, Any]]:
+    """The entries in [start, stop) of a process's log, paged from /api/log."""
+    found: List[Dict[str, Any]] = []
+    while start < stop:
+        query = f"cursor={start}&direction=forward&limit=1000"
+        status, page = get(f"{base}/api/log/{urllib.parse.quote(process)}?{query}")
+        assert status == 200, page
+        entries = [e for e in page["entries"] if e["end"] <= stop]
+        found += entries
+        if not page["entries"] or page["end"] <= start:
+            break
+        start = page["end"]
+    return found
 
 
 def raw_handshake(url: str, origin: str, receive_buffer: int = 0) -> socket.socket:
