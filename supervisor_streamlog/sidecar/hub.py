@@ -22,6 +22,11 @@ process has a :class:`Subscription`: a queue of records not yet sent and the
   notice with the offset range it missed (fetchable from ``/api/log``) and goes
   on with live records.  Capture never waits for the sidecar, and the sidecar
   never waits for a client.
+
+The module is over 500 lines because subscription, client and channel are one
+state machine -- a cursor moving through catch-up, live, skipped and reset --
+whose invariants (every record once, in order, or an explicit skipped range)
+hold only across all three; split apart, each would reach into the others.
 """
 
 from __future__ import annotations
