@@ -1,5 +1,9 @@
 """A real rsyslogd for the forwarder's tests: generated config, own ports, own files.
 
+(About 500 lines: the whole harness is here -- configuration, a test PKI,
+lifecycle and reading back what rsyslog wrote -- so each test file that needs
+a real rsyslog imports one module.)
+
 Everything rsyslog touches is in the test's directory: the config, the pid
 file (``-i``), its work directory and its output files.  It has no imuxsock
 (no ``/dev/log``) and listens on 127.0.0.1 only::
