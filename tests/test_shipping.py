@@ -7,16 +7,25 @@ Two parts:
   and notice fields (files written before they existed stay readable);
 - the rsyslog ``imfile`` recipe of docs/shipping.md, run for real: a real
   supervisord with the plugin writes JSON Lines that rotate while a real
-  rsyslogd, configured with the recipe as the document prints it, reads them.
+  rsyslogd, configured with the recipe as the document prints it, reads them;
+  and what imfile loses when it does not keep up (frozen, or stopped), as the
+  document says;
+- the central rsyslog that receives ``supervisor-streamlog forward``, as
+  printed, fed over RELP.
+
+Every wait has a deadline, rsyslogd is stopped by its pid, and a machine
+without rsyslog fails these tests with the reason (never skips them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
@@ -25,13 +34,14 @@ import pytest
 
 from supervisor_streamlog.config import from_mapping
 from supervisor_streamlog.forward.forwarder import Feed
-from supervisor_streamlog.forward.syslog import Origin, Severities
+from supervisor_streamlog.forward.relp import RelpClient
+from supervisor_streamlog.forward.syslog import Origin, Severities, message
 from supervisor_streamlog.ondisk.files import Entry, header_base, is_header, process_files
-from supervisor_streamlog.ondisk.formats import JsonFormat, parse
+from supervisor_streamlog.ondisk.formats import JsonFormat, Record, parse
 from supervisor_streamlog.sidecar.logstore import LogStore
 from supervisor_streamlog.tail import run as tail_run
 
-from .rsyslog import Rsyslog, environment_problem
+from .rsyslog import Rsyslog, environment_problem, free_port, parse_sd
 from .supervisor import Supervisor, emit, program, wait_for
 
 STAMP = "2026-11-27T01:23:45.678901+00:00"
@@ -74,6 +84,19 @@ def new_file() -> bytes:
             ),
         ]
     )
+
+
+def parse_line_of(text: bytes) -> Record:
+    """A stdout record of ``text`` stamped STAMP."""
+    return Record(STAMP, "stdout", text, False)
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def logdir_with(tmp_path: Path, blob: bytes) -> Path:
@@ -406,3 +429,61 @@ def test_imfile_recipe_misses_a_file_rotated_before_imfile_looked(tmp_path: Path
     starts = file_starts(logdir)
     assert missing[0] in starts and missing[0] > frozen_live
     assert missing[-1] == thawed_live - 1
+
+
+@pytest.mark.usefixtures("rsyslog_installed")
+def test_central_rsyslog_recipe_keeps_structured_data_and_long_records(tmp_path: Path) -> None:
+    """The receiving side of docs/shipping.md, as printed (paths and port
+    replaced): RELP in, one file per host and program, structured data kept,
+    a record of 20 000 bytes whole."""
+    port = free_port()
+    spool, central = tmp_path / "spool", tmp_path / "central"
+    spool.mkdir()
+    text = recipe('type="imrelp"')
+    for old, new in (
+        ("/var/spool/rsyslog", str(spool)),
+        ("/var/log/central", str(central)),
+        ('port="2514"', f'port="{port}"'),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    origin = Origin("web1.example", "web", "web", "web.log")
+    entries = [
+        Entry(1200, 1251, parse_line_of(b"GET / 200")),
+        Entry(1251, 21290, parse_line_of(b"L" * 20_000)),
+    ]
+    messages = [message(origin, item, 4242) for item in entries]
+
+    async def send() -> int:
+        client = RelpClient("127.0.0.1", port, timeout=30)
+        await client.connect()
+        try:
+            return await client.send(messages, lambda count: None)
+        finally:
+            await client.close()
+
+    with Rsyslog(tmp_path / "rsyslog", relp=False, config=text):
+        wait_for(lambda: port_open(port), 20, "imrelp to listen")
+        assert asyncio.run(asyncio.wait_for(send(), 60)) == len(messages)
+        output = central / "web1.example" / "web.log"
+        wait_for(lambda: output.exists() and output.read_bytes().count(b"\n") >= 2, 20, "output")
+    lines = output.read_bytes().split(b"\n")[:-1]
+    assert len(lines) == 2
+    for line, item in zip(lines, entries):
+        stamp, host, app, procid, msgid, rest = line.split(b" ", 5)
+        assert (stamp.decode(), host, app, procid, msgid) == (
+            STAMP,
+            b"web1.example",
+            b"web",
+            b"4242",
+            b"stdout",
+        )
+        sd, msg = rest.split(b"] ", 1)
+        params = parse_sd(sd.decode() + "]")["streamlog@32473"]
+        assert (params["offset"], params["end"], params["file"], params["group"]) == (
+            str(item.offset),
+            str(item.end),
+            "web.log",
+            "web",
+        )
+        assert msg == item.record.data
