@@ -1,5 +1,9 @@
 """A real rsyslogd for the forwarder's tests: generated config, own ports, own files.
 
+(About 500 lines: the whole harness is here -- configuration, a test PKI,
+lifecycle and reading back what rsyslog wrote -- so each test file that needs
+a real rsyslog imports one module.)
+
 Everything rsyslog touches is in the test's directory: the config, the pid
 file (``-i``), its work directory and its output files.  It has no imuxsock
 (no ``/dev/log``) and listens on 127.0.0.1 only::
@@ -31,6 +35,12 @@ a record of ``max_line_length = 16384``.
 
 TLS: an imtcp input with the gtls stream driver (package rsyslog-gnutls),
 server certificate from a test CA made with ``cryptography`` (:func:`make_ca`).
+
+A recipe of docs/shipping.md runs as it is printed: ``Rsyslog(directory,
+relp=False, config=TEXT)`` writes TEXT (its placeholders already replaced) as
+the whole configuration, followed only by an omfile action for rsyslog's own
+messages (:meth:`Rsyslog.internal_log`); with no port to wait for,
+:meth:`Rsyslog.start` waits for the pid file.
 """
 
 from __future__ import annotations
@@ -280,6 +290,7 @@ class Rsyslog:
         escape_control: bool = False,
         relp_tls: bool = False,
         start_timeout: float = 20.0,
+        config: Optional[str] = None,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -300,7 +311,10 @@ class Rsyslog:
             certs = make_ca(directory / "pki")
         self.certs = certs
         self.process: Optional[subprocess.Popen[bytes]] = None
-        self._write_conf()
+        if config is not None:
+            self.conf.write_text(f'{config}\naction(type="omfile" file="{self.internal}")\n')
+        else:
+            self._write_conf()
 
     # ------------------------------------------------------------ configuration
 
@@ -376,6 +390,8 @@ class Rsyslog:
         """Start rsyslogd in the foreground and wait until every port accepts."""
         assert self.process is None, "already running"
         self.validate()
+        if not self.ports:
+            self.pidfile.unlink(missing_ok=True)  # left by a kill: start() waits for a new one
         with open(self.stderr, "ab") as err:
             self.process = subprocess.Popen(
                 [RSYSLOGD, "-n", "-f", str(self.conf), "-i", str(self.pidfile)],
@@ -386,6 +402,12 @@ class Rsyslog:
             )
         deadline = time.monotonic() + self.start_timeout
         waiting = list(self.ports)
+        while not waiting and not self.pidfile.exists():
+            # No input to connect to: rsyslogd writes its pid file once it runs.
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"rsyslogd did not start: {self.stderr.read_text()}")
+            time.sleep(0.02)
         while waiting:
             if self.process.poll() is not None:
                 code = self.process.returncode

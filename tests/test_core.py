@@ -14,7 +14,7 @@ import pytest
 
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import Config, from_mapping
-from supervisor_streamlog.ondisk.files import is_header
+from supervisor_streamlog.ondisk.files import is_header, process_files
 from supervisor_streamlog.ondisk.formats import Record, iter_records, reassemble
 
 from .helpers import T0, Clock, Reports, check_gaps, flaky_os
@@ -482,3 +482,92 @@ def test_empty_chunk_is_ignored(tmp_path: Path, clock: Clock, reports: Reports) 
     cap.close()
     assert not (tmp_path / "logs" / "web.log").exists()
     assert reports.messages == []
+
+
+def json_objects(path: Path) -> List[Any]:
+    return [json.loads(line) for line in path.read_bytes().split(b"\n") if line]
+
+
+def test_json_records_carry_program_group_and_host(
+    tmp_path: Path, clock: Clock, reports: Reports
+) -> None:
+    """Every JSON record says whose it is, so a file shipper needs no path parsing;
+    ``host`` only when ``hostname`` is set."""
+    cap = capture(tmp_path, clock, reports, format="json", hostname="web1.example")
+    cap.state("worker", "worker_01", "RUNNING", 8, {"pid": 8})
+    cap.log("worker", "worker_01", "stdout", 8, b"one\ntwo\nhalf")
+    cap.log("worker", "worker_01", "stderr", 8, "é\xff\n".encode("latin-1"))
+    cap.state("worker", "worker_01", "EXITED", 8, {"pid": 8, "expected": True})
+    cap.log("web", "web", "stdout", 9, b"hello\n")
+    cap.close()
+    logs = tmp_path / "logs"
+    worker = json_objects(logs / "worker" / "worker_01.log")
+    assert [(o["stream"], o["text"]) for o in worker] == [
+        ("status", "STREAMLOG file offset=0"),
+        ("status", "RUNNING pid=8"),
+        ("stdout", "one"),
+        ("stdout", "two"),
+        ("stderr", "\ufffd\ufffd"),
+        ("stdout", "half"),  # the unfinished line, written at the exit
+        ("status", "EXITED pid=8 expected=true"),
+    ]
+    identity = {(o["program"], o["group"], o["host"]) for o in worker}
+    assert identity == {("worker_01", "worker", "web1.example")}
+    assert worker[0]["notice"] == "file" and worker[0]["offset"] == 0
+    web = json_objects(logs / "web.log")
+    assert {(o["program"], o["group"], o["host"]) for o in web} == {("web", "web", "web1.example")}
+    cap2 = capture(tmp_path / "b", clock, reports, format="json")
+    cap2.log("web", "web", "stdout", 9, b"hello\n")
+    cap2.close()
+    for obj in json_objects(tmp_path / "b" / "logs" / "web.log"):
+        assert (obj["program"], obj["group"]) == ("web", "web") and "host" not in obj
+
+
+def test_text_records_have_no_identity_even_with_hostname(
+    tmp_path: Path, clock: Clock, reports: Reports
+) -> None:
+    cap = capture(tmp_path, clock, reports, hostname="web1.example")
+    clock.now = T0 + 0.678901
+    cap.log("web", "web", "stdout", 42, b"GET / 200\n")
+    cap.close()
+    assert (tmp_path / "logs" / "web.log").read_bytes() == (
+        b"2026-11-27T01:23:45.678901+00:00 status STREAMLOG file offset=0\n"
+        b"2026-11-27T01:23:45.678901+00:00 stdout GET / 200\n"
+    )
+
+
+def test_json_headers_of_rotated_files_and_dropped_notices_are_structured(
+    tmp_path: Path, clock: Clock, reports: Reports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = flaky_os(monkeypatch)
+    cap = capture(tmp_path, clock, reports, format="json", write_buffer="400", maxbytes="1KB")
+    fake.fail_with = errno.ENOSPC
+    for n in range(20):
+        clock.now += 0.001
+        cap.log("web", "web", "stdout", 1, b"line %02d\n" % n)
+    fake.fail_with = None
+    cap.tick(clock.now + 1)
+    for n in range(20, 40):
+        cap.log("web", "web", "stdout", 1, b"line %02d\n" % n)
+    cap.close()
+    files = process_files(str(tmp_path / "logs" / "web.log"))
+    assert len(files) >= 2 and files[0].base == 0
+    assert all(f.base == before.end for before, f in zip(files, files[1:]))
+    objs = []
+    for log in files:
+        found = json_objects(Path(log.path))
+        # Each file opens with its header; its offset is where the file begins.
+        assert found[0]["notice"] == "file" and found[0]["offset"] == log.base
+        assert found[0]["text"] == f"STREAMLOG file offset={log.base}"
+        objs += found
+    dropped = [o for o in objs if o.get("notice") == "dropped"]
+    assert len(dropped) == 1
+    notice = dropped[0]
+    assert notice["text"] == (
+        f"STREAMLOG dropped bytes={notice['bytes']} records={notice['records']}"
+        f" first={notice['first']} last={notice['last']} reason=ENOSPC"
+    )
+    assert notice["reason"] == "ENOSPC" and notice["time"] == notice["first"]
+    kept = [int(o["text"][5:]) for o in objs if o["stream"] == "stdout"]
+    assert len(kept) + notice["records"] == 40
+    assert all(o["program"] == "web" and o["group"] == "web" for o in objs)

@@ -19,6 +19,7 @@ from supervisor_streamlog.ondisk.formats import (
     FieldValue,
     Format,
     JsonFormat,
+    Piece,
     RecordError,
     TextFormat,
     iter_records,
@@ -286,3 +287,176 @@ def test_iter_records_reads_concatenated_files_of_both_formats() -> None:
         True
     ).records(STAMP, "stdout", 1, [(b"two", True), (b"three\n", False)])
     assert reassemble(iter_records(blob), "stdout") == b"one\ntwothree\n"
+
+
+# ------------------------------------------------- identity and structured notices
+
+IDENT = JsonFormat(True).identity("web_00", "web", "host-1")
+
+
+def reference_json(stamp: str, stream: str, pid: int, pieces: List[Piece], ident: str) -> bytes:
+    """JSON records as json.dumps renders them (the format before it was hand-built),
+    with the identity before the closing brace."""
+    out = []
+    for data, partial in pieces:
+        lines = [data] if partial else data[:-1].split(b"\n")
+        for line in lines:
+            record: Dict[str, object] = {"time": stamp, "stream": stream, "pid": pid}
+            try:
+                record["text"] = line.decode("utf-8")
+            except UnicodeDecodeError:
+                record["text"] = line.decode("utf-8", "replace")
+                record["b64"] = base64.b64encode(line).decode("ascii")
+            if partial:
+                record["partial"] = True
+            out.append(json.dumps(record, ensure_ascii=False)[:-1] + ident + "}\n")
+    return "".join(out).encode("utf-8")
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=EVENTS, ident=st.sampled_from(["", IDENT]))
+def test_json_records_are_exactly_json_dumps_plus_identity(
+    events: List[Tuple[str, bytes, bool]], ident: str
+) -> None:
+    fmt = JsonFormat(utc=True)
+    assembler = LineAssembler(80)
+    for index, (_, chunk, flush) in enumerate(events):
+        pieces = assembler.feed(chunk, NOW + index) + (assembler.flush() if flush else [])
+        got = fmt.records(STAMP, "stdout", 4242, pieces, ident)
+        assert got == reference_json(STAMP, "stdout", 4242, pieces, ident)
+
+
+def test_json_identity_fields() -> None:
+    fmt = JsonFormat(utc=True)
+    assert fmt.identity("web", "web") == ', "program": "web", "group": "web"'
+    assert fmt.identity("web_00", "web", "h1") == (
+        ', "program": "web_00", "group": "web", "host": "h1"'
+    )
+    # Any name is a well-formed JSON string (quotes, backslashes, non-ASCII).
+    hostile = fmt.identity('we"b\\ é', "g\x01", "hôte")
+    blob = fmt.records(STAMP, "stdout", 7, [(b"a\nb\n", False), (b"c", True)], hostile)
+    objs = [json.loads(line) for line in blob.splitlines()]
+    assert [(o["text"], o["program"], o["group"], o["host"]) for o in objs] == [
+        ("a", 'we"b\\ é', "g\x01", "hôte"),
+        ("b", 'we"b\\ é', "g\x01", "hôte"),
+        ("c", 'we"b\\ é', "g\x01", "hôte"),
+    ]
+    assert objs[2]["partial"] is True
+    # The text format has none: its path says which process it is.
+    text = TextFormat(utc=True)
+    assert text.identity("web", "web", "h1") == ""
+    assert text.records(STAMP, "stdout", 1, [(b"x\n", False)], "ignored") == (
+        f"{STAMP} stdout x\n".encode()
+    )
+
+
+def test_json_record_field_order_time_first() -> None:
+    """``time`` opens every record: the sidecar seeks by time with a prefix regex."""
+    fmt = JsonFormat(utc=True)
+    blobs = [
+        fmt.records(STAMP, "stderr", 1, [(b"\xff\n", False), (b"p", True)], IDENT),
+        fmt.status(STAMP, 1, "RUNNING", {"pid": 1}, IDENT),
+        fmt.notice(STAMP, "file offset=0", IDENT),
+    ]
+    for line in b"".join(blobs).splitlines():
+        assert line.startswith(f'{{"time": "{STAMP}", "stream": '.encode())
+        assert line.endswith(b', "program": "web_00", "group": "web", "host": "host-1"}')
+
+
+def test_json_status_carries_identity_but_no_field_overrides_it() -> None:
+    obj = json.loads(
+        JsonFormat(utc=True).status(STAMP, 9, "EXITED", {"exitstatus": 2, "program": "x"}, IDENT)
+    )
+    assert (obj["state"], obj["exitstatus"], obj["program"], obj["group"]) == (
+        "EXITED",
+        2,
+        "web_00",
+        "web",
+    )
+
+
+def test_json_header_notice_has_structured_fields() -> None:
+    blob = JsonFormat(utc=True).notice(STAMP, "file offset=123456", IDENT)
+    obj = json.loads(blob)
+    assert obj == {
+        "time": STAMP,
+        "stream": "status",
+        "pid": 0,
+        "state": "STREAMLOG",
+        "text": "STREAMLOG file offset=123456",
+        "notice": "file",
+        "offset": 123456,
+        "program": "web_00",
+        "group": "web",
+        "host": "host-1",
+    }
+    assert parse(blob[:-1]).text == "STREAMLOG file offset=123456"
+
+
+def test_json_dropped_notice_has_structured_fields() -> None:
+    text = (
+        "dropped bytes=1400 records=10 first=2026-11-27T01:23:45.000001+00:00"
+        " last=2026-11-27T01:23:46.000002+00:00 reason=ENOSPC"
+    )
+    obj = json.loads(JsonFormat(utc=True).notice(STAMP, text))
+    assert obj["text"] == f"STREAMLOG {text}"
+    assert {k: obj[k] for k in ("notice", "bytes", "records", "first", "last", "reason")} == {
+        "notice": "dropped",
+        "bytes": 1400,
+        "records": 10,
+        "first": "2026-11-27T01:23:45.000001+00:00",
+        "last": "2026-11-27T01:23:46.000002+00:00",
+        "reason": "ENOSPC",
+    }
+    assert "program" not in obj  # no identity given
+    # Words that are not key=value, and keys the record already has, stay text only.
+    odd = json.loads(JsonFormat(utc=True).notice(STAMP, "odd word time=x program=y n=٣"))
+    assert (odd["notice"], odd["time"], odd["n"]) == ("odd", STAMP, "٣")
+    assert "program" not in odd and "word" not in odd
+    assert json.loads(JsonFormat(utc=True).notice(STAMP, ""))["notice"] == ""
+
+
+#: Records as streamlog wrote them before the identity and notice fields existed.
+OLD_JSON_LINES = [
+    b'{"time": "2026-11-27T01:23:45.678901+00:00", "stream": "status", "pid": 0,'
+    b' "state": "STREAMLOG", "text": "STREAMLOG file offset=2048"}',
+    b'{"time": "2026-11-27T01:23:45.678901+00:00", "stream": "stdout", "pid": 4242,'
+    b' "text": "GET / 200"}',
+    b'{"time": "2026-11-27T01:23:45.678901+00:00", "stream": "stderr", "pid": 4242,'
+    b' "text": "bad \\ufffd", "b64": "YmFkIP8=", "partial": true}',
+    b'{"time": "2026-11-27T01:23:45.678901+00:00", "stream": "status", "pid": 4242,'
+    b' "text": "EXITED pid=4242 exitstatus=1 expected=false", "state": "EXITED",'
+    b' "exitstatus": 1, "expected": false}',
+    b'{"time": "2026-11-27T01:23:45.678901+00:00", "stream": "status", "pid": 0,'
+    b' "state": "STREAMLOG", "text": "STREAMLOG dropped bytes=10 records=2 reason=EIO"}',
+]
+
+
+def new_json_lines() -> List[bytes]:
+    """The same records as capture writes them now."""
+    fmt = JsonFormat(utc=True)
+    blob = b"".join(
+        [
+            fmt.notice(STAMP, "file offset=2048", IDENT),
+            fmt.records(STAMP, "stdout", 4242, [(b"GET / 200\n", False)], IDENT),
+            fmt.records(STAMP, "stderr", 4242, [(b"bad \xff", True)], IDENT),
+            fmt.status(
+                STAMP, 4242, "EXITED", {"pid": 4242, "exitstatus": 1, "expected": False}, IDENT
+            ),
+            fmt.notice(STAMP, "dropped bytes=10 records=2 reason=EIO", IDENT),
+        ]
+    )
+    return blob.splitlines()
+
+
+def test_old_and_new_json_records_parse_the_same() -> None:
+    old = [parse(line) for line in OLD_JSON_LINES]
+    new = [parse(line) for line in new_json_lines()]
+    assert old == new
+    assert [(r.stream, r.partial, r.data, r.pid) for r in new] == [
+        ("status", False, b"STREAMLOG file offset=2048", 0),
+        ("stdout", False, b"GET / 200", 4242),
+        ("stderr", True, b"bad \xff", 4242),
+        ("status", False, b"EXITED pid=4242 exitstatus=1 expected=false", 4242),
+        ("status", False, b"STREAMLOG dropped bytes=10 records=2 reason=EIO", 0),
+    ]

@@ -11,7 +11,9 @@ It knows nothing of supervisord's wire protocol or its objects: the front ends
 Per process it keeps a :class:`~.writer.RotatingWriter` and one
 :class:`~.assemble.LineAssembler` per stream.  A chunk is stamped once, cut into
 pieces with whole-chunk bytes operations and rendered by the configured
-:class:`~.formats.Format`.  Nothing here raises for bad input or a failing disk.
+:class:`~.formats.Format`, with the process's identity (program, group, and
+``hostname`` when set: JSON records carry it) rendered once per process.
+Nothing here raises for bad input or a failing disk.
 """
 
 from __future__ import annotations
@@ -75,11 +77,15 @@ def report_to_stderr(message: str) -> None:
 class ProcessLog:
     """The files and the unfinished lines of one process."""
 
-    __slots__ = ("group", "name", "writer", "streams", "pid", "batch", "batch_since")
+    __slots__ = ("group", "name", "ident", "writer", "streams", "pid", "batch", "batch_since")
 
-    def __init__(self, group: str, name: str, writer: RotatingWriter, limit: int) -> None:
+    def __init__(
+        self, group: str, name: str, writer: RotatingWriter, limit: int, ident: str = ""
+    ) -> None:
         self.group = group
         self.name = name
+        #: Its identity as the format writes it (:meth:`~.formats.Format.identity`).
+        self.ident = ident
         self.writer = writer
         self.streams = {"stdout": LineAssembler(limit), "stderr": LineAssembler(limit)}
         self.pid = 0
@@ -179,6 +185,11 @@ class Capture:
         plog: Optional[ProcessLog] = None
         if self.config.captures(group, name):
             path = log_path(self.config.logdir, group, name)
+            ident = self.format.identity(name, group, self.config.hostname)
+
+            def notice(text: str, stamp: Optional[str]) -> bytes:
+                return self._notice(text, stamp, ident)
+
             writer = RotatingWriter(
                 path,
                 maxbytes=self.config.maxbytes,
@@ -187,20 +198,20 @@ class Capture:
                 compressor=self.compressor,
                 buffer_limit=self.config.write_buffer,
                 report=self._report_kind,
-                notice=self._notice,
+                notice=notice,
                 header=True,
             )
-            plog = ProcessLog(group, name, writer, self.config.max_line_length)
+            plog = ProcessLog(group, name, writer, self.config.max_line_length, ident)
         self.processes[key] = plog
         return plog
 
-    def _notice(self, text: str, stamp: Optional[str] = None) -> bytes:
+    def _notice(self, text: str, stamp: Optional[str] = None, ident: str = "") -> bytes:
         if stamp is not None:
-            return self.format.notice(stamp, text)
+            return self.format.notice(stamp, text, ident)
         # A file's header is written as the first record arrives: give it that
         # record's time, so a file's timestamps never go backwards.
         when = self._writing if text.startswith(HEADER_PREFIX) and self._writing else self.clock()
-        return self.format.notice(self.format.stamp(when), text)
+        return self.format.notice(self.format.stamp(when), text, ident)
 
     def _emit(self, plog: ProcessLog, data: bytes, now: float) -> None:
         if not self.flush_interval:
@@ -233,9 +244,8 @@ class Capture:
             plog.pid = pid
             pieces = plog.streams[stream].feed(data, when)
             if pieces:
-                self._emit(
-                    plog, self.format.records(self.format.stamp(when), stream, pid, pieces), when
-                )
+                stamp = self.format.stamp(when)
+                self._emit(plog, self.format.records(stamp, stream, pid, pieces, plog.ident), when)
             if self.tick_on_log and when - self._last_check >= 0.1:
                 self.tick(when)
         except Exception as exc:
@@ -261,7 +271,8 @@ class Capture:
                 self._flush_partials(plog, stamp)
             if pid:
                 plog.pid = pid
-            self._emit(plog, self.format.status(stamp, pid, state, dict(fields or {})), when)
+            record = self.format.status(stamp, pid, state, dict(fields or {}), plog.ident)
+            self._emit(plog, record, when)
             if state in ENDING_STATES:
                 self._flush_batch(plog)
         except Exception as exc:
@@ -271,7 +282,8 @@ class Capture:
         for stream, assembler in plog.streams.items():
             pieces = assembler.flush()
             if pieces:
-                self._emit(plog, self.format.records(stamp, stream, plog.pid, pieces), self.clock())
+                record = self.format.records(stamp, stream, plog.pid, pieces, plog.ident)
+                self._emit(plog, record, self.clock())
 
     def tick(self, now: Optional[float] = None) -> None:
         """Timers: write lines that waited too long, flush batches, retry the disk."""
@@ -285,11 +297,9 @@ class Capture:
                 for stream, assembler in plog.streams.items():
                     if assembler.due(when, self.partial_timeout):
                         pieces = assembler.flush()
-                        self._emit(
-                            plog,
-                            self.format.records(self.format.stamp(when), stream, plog.pid, pieces),
-                            when,
-                        )
+                        stamp = self.format.stamp(when)
+                        record = self.format.records(stamp, stream, plog.pid, pieces, plog.ident)
+                        self._emit(plog, record, when)
                 if plog.batch and when - plog.batch_since >= self.flush_interval:
                     self._flush_batch(plog)
                 writer = plog.writer

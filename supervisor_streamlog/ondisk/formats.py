@@ -17,7 +17,21 @@ escapes and invalid UTF-8 included) -- only ``\\n`` cannot occur in it.
 JSON Lines format: one object per line with ``time``, ``stream``, ``pid`` and
 ``text``; ``"partial": true`` plays the role of ``+``; where the bytes are not
 UTF-8, ``text`` has U+FFFD replacements and ``b64`` holds the exact bytes.
-Status records add ``state`` and the event's fields.
+Status records add ``state`` and the event's fields; streamlog's own notices
+(a file's header, a ``dropped`` stretch) add ``notice`` and their figures.
+Every record the capture writes ends with the process's identity, ``program``,
+``group`` and (when ``hostname`` is set) ``host``, so a file shipper needs no
+path parsing::
+
+    {"time": "...", "stream": "stdout", "pid": 4242, "text": "GET / 200",
+     "program": "web", "group": "web"}
+
+(one line; wrapped here).
+
+The identity is rendered once per process (:meth:`Format.identity`) and
+appended as text; a record costs one string literal per line (the JSON
+encoder's C function) and one join per chunk.  Readers take records with or
+without any of these fields (files written before they existed included).
 """
 
 from __future__ import annotations
@@ -32,6 +46,11 @@ from datetime import datetime, timezone
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 FieldValue = Union[str, int, bool]
+#: The fields :meth:`JsonFormat.identity` appends to every record: no field of a
+#: status record or a notice may take one of these names.
+IDENTITY_FIELDS = frozenset({"program", "group", "host"})
+# A str as a JSON string literal, non-ASCII kept (json.dumps(ensure_ascii=False)'s own).
+_json_str = json.JSONEncoder(ensure_ascii=False).encode
 # What line assembly hands on: (bytes, partial). ``partial`` marks a piece
 # with no newline after it (see :mod:`supervisor_streamlog.capture.assemble`).
 Piece = Tuple[bytes, bool]
@@ -88,23 +107,40 @@ class Format:
             self._second = second
         return f"{self._head}.{micro:06d}{self._offset}"
 
-    def records(self, stamp: str, stream: str, pid: int, pieces: Sequence[Piece]) -> bytes:
+    def identity(self, program: str, group: str, host: Optional[str] = None) -> str:
+        """One process's identity as this format writes it in each record.
+
+        Rendered once per process and passed back as ``ident`` to
+        :meth:`records`, :meth:`status` and :meth:`notice`.  The text format
+        has none: its file path says which process it is.
+        """
+        return ""
+
+    def records(
+        self, stamp: str, stream: str, pid: int, pieces: Sequence[Piece], ident: str = ""
+    ) -> bytes:
         """Render pieces of one stream, all received at ``stamp``."""
         raise NotImplementedError
 
-    def status(self, stamp: str, pid: int, state: str, fields: Dict[str, FieldValue]) -> bytes:
+    def status(
+        self, stamp: str, pid: int, state: str, fields: Dict[str, FieldValue], ident: str = ""
+    ) -> bytes:
         """Render a lifecycle record."""
         raise NotImplementedError
 
-    def notice(self, stamp: str, text: str) -> bytes:
+    def notice(self, stamp: str, text: str, ident: str = "") -> bytes:
         """Render a record written by streamlog itself (e.g. dropped bytes)."""
-        return self.status(stamp, 0, "STREAMLOG", {"notice": text})
+        return self.status(stamp, 0, "STREAMLOG", {"notice": text}, ident)
 
 
 class TextFormat(Format):
+    """``TIMESTAMP STREAM TEXT`` lines (the module docstring); no identity fields."""
+
     name = "text"
 
-    def records(self, stamp: str, stream: str, pid: int, pieces: Sequence[Piece]) -> bytes:
+    def records(
+        self, stamp: str, stream: str, pid: int, pieces: Sequence[Piece], ident: str = ""
+    ) -> bytes:
         prefix = f"{stamp} {stream} ".encode("ascii")
         if len(pieces) == 1 and not pieces[0][1]:
             data = pieces[0][0]
@@ -119,41 +155,73 @@ class TextFormat(Format):
                 parts.append(prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n")
         return b"".join(parts)
 
-    def status(self, stamp: str, pid: int, state: str, fields: Dict[str, FieldValue]) -> bytes:
+    def status(
+        self, stamp: str, pid: int, state: str, fields: Dict[str, FieldValue], ident: str = ""
+    ) -> bytes:
         text = status_text(state, fields).replace("\n", " ")
         return f"{stamp} status {text}\n".encode("utf-8", "surrogateescape")
 
-    def notice(self, stamp: str, text: str) -> bytes:
+    def notice(self, stamp: str, text: str, ident: str = "") -> bytes:
         text = text.replace("\n", " ")  # one record, whatever the text holds
         return f"{stamp} status STREAMLOG {text}\n".encode("utf-8", "surrogateescape")
 
 
 class JsonFormat(Format):
+    """JSON Lines (the module docstring), each record ending in the process's identity.
+
+    A record is built as text, not as a dict for :func:`json.dumps`: the same
+    bytes ``json.dumps(record, ensure_ascii=False)`` gives, with the identity
+    (rendered once per process) appended before the closing brace.
+    """
+
     name = "json"
 
-    @staticmethod
-    def _line(stamp: str, stream: str, pid: int, line: bytes, partial: bool) -> bytes:
-        record: Dict[str, object] = {"time": stamp, "stream": stream, "pid": pid}
-        try:
-            record["text"] = line.decode("utf-8")
-        except UnicodeDecodeError:
-            record["text"] = line.decode("utf-8", "replace")
-            record["b64"] = base64.b64encode(line).decode("ascii")
-        if partial:
-            record["partial"] = True
-        return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+    def identity(self, program: str, group: str, host: Optional[str] = None) -> str:
+        """``, "program": "web", "group": "web"`` (and ``, "host": ...`` if given)."""
+        ident = f', "program": {_json_str(program)}, "group": {_json_str(group)}'
+        if host:
+            ident += f', "host": {_json_str(host)}'
+        return ident
 
-    def records(self, stamp: str, stream: str, pid: int, pieces: Sequence[Piece]) -> bytes:
-        out = []
+    def records(
+        self, stamp: str, stream: str, pid: int, pieces: Sequence[Piece], ident: str = ""
+    ) -> bytes:
+        head = f'{{"time": "{stamp}", "stream": "{stream}", "pid": {pid:d}, "text": '
+        end = ident + "}\n"
+        out: List[str] = []
         for data, partial in pieces:
             if partial:
-                out.append(self._line(stamp, stream, pid, data, True))
-            else:
-                for line in data[:-1].split(b"\n"):
-                    out.append(self._line(stamp, stream, pid, line, False))
-        return b"".join(out)
+                out.append(self._line(head, data, ', "partial": true' + end))
+                continue
+            try:
+                # Valid as a whole means every line is: "\n" never ends a sequence early.
+                texts = data[:-1].decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                out.extend(self._line(head, line, end) for line in data[:-1].split(b"\n"))
+                continue
+            # The hot path: one literal per line, one join per run of lines.
+            out.append(head)
+            out.append((end + head).join(map(_json_str, texts)))
+            out.append(end)
+        return "".join(out).encode("utf-8")
 
-    def status(self, stamp: str, pid: int, state: str, fields: Dict[str, FieldValue]) -> bytes:
+    @staticmethod
+    def _line(head: str, line: bytes, end: str) -> str:
+        try:
+            return head + _json_str(line.decode("utf-8")) + end
+        except UnicodeDecodeError:
+            text = _json_str(line.decode("utf-8", "replace"))
+            b64 = base64.b64encode(line).decode("ascii")
+            return f'{head}{text}, "b64": "{b64}"{end}'
+
+    @staticmethod
+    def _object(record: Dict[str, object], ident: str) -> bytes:
+        text = json.dumps(record, ensure_ascii=False)
+        return f"{text[:-1]}{ident}}}\n".encode("utf-8", "surrogateescape")
+
+    def status(
+        self, stamp: str, pid: int, state: str, fields: Dict[str, FieldValue], ident: str = ""
+    ) -> bytes:
         record: Dict[str, object] = {
             "time": stamp,
             "stream": "status",
@@ -162,18 +230,28 @@ class JsonFormat(Format):
             "state": state,
         }
         for key, value in fields.items():
-            record.setdefault(key, value)
-        return json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogateescape") + b"\n"
+            if key not in IDENTITY_FIELDS:
+                record.setdefault(key, value)
+        return self._object(record, ident)
 
-    def notice(self, stamp: str, text: str) -> bytes:
-        record = {
+    def notice(self, stamp: str, text: str, ident: str = "") -> bytes:
+        """The notice's words as ``text``, and as fields: its kind as ``notice``
+        and each ``key=value`` as a field (a number when all digits), so
+        ``file offset=0`` adds ``"notice": "file", "offset": 0``."""
+        record: Dict[str, object] = {
             "time": stamp,
             "stream": "status",
             "pid": 0,
             "state": "STREAMLOG",
             "text": f"STREAMLOG {text}",
         }
-        return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        kind, *words = text.split() or [""]
+        record["notice"] = kind
+        for word in words:
+            key, equals, value = word.partition("=")
+            if equals and key and key not in record and key not in IDENTITY_FIELDS:
+                record[key] = int(value) if value.isdigit() and value.isascii() else value
+        return self._object(record, ident)
 
 
 def make_format(name: str, utc: bool) -> Format:
