@@ -231,7 +231,8 @@ SETTINGS: Tuple[Setting, ...] = (
         "hostname",
         _optional_text,
         None,
-        "this host's name in forwarded records (default: the system's host name)",
+        "this host's name in forwarded records (default: the system's host name); "
+        "when set, JSON records carry it as host",
     ),
     Setting(
         "forward",
