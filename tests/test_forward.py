@@ -30,14 +30,6 @@ HOST = "fleet-a"
 
 
 @pytest.fixture
-def stopper() -> Iterator[List[Supervisor]]:
-    started: List[Supervisor] = []
-    yield started
-    for sup in started:
-        sup.stop()
-
-
-@pytest.fixture
 def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
     problem = environment_problem()
     if problem:

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 import tornado.httpclient
@@ -30,14 +30,6 @@ def quiet(command: str, **options: object) -> dict:
     section = program(command, **options)
     del section["stdout_events_enabled"], section["stderr_events_enabled"]
     return section
-
-
-@pytest.fixture
-def stopper() -> Iterator[List[Supervisor]]:
-    started: List[Supervisor] = []
-    yield started
-    for sup in started:
-        sup.stop()
 
 
 def test_rotation_during_a_50k_lines_per_second_stream_delivers_every_line_once(

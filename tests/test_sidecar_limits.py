@@ -10,7 +10,7 @@ import socket
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 import tornado.httpclient
@@ -21,14 +21,6 @@ from .supervisor import Supervisor, emit, program, wait_for
 
 ATTACK = 200
 LIMIT = 64  # server.MAX_HTTP_CONNECTIONS_PER_ADDRESS
-
-
-@pytest.fixture
-def stopper() -> Iterator[List[Supervisor]]:
-    started: List[Supervisor] = []
-    yield started
-    for sup in started:
-        sup.stop()
 
 
 def _half_request(port: int) -> socket.socket:
