@@ -173,7 +173,9 @@ class Receiver:
 class Forward:
     """``python -m supervisor_streamlog forward`` on a logdir, to one destination."""
 
-    def __init__(self, directory: Path, logdir: Path, url: str, profile: str = "") -> None:
+    def __init__(
+        self, directory: Path, logdir: Path, url: str, profile: str = "", tree: Path = ROOT
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.conf = directory / "forward.conf"
         self.conf.write_text(
@@ -182,17 +184,18 @@ class Forward:
         )
         self.err = directory / "forward.err"
         self.profile = profile
+        self.tree = tree
         self.proc: Optional[subprocess.Popen[bytes]] = None
 
     def start(self) -> None:
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        path = os.pathsep.join(filter(None, [str(self.tree), os.environ.get("PYTHONPATH")]))
         command = [sys.executable]
         if self.profile:
             command += ["-m", "cProfile", "-o", self.profile]
         command += ["-m", "supervisor_streamlog", "forward", "-c", str(self.conf)]
         with open(self.err, "ab") as err:
             self.proc = subprocess.Popen(
-                command, env=dict(os.environ, PYTHONPATH=path), stderr=err, cwd=ROOT
+                command, env=dict(os.environ, PYTHONPATH=path), stderr=err, cwd=self.tree
             )
 
     def cpu(self) -> float:
@@ -271,17 +274,19 @@ def catch_up(
 ) -> CatchUp:
     """One catch-up of the files in ``logdir`` through ``kind``."""
     where = work / f"{kind}-{index}"
-    receiver = Receiver(where / "rsyslog", kind, [live])
+    proto, _, base = kind.partition("@")
+    receiver = Receiver(where / "rsyslog", proto, [live])
     forward: Optional[Forward] = None
-    target = want[kind]
+    target = want[proto]
     try:
-        if kind == "imfile":
+        if proto == "imfile":
             began = time.monotonic()
             receiver.start()
         else:
             receiver.start()
             profile = str(where / "forward.prof") if args.profile else ""
-            forward = Forward(where, logdir, f"{kind}://127.0.0.1:{receiver.port}", profile)
+            tree = Path(args.baseline) if base else ROOT
+            forward = Forward(where, logdir, f"{proto}://127.0.0.1:{receiver.port}", profile, tree)
             began = time.monotonic()
             forward.start()
         first_cpu: Optional[float] = None
@@ -338,11 +343,15 @@ def stamped_stack(name: str, rate: float, count: int, work: Path, keep: bool) ->
     return Capture(name, command, keep)
 
 
-def live(args: Any, work: Path) -> Live:
+def live(args: Any, work: Path, tree: Path = ROOT) -> Live:
+    label = args.live_kind if tree == ROOT else f"{args.live_kind}@base"
+    work = work / label
+    work.mkdir()
     count = int(args.live_rate * args.live_seconds)
     stack = stamped_stack("live", args.live_rate, count, work, args.keep)
     receiver = Receiver(work / "live" / "rsyslog", args.live_kind)
-    forward = Forward(work / "live", stack.logdir, f"{args.live_kind}://127.0.0.1:{receiver.port}")
+    url = f"{args.live_kind}://127.0.0.1:{receiver.port}"
+    forward = Forward(work / "live", stack.logdir, url, tree=tree)
     try:
         stack.start()
         receiver.start()
@@ -359,7 +368,7 @@ def live(args: Any, work: Path) -> Live:
         assert last is not None
         written = last[1]
         return Live(
-            args.live_kind,
+            label,
             args.live_rate,
             count / max(1e-9, written - began),
             t1 - t0,
@@ -379,14 +388,16 @@ def _last_is(receiver: Receiver, seq: int) -> Optional[Tuple[int, float]]:
     return last if last is not None and last[0] >= seq else None
 
 
-def outage(args: Any, work: Path) -> Outage:
+def outage(args: Any, work: Path, tree: Path = ROOT) -> Outage:
+    label = args.live_kind if tree == ROOT else f"{args.live_kind}@base"
+    work = work / f"outage-{label}"
+    work.mkdir()
     rate = args.outage_rate
     count = int(rate * args.outage_seconds * 2)  # writing goes on while it catches up
     stack = stamped_stack("outage", rate, count, work, args.keep)
     receiver = Receiver(work / "outage" / "rsyslog", args.live_kind)
-    forward = Forward(
-        work / "outage", stack.logdir, f"{args.live_kind}://127.0.0.1:{receiver.port}"
-    )
+    url = f"{args.live_kind}://127.0.0.1:{receiver.port}"
+    forward = Forward(work / "outage", stack.logdir, url, tree=tree)
     try:
         stack.start()
         receiver.start()
@@ -407,7 +418,7 @@ def outage(args: Any, work: Path) -> Outage:
         cpu = forward.cpu()
         catch_rate = (last[0] + 1) / seconds
         return Outage(
-            args.live_kind,
+            label,
             rate,
             args.outage_seconds,
             seconds,
@@ -429,7 +440,7 @@ def _median(values: List[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def report(catch: List[CatchUp], live_: Optional[Live], out: Optional[Outage]) -> str:
+def report(catch: List[CatchUp], lives: List[Live], outs: List[Outage]) -> str:
     lines = []
     if catch:
         lines += [
@@ -441,29 +452,24 @@ def report(catch: List[CatchUp], live_: Optional[Live], out: Optional[Outage]) -
         for c in catch:
             by_kind.setdefault(c.kind, []).append(c)
         imfile = _median([c.rate for c in by_kind.get("imfile", [])])
-        for kind in KINDS:
-            runs = by_kind.get(kind)
-            if not runs:
-                continue
+        for kind, runs in by_kind.items():
             rates = [c.rate for c in runs]
             ratio = f"{_median(rates) / imfile:.2f}" if imfile else "-"
-            per10k = f"{_median([c.cpu_per_10k for c in runs]):.3f}" if kind != "imfile" else "-"
+            per10k = "-" if kind == "imfile" else f"{_median([c.cpu_per_10k for c in runs]):.3f}"
             lines.append(
                 f"| {kind} | {runs[0].records} | {_median([c.seconds for c in runs]):.2f} "
                 f"| {_median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) | {ratio} "
                 f"| {per10k} | {_median([c.rsyslog_cpu for c in runs]):.2f} |"
             )
-    if live_ is not None:
+    for live_ in lives:
         lines += [
-            "",
             f"live ({live_.kind}): {live_.rate:,.0f} lines/s asked, {live_.achieved:,.0f} "
             f"written, for {live_.seconds:.1f} s: forwarder {live_.cores:.3f} cores "
             f"(goal < 0.3), rsyslogd {live_.rsyslog_cores:.3f} cores, lag at the end "
             f"{live_.lag:.2f} s",
         ]
-    if out is not None:
+    for out in outs:
         lines += [
-            "",
             f"outage ({out.kind}): {out.rate:,.0f} lines/s, forwarder down {out.outage:.0f} s, "
             f"caught up in {out.catch_up_seconds:.1f} s at {out.catch_up_rate:,.0f} records/s "
             f"= {out.ratio:.1f}x the write rate (goal >= 5), forwarder {out.cores:.3f} cores",
@@ -474,8 +480,8 @@ def report(catch: List[CatchUp], live_: Optional[Live], out: Optional[Outage]) -
 @dataclass
 class Results:
     catch_up: List[CatchUp] = field(default_factory=list)
-    live: Optional[Live] = None
-    outage: Optional[Outage] = None
+    live: List[Live] = field(default_factory=list)
+    outage: List[Outage] = field(default_factory=list)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -494,12 +500,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, help="deadline of each wait (s)")
     parser.add_argument("--profile", action="store_true", help="cProfile the catch-up runs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="another checkout (e.g. /work/main): its forwarder runs too, alternating, "
+        "labelled @base",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if not os.path.exists(RSYSLOGD):
         parser.error(f"{RSYSLOGD} missing (apt-get install rsyslog rsyslog-relp)")
     skip = set(filter(None, args.skip.split(",")))
     kinds = [k for k in args.kinds.split(",") if k]
+    if args.baseline:
+        kinds += [f"{k}@base" for k in kinds if k != "imfile"]
     results = Results()
     stack = Capture("burst", f"{sys.executable} {EMIT} burst {args.records} 100 block", args.keep)
     work = stack.dir / "runs"
@@ -530,12 +544,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                         f" ({one.cpu_per_10k:.3f} s/10k)  rsyslogd {one.rsyslog_cpu:.2f} s",
                         flush=True,
                     )
+        trees = [Path(args.baseline), ROOT] if args.baseline else [ROOT]
         if "live" not in skip:
-            results.live = live(args, work)
-            print(f"  live: {results.live}", flush=True)
+            for tree in trees:
+                results.live.append(live(args, work, tree))
+                print(f"  live: {results.live[-1]}", flush=True)
         if "outage" not in skip:
-            results.outage = outage(args, work)
-            print(f"  outage: {results.outage}", flush=True)
+            for tree in trees:
+                results.outage.append(outage(args, work, tree))
+                print(f"  outage: {results.outage[-1]}", flush=True)
     finally:
         stack.stop()
         if args.keep:
