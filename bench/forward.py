@@ -343,14 +343,14 @@ def stamped_stack(name: str, rate: float, count: int, work: Path, keep: bool) ->
     return Capture(name, command, keep)
 
 
-def live(args: Any, work: Path, tree: Path = ROOT) -> Live:
-    label = args.live_kind if tree == ROOT else f"{args.live_kind}@base"
+def live(args: Any, work: Path, kind: str, tree: Path = ROOT) -> Live:
+    label = kind if tree == ROOT else f"{kind}@base"
     work = work / label
     work.mkdir()
     count = int(args.live_rate * args.live_seconds)
     stack = stamped_stack("live", args.live_rate, count, work, args.keep)
-    receiver = Receiver(work / "live" / "rsyslog", args.live_kind)
-    url = f"{args.live_kind}://127.0.0.1:{receiver.port}"
+    receiver = Receiver(work / "live" / "rsyslog", kind)
+    url = f"{kind}://127.0.0.1:{receiver.port}"
     forward = Forward(work / "live", stack.logdir, url, tree=tree)
     try:
         stack.start()
@@ -388,15 +388,15 @@ def _last_is(receiver: Receiver, seq: int) -> Optional[Tuple[int, float]]:
     return last if last is not None and last[0] >= seq else None
 
 
-def outage(args: Any, work: Path, tree: Path = ROOT) -> Outage:
-    label = args.live_kind if tree == ROOT else f"{args.live_kind}@base"
+def outage(args: Any, work: Path, kind: str, tree: Path = ROOT) -> Outage:
+    label = kind if tree == ROOT else f"{kind}@base"
     work = work / f"outage-{label}"
     work.mkdir()
     rate = args.outage_rate
     count = int(rate * args.outage_seconds * 2)  # writing goes on while it catches up
     stack = stamped_stack("outage", rate, count, work, args.keep)
-    receiver = Receiver(work / "outage" / "rsyslog", args.live_kind)
-    url = f"{args.live_kind}://127.0.0.1:{receiver.port}"
+    receiver = Receiver(work / "outage" / "rsyslog", kind)
+    url = f"{kind}://127.0.0.1:{receiver.port}"
     forward = Forward(work / "outage", stack.logdir, url, tree=tree)
     try:
         stack.start()
@@ -493,7 +493,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS), help="catch-up setups: relp,tcp,imfile")
     parser.add_argument("--live-rate", type=float, default=50_000, help="live lines/s")
     parser.add_argument("--live-seconds", type=float, default=20, help="live writing time")
-    parser.add_argument("--live-kind", default="relp", help="relp or tcp, live and outage")
+    parser.add_argument(
+        "--live-kind", default="relp,tcp", help="relp and/or tcp (comma list) for live and outage"
+    )
     parser.add_argument("--outage-rate", type=float, default=10_000, help="outage lines/s")
     parser.add_argument("--outage-seconds", type=float, default=60, help="outage length")
     parser.add_argument("--skip", default="", help="comma list of catchup,live,outage to skip")
@@ -545,13 +547,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                         flush=True,
                     )
         trees = [Path(args.baseline), ROOT] if args.baseline else [ROOT]
+        setups = [(kind, tree) for kind in args.live_kind.split(",") if kind for tree in trees]
         if "live" not in skip:
-            for tree in trees:
-                results.live.append(live(args, work, tree))
+            for kind, tree in setups:
+                results.live.append(live(args, work, kind, tree))
                 print(f"  live: {results.live[-1]}", flush=True)
         if "outage" not in skip:
-            for tree in trees:
-                results.outage.append(outage(args, work, tree))
+            for kind, tree in setups:
+                results.outage.append(outage(args, work, kind, tree))
                 print(f"  outage: {results.outage[-1]}", flush=True)
     finally:
         stack.stop()
