@@ -52,9 +52,9 @@ from .syslog import Origin, Severities, encoder, wanted
 log = logging.getLogger("supervisor_streamlog.forward")
 
 #: Records read and sent per step of one process: a lane holds at most two
-#: such pages (the one being sent, the one read ahead), about 2 x 1.5 MB with
-#: 100-byte lines; 5000 rather than 2000 halves how often the RELP window
-#: drains to nothing between pages.
+#: such pages (the messages being sent, about 1.7 MB with 100-byte lines, and
+#: the page read ahead, about 4.5 MB at its peak while it is rendered);
+#: 5000 rather than 2000 makes the RELP window drain less often.
 BATCH = 5000
 #: How often files are looked at when everything is delivered (s).
 POLL = 0.2
