@@ -28,6 +28,10 @@ Every wait has a deadline; every server is on 127.0.0.1 and is stopped (by
 pid) before the next measurement and at exit.  The machine is shared:
 rounds alternate so that load hits every setup alike; rsyslogd's CPU is
 reported beside the forwarder's.
+
+(About 570 lines: the rsyslogd harness, the capture stacks and three
+measurements with their report live in one file so the benchmark is one
+command.)
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ so memory stays at two pages per lane), and pages are ``BATCH`` records: the
 receiver rarely waits for the disk, and the RELP window drains only once per
 page -- without the 40 ms stall of delayed TCP acknowledgements
 (:func:`_quick_acks`).
+
+(About 540 lines: the loop, its pipelining and the pid bookkeeping that
+follows acknowledgements, and ``forward --status``, which reads the same
+state and store, are kept together.)
 """
 
 from __future__ import annotations
