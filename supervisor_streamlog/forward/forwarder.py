@@ -139,7 +139,7 @@ class Feed:
     pid: Optional[int] = None
     cursor: int = 0
     read_pid: Optional[int] = None
-    #: Whether the last page read was full (so reading ahead is worth it).
+    #: Whether the last page read had records (so reading ahead is worth it).
     more: bool = True
 
     def rewind(self) -> None:
@@ -179,7 +179,7 @@ class Feed:
         elif page.missing is not None:
             self.cursor = page.missing[1]
         self.read_pid = running
-        self.more = len(page.entries) >= limit
+        self.more = bool(page.entries)
         return Batch(
             self, out, ends, page.end, len(page.entries), page.missing, before, running, changes
         )
@@ -319,9 +319,11 @@ class Lane:
         """Send every feed's batches in turn until stopping (or a failure raises).
 
         Pipelined: while one batch is sent and acknowledged, the next feed's
-        next page is read and rendered in a thread (when its last page was
-        full), so the receiver is not kept waiting for the disk and the
-        rendering.  At most one batch is read ahead; after a failure reading
+        next page is read and rendered in a thread (when its last page had
+        records: catching up, or following a busy process), so the receiver
+        is not kept waiting for the disk and the rendering.  At most one
+        batch is read ahead; one that came back empty is read again when its
+        turn comes (records may have come meanwhile); after a failure reading
         starts again from the acknowledged offsets.
         """
         for feed in self.feeds.values():
@@ -341,7 +343,7 @@ class Lane:
                         await ahead  # a failed read raises here
                         ahead = None
                     batch = ready.pop(feed.spec, None)
-                    if batch is None:
+                    if batch is None or not (batch.count or batch.missing):
                         batch = await asyncio.to_thread(feed.prepare, BATCH)
                     following = feeds[(index + 1) % len(feeds)]
                     if following.more and following.spec not in ready:
