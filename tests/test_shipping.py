@@ -126,8 +126,8 @@ def readers_view(tmp_path: Path, blob: bytes) -> View:
     store = LogStore(live)
     page = store.read_forward(None, 100)
     shown = [e for e in page.entries if not is_header(e.record.stream, e.record.data)]
-    feed = Feed("web", Origin("web1.example", "web", "web", "web.log"), store, 2048)
-    messages, _ = feed.messages(page.entries, Severities())
+    feed = Feed("web", Origin("web1.example", "web", "web", "web.log"), store, 0, Severities())
+    messages = feed.prepare(100).messages
     # The messages without the offsets (the two files' records differ in length).
     bodies = [re.sub(rb' (offset|end)="\d+"', b"", m) for m in messages]
     out = io.StringIO()
