@@ -106,13 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         "tab is printed escaped as text (e.g. \\x1b[2J), never raw.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="""times (--since, --until): RFC 3339 (2026-12-02T14:05:00Z), local time
-  (2026-12-02 14:05, 2026-12-02, 14:05), relative (-5m, 10m, '1h ago', 2d), now,
-  today, yesterday.
+  (2026-12-02 14:05, 2026-12-02, 14:05), relative (--since=-5m, 10m, '1h ago', 2d),
+  now, today, yesterday.
 
 examples:
   supervisor-streamlog tail web                      last 10 lines of web
   supervisor-streamlog tail -f web worker            merged, then follow
   supervisor-streamlog tail -n all --since '1h ago' web
+  supervisor-streamlog tail --since=-5m -f web worker
   supervisor-streamlog tail --since '2026-12-02 14:05' --until '2026-12-02 14:10' web
   supervisor-streamlog tail -n 50 --grep Traceback web worker
   supervisor-streamlog tail -E -i --grep 'time(out|d out)' -f web

@@ -103,13 +103,15 @@ _ESCAPES = re.compile(
     r"|\x9b[0-?]*[ -/]*[@-~]"
     r"|[\x00-\x08\x0a-\x1f\x7f-\x9f]"
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 RESET = "\x1b[0m"
 _STREAM_COLOURS = {"stderr": "\x1b[31m", "status": "\x1b[36m"}
 
 
 def _escaped(text: str) -> str:
-    return "".join(f"\\x{ord(ch):02x}" for ch in text)
+    """Control characters of ``text`` as ``\\xNN`` text; the rest as it is."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def sanitize(text: str, colour: bool) -> str:
