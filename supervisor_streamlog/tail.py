@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import BinaryIO, Deque, Dict, Iterable, List, Optional, TextIO, Tuple
+from typing import BinaryIO, Deque, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
 
 from .config import Config
 from .ondisk.files import Entry, is_header, read_base, record_end, walk
@@ -198,11 +198,11 @@ class Joiner:
     def __init__(self, name: str, counter: collections.Counter[str]) -> None:
         self.name = name
         self.held: Dict[str, Line] = {}
-        self._counter = counter
+        self.counter = counter
 
     def _seq(self) -> int:
-        self._counter["seq"] += 1
-        return self._counter["seq"]
+        self.counter["seq"] += 1
+        return self.counter["seq"]
 
     def add(self, record: Record, arrived: float = 0.0) -> Optional[Line]:
         """Feed one record; the line it completes, if any."""
@@ -232,76 +232,86 @@ class Joiner:
         return out
 
 
-def _lines(name: str, records: Iterable[Record], counter: collections.Counter[str]) -> List[Line]:
-    joiner = Joiner(name, counter)
-    out = [line for line in map(joiner.add, records) if line is not None]
-    return out + joiner.flush()
-
-
 # ---------------------------------------------------------------- the backlog
+
+PAGE = 5000  # records per read going forward
 
 
 def backlog(
     path: str,
-    name: str,
     end: Optional[int],
     count: Optional[int],
     printer: Printer,
-    counter: collections.Counter[str],
-) -> Tuple[List[Line], Optional[Line]]:
+    joiner: Joiner,
+    follow: bool,
+) -> Iterable[Line]:
     """One process's last ``count`` (None: all) wanted lines up to offset
-    ``end``, and its last piece if the log ends in one (held for following)."""
-    store = LogStore(path, max_backups=100_000)
+    ``end`` (None: the end), oldest first.
+
+    Lines are joined by ``joiner``; a piece the log ends in is left held
+    there when following (its rest may come), else it is a line.  All lines
+    (``count`` None) or a time start read forward, lazily (the time start
+    found by :meth:`LogStore.seek_time`); the last ``count`` read backward.
+    """
     if count == 0:
-        return [], None
-    if printer.since is not None:
-        entries: List[Entry] = []
-        cursor: Optional[int] = store.seek_time(printer.since)
-        while True:
-            page = store.read_forward(cursor, 5000, until=end)
-            entries.extend(page.entries)
-            if not page.entries or not page.has_after or page.end == cursor:
-                break
-            cursor = page.end
-        return _select(name, entries, count, printer, counter)
-    entries = []
+        return []
+    store = LogStore(path, max_backups=100_000)
+    if printer.until is not None:
+        stop = store.seek_time(printer.until + 1e-6)  # records stamped after it begin here
+        end = stop if end is None else min(end, stop)
+    if count is None or printer.since is not None:
+        start = None if printer.since is None else store.seek_time(printer.since)
+        lines = _forward(store, start, end, printer, joiner, follow)
+        return lines if count is None else collections.deque(lines, maxlen=count)
+    entries: List[Entry] = []
     cursor = end
-    size = max(200, (count or 0) * 2)
+    size = max(200, count * 2)
     while True:
         page = store.read_backward(cursor, size)
         entries[:0] = page.entries
-        lines, tail = _select(name, entries, None, printer, counter)
-        enough = count is not None and len(lines) > count
-        if enough or not page.has_before or not page.entries:
-            return (lines[-count:] if count is not None else lines), tail
+        # Joined again from the start of what was read: the first line may be
+        # the end of one begun before it (shown as it is when nothing is older).
+        trial = Joiner(joiner.name, joiner.counter)
+        found = [line for line in _join(entries, trial, follow) if printer.wanted(line)]
+        if len(found) > count or not page.has_before or not page.entries:
+            joiner.held.update(trial.held)
+            return found[-count:]
         cursor = page.start
         size = min(size * 2, 100_000)
 
 
-def _select(
-    name: str,
-    entries: List[Entry],
-    count: Optional[int],
+def _forward(
+    store: LogStore,
+    start: Optional[int],
+    end: Optional[int],
     printer: Printer,
-    counter: collections.Counter[str],
-) -> Tuple[List[Line], Optional[Line]]:
-    records = [e.record for e in entries if not is_header(e.record.stream, e.record.data)]
-    tail = None
-    if records and records[-1].partial:
-        last = records[-1]
-        # The log ends in a piece: hand it (and what it continues) back, unprinted.
-        cut = len(records) - 1
-        while cut > 0 and records[cut - 1].partial and records[cut - 1].stream == last.stream:
-            cut -= 1
-        joiner = Joiner(name, counter)
-        for record in records[cut:]:
-            joiner.add(record)
-        tail = joiner.held.get(last.stream)
-        records = records[:cut]
-    lines = [line for line in _lines(name, records, counter) if printer.wanted(line)]
-    if count is not None:
-        lines = lines[-count:]
-    return lines, tail
+    joiner: Joiner,
+    follow: bool,
+) -> Iterator[Line]:
+    cursor = start
+    while True:
+        page = store.read_forward(cursor, PAGE, until=end)
+        for line in _join(page.entries, joiner, follow=True):
+            if printer.wanted(line):
+                yield line
+        if not page.entries or not page.has_after or page.end == cursor:
+            break
+        cursor = page.end
+    if not follow:
+        yield from (line for line in joiner.flush() if printer.wanted(line))
+
+
+def _join(entries: Iterable[Entry], joiner: Joiner, follow: bool) -> Iterator[Line]:
+    """The lines of ``entries`` (headers skipped); at the end, pieces with no
+    rest are left held in ``joiner`` if ``follow``, else lines too."""
+    for entry in entries:
+        record = entry.record
+        if not is_header(record.stream, record.data):
+            line = joiner.add(record)
+            if line is not None:
+                yield line
+    if not follow:
+        yield from joiner.flush()
 
 
 # ---------------------------------------------------------------- running
@@ -342,20 +352,16 @@ def run(
         except FileNotFoundError:
             state, end = (0, 0, b""), 0
         joiner = Joiner(name, counter)
-        lines, held = backlog(path, name, end, count, printer, counter)
-        if held is not None:
-            held.arrived = time.monotonic()
-            joiner.held[held.stream] = held
+        backlogs.append(backlog(path, end, count, printer, joiner, follow))
         procs.append((path, joiner, state))
-        backlogs.append(lines)
     for line in heapq.merge(*backlogs, key=lambda line: line.when):
         printer.write(line)
+    out.flush()
     if not follow:
-        for _, joiner, _ in procs:
-            for line in joiner.flush():
-                printer.write(line)
-        out.flush()
         return 0
+    for _, joiner, _ in procs:  # pieces the backlog ended in: their rest may come
+        for held in joiner.held.values():
+            held.arrived = time.monotonic()
     states = [state for _, _, state in procs]
     pending: List[Deque[Line]] = [collections.deque() for _ in procs]
     try:

@@ -459,3 +459,43 @@ def test_follow_shows_a_prompt_once_and_joins_pieces(tmp_path: Path) -> None:
     assert shown.endswith(" stdout Password: \n")
     texts = [line.split(" ", 2)[2] for line in out.getvalue().splitlines()]
     assert texts == ["ready", "joined line", "Password: ", "hunter2"]
+
+
+def test_backlog_ending_in_a_prompt_is_shown_once_when_following(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, logdir="%(here)s/logs")
+    capture = capture_for(conf)
+    capture.log("app", "app", "stdout", 7, b"$ ")
+    capture.tick(now=time.time() + 5)  # the prompt, a piece, ends the log
+    config = from_mapping({"logdir": str(tmp_path / "logs")}, str(tmp_path), environ={})
+    out = io.StringIO()
+    follower = threading.Thread(
+        target=tail.run,
+        args=(config, ["app"], 5, True, out),
+        kwargs={"poll": 0.02, "deadline": time.monotonic() + 1.5, "window": 0.2},
+    )
+    follower.start()
+    time.sleep(0.8)
+    shown = out.getvalue()
+    capture.log("app", "app", "stdout", 7, b"ls\n")
+    follower.join()
+    capture.close()
+    assert shown.endswith(" stdout $ \n")
+    assert [line.split(" ", 2)[2] for line in out.getvalue().splitlines()] == ["$ ", "ls"]
+
+
+def test_all_and_since_reach_into_backups(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, logdir="%(here)s/logs", maxbytes="4KB", backups="50")
+    capture = capture_for(conf)
+    for n in range(1000):
+        capture.log("app", "app", "stdout", 7, b"line %d\n" % n, now=T0 + n)
+    capture.close()
+    assert len(list((tmp_path / "logs").glob("app.log.*"))) > 5
+    everything = cli(conf, "-n", "all", "app").stdout.splitlines()
+    assert [line.split(" ", 2)[2] for line in everything] == [f"line {n}" for n in range(1000)]
+    since = datetime.fromtimestamp(T0 + 100, timezone.utc).isoformat()
+    until = datetime.fromtimestamp(T0 + 109, timezone.utc).isoformat()
+    window = cli(conf, "--since", since, "--until", until, "app").stdout.splitlines()
+    assert [line.split(" ", 2)[2] for line in window] == [f"line {n}" for n in range(100, 110)]
+    last = cli(conf, "-n", "3", "--until", until, "app").stdout.splitlines()
+    assert [line.split(" ", 2)[2] for line in last] == ["line 107", "line 108", "line 109"]
+    assert cli(conf, "-f", "--until", until, "app").returncode == 2
