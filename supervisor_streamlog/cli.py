@@ -98,12 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser(
         "tail",
         help="print the last lines of captured logs, merged by time",
-        description="Print the last lines of one or more processes' streamlog files, merged "
-        "into one timeline by record time, as TIME [NAME] STREAM TEXT (NAME only when several "
-        "processes are named). Pieces of a line are joined; a piece nothing follows within "
-        "--window (a prompt) is printed alone. SGR colours are kept for a terminal and "
-        "stripped otherwise (--color); any other control character or escape sequence but "
-        "tab is printed escaped as text (e.g. \\x1b[2J), never raw.",
+        description="""\
+Print the last lines of one or more processes' streamlog files, merged into
+one timeline by record time (each process's own order kept), as
+TIME [NAME] STREAM TEXT: NAME as supervisorctl shows it, only when several
+processes are named. Pieces of a line are joined; a piece nothing follows
+within --window (a prompt) is printed alone. SGR colours are kept for a
+terminal and stripped otherwise (--color); any other escape sequence or
+control character but tab is printed as text (e.g. \\x1b[2J), never raw.""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="""times (--since, --until): RFC 3339 (2026-12-02T14:05:00Z), local time
   (2026-12-02 14:05, 2026-12-02, 14:05), relative (--since=-5m, 10m, '1h ago', 2d),
@@ -249,18 +251,24 @@ def _tail(config: Config, args: argparse.Namespace) -> int:
         except re.error as exc:
             return fail(f"bad regular expression: {exc}")
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-    return run(
-        config,
-        args.names,
-        count,
-        args.follow,
-        sys.stdout,
-        window=max(args.window, 0.0) / 1000,
-        colour=colour,
-        grep=grep,
-        since=since,
-        until=until,
-    )
+    try:
+        return run(
+            config,
+            args.names,
+            count,
+            args.follow,
+            sys.stdout,
+            window=max(args.window, 0.0) / 1000,
+            colour=colour,
+            grep=grep,
+            since=since,
+            until=until,
+        )
+    except BrokenPipeError:  # | head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:  # Ctrl-C while reading the backlog
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
