@@ -499,3 +499,21 @@ def test_all_and_since_reach_into_backups(tmp_path: Path) -> None:
     last = cli(conf, "-n", "3", "--until", until, "app").stdout.splitlines()
     assert [line.split(" ", 2)[2] for line in last] == ["line 107", "line 108", "line 109"]
     assert cli(conf, "-f", "--until", until, "app").returncode == 2
+
+
+def test_json_records_are_merged_and_joined_the_same(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, logdir="%(here)s/logs", format="json")
+    capture = capture_for(conf)
+    capture.log("web", "web", "stdout", 7, b"half ", now=T0)
+    capture.tick(now=T0 + 1)  # "partial": true
+    capture.log("worker", "worker", "stdout", 8, b"worker\n", now=T0 + 2)
+    capture.log("web", "web", "stdout", 7, b"whole\n", now=T0 + 3)
+    capture.log("web", "web", "stderr", 7, b"\x1b[2Jlater\n", now=T0 + 4)
+    capture.close()
+    assert b'"partial": true' in (tmp_path / "logs" / "web.log").read_bytes()
+    result = cli(conf, "web", "worker")
+    assert result.stdout.splitlines() == [
+        f"{stamp(T0 + 1)} web stdout half whole",
+        f"{stamp(T0 + 2)} worker stdout worker",
+        f"{stamp(T0 + 4)} web stderr \\x1b[2Jlater",
+    ]
