@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .config import Config
 
 #: Where supervisorctl looks for supervisord.conf, in its order.
 DEFAULT_CONFIGS = (
@@ -94,8 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = sub.add_parser(
         "tail",
-        help="print the last lines of captured logs",
-        description="Print the last records of one or more processes' streamlog files.",
+        help="print the last lines of captured logs, merged by time",
+        description="""\
+Print the last lines of one or more processes' streamlog files, merged into
+one timeline by record time (each process's own order kept), as
+TIME [NAME] STREAM TEXT: NAME as supervisorctl shows it, only when several
+processes are named. Pieces of a line are joined; a piece nothing follows
+within --window (a prompt) is printed alone. SGR colours are kept for a
+terminal and stripped otherwise (--color); any other escape sequence or
+control character but tab is printed as text (e.g. \\x1b[2J), never raw.""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""times (--since, --until): RFC 3339 (2026-12-02T14:05:00Z), local time
+  (2026-12-02 14:05, 2026-12-02, 14:05), relative (--since=-5m, 10m, '1h ago', 2d),
+  now, today, yesterday.
+
+examples:
+  supervisor-streamlog tail web                      last 10 lines of web
+  supervisor-streamlog tail -f web worker            merged, then follow
+  supervisor-streamlog tail -n all --since '1h ago' web
+  supervisor-streamlog tail --since=-5m -f web worker
+  supervisor-streamlog tail --since '2026-12-02 14:05' --until '2026-12-02 14:10' web
+  supervisor-streamlog tail -n 50 --grep Traceback web worker
+  supervisor-streamlog tail -E -i --grep 'time(out|d out)' -f web
+  supervisor-streamlog tail --color=always web | less -R""",
     )
     tail.add_argument(
         "-c",
@@ -106,9 +130,37 @@ def build_parser() -> argparse.ArgumentParser:
         + ", as supervisorctl looks)",
     )
     tail.add_argument(
-        "-n", "--lines", type=int, default=10, metavar="N", help="how many records (default 10)"
+        "-n",
+        "--lines",
+        default=None,
+        metavar="N",
+        help="how many lines of each process (default 10; all with --since), or 'all'",
     )
-    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    tail.add_argument("--since", metavar="TIME", help="only lines at or after TIME")
+    tail.add_argument("--until", metavar="TIME", help="only lines at or before TIME (not with -f)")
+    tail.add_argument(
+        "-g", "--grep", metavar="PATTERN", help="only lines containing PATTERN (colours ignored)"
+    )
+    tail.add_argument(
+        "-E", "--grep-regex", action="store_true", help="PATTERN is a Python regular expression"
+    )
+    tail.add_argument("-i", "--ignore-case", action="store_true", help="match case-insensitively")
+    tail.add_argument(
+        "--color",
+        "--colour",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="keep the lines' SGR colours: auto (default) when stdout is a terminal",
+    )
+    tail.add_argument(
+        "--window",
+        type=float,
+        default=50.0,
+        metavar="MS",
+        help="with -f, hold a live line at most MS milliseconds (default 50) waiting for an "
+        "earlier one from another process, and a piece of a line as long for its rest",
+    )
     tail.add_argument("names", nargs="+", metavar="NAME", help="name or group:name")
     return parser
 
@@ -161,9 +213,62 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .sidecar.server import run as serve_run
 
         return serve_run(config)
-    from .tail import run as tail_run
+    return _tail(config, args)
 
-    return tail_run(config, args.names, args.lines, args.follow, sys.stdout)
+
+def _tail(config: Config, args: argparse.Namespace) -> int:
+    """Run ``tail`` with the parsed arguments (errors exit 2, as argparse's do)."""
+    import re
+
+    from .tail import parse_when, run
+
+    def fail(message: str) -> int:
+        sys.stderr.write(f"supervisor-streamlog tail: {message}\n")
+        return 2
+
+    try:
+        since = None if args.since is None else parse_when(args.since)
+        until = None if args.until is None else parse_when(args.until)
+    except ValueError as exc:
+        return fail(str(exc))
+    if until is not None and args.follow:
+        return fail("--until and -f exclude each other")
+    count: Optional[int]
+    if args.lines is None:
+        count = None if since is not None else 10
+    elif args.lines == "all":
+        count = None
+    else:
+        try:
+            count = int(args.lines)
+        except ValueError:
+            return fail(f"-n takes a number or 'all', not {args.lines!r}")
+    grep = None
+    if args.grep is not None:
+        text = args.grep if args.grep_regex else re.escape(args.grep)
+        try:
+            grep = re.compile(text, re.IGNORECASE if args.ignore_case else 0)
+        except re.error as exc:
+            return fail(f"bad regular expression: {exc}")
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    try:
+        return run(
+            config,
+            args.names,
+            count,
+            args.follow,
+            sys.stdout,
+            window=max(args.window, 0.0) / 1000,
+            colour=colour,
+            grep=grep,
+            since=since,
+            until=until,
+        )
+    except BrokenPipeError:  # | head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:  # Ctrl-C while reading the backlog
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,58 +1,413 @@
-"""``supervisor-streamlog tail``: the last records of a process, and new ones as they come.
+"""``supervisor-streamlog tail``: the last records of processes, merged into one
+timeline, and new ones as they come.
 
-Reads the files the capture writes (live file and, for ``-n`` beyond it, the
-newest backup), so it works whether or not the sidecar runs.  Follows across
-rotation the way ``tail -F`` does: the old file is drained before switching.
+Reads the files the capture writes (the live file and its backups, through
+:class:`..sidecar.logstore.LogStore` for the backlog), so it works whether or
+not the sidecar runs.  Follows across rotation the way ``tail -F`` does: the
+old file is drained before switching.
+
+What it prints, one line per line of the child's output::
+
+    TIME [NAME] STREAM TEXT
+
+NAME (as supervisorctl shows it: ``web``, not ``web:web``) only when several
+processes are tailed; STREAM always (``stdout``, ``stderr``, ``status``).
+Pieces of a line (``stdout+`` records, JSON ``partial``) are joined; a piece
+nothing follows within the reorder window (a prompt) is printed alone, and
+what completes it later is printed as a line of its own: no byte twice.
+The backlog of several processes is merged by record time (each process's
+own order kept); live lines are held at most ``window`` seconds to put them
+in time order across processes.  SGR colours are kept for a terminal and
+stripped otherwise; every other control character or escape sequence (except
+tab) is shown escaped as text (``\\x1b[2J``), so a log cannot retitle, move
+the cursor in, or clear the user's terminal.  This module is long because it
+holds the whole command: selection, joining, merging, rendering, following.
 """
 
 from __future__ import annotations
 
+import collections
 import gzip
+import heapq
 import os
+import re
 import time
-from typing import BinaryIO, List, Optional, TextIO, Tuple
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import BinaryIO, Deque, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
 
 from .config import Config
-from .ondisk.files import is_header, record_end, walk
-from .ondisk.formats import RecordError, parse
-from .ondisk.paths import log_path, split_process
+from .ondisk.files import Entry, is_header, read_base, record_end, walk
+from .ondisk.formats import Record, RecordError, parse
+from .ondisk.paths import display_name, log_path, split_process
+from .sidecar.logstore import LogStore
+
+# ---------------------------------------------------------------- time arguments
+
+_RELATIVE = re.compile(
+    r"^\s*(-)?\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)"
+    r"\s*(ago)?\s*$",
+    re.IGNORECASE,
+)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _render(line: bytes) -> Optional[str]:
-    """A record as tail prints it; None for a file header (bookkeeping)."""
+def parse_when(text: str, now: Optional[float] = None) -> float:
+    """``--since``/``--until`` text as epoch seconds.
+
+    Accepts RFC 3339 (``2026-12-02T14:05:00+01:00``, ``...Z``), local time
+    (``2026-12-02 14:05``, ``2026-12-02``, ``14:05`` today), relative times
+    in the past (``-5m``, ``5m``, ``1h ago``, ``2d``, ``30s``), ``now``,
+    ``today`` and ``yesterday``.  Raises ValueError otherwise.
+    """
+    now = time.time() if now is None else now
+    word = text.strip().lower()
+    if word == "now":
+        return now
+    midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    if word == "today":
+        return midnight.timestamp()
+    if word == "yesterday":
+        return (midnight - timedelta(days=1)).timestamp()
+    match = _RELATIVE.match(text)
+    if match:
+        unit = match.group(3).lower()
+        return now - float(match.group(2)) * _UNITS[unit[0]]
+    if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?", text.strip()):
+        text = f"{midnight.date().isoformat()} {text.strip()}"
     try:
-        record = parse(line)
-    except RecordError:
-        return line.decode("utf-8", "replace")
-    if is_header(record.stream, record.data):
-        return None
-    mark = "+" if record.partial else ""
-    return f"{record.time} {record.stream}{mark} {record.text}"
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (try 2026-12-02 14:05, RFC 3339, -5m or '1h ago')"
+        ) from None
+    return moment.timestamp()  # naive: local time
 
 
-def last_lines(path: str, count: int, block: int = 65536, end: Optional[int] = None) -> List[bytes]:
-    """The last ``count`` lines of ``path`` before offset ``end`` (default: its
-    end), reading backwards."""
-    if count <= 0:
-        return []
+def record_time(stamp: str) -> float:
+    """A record's time as epoch seconds (0 when it cannot be read)."""
     try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return 0.0
+
+
+# ---------------------------------------------------------------- rendering
+
+# CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), any other ESC + one char,
+# C0 controls but tab and newline, DEL, C1 controls.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[^\[\]]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]"
+    r"|[\x00-\x08\x0a-\x1f\x7f-\x9f]"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")
+RESET = "\x1b[0m"
+_STREAM_COLOURS = {"stderr": "\x1b[31m", "status": "\x1b[36m"}
+
+
+def _escaped(text: str) -> str:
+    """Control characters of ``text`` as ``\\xNN`` text; the rest as it is."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def sanitize(text: str, colour: bool) -> str:
+    """``text`` safe for a terminal: SGR colours kept (``colour``) or dropped,
+    anything else that could drive a terminal shown escaped (``\\x1b[2J``)."""
+
+    def one(match: re.Match) -> str:
+        seq = match.group(0)
+        if _SGR.fullmatch(seq):
+            return seq if colour else ""
+        return _escaped(seq)
+
+    clean = _ESCAPES.sub(one, text)
+    if colour and "\x1b[" in clean:
+        clean += RESET  # a colour left open must not run into the next line
+    return clean
+
+
+def plain(text: str) -> str:
+    """``text`` with SGR colours removed: what ``--grep`` matches."""
+    return _SGR.sub("", text)
+
+
+@dataclass(order=True)
+class Line:
+    """One line to print: a whole line of a process's stream, pieces joined."""
+
+    when: float
+    seq: int
+    stamp: str = field(compare=False)
+    name: str = field(compare=False)
+    stream: str = field(compare=False)
+    data: bytes = field(compare=False)
+    arrived: float = field(default=0.0, compare=False)
+
+
+class Printer:
+    """Formats :class:`Line` s and writes them: names, colours, filters."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        show_names: bool,
+        colour: bool,
+        grep: Optional[re.Pattern[str]] = None,
+        since: Optional[float] = None,
+        until: Optional[float] = None,
+    ) -> None:
+        self.out = out
+        self.show_names = show_names
+        self.colour = colour
+        self.grep = grep
+        self.since = since
+        self.until = until
+
+    def wanted(self, line: Line) -> bool:
+        """Whether ``line`` passes ``--since``/``--until``/``--grep``."""
+        if self.since is not None and line.when < self.since:
+            return False
+        if self.until is not None and line.when > self.until:
+            return False
+        if self.grep is not None:
+            return self.grep.search(plain(line.data.decode("utf-8", "replace"))) is not None
+        return True
+
+    def write(self, line: Line) -> None:
+        """Print ``line`` if it is wanted."""
+        if not self.wanted(line):
+            return
+        text = sanitize(line.data.decode("utf-8", "replace"), self.colour)
+        stream = line.stream
+        if self.colour and stream in _STREAM_COLOURS:
+            stream = _STREAM_COLOURS[stream] + stream + RESET
+        name = f"{sanitize(line.name, False)} " if self.show_names else ""
+        self.out.write(f"{line.stamp} {name}{stream} {text}\n")
+
+
+# ---------------------------------------------------------------- joining pieces
+
+
+class Joiner:
+    """Joins one process's ``+`` pieces into lines (per stream), in file order."""
+
+    def __init__(self, name: str, counter: collections.Counter[str]) -> None:
+        self.name = name
+        self.held: Dict[str, Line] = {}
+        self.counter = counter
+
+    def _seq(self) -> int:
+        self.counter["seq"] += 1
+        return self.counter["seq"]
+
+    def add(self, record: Record, arrived: float = 0.0) -> Optional[Line]:
+        """Feed one record; the line it completes, if any."""
+        held = self.held.pop(record.stream, None)
+        if held is None:
+            held = Line(
+                record_time(record.time),
+                self._seq(),
+                record.time,
+                self.name,
+                record.stream,
+                b"",
+                arrived,
+            )
+        held.data += record.data
+        if record.partial:
+            self.held[record.stream] = held
+            return None
+        return held
+
+    def flush(self, older_than: Optional[float] = None) -> List[Line]:
+        """Held pieces that arrived before ``older_than`` (None: all), as lines."""
+        out = []
+        for stream, line in list(self.held.items()):
+            if older_than is None or line.arrived <= older_than:
+                out.append(self.held.pop(stream))
+        return out
+
+
+# ---------------------------------------------------------------- the backlog
+
+PAGE = 5000  # records per read going forward
+
+
+def backlog(
+    path: str,
+    end: Optional[int],
+    count: Optional[int],
+    printer: Printer,
+    joiner: Joiner,
+    follow: bool,
+) -> Iterable[Line]:
+    """One process's last ``count`` (None: all) wanted lines up to offset
+    ``end`` (None: the end), oldest first.
+
+    Lines are joined by ``joiner``; a piece the log ends in is left held
+    there when following (its rest may come), else it is a line.  All lines
+    (``count`` None) or a time start read forward, lazily (the time start
+    found by :meth:`LogStore.seek_time`); the last ``count`` read backward.
+    """
+    if count == 0:
         return []
-    with handle:
-        size = handle.seek(0, os.SEEK_END)
-        end = size if end is None else min(end, size)
-        data = b""
-        pos = end
-        while pos > 0 and data.count(b"\n") <= count:
-            step = min(block, pos)
-            pos -= step
-            handle.seek(pos)
-            data = handle.read(step) + data
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines[-count:]
+    store = LogStore(path, max_backups=100_000)
+    if printer.until is not None:
+        stop = store.seek_time(printer.until + 1e-6)  # records stamped after it begin here
+        end = stop if end is None else min(end, stop)
+    if count is None or printer.since is not None:
+        start = None if printer.since is None else store.seek_time(printer.since)
+        lines = _forward(store, start, end, printer, joiner, follow)
+        return lines if count is None else collections.deque(lines, maxlen=count)
+    entries: List[Entry] = []
+    cursor = end
+    size = max(200, count * 2)
+    while True:
+        page = store.read_backward(cursor, size)
+        entries[:0] = page.entries
+        # Joined again from the start of what was read: the first line may be
+        # the end of one begun before it (shown as it is when nothing is older).
+        trial = Joiner(joiner.name, joiner.counter)
+        found = [line for line in _join(entries, trial, follow) if printer.wanted(line)]
+        if len(found) > count or not page.has_before or not page.entries:
+            joiner.held.update(trial.held)
+            return found[-count:]
+        cursor = page.start
+        size = min(size * 2, 100_000)
+
+
+def _forward(
+    store: LogStore,
+    start: Optional[int],
+    end: Optional[int],
+    printer: Printer,
+    joiner: Joiner,
+    follow: bool,
+) -> Iterator[Line]:
+    cursor = start
+    while True:
+        page = store.read_forward(cursor, PAGE, until=end)
+        for line in _join(page.entries, joiner, follow=True):
+            if printer.wanted(line):
+                yield line
+        if not page.entries or not page.has_after or page.end == cursor:
+            break
+        cursor = page.end
+    if not follow:
+        yield from (line for line in joiner.flush() if printer.wanted(line))
+
+
+def _join(entries: Iterable[Entry], joiner: Joiner, follow: bool) -> Iterator[Line]:
+    """The lines of ``entries`` (headers skipped); at the end, pieces with no
+    rest are left held in ``joiner`` if ``follow``, else lines too."""
+    for entry in entries:
+        record = entry.record
+        if not is_header(record.stream, record.data):
+            line = joiner.add(record)
+            if line is not None:
+                yield line
+    if not follow:
+        yield from joiner.flush()
+
+
+# ---------------------------------------------------------------- running
+
+
+def run(
+    config: Config,
+    names: List[str],
+    count: Optional[int],
+    follow: bool,
+    out: TextIO,
+    poll: float = 0.1,
+    deadline: Optional[float] = None,
+    window: float = 0.05,
+    colour: bool = False,
+    grep: Optional[re.Pattern[str]] = None,
+    since: Optional[float] = None,
+    until: Optional[float] = None,
+) -> int:
+    """Print the last ``count`` (None: all) lines of each name, merged by time;
+    follow if asked, holding live lines at most ``window`` seconds to order them."""
+    printer = Printer(out, len(names) > 1, colour, grep, since, until)
+    counter: collections.Counter[str] = collections.Counter()
+    procs = []
+    backlogs = []
+    for spec in names:
+        group, process = split_process(spec)
+        path = log_path(config.logdir, group, process)
+        name = display_name(group, process)
+        # Where following starts: taken before reading the backlog, and the
+        # backlog read up to exactly there, so nothing falls in between.
+        try:
+            st = os.stat(path)
+            offset = _record_end(path, st.st_size)
+            state: tuple = (st.st_ino, offset, b"")
+            base = read_base(path)
+            end = None if base is None else base + offset
+        except FileNotFoundError:
+            state, end = (0, 0, b""), 0
+        joiner = Joiner(name, counter)
+        backlogs.append(backlog(path, end, count, printer, joiner, follow))
+        procs.append((path, joiner, state))
+    for line in heapq.merge(*backlogs, key=lambda line: line.when):
+        printer.write(line)
+    out.flush()
+    if not follow:
+        return 0
+    for _, joiner, _ in procs:  # pieces the backlog ended in: their rest may come
+        for held in joiner.held.values():
+            held.arrived = time.monotonic()
+    states = [state for _, _, state in procs]
+    pending: List[Deque[Line]] = [collections.deque() for _ in procs]
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            now = time.monotonic()
+            for i, (path, joiner, _) in enumerate(procs):
+                records: List[Record] = []
+                states[i] = _follow_once(path, states[i], records)
+                for record in records:
+                    done = joiner.add(record, now)
+                    if done is not None:
+                        done.arrived = done.arrived or now
+                        pending[i].append(done)
+                for line in joiner.flush(older_than=now - window):
+                    pending[i].append(line)
+            _release(pending, printer, time.monotonic() - window)
+            out.flush()
+            wait = poll
+            for queue in pending:
+                if queue:
+                    wait = min(wait, queue[0].arrived + window - time.monotonic())
+            for _, joiner, _ in procs:
+                for line in joiner.held.values():
+                    wait = min(wait, line.arrived + window - time.monotonic())
+            time.sleep(max(wait, 0.005))
+    except KeyboardInterrupt:
+        pass
+    for i, (_, joiner, _) in enumerate(procs):
+        pending[i].extend(joiner.flush())
+    _release(pending, printer, None)
+    out.flush()
+    return 0
+
+
+def _release(pending: List[Deque[Line]], printer: Printer, expired: Optional[float]) -> None:
+    """Print held live lines in time order while any has been held long enough
+    (arrived at or before ``expired``; None: all): a line waits for earlier
+    ones from other processes, never longer than the window."""
+    while True:
+        heads = [queue for queue in pending if queue]
+        if not heads:
+            return
+        if expired is not None and not any(q[0].arrived <= expired for q in heads):
+            return
+        first = min(heads, key=lambda q: (q[0].when, q[0].seq))
+        printer.write(first.popleft())
 
 
 def _record_end(path: str, size: int) -> int:
@@ -63,49 +418,7 @@ def _record_end(path: str, size: int) -> int:
     return size if found is None else found
 
 
-def run(
-    config: Config,
-    names: List[str],
-    count: int,
-    follow: bool,
-    out: TextIO,
-    poll: float = 0.2,
-    deadline: Optional[float] = None,
-) -> int:
-    """Print the last ``count`` records of each name; follow if asked."""
-    paths = []
-    states = {}
-    for name in names:
-        group, process = split_process(name)
-        path = log_path(config.logdir, group, process)
-        paths.append(path)
-        # Where following starts: taken before reading the last lines, and the
-        # last lines read up to exactly there, so nothing falls in between.
-        try:
-            st = os.stat(path)
-            states[path] = (st.st_ino, _record_end(path, st.st_size), b"")
-        except FileNotFoundError:
-            states[path] = (0, 0, b"")
-        prefix = f"{name} | " if len(names) > 1 else ""
-        shown = [
-            text
-            for text in map(_render, last_lines(path, count + 1, end=states[path][1]))
-            if text is not None
-        ]
-        for text in shown[-count:] if count > 0 else []:
-            out.write(prefix + text + "\n")
-    out.flush()
-    if not follow:
-        return 0
-    while deadline is None or time.monotonic() < deadline:
-        for name, path in zip(names, paths):
-            states[path] = _follow_once(name if len(names) > 1 else "", path, states[path], out)
-        out.flush()
-        time.sleep(poll)
-    return 0
-
-
-def _follow_once(label: str, path: str, state: tuple, out: TextIO) -> tuple:
+def _follow_once(path: str, state: tuple, out: List[Record]) -> tuple:
     inode, offset, rest = state
     try:
         handle = open(path, "rb")
@@ -119,7 +432,7 @@ def _follow_once(label: str, path: str, state: tuple, out: TextIO) -> tuple:
             for older, start in _rotated_since(path, inode, offset, st.st_ino):
                 with older:
                     older.seek(start)
-                    rest = _emit(rest + older.read(), label, out)
+                    rest = _parse_lines(rest + older.read(), out)
             offset = 0
         inode = st.st_ino
         if st.st_size < offset:
@@ -127,7 +440,7 @@ def _follow_once(label: str, path: str, state: tuple, out: TextIO) -> tuple:
         handle.seek(offset)
         data = handle.read()
     offset += len(data)
-    rest = _emit(rest + data, label, out)
+    rest = _parse_lines(rest + data, out)
     return inode, offset, rest
 
 
@@ -164,11 +477,15 @@ def _open_file(name: str, index: int) -> Optional[Tuple[BinaryIO, int]]:
     return handle, os.fstat(handle.fileno()).st_ino
 
 
-def _emit(data: bytes, label: str, out: TextIO) -> bytes:
+def _parse_lines(data: bytes, out: List[Record]) -> bytes:
+    """Complete records of ``data`` appended to ``out`` (headers and non-records
+    skipped); the incomplete rest returned."""
     *lines, rest = data.split(b"\n")
-    prefix = f"{label} | " if label else ""
     for line in lines:
-        text = _render(line)
-        if text is not None:
-            out.write(prefix + text + "\n")
+        try:
+            record = parse(line)
+        except RecordError:
+            continue
+        if not is_header(record.stream, record.data):
+            out.append(record)
     return rest
