@@ -240,7 +240,9 @@ def test_a_line_a_child_writes_appears_on_screen(page: Page, sidecar: Supervisor
     wait_lines(page, 20)
     page.wait_for_function("() => document.getElementById('connection').dataset.state === 'live'")
     assert page.locator("#connection").inner_text() == "live"
-    assert page.locator("#processes .open[aria-pressed=true] .name").inner_text() == "app:app"
+    shown = page.locator("#processes .open[aria-pressed=true] .name")
+    assert shown.inner_text() == "app"  # as supervisorctl shows it
+    assert shown.get_attribute("title") == "app:app"  # the whole name on hover
     # The newest line keeps arriving on screen while following.
     seen = last_number_on_screen(page)
     page.wait_for_function(

@@ -87,7 +87,10 @@ export class ProcessList {
       open.title = `Open ${info.name}`;
       const name = document.createElement("span");
       name.className = "name";
-      name.textContent = info.name;
+      // As supervisorctl shows it ("web", not "web:web"); the whole name, which
+      // a narrow list may cut off, on hover.
+      name.textContent = info.display || info.name;
+      name.title = info.name;
       const badge = document.createElement("span");
       badge.className = `state s-${info.state.toLowerCase()}`;
       badge.textContent = info.state;
