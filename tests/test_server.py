@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict
 
 import pytest
@@ -10,6 +11,9 @@ import tornado.httputil
 from supervisor_streamlog.config import ConfigError, from_mapping
 from supervisor_streamlog.sidecar.auth import ProxyTrust
 from supervisor_streamlog.sidecar.handlers import download_name
+from supervisor_streamlog.sidecar.metrics import render
+from supervisor_streamlog.sidecar.processes import Sidecar
+from supervisor_streamlog.sidecar.rawstore import RawFile
 
 
 def request(peer: str, headers: Dict[str, str]) -> tornado.httputil.HTTPServerRequest:
@@ -67,3 +71,27 @@ def test_trusted_proxies_must_be_addresses() -> None:
 )
 def test_download_names_are_plain(spec: str, name: str) -> None:
     assert download_name(spec) == name
+
+
+def test_the_metrics_counters_go_on_when_capture_takes_a_process_over(tmp_path: Path) -> None:
+    """A process shown from supervisord's own log, then captured: its lines and
+    bytes counters keep counting (a drop to 0 reads as a counter reset)."""
+    (tmp_path / "logs").mkdir()
+    raw = tmp_path / "app-stdout.log"
+    raw.write_text("one\ntwo\nthree\n")
+    sidecar = Sidecar(from_mapping({"logdir": str(tmp_path / "logs")}, str(tmp_path), {}))
+    sidecar.add_raw("app:app", [RawFile("stdout", str(raw)), RawFile("stderr", "")])
+    with open(raw, "a") as handle:
+        handle.write("four\nfive\n")
+    sidecar.poll_raw()
+
+    def lines() -> str:
+        text = render(sidecar.snapshot()).decode()
+        return next(
+            line for line in text.splitlines() if line.startswith("streamlog_sidecar_lines")
+        )
+
+    assert lines().endswith(" 2.0")
+    sidecar.add_process("app:app", str(tmp_path / "logs" / "app.log"))
+    assert lines().endswith(" 2.0")
+    sidecar.stop()

@@ -163,7 +163,10 @@ class Sidecar:
         )
         channel = self.hub.add_channel(Channel(self.hub, spec, LogStore(path), follower.position))
         recipe = functools.partial(LogStore, path)
-        self.logs[spec] = ProcessLog(spec, channel, follower, recipe(), recipe, path)
+        shown = self.logs[spec] = ProcessLog(spec, channel, follower, recipe(), recipe, path)
+        if old is not None:
+            # The counters are Prometheus counters: they go on across the takeover.
+            shown.lines, shown.bytes = old.lines, old.bytes
         if old is not None:
             # Captured from now on: its subscribers start again, live, in the
             # new log's offsets.
