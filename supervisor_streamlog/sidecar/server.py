@@ -169,8 +169,10 @@ async def serve(config: Config) -> int:
         sender = client.sender
         if isinstance(sender, LiveHandler):
             sender.close(1001, "server shutting down")
-    sidecar.stop()
+    # Connections first, then the executors: a request still arriving on a
+    # kept-alive connection must not find the history thread gone (a 500).
     await server.close_all_connections()
+    sidecar.stop()
     return 0
 
 
