@@ -123,34 +123,74 @@ def _seconds(value: str) -> float:
     return result
 
 
-_FORWARD_SCHEMES = ("relp", "tcp", "tls")
 _SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+FORWARD_SCHEMES = ("relp", "tcp", "tls")
+FORWARD_ACCEPTED = (
+    "whitespace-separated relp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT (IPv6 as [::1])"
+)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One URL of the ``forward`` setting."""
+
+    scheme: str  # relp, tcp or tls
+    host: str  # without brackets
+    port: int
+    url: str  # as written (the name in logs, metrics and state files)
+
+
+def parse_destination(url: str) -> Destination:
+    """One URL; a bad one raises ValueError with a one-line reason."""
+
+    def bad(reason: str) -> ValueError:
+        return ValueError(f"{FORWARD_ACCEPTED}; {url!r} {reason}")
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise bad("is not a URL")
+    if scheme.lower() not in FORWARD_SCHEMES:
+        raise bad(f"has an unknown scheme {scheme!r}")
+    if rest.count(":") > 1 and not rest.startswith("["):
+        raise bad("has an IPv6 address without brackets")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        raise bad("has a bad host or port") from None
+    if parts.username is not None or parts.password is not None:
+        raise bad("has a user name")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise bad("has more than host and port")
+    if not host:
+        raise bad("has no host")
+    if port is None:
+        raise bad("has no port")
+    if not 0 < port < 65536:
+        raise bad("has a port outside 1..65535")
+    return Destination(parts.scheme, host, port, url)
+
+
+def parse_destinations(value: str) -> Tuple[Destination, ...]:
+    """The ``forward`` setting: every URL in it (none: forwarding is off)."""
+    found = []
+    seen = set()
+    for url in value.split():
+        destination = parse_destination(url)
+        key = (destination.scheme, destination.host.lower(), destination.port)
+        if key in seen:
+            raise ValueError(f"{FORWARD_ACCEPTED}; {url!r} is listed twice")
+        seen.add(key)
+        found.append(destination)
+    return tuple(found)
 
 
 def _destinations(value: str) -> str:
-    """Whitespace-separated ``relp://host:port`` / ``tcp://`` / ``tls://`` URLs."""
-    expected = (
-        "whitespace-separated relp://host:port, tcp://host:port or tls://host:port URLs "
-        "(IPv6 hosts in brackets)"
-    )
-    urls = value.split()
-    for url in urls:
-        parsed = urlsplit(url)
-        try:
-            port = parsed.port
-        except ValueError:
-            port = None
-        if (
-            parsed.scheme not in _FORWARD_SCHEMES
-            or not parsed.hostname
-            or port is None
-            or not 0 < port < 65536
-            or parsed.path not in ("", "/")
-            or parsed.query
-            or parsed.username
-        ):
-            raise ValueError(f"{expected}; {url!r} is not one")
-    return " ".join(urls)
+    """The ``forward`` setting, checked here like every other (see parse_destinations)."""
+    parse_destinations(value)
+    return " ".join(value.split())
 
 
 def _severity(value: str) -> int:

@@ -13,16 +13,17 @@ Whitespace-separated URLs, one per destination:
   verified against a CA file (or the system's CAs) by default.
 
 An IPv6 address goes in brackets.  The port is required (RELP has no
-standard one; rsyslog's examples use 2514; syslog over TLS is 6514).
+standard one; rsyslog's examples use 2514; syslog over TLS is 6514).  The
+URLs are parsed where every setting is validated (:mod:`..config`); this
+module makes their clients.
 """
 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
-from typing import Optional, Tuple, Union
-from urllib.parse import urlsplit
+from typing import Optional, Union
 
+from ..config import Destination, parse_destinations
 from .octet import SendError, StreamSender
 from .relp import RelpClient, RelpError
 
@@ -37,68 +38,7 @@ __all__ = [
     "tls_context",
 ]
 
-SCHEMES = ("relp", "tcp", "tls")
-ACCEPTED = (
-    "whitespace-separated relp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT (IPv6 as [::1])"
-)
-
 Client = Union[RelpClient, StreamSender]
-
-
-@dataclass(frozen=True)
-class Destination:
-    """One URL of the ``forward`` setting."""
-
-    scheme: str  # relp, tcp or tls
-    host: str  # without brackets
-    port: int
-    url: str  # as written (the name in logs, metrics and state files)
-
-
-def parse_destination(url: str) -> Destination:
-    """One URL; a bad one raises ValueError with a one-line reason."""
-
-    def bad(reason: str) -> ValueError:
-        return ValueError(f"{ACCEPTED}; {url!r} {reason}")
-
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise bad("is not a URL")
-    if scheme.lower() not in SCHEMES:
-        raise bad(f"has an unknown scheme {scheme!r}")
-    if rest.count(":") > 1 and not rest.startswith("["):
-        raise bad("has an IPv6 address without brackets")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-        host = parts.hostname
-    except ValueError:
-        raise bad("has a bad host or port") from None
-    if parts.username is not None or parts.password is not None:
-        raise bad("has a user name")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise bad("has more than host and port")
-    if not host:
-        raise bad("has no host")
-    if port is None:
-        raise bad("has no port")
-    if not 0 < port < 65536:
-        raise bad("has a port outside 1..65535")
-    return Destination(parts.scheme, host, port, url)
-
-
-def parse_destinations(value: str) -> Tuple[Destination, ...]:
-    """The ``forward`` setting: every URL in it (none: forwarding is off)."""
-    found = []
-    seen = set()
-    for url in value.split():
-        destination = parse_destination(url)
-        key = (destination.scheme, destination.host.lower(), destination.port)
-        if key in seen:
-            raise ValueError(f"{ACCEPTED}; {url!r} is listed twice")
-        seen.add(key)
-        found.append(destination)
-    return tuple(found)
 
 
 def tls_context(

@@ -50,7 +50,7 @@ from ..sidecar.logstore import LogStore
 from .destinations import Destination, client_for, parse_destinations, tls_context
 from .octet import SendError
 from .relp import RelpClient
-from .state import State, StateError, load_or_start, read_only, state_path
+from .state import State, StateError, load_or_start, read_only, state_directory, state_path
 from .syslog import Origin, Severities, encoder, wanted
 
 log = logging.getLogger("supervisor_streamlog.forward")
@@ -432,7 +432,7 @@ class Forwarder:
                 config.forward_keyfile,
                 verify=config.forward_verify,
             )
-        self.state_dir = config.forward_state or os.path.join(config.logdir, ".forward")
+        self.state_dir = state_directory(config.forward_state, config.logdir)
         self.lanes: List[Lane] = []
         self.stopping = asyncio.Event()
 
@@ -497,7 +497,7 @@ def run(config: Config) -> int:
 
 def status(config: Config, out: TextIO) -> int:
     """``forward --status``: per destination and process, how far behind delivery is."""
-    state_dir = config.forward_state or os.path.join(config.logdir, ".forward")
+    state_dir = state_directory(config.forward_state, config.logdir)
     try:
         destinations: Sequence[Destination] = parse_destinations(config.forward or "")
     except ValueError as exc:

@@ -32,6 +32,11 @@ class StateError(ValueError):
     """A state file that cannot be used, worded for the person who runs the forwarder."""
 
 
+def state_directory(forward_state: Optional[str], logdir: str) -> str:
+    """Where the state files go: ``forward_state``, else ``<logdir>/.forward``."""
+    return forward_state or os.path.join(logdir, ".forward")
+
+
 def state_path(directory: str, url: str) -> str:
     """The state file of one destination: its URL made into a safe file name."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", url).strip("._") or "destination"
