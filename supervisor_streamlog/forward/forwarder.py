@@ -24,7 +24,7 @@ in a thread while the current one is sent and acknowledged (one page ahead,
 so memory stays at two pages per lane), and pages are ``BATCH`` records: the
 receiver rarely waits for the disk, and the RELP window drains only once per
 page -- without the 40 ms stall of delayed TCP acknowledgements
-(:func:`_quick_acks`).
+(:meth:`.relp.RelpClient._ack_quickly`).
 
 (The module is over 500 lines: the loop, its pipelining and the pid bookkeeping that
 follows acknowledgements, and ``forward --status``, which reads the same
@@ -42,14 +42,13 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ..config import Config
 from ..ondisk.logdir import discover
 from ..sidecar.logstore import LogStore
 from .destinations import Destination, client_for, parse_destinations, tls_context
 from .octet import SendError
-from .relp import RelpClient
 from .state import State, StateError, load_or_start, read_only, state_directory, state_path
 from .syslog import Origin, Severities, encoder, wanted
 
@@ -183,37 +182,6 @@ class Feed:
         return Batch(
             self, out, ends, page.end, len(page.entries), page.missing, before, running, changes
         )
-
-
-def _quick_acks(client: Any) -> Optional[Callable[[], None]]:
-    """For a RELP session on Linux: a function that asks the kernel to acknowledge
-    the next segments at once (``TCP_QUICKACK``), to call after each read of answers.
-
-    rsyslog's imrelp writes its answers with Nagle's algorithm on, so its last
-    answers of a window wait until the kernel acknowledges the ones before;
-    Linux delays that acknowledgement up to 40 ms while the client has nothing
-    to send -- and a client whose window is full waits for those very answers.
-    One 40 ms stall each time the window drains (seen at the end of every
-    page); quick acknowledgements remove it (``bench/forward.py``: RELP
-    catch-up from about 45 000 to 70 000 records/s).  The kernel clears the
-    flag by itself, hence once per read.  (It belongs in ``RelpClient._read``;
-    done here, from the outside, until it moves there.)
-    """
-    option = getattr(socket, "TCP_QUICKACK", None)
-    writer = getattr(client, "_writer", None)
-    if option is None or not isinstance(client, RelpClient) or writer is None:
-        return None
-    sock = writer.transport.get_extra_info("socket")
-    if sock is None:
-        return None
-
-    def quick() -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
-        except OSError:
-            pass  # closed: the read that follows says so
-
-    return quick
 
 
 def _locate_pid(store: LogStore, offset: int) -> Optional[int]:
@@ -382,14 +350,10 @@ class Lane:
         if batch.messages:
             ends = batch.ends
 
-            quick = _quick_acks(client)
-
             def acked(count: int) -> None:
                 # Acknowledged so far: a broken session re-sends only the rest.
                 self._advance(feed, ends[count - 1])
                 feed.pid = batch.pid_at(count)
-                if quick is not None:
-                    quick()
 
             await client.send(batch.messages, on_acked=acked)
             self.figures.sent += len(batch.messages)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
@@ -58,6 +59,10 @@ _OK_DATA = b"200 OK"
 _RSP = b"rsp"
 
 Frame = Tuple[int, bytes, bytes]  # (txnr, command, data)
+
+
+#: Linux only (None elsewhere): see :meth:`RelpClient._ack_quickly`.
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 class RelpError(SendError):
@@ -234,7 +239,30 @@ class RelpClient:
             raise RelpError(f"{self._where()}: {describe(exc)}") from exc
         if not data:
             raise RelpError(f"{self._where()}: connection closed by the receiver")
+        self._ack_quickly()
         return self._parser.feed(data)
+
+    def _ack_quickly(self) -> None:
+        """Ask the kernel to acknowledge the receiver's next segments at once
+        (Linux ``TCP_QUICKACK``; it clears the flag by itself, hence per read).
+
+        rsyslog's imrelp writes its answers with Nagle's algorithm on, so its
+        last answers of a window wait until the kernel acknowledges the ones
+        before; Linux delays that acknowledgement up to 40 ms while the client
+        has nothing to send -- and a client whose window is full waits for those
+        very answers.  That was one 40 ms stall each time the window drained;
+        without it RELP catch-up went from about 45 000 to 70 000 records/s
+        (``bench/forward.py``).
+        """
+        if _QUICKACK is None or self._writer is None:
+            return
+        sock = self._writer.transport.get_extra_info("socket")
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except OSError:
+            pass  # closed: the next read says so
 
     def _closed_by_server(self) -> RelpError:
         return RelpError(f"{self._where()}: the receiver ended the session (serverclose)")
