@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import xmlrpc.client
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -48,6 +50,21 @@ def test_actions_are_off_by_default_and_need_auth(tmp_path: Path) -> None:
     assert message.startswith("[streamlog] actions = true needs username and password")
     with pytest.raises(ConfigError, match="actions = 'maybe' is not valid: expected true or false"):
         from_mapping({"actions": "maybe"}, str(tmp_path), {})
+
+
+def test_serve_refuses_actions_without_auth_in_one_line(tmp_path: Path) -> None:
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[streamlog]\nactions = true\nbind = 127.0.0.1:1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "supervisor_streamlog", "serve", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "actions = true needs username and password" in result.stderr
 
 
 def test_check_refuses_actions_without_auth_in_one_line(tmp_path: Path) -> None:
