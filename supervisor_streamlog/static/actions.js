@@ -26,6 +26,7 @@ export class Actions {
     this.header = "X-Streamlog-Token";
     this.signals = []; // the signals the sidecar accepts
     this.signal = "HUP"; // the one chosen in the header
+    this.supervisor = false; // whether the sidecar runs under supervisord
     this.self = null; // the sidecar's own process: no buttons (stopping it would stop this page)
     this.busy = new Set(); // processes with a request in flight: their buttons are disabled
     this.armed = null; // {name, action, where, until}: the click that waits for its confirmation
@@ -49,11 +50,12 @@ export class Actions {
     this.signals = body.signals || [];
     if (!this.signals.includes(this.signal)) this.signal = this.signals[0] || "";
     this.self = body.self || null;
+    this.supervisor = body.supervisor !== false; // a sidecar not run by supervisord has nothing to control
     this.changed();
   }
 
   allowed(name) {
-    return this.enabled && name !== this.self;
+    return this.enabled && this.supervisor && name !== this.self;
   }
 
   /** The process list's item for `info`: add its buttons (the list is rebuilt on each change). */
@@ -109,7 +111,7 @@ export class Actions {
     button.textContent = armed ? `${LABELS[action]}?` : where === "list" ? ICONS[action] : LABELS[action];
     button.title = armed ? `Click again to ${what}` : what[0].toUpperCase() + what.slice(1);
     button.setAttribute("aria-label", button.title);
-    button.classList.toggle("armed", armed);
+    button.toggleAttribute("data-armed", armed); // not a class: the list refocuses by class
   }
 
   isArmed(name, action, where) {
