@@ -302,6 +302,12 @@ SETTINGS: Tuple[Setting, ...] = (
         "warning",
         "syslog severity of stderr lines (stdout: info; unexpected exits: err)",
     ),
+    Setting(
+        "actions",
+        _bool,
+        "false",
+        "start/stop/restart/signal buttons on the tail page (needs username and password)",
+    ),
 )
 
 _BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -341,6 +347,7 @@ class Config:
     forward_keyfile: Optional[str] = None
     forward_verify: bool = True
     forward_stderr_severity: int = 4
+    actions: bool = False
     source: str = field(default="", compare=False)
 
     def captures(self, group: str, name: str) -> bool:
@@ -401,6 +408,11 @@ def from_mapping(
         raise ConfigError(
             f"[{SECTION}] username and password must be set together "
             "(one without the other would leave the sidecar open)"
+        )
+    if parsed["actions"] and parsed["username"] is None:
+        raise ConfigError(
+            f"[{SECTION}] actions = true needs username and password: "
+            "process control must not be open to anyone who can reach the sidecar"
         )
     if (parsed["certfile"] is None) != (parsed["keyfile"] is None):
         raise ConfigError(f"[{SECTION}] certfile and keyfile must be set together")
