@@ -27,6 +27,8 @@ import { notice, updateCounts } from "./status.js";
 import { LogView } from "./view.js";
 
 const NEAR = 600; // pixels from an edge at which more history is loaded
+// The controls that act on open processes: disabled while none is.
+const NEEDS_PROCESS = ["pause", "search", "jump-time", "jump-go", "download-shown"];
 
 export class Controller {
   /** `asked`: what the address asked for at start (readAddress). */
@@ -51,6 +53,8 @@ export class Controller {
       state: (message) => this.processes.update(message),
       refused: (error) => notice(`The sidecar refused a request: ${error}`),
     });
+    // Badges in a merged view name processes as the list does ("web", not "web:web").
+    this.view.label = (name) => this.processes.display(name);
     this.frames = new Frames(this.store, this.view, this.session, this.live); // records in once a frame, then drawn
     this.address = new Address(this.session, this.view); // the URL, kept up to date
     // Older and newer pages over HTTP, and jumps (to a time, to a search result).
@@ -75,15 +79,23 @@ export class Controller {
     this.actions.load();
     this.store.setFilter(makeMatcher(this.session.filter), this.streams(), this.session.hiddenLevels);
     this.view.configure({ matcher: this.store.matcher });
+    // The first requests go out together: the newest page of each process the
+    // address names (lines show without waiting for the WebSocket), the
+    // process list, and the WebSocket; live lines resume from the page's end.
+    const first = this.asked.at ? [] : this.asked.processes.map((name) => this.history.newest(name));
+    this.live.connect();
     try {
       await this.processes.load();
     } catch (error) {
       notice(`Could not list processes: ${error.message}`);
     }
     const names = this.asked.processes.map((name) => this.processes.canonical(name));
-    if (names.length) this.open(names, this.asked.at ? { at: this.asked.at } : {});
-    else this.updateCounts();
-    this.live.connect();
+    if (names.length && this.asked.at) this.open(names, { at: this.asked.at });
+    else if (names.length) this.open(names, { first: new Map(names.map((name, i) => [name, first[i]])) });
+    else {
+      this.showChosen(false);
+      this.updateCounts();
+    }
     setInterval(() => this.processes.tick(), 1000);
   }
 
@@ -106,7 +118,10 @@ export class Controller {
 
   // ---------------------------------------------------------------- opening
 
-  /** Show `names` (merged by time when several), live, or around `options.at`. */
+  /**
+   * Show `names` (merged by time when several), live, or around `options.at`;
+   * `options.first`: name -> the newest page of its log, already asked for.
+   */
   open(names, options = {}) {
     const session = this.session;
     for (const sub of session.subs.values()) this.live.unsubscribe(sub);
@@ -118,16 +133,26 @@ export class Controller {
     this.setFollow(true, null);
     this.search.close();
     notice("");
-    $("title").textContent = names.length ? names.join(" + ") : "choose a process";
-    document.title = names.length ? `${names.join(" + ")} · streamlog` : "streamlog";
+    const shown = names.map((name) => this.processes.display(name)).join(" + ");
+    $("title").textContent = names.length ? shown : "choose a process";
+    $("title").title = names.join(" + ");
+    document.title = names.length ? `${shown} · streamlog` : "streamlog";
+    this.showChosen(names.length > 0);
     this.applyPrefs();
     this.processes.render();
     this.actions.renderHeader(names);
-    renderDownloads([...session.subs.keys()]);
+    renderDownloads([...session.subs.keys()], (name) => this.processes.display(name));
     if (options.at) this.history.jumpTo({ time: options.at });
+    else if (options.first) this.history.showNewest(options.first);
     else for (const sub of session.subs.values()) this.live.subscribe(sub, { tail: TAIL });
     this.address.save();
     this.frames.schedule();
+  }
+
+  /** With no process open the log says to choose one, and the controls that need one are off. */
+  showChosen(chosen) {
+    this.view.empty.dataset.empty = chosen ? "lines" : "process";
+    for (const id of NEEDS_PROCESS) $(id).disabled = !chosen;
   }
 
   /** Add a process to the view or remove it, staying at the time being read. */

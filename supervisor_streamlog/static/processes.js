@@ -51,8 +51,10 @@ function restartsTitle(info) {
 
 function describe(info) {
   const parts = [];
-  if (info.pid) parts.push(`pid ${info.pid}`);
-  const up = uptime(info);
+  // A crash loop's pid and uptime change faster than they can be read.
+  const steady = !looping(info);
+  if (info.pid && steady) parts.push(`pid ${info.pid}`);
+  const up = steady ? uptime(info) : "";
   if (up) parts.push(`up ${up}`);
   const counted = restarts(info);
   if (counted.length) parts.push(...counted);
@@ -95,6 +97,14 @@ export class ProcessList {
   canonical(name) {
     if (this.processes.has(name) || name.includes(":")) return name;
     return this.processes.has(`${name}:${name}`) ? `${name}:${name}` : name;
+  }
+
+  /** The name people know a process by: "web" for "web:web", as supervisorctl shows it. */
+  display(name) {
+    const info = this.processes.get(name);
+    if (info && info.display) return info.display;
+    const [group, process] = name.split(":");
+    return process === group ? process : name;
   }
 
   /** Whether a process is shown from supervisord's own files (no times to seek by). */

@@ -127,6 +127,7 @@ export class LogView {
     this.version = -1;
     this.elements = new Map(); // line -> its row, for the rows in the DOM
     this.renderedKey = "";
+    this.label = (name) => name; // a process's name for people (the controller's: the list's display name)
     this.measure();
   }
 
@@ -350,7 +351,7 @@ export class LogView {
     if (this.settings.merged) {
       const badge = document.createElement("span");
       badge.className = `proc p${hue(line.process)}`;
-      badge.textContent = line.process;
+      badge.textContent = this.label(line.process);
       badge.title = line.process;
       row.append(badge);
     }
