@@ -399,6 +399,7 @@ def test_filter_hides_and_highlights_and_lives_in_the_url(page: Page, sidecar: S
 def test_stream_toggles_hide_stdout_or_stderr(page: Page, sidecar: Supervisor) -> None:
     page.goto(sidecar.url + "/?process=hostile")
     wait_text(page, "to stderr")
+    page.locator("#more summary").click()
     page.locator("#stderr").click()
     page.wait_for_function("() => document.querySelectorAll('#log .row.stderr').length === 0")
     assert page.locator("#log .row.stdout").count() > 0
@@ -520,14 +521,11 @@ def test_merged_view_interleaves_processes_by_time(page: Page, sidecar: Supervis
     )
     keys = page.evaluate("window.streamlog.store.lines.map(l => l.key)")
     assert keys == sorted(keys)
-    assert page.locator("#title").inner_text() == "app:app + hostile:hostile"
+    assert page.locator("#title").inner_text() == "app + hostile"  # as supervisorctl shows them
     # Line 1 of each, on screen together, each with its process badge.
     page.locator("#filter").fill("line 000000001 ")
     page.wait_for_function("() => document.querySelectorAll('#log .row .proc').length === 2")
-    assert sorted(page.locator("#log .row .proc").all_inner_texts()) == [
-        "app:app",
-        "hostile:hostile",
-    ]
+    assert sorted(page.locator("#log .row .proc").all_inner_texts()) == ["app", "hostile"]
     # "+" in the list adds a third process to the view.
     page.locator("#filter").fill("")
     page.locator("#processes li[data-process='colours:colours'] .add").click()
@@ -541,7 +539,7 @@ def download(page: Page, sup: Supervisor, choice: str) -> str:
     """Open hostile's log, pick ``choice`` in the download menu, read the file."""
     page.goto(sup.url + "/?process=hostile")
     wait_text(page, "Password: typed")
-    page.locator("#download summary").click()
+    page.locator("#more summary").click()
     with page.expect_download() as started:
         page.locator(choice).click()
     return Path(started.value.path()).read_text()
@@ -1159,7 +1157,7 @@ def test_changing_the_view_while_lines_pour_in_never_duplicates(
             " && window.streamlog.store.lines.length > n",
             arg=200,
         )
-    assert page.locator("#title").inner_text() == "b:b"
+    assert page.locator("#title").inner_text() == "b"
     held = page.evaluate(
         "() => window.streamlog.store.lines.filter(l => l.offset !== null)"
         ".map(l => l.process + '@' + l.offset)"

@@ -8,7 +8,9 @@ supervisorctl shows them.  Fixtures and helpers come from tests/test_browser.py.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List, Optional
+import xmlrpc.client
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from playwright.sync_api import Page, WebSocketRoute
@@ -22,6 +24,7 @@ from .test_browser import (  # noqa: F401  (browser and page are fixtures)
     in_view,
     numbers,
     page,
+    record,
     script,
     wait_lines,
     wait_paused,
@@ -53,10 +56,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     )
     try:
         for name in ("app", "web", "crashy", "quiet"):
-            wait_for(lambda: answers(f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
+            wait_for(partial(answers, f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
         yield sup
     finally:
         sup.stop()
+
+
+def listed_once(
+    sup: Supervisor, name: str, ready: Callable[[Dict[str, Any]], bool], what: str
+) -> Dict[str, Any]:
+    """A process as /api/processes lists it, once ``ready`` holds for it."""
+    seen: List[Dict[str, Any]] = []
+
+    def check() -> bool:
+        seen[:] = [listed(sup, name)]
+        return ready(seen[0])
+
+    wait_for(check, 60, what)
+    return seen[0]
 
 
 def listed(sup: Supervisor, name: str) -> Dict[str, Any]:
@@ -70,10 +87,8 @@ def listed(sup: Supervisor, name: str) -> Dict[str, Any]:
 
 
 def test_a_crash_loop_is_counted_from_the_files_and_served(stack: Supervisor) -> None:
-    crashy = wait_for(
-        lambda: (lambda p: p if p["starts"] >= 4 else None)(listed(stack, "crashy:crashy")),
-        60,
-        "crashy to start 4 times",
+    crashy = listed_once(
+        stack, "crashy:crashy", lambda p: p["starts"] >= 4, "crashy to start 4 times"
     )
     assert crashy["crashes"] >= 3
     assert crashy["last_exit"] == 3 and crashy["last_exit_expected"] is False
@@ -114,17 +129,29 @@ def test_the_process_list_shows_a_crash_loop_and_keeps_counting(
     assert "starts" not in app.locator(".detail").inner_text()
 
 
+def stopped(sup: Supervisor, name: str) -> bool:
+    """Stop a program that may be between two of its runs (stopProcess then refuses)."""
+    try:
+        sup.rpc.supervisor.stopProcess(name)
+    except xmlrpc.client.Fault:
+        pass
+    return sup.state(name) == "STOPPED"
+
+
 def test_after_a_sidecar_restart_the_counts_come_from_the_files(stack: Supervisor) -> None:
-    before = listed(stack, "crashy:crashy")["starts"]
+    # No more starts from now on: only the files can give the figures below.
+    wait_for(lambda: stopped(stack, "crashy"), 30, "crashy to stop")
     stack.rpc.supervisor.stopProcess("sidecar")
+    records = stack.records("crashy")
+    starts = sum(1 for r in records if r.stream == "status" and r.data.startswith(b"STARTING"))
+    crashes = sum(1 for r in records if r.stream == "status" and b"expected=false" in r.data)
+    assert starts >= 4
     stack.rpc.supervisor.startProcess("sidecar")
-    wait_for(lambda: answers(stack.url + "/api/log/crashy"), 30, "the sidecar back")
-    again = wait_for(
-        lambda: (lambda p: p if p["starts"] >= before else None)(listed(stack, "crashy:crashy")),
-        30,
-        "the restart figures counted from the files",
+    wait_for(partial(answers, stack.url + "/api/log/crashy"), 30, "the sidecar back")
+    again = listed_once(
+        stack, "crashy:crashy", lambda p: p["starts"] > 0 and p["state"] == "STOPPED", "the figures"
     )
-    assert again["crashes"] >= before - 1 and again["last_exit"] == 3
+    assert (again["starts"], again["crashes"], again["last_exit"]) == (starts, crashes, 3)
 
 
 # ------------------------------------------------------------------ before a process is chosen
@@ -220,7 +247,7 @@ def test_the_time_parser_reads_what_people_type(page: Page, stack: Supervisor) -
 
 
 def test_jumping_to_a_typed_time_and_a_clear_error(page: Page, stack: Supervisor) -> None:
-    target = wait_for(lambda: _record(stack, "app", "line 000000060 "), 30, "line 60")
+    target = record(stack, "app", "line 000000060 ")
     page.goto(stack.url + "/?process=app")
     wait_lines(page, 20)
     field = page.locator("#jump-time")
@@ -250,12 +277,6 @@ def test_jumping_to_a_typed_time_and_a_clear_error(page: Page, stack: Supervisor
             e.textContent.startsWith('line ') && Number(e.textContent.slice(5, 14)) > n)""",
         arg=held,
     )
-
-
-def _record(sup: Supervisor, process: str, start: str) -> Optional[Dict[str, Any]]:
-    url = f"{sup.url}/api/log/{process}?cursor=0&direction=forward&limit=1000"
-    found = [e for e in get(url)[1]["entries"] if e["text"].startswith(start)]
-    return found[0] if found else None
 
 
 # ------------------------------------------------------------------ the toolbar
@@ -319,6 +340,9 @@ def test_the_toolbar_fits_one_row_at_1280_and_wraps_cleanly_at_800(
     assert page.locator("#wrap").get_attribute("aria-pressed") == "true"
 
 
+GROW = "(px) => { document.querySelector('.toolbar').style.paddingBottom = px; }"
+
+
 def test_a_toolbar_height_change_does_not_pause_following(page: Page, stack: Supervisor) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(stack.url + "/?process=app")
@@ -326,7 +350,9 @@ def test_a_toolbar_height_change_does_not_pause_following(page: Page, stack: Sup
     for grow in ("40px", "0px", "90px"):
         # The toolbar grows or shrinks without a window resize (a wrapped row,
         # a longer title, another helper's control).
-        page.evaluate(f"() => {{ document.querySelector('.toolbar').style.paddingBottom = '{grow}'; }}")
+        page.evaluate(
+            f"() => {{ document.querySelector('.toolbar').style.paddingBottom = '{grow}'; }}"
+        )
         newest = max(numbers(page, "app:app"))
         page.wait_for_function(
             """(n) => [...document.querySelectorAll('#log .row .text')].some(e => {
@@ -371,7 +397,9 @@ def test_a_quiet_log_stays_at_its_newest_line_when_the_toolbar_grows(
     page.wait_for_function("() => document.querySelectorAll('#log .row').length > 10")
     assert bottom_row_in_view(page, "line 000000299 ")
     for grow in ("120px", "0px", "60px"):
-        page.evaluate(f"() => {{ document.querySelector('.toolbar').style.paddingBottom = '{grow}'; }}")
+        page.evaluate(
+            f"() => {{ document.querySelector('.toolbar').style.paddingBottom = '{grow}'; }}"
+        )
         page.evaluate(NEXT_FRAMES)
         assert bottom_row_in_view(page, "line 000000299 "), grow
         # Nothing paused it: the newest line is still followed.
@@ -419,13 +447,11 @@ def test_the_first_page_then_live_lines_have_no_gap_or_duplicate(
     )
     for name in ("app:app", "web:web"):
         assert_contiguous(numbers(page, name))
-    held = page.evaluate(
-        "() => window.streamlog.store.lines.map(l => l.process + '@' + l.offset)"
-    )
+    held = page.evaluate("() => window.streamlog.store.lines.map(l => l.process + '@' + l.offset)")
     assert len(held) == len(set(held))
 
 
-# ------------------------------------------------------------------ names as supervisorctl shows them
+# ------------------------------------------------------------------ names as supervisorctl shows
 
 
 def test_merged_badges_and_title_use_display_names(page: Page, stack: Supervisor) -> None:
@@ -440,4 +466,3 @@ def test_merged_badges_and_title_use_display_names(page: Page, stack: Supervisor
     page.locator("#more summary").click()
     links = page.locator("#download-links a").all_inner_texts()
     assert links == ["whole log of app", "whole log of web"]
-
