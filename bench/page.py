@@ -1132,6 +1132,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.screenshot:
         return screenshot(args)
     if args.first_line:
+        if args.before and not (Path(args.before) / "supervisor_streamlog").is_dir():
+            parser.error(f"--before {args.before}: not a checkout of supervisor-streamlog")
         return first_line(args)
     if args.quick:
         args.rounds, args.seconds, args.idle, args.quiet_wait, args.retries = 1, 4.0, 1.0, 2.0, 0

@@ -433,6 +433,32 @@ def test_lines_show_from_http_before_the_websocket_answers(page: Page, stack: Su
     assert asked == {"type": "subscribe", "process": "app:app", "cursor": held_end}
 
 
+def test_the_page_names_its_first_pages_for_the_browser_to_preload(
+    page: Page, stack: Supervisor
+) -> None:
+    status, body = get(stack.url + "/?process=app&process=web%3Aweb&process=%3Cimg%3E&process=app")
+    assert status == 200
+    html = body.decode()
+    links = [line for line in html.splitlines() if 'rel="preload"' in line]
+    assert links == [
+        '<link rel="preload" as="fetch" crossorigin="anonymous"'
+        ' href="/api/log/app?limit=1000&amp;direction=backward">',
+        '<link rel="preload" as="fetch" crossorigin="anonymous"'
+        ' href="/api/log/web%3Aweb?limit=1000&amp;direction=backward">',
+    ]  # known processes only, once each; a name the sidecar does not know is not echoed
+    assert "<img" not in html
+    status, body = get(stack.url + "/?process=app&at=2026-12-02T14:05:00Z")
+    assert 'rel="preload"' not in body.decode()  # a jump reads other pages
+    # The browser fetches the page once: the page's own request takes the preload.
+    asked: List[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/log/" in r.url else None)
+    page.goto(stack.url + "/?process=app")
+    wait_lines(page, 100)
+    assert [u for u in asked if "direction=backward" in u] == [
+        stack.url + "/api/log/app?limit=1000&direction=backward"
+    ]
+
+
 def test_the_first_page_then_live_lines_have_no_gap_or_duplicate(
     page: Page, stack: Supervisor
 ) -> None:

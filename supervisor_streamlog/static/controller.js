@@ -82,16 +82,21 @@ export class Controller {
     // The first requests go out together: the newest page of each process the
     // address names (lines show without waiting for the WebSocket), the
     // process list, and the WebSocket; live lines resume from the page's end.
-    const first = this.asked.at ? [] : this.asked.processes.map((name) => this.history.newest(name));
+    // (index.html preloads those pages: the sidecar names them in it.)
+    const asked = this.asked.processes;
+    const first = this.asked.at ? [] : asked.map((name) => this.history.newest(name));
     this.live.connect();
-    try {
-      await this.processes.load();
-    } catch (error) {
+    const listed = this.processes.load().then(() => true, (error) => {
       notice(`Could not list processes: ${error.message}`);
-    }
-    const names = this.asked.processes.map((name) => this.processes.canonical(name));
+      return false;
+    });
+    // Each page names its process as the sidecar knows it ("app" is "app:app"):
+    // the lines need not wait for the list.
+    const pages = await Promise.all(first);
+    if (this.asked.at || !pages.every(Boolean)) await listed;
+    const names = asked.map((name, i) => (pages[i] ? pages[i].process : this.processes.canonical(name)));
     if (names.length && this.asked.at) this.open(names, { at: this.asked.at });
-    else if (names.length) this.open(names, { first: new Map(names.map((name, i) => [name, first[i]])) });
+    else if (names.length) this.open(names, { first: new Map(names.map((name, i) => [name, pages[i]])) });
     else {
       this.showChosen(false);
       this.updateCounts();

@@ -76,8 +76,8 @@ export class LogHistory {
   }
 
   /**
-   * Open with the newest pages read over HTTP (`pages`: name -> promise of
-   * newest()), then live from the end of each: no gap, no duplicate. A
+   * Open with the newest pages read over HTTP (`pages`: name -> newest()'s
+   * answer, or a promise of it), then live from the end of each: no gap, no duplicate. A
    * process whose page could not be read gets the WebSocket's tail instead.
    */
   async showNewest(pages) {
