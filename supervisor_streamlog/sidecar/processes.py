@@ -92,6 +92,9 @@ class Sidecar:
         #: History requests run here, one at a time, with stores of their own.
         self.history_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-history")
         self._rpc_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-rpc")
+        #: The start-up count of each log's restarts (restarts.scan): never ahead
+        #: of a history request in the queue.
+        self._scan_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-restarts")
         self.hub = Hub(call_soon=self._call_soon, run_blocking=self._run_blocking)
         self.logs: Dict[str, ProcessLog] = {}
         self.watcher: Optional[Watcher] = None
@@ -144,6 +147,7 @@ class Sidecar:
             if isinstance(shown.follower, RawFollower):
                 shown.follower.close()
         self._rpc_executor.shutdown(wait=False)
+        self._scan_executor.shutdown(wait=False, cancel_futures=True)
         self.history_executor.shutdown(wait=False)
         self.search_worker.stop()
         self.catchup_executor.shutdown(wait=False)
@@ -245,11 +249,11 @@ class Sidecar:
 
     def _count_restarts(self, shown: ProcessLog, end: int) -> None:
         """Count the restarts the files hold before ``end`` (where the follower
-        starts), once, on the history thread; the follower counts the rest."""
+        starts), once, on a thread of its own; the follower counts the rest."""
         shown.tally = Tally()
         assert shown.path is not None
         counted = tornado.ioloop.IOLoop.current().run_in_executor(
-            self.history_executor, scan, shown.path, end
+            self._scan_executor, scan, shown.path, end
         )
 
         def done(future: asyncio.Future[Tally]) -> None:

@@ -71,6 +71,7 @@ export class Controller {
     // The history search panel; a result jumps there.
     this.search = new Search(this.session, this.prefs, (target) => this.history.jumpTo(target));
     this.filterTimer = 0; // an applyFilter asked for by applyFilterSoon, not yet done
+    this.scrollTop = 0; // the log's scrollTop at the last scroll event (onScroll)
   }
 
   async start() {
@@ -202,7 +203,12 @@ export class Controller {
   onScroll() {
     const { session, view } = this;
     const s = view.scroller;
-    if (session.follow && !view.atBottom(view.lineHeight)) {
+    // Only a move up pauses: a log whose box got shorter (the toolbar wrapped,
+    // a notice opened) is not at the bottom either until it is redrawn, and
+    // the scroll event of the last redraw can come in between.
+    const up = s.scrollTop < this.scrollTop;
+    this.scrollTop = s.scrollTop;
+    if (session.follow && up && !view.atBottom(view.lineHeight)) {
       this.setFollow(false, "scroll"); // the scrollbar, a key, a touch: anything that moved up
     } else if (!session.follow && session.pausedBy === "scroll" && view.atBottom(2) && !session.detached) {
       this.setFollow(true, null); // scrolled back down to the newest line
