@@ -338,6 +338,9 @@ def test_the_toolbar_fits_one_row_at_1280_and_wraps_cleanly_at_800(
     assert menu is not None and menu["x"] >= 0 and menu["x"] + menu["width"] <= 800
     page.locator("#wrap").click()
     assert page.locator("#wrap").get_attribute("aria-pressed") == "true"
+    assert page.locator("#more").get_attribute("open") is not None
+    page.locator("#title").click()  # a click elsewhere closes it
+    assert page.locator("#more").get_attribute("open") is None
 
 
 GROW = "(px) => { document.querySelector('.toolbar').style.paddingBottom = px; }"
@@ -492,3 +495,10 @@ def test_merged_badges_and_title_use_display_names(page: Page, stack: Supervisor
     page.locator("#more summary").click()
     links = page.locator("#download-links a").all_inner_texts()
     assert links == ["whole log of app", "whole log of web"]
+    # and the history search's results
+    page.locator("#title").click()
+    page.locator("#filter").fill("line 000000010 ")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelectorAll('#results-list .where').length === 2")
+    wheres = sorted(page.locator("#results-list .where").all_inner_texts())
+    assert [w.split(" · ")[0] for w in wheres] == ["app", "web"]

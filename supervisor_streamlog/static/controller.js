@@ -70,6 +70,7 @@ export class Controller {
     });
     // The history search panel; a result jumps there.
     this.search = new Search(this.session, this.prefs, (target) => this.history.jumpTo(target));
+    this.search.label = this.view.label;
     this.filterTimer = 0; // an applyFilter asked for by applyFilterSoon, not yet done
     this.scrollTop = 0; // the log's scrollTop at the last scroll event (onScroll)
   }

@@ -64,6 +64,10 @@ export function bindControls(page) {
   });
   $("jump-time").addEventListener("input", () => jumpError(""));
   $("download-shown").addEventListener("click", () => page.downloadShown());
+  // The "more" menu closes as a menu does: on a click elsewhere (and on Escape).
+  document.addEventListener("click", (event) => {
+    if ($("more").open && !$("more").contains(event.target)) $("more").open = false;
+  });
   $("process-filter").addEventListener("input", () => page.processes.render());
   $("help-button").addEventListener("click", () => $("help").showModal());
   $("help-close").addEventListener("click", () => $("help").close());
