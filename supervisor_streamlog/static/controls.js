@@ -125,6 +125,7 @@ function onKey(page, event) {
     page.search.close();
     page.setFieldsPanel(false);
     $("more").open = false;
+    page.actions.closeFold();
     return;
   }
   if (typing || $("help").open) return;
