@@ -26,6 +26,7 @@ import tornado.websocket
 
 from ..ondisk.files import is_header
 from .auth import refuse, send_refusal
+from .histogram import STEP_BYTES, Histograms, QueryError, parse_query
 from .hub import Client, entry_json
 from .metrics import render
 from .processes import ProcessLog, Sidecar
@@ -440,3 +441,43 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
                 self.sidecar.connections.pop(self.address, None)
             else:
                 self.sidecar.connections[self.address] = count
+
+
+class HistogramHandler(BaseHandler):
+    """``/api/log/NAME/histogram``: records per time bucket, from :mod:`.histogram`'s index.
+
+    The index is built (and the live file's caught up) a few MB per step on
+    the history thread, so other history requests wait at most a step.
+    """
+
+    def initialize(self, sidecar: Sidecar, histograms: Histograms) -> None:  # type: ignore[override]
+        super().initialize(sidecar)
+        self.histograms = histograms
+
+    async def get(self, name: str) -> None:
+        spec = self.sidecar.lookup(name)
+        if spec is None:
+            self.fail(404, "no such process log")
+            return
+        shown = self.sidecar.logs[spec]
+        if shown.path is None:
+            self.fail(400, "no histogram: supervisord's own child logs carry no timestamps")
+            return
+        raw = (self.get_argument(key, None) for key in ("since", "until", "buckets"))
+        try:
+            query = parse_query(*raw)
+        except QueryError as exc:
+            self.fail(400, str(exc))
+            return
+        self.histograms.forget(self.sidecar.logs)
+        index = self.histograms.index(spec, shown.path)
+        loop = asyncio.get_running_loop()
+        executor = self.sidecar.history_executor
+        while not await loop.run_in_executor(executor, index.step, STEP_BYTES):
+            pass
+        try:
+            body = await loop.run_in_executor(executor, index.answer, query)
+        except QueryError as exc:  # a default met the other bound: until before the first record
+            self.fail(400, str(exc))
+            return
+        self.finish({"process": spec, **body})

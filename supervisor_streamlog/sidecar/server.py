@@ -39,6 +39,7 @@ from .handlers import (
     STATIC,
     DownloadHandler,
     HealthHandler,
+    HistogramHandler,
     LiveHandler,
     LogHandler,
     MetricsHandler,
@@ -46,6 +47,7 @@ from .handlers import (
     ProcessesHandler,
     StaticHandler,
 )
+from .histogram import Histograms
 from .processes import Sidecar
 from .protocol import MAX_MESSAGE
 
@@ -58,6 +60,7 @@ MAX_HTTP_CONNECTIONS_PER_ADDRESS = 64
 def make_app(sidecar: Sidecar) -> tornado.web.Application:
     """The Tornado application; handlers get the sidecar via ``initialize``."""
     kwargs = {"sidecar": sidecar}
+    histograms = {"sidecar": sidecar, "histograms": Histograms()}
     return tornado.web.Application(
         [
             (r"/", PageHandler, kwargs),
@@ -65,6 +68,7 @@ def make_app(sidecar: Sidecar) -> tornado.web.Application:
             (r"/api/processes", ProcessesHandler, kwargs),
             (r"/api/log/([^/]+)", LogHandler, kwargs),
             (r"/api/log/([^/]+)/download", DownloadHandler, kwargs),
+            (r"/api/log/([^/]+)/histogram", HistogramHandler, histograms),
             (r"/ws", LiveHandler, kwargs),
             (r"/healthz", HealthHandler, kwargs),
             (r"/metrics", MetricsHandler, kwargs),
