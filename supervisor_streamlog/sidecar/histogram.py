@@ -554,7 +554,8 @@ class HistogramIndex:
                         counts[column][b] += total[above] - total[below]
                 below = above
             for stamp in index.exits:
-                if since <= stamp < until and len(exits) < MAX_EXIT_TIMES:
+                # Listed when counted: by the start of its second, as the counts.
+                if since <= math.floor(stamp) < until and len(exits) < MAX_EXIT_TIMES:
                     exits.append(stamp)
         exits.sort()
         body: Dict[str, Any] = {
