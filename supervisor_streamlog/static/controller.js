@@ -23,6 +23,7 @@ import { loadPrefs, nextTheme, nextTime, savePrefs } from "./prefs.js";
 import { ProcessList } from "./processes.js";
 import { Search } from "./search.js";
 import { Session, Sub } from "./session.js";
+import { Timeline } from "./timeline.js";
 import { notice, updateCounts } from "./status.js";
 import { LogView } from "./view.js";
 
@@ -48,7 +49,7 @@ export class Controller {
     });
     // The WebSocket: its records go to the frame loop, process states to the list.
     this.live = new Connection(this.session, {
-      batch: (batch) => this.frames.push(batch),
+      batch: (batch) => { this.timeline.count(batch); this.frames.push(batch); },
       opened: () => { this.processes.load().catch(() => {}); },
       state: (message) => this.processes.update(message),
       refused: (error) => notice(`The sidecar refused a request: ${error}`),
@@ -73,6 +74,14 @@ export class Controller {
     this.search.label = this.view.label;
     this.filterTimer = 0; // an applyFilter asked for by applyFilterSoon, not yet done
     this.scrollTop = 0; // the log's scrollTop at the last scroll event (onScroll)
+    // The volume timeline above the lines; a click on it jumps there.
+    this.timeline = new Timeline($("timeline"), {
+      session: this.session,
+      view: this.view,
+      store: this.store,
+      untimed: (sub) => this.processes.untimed(sub),
+      jump: (time) => this.history.jumpTo({ time }),
+    });
   }
 
   async start() {
@@ -149,6 +158,7 @@ export class Controller {
     this.processes.render();
     this.actions.renderHeader(names);
     renderDownloads([...session.subs.keys()], (name) => this.processes.display(name));
+    this.timeline.open();
     if (options.at) this.history.jumpTo({ time: options.at });
     else if (options.first) this.history.showNewest(options.first);
     else for (const sub of session.subs.values()) this.live.subscribe(sub, { tail: TAIL });
