@@ -2,6 +2,7 @@
 
     python -m bench.history                  # 1 GB live file + a 50 MB .gz backup
     python -m bench.history --size-mb 200    # smaller, quicker
+    python -m bench.history --size-mb 300 --chunk-step 2   # the same records over 4 hours
 
 Builds, in a temporary directory, one process's log as the capture writes it:
 a ``.1.gz`` backup (``--gz-mb``, offsets from 0) and a plain live file of
@@ -15,7 +16,11 @@ at 25 % and 95 % of the live file.  Then times, through
 * ``read_forward`` of 200 records from the middle, ``seek_time`` to the middle;
 * a search for the rare string (newest first, ``budget=0.5``), the same
   case-insensitively and as a regex, and over the whole history (no budget);
-* the first read inside the ``.gz`` backup (decompressed once, then cached).
+* the first read inside the ``.gz`` backup (decompressed once, then cached);
+* ``GET /api/log/NAME/histogram``'s index (:mod:`supervisor_streamlog.sidecar.histogram`):
+  its first build over the whole history (every file scanned once, the
+  ``.gz`` decompressed as it streams), a later request (200 buckets, nothing
+  new written), and one after 1 MB more was appended to the live file.
 
 "cold" is a new LogStore and the file's pages dropped; "warm" the median of 5
 runs on one LogStore.  Removes its files at the end.
@@ -31,10 +36,11 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from supervisor_streamlog.ondisk.files import header_text
 from supervisor_streamlog.ondisk.formats import TextFormat
+from supervisor_streamlog.sidecar.histogram import HistogramIndex, Query
 from supervisor_streamlog.sidecar.logstore import LogStore, Page, SearchResult
 
 R = TypeVar("R")
@@ -62,8 +68,11 @@ def _bodies(count: int) -> List[bytes]:
     return bodies
 
 
-def write_log(path: str, size: int, base: int, start: float, needles: Tuple[float, ...]) -> float:
-    """Write a log file of about ``size`` bytes starting at offset ``base``; returns the clock."""
+def write_log(
+    path: str, size: int, base: int, start: float, needles: Tuple[float, ...], step: float = STEP
+) -> float:
+    """Write a log file of about ``size`` bytes starting at offset ``base``, a chunk
+    of records every ``step`` seconds; returns the clock."""
     fmt = TextFormat(utc=True)
     bodies = _bodies(16)
     marks = sorted(int(size * where) for where in needles)
@@ -81,7 +90,7 @@ def write_log(path: str, size: int, base: int, start: float, needles: Tuple[floa
             out.write(data)
             written += len(data)
             chunk += 1
-            now += STEP
+            now += step
         os.fsync(out.fileno())
     return now
 
@@ -127,10 +136,61 @@ def found(result: SearchResult, ms: float) -> str:
     )
 
 
+Row = Tuple[str, float, float, str]
+
+
+def histogram_rows(live: str, end: float, span: Tuple[float, float]) -> List[Row]:
+    """The histogram index: first build (cold: pages dropped; warm: a new index on
+    cached pages), later requests, a request after the live file grew."""
+    rows: List[Row] = []
+    query = Query(span[0], span[1] + 1, 200)
+
+    def request(index: HistogramIndex) -> Dict[str, Any]:
+        while not index.step():
+            pass
+        return index.answer(query)
+
+    for path in (live, live + ".1.gz"):
+        drop_cache(path)
+    cold, _ = timed(lambda: request(HistogramIndex(live)))
+    first, answer = timed(lambda: request(HistogramIndex(live)))
+    index = HistogramIndex(live)
+    request(index)
+    later = statistics.median(timed(lambda: request(index))[0] for _ in range(5))
+    records = sum(sum(answer[name]) for name in ("stdout", "stderr", "status"))
+    rows.append(("histogram: first build, whole history", cold, first, f"{records} records"))
+    rows.append(("histogram: later request (200 buckets)", later, later, "nothing new to read"))
+    memory = f"index {index.nbytes / 1024:.0f} KB for {len(index.files)} files"
+    grown = []
+    for n in range(5):
+        write_more(live, 2**20, end + n)
+        ms, _ = timed(lambda: request(index))
+        grown.append(ms)
+    rows.append(("histogram: after 1 MB more written", grown[0], statistics.median(grown), memory))
+    return rows
+
+
+def write_more(path: str, size: int, now: float) -> None:
+    """Append ``size`` bytes of records at ``now`` (the live file growing)."""
+    fmt = TextFormat(utc=True)
+    body = _bodies(1)[0]
+    with open(path, "ab") as out:
+        written = 0
+        while written < size:
+            written += out.write(fmt.records(fmt.stamp(now), "stdout", 4242, [(body, False)]))
+            now += STEP
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="live file size (MB)")
     parser.add_argument("--gz-mb", type=int, default=50, help=".gz backup size, uncompressed")
+    parser.add_argument(
+        "--chunk-step",
+        type=float,
+        default=STEP,
+        help="seconds between two chunks of 400 records (the history's time span)",
+    )
     parser.add_argument("--dir", default=None, help="where to build the files (default: tmp)")
     args = parser.parse_args(argv)
 
@@ -139,12 +199,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         live = os.path.join(root, "app.log")
         backup = live + ".1"
         started = time.perf_counter()
-        now = write_log(backup, args.gz_mb * 2**20, 0, T0, ())
+        now = write_log(backup, args.gz_mb * 2**20, 0, T0, (), args.chunk_step)
         gz_size = os.path.getsize(backup)
         with open(backup, "rb") as src, gzip.open(backup + ".gz", "wb") as dst:
             shutil.copyfileobj(src, dst, 2**20)
         os.unlink(backup)
-        end = write_log(live, args.size_mb * 2**20, gz_size, now, (0.25, 0.95))
+        end = write_log(live, args.size_mb * 2**20, gz_size, now, (0.25, 0.95), args.chunk_step)
         size = os.path.getsize(live)
         build = time.perf_counter() - started
         print(
@@ -186,6 +246,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows.append(
             (f"read_forward in .gz ({args.gz_mb} MB)", cold, warm, pages(page) + "; cold: gunzip")
         )
+
+        rows += histogram_rows(live, end, (T0, end))
 
         print(f"\n| operation ({size / 2**30:.2f} GB live file) | cold ms | warm ms | result |")
         print("|---|---:|---:|---|")

@@ -10,7 +10,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from supervisor_streamlog.ondisk.files import is_header, process_files
+from supervisor_streamlog.ondisk.files import LogFile, is_header, process_files
 from supervisor_streamlog.ondisk.formats import FieldValue
 from supervisor_streamlog.sidecar import histogram
 from supervisor_streamlog.sidecar.histogram import (
@@ -269,3 +269,27 @@ def test_good_parameters() -> None:
     # A default that meets the other bound is refused when answering.
     with pytest.raises(QueryError, match="until must be later than since"):
         HistogramIndex("/nonexistent/app.log", clock=lambda: T0).answer(Query(T0 + 10, None, 5))
+
+
+def test_a_file_moved_under_a_step_is_found_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = Log(tmp_path)
+    busy(log, 400)
+    log.close()
+    real = histogram._open
+    misses = [0]
+
+    def moved(f: LogFile) -> int:
+        """The first opens meet another file at the listed name (a rotation between
+        the listing and the open)."""
+        if misses[0] < 3:
+            misses[0] += 1
+            raise histogram._Vanished(f.path)
+        return real(f)
+
+    monkeypatch.setattr(histogram, "_open", moved)
+    index = HistogramIndex(log.live)
+    assert index.step() is False  # listed again at the next step
+    check(index, log.live, T0, T0 + 1000, 10)
+    assert misses[0] == 3

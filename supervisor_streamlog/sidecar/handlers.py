@@ -469,10 +469,11 @@ class HistogramHandler(BaseHandler):
         except QueryError as exc:
             self.fail(400, str(exc))
             return
-        self.histograms.forget(self.sidecar.logs)
-        index = self.histograms.index(spec, shown.path)
         loop = asyncio.get_running_loop()
         executor = self.sidecar.history_executor
+        # Indexes of processes gone are closed there: never wait for a step here.
+        await loop.run_in_executor(executor, self.histograms.forget, set(self.sidecar.logs))
+        index = self.histograms.index(spec, shown.path)
         while not await loop.run_in_executor(executor, index.step, STEP_BYTES):
             pass
         try:

@@ -93,10 +93,12 @@ COLUMNS = ("stdout", "stderr", "status", "exits")
 # A record's second, its zone and its stream, as the writer lays out both
 # formats: ``2026-11-27T01:23:45.678901+00:00 stdout ...`` and
 # ``{"time": "2026-11-27T01:23:45.678901+00:00", "stream": "stdout", ...``.
+# It starts with the newline before the record (the block gets one in front):
+# a literal first lets the engine jump from line to line instead of trying
+# every byte, twice as fast as ``^`` with re.M.
 _RECORD = re.compile(
-    rb'^(?:\{"time": ")?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)[.\d]*(Z|[+-]\d\d:\d\d)?'
-    rb'(?: |", "stream": ")(stdout|stderr|status)',
-    re.M,
+    rb'\n(?:\{"time": ")?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)[.\d]*(Z|[+-]\d\d:\d\d)?'
+    rb'(?: |", "stream": ")(stdout|stderr|status)'
 )
 _EXIT_MARK = b"expected=false"
 
@@ -274,7 +276,7 @@ class FileIndex:
             newline = data.find(b"\n") + 1
             if header_base(data[:newline]) is not None:
                 data = data[newline:]  # the file's header: bookkeeping, not a record
-        found = _RECORD.findall(data)
+        found = _RECORD.findall(b"\n" + data)
         self.frozen = None
         for (second, zone, stream), count in collections.Counter(found).items():
             moment = self._second(second, zone)
@@ -288,7 +290,7 @@ class FileIndex:
     def _count_odd(self, data: bytes) -> None:
         """Lines the fast expression did not read: parse them one by one."""
         for line in data.split(b"\n")[:-1]:
-            if _RECORD.match(line):
+            if _RECORD.match(b"\n" + line):
                 continue
             try:
                 record = parse(line)
@@ -578,6 +580,12 @@ class HistogramIndex:
         """Memory the counts hold, about."""
         return sum(index.nbytes for index in self.files.values())
 
+    def close(self) -> None:
+        """Close what an unfinished scan holds open (a ``.gz`` half read)."""
+        with self._lock:
+            for index in self.files.values():
+                index.release()
+
 
 class Histograms:
     """The sidecar's indexes, one per process log, made on first use."""
@@ -591,6 +599,8 @@ class Histograms:
         with self._lock:
             index = self._indexes.get(spec)
             if index is None or index.live != path:
+                if index is not None:
+                    index.close()
                 index = self._indexes[spec] = HistogramIndex(path)
             return index
 
@@ -598,4 +608,4 @@ class Histograms:
         """Drop the indexes of processes no longer shown."""
         with self._lock:
             for spec in [spec for spec in self._indexes if spec not in keep]:
-                del self._indexes[spec]
+                self._indexes.pop(spec).close()
