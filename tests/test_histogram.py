@@ -293,3 +293,27 @@ def test_a_file_moved_under_a_step_is_found_again(
     assert index.step() is False  # listed again at the next step
     check(index, log.live, T0, T0 + 1000, 10)
     assert misses[0] == 3
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_records_of_one_pipe_read_share_a_stamp_and_are_counted_by_runs(
+    tmp_path: Path, fmt: str
+) -> None:
+    log = Log(tmp_path, format=fmt, maxbytes="64KB", compress="true")
+    for n in range(300):
+        # Several lines per read, as a busy child's output arrives: one stamp each.
+        lines = b"".join(b"chunk %04d line %d\n" % (n, k) for k in range(1 + n % 12))
+        log.write(lines, "stderr" if n % 4 == 1 else "stdout", step=0.3)
+        if n % 50 == 7:
+            exited(log, False)
+    assert histogram._runs_pay(b"\n" + Path(log.live).read_bytes()[-65536:].split(b"\n", 1)[1])
+    log.close()
+    check(HistogramIndex(log.live), log.live, T0, T0 + 200, 37)
+    # A line that is not a record in the middle of a run is left out, the rest counted.
+    with open(log.live, "ab") as handle:
+        stamp = b"2026-11-27T01:25:30.000001+00:00"
+        for k in range(8):
+            handle.write(stamp + b" stdout run line %d\n" % k)
+            if k == 3:
+                handle.write(b"garbage in the middle\n")
+    check(HistogramIndex(log.live), log.live, T0, T0 + 200, 37)
