@@ -15,10 +15,13 @@ time -- stdout, stderr and status records, and unexpected exits (status
 second; a file whose records spread over more than :data:`SLOT_LIMIT`
 distinct slots doubles its slot width until they fit, so a file costs at most
 ``SLOT_LIMIT`` slots whatever its size or time span.  It is built by one scan
-of the file, by whole blocks: one regular expression finds each record's
-second and stream and :class:`collections.Counter` tallies them, both in C;
-only the lines that expression does not read (records in a layout of another
-writer, lines that are not records) are parsed one by one.
+of the file, by whole blocks: a regular expression finds each record's
+second and stream and :class:`collections.Counter` tallies them, both in C --
+or, where the records come in runs of one stamp (the capture stamps a whole
+pipe read at once: a busy child's lines), one match per run, counted by its
+newlines (about 3.7 s of CPU per GB instead of 7.5 here); only the lines
+neither reads (records in a layout of another writer, lines that are not
+records) are parsed one by one.
 
 A closed file (a backup, plain or ``.gz``) is scanned once and its index
 kept, by what identifies the file (device, inode and header offset, as
