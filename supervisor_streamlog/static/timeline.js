@@ -157,8 +157,11 @@ export class Timeline {
       this.data = { since, until, buckets, width: (until - since) / buckets, ...sumAnswers(answers, buckets) };
       this.fetched = Date.now();
       this.dirty = true;
+      delete this.box.dataset.error;
     } catch (error) {
-      if (token === this.token) this.box.dataset.error = error.message;
+      if (token !== this.token) return;
+      this.box.dataset.error = error.message; // tried again at the next refresh
+      this.fetched = Date.now();
     }
   }
 
@@ -191,7 +194,8 @@ export class Timeline {
   // A few times a second: follow time on, and draw if anything changed.
   tick() {
     const data = this.data;
-    if (data !== null && (Date.now() / 1000 >= data.until || Date.now() - this.fetched > REFRESH)) {
+    const failed = data === null && this.box.dataset.error !== undefined;
+    if ((data !== null && Date.now() / 1000 >= data.until) || ((data !== null || failed) && Date.now() - this.fetched > REFRESH)) {
       this.fetched = Date.now(); // once, until the answer comes
       this.load();
     }
