@@ -14,6 +14,7 @@ const BAR = 4; // pixels per bucket, about
 const HEADROOM = 0.05; // of the span, room on the right for what comes live
 const REFRESH = 60_000; // ms: counts taken again from the sidecar (what live missed)
 const STREAMS = ["stdout", "stderr", "status", "exits"];
+const HELD = 5000; // live batches kept while an answer is on its way, at most
 
 /** The URL of a process's histogram. */
 export function histogramUrl(name, query) {
@@ -72,6 +73,7 @@ export class Timeline {
     this.drawn = ""; // what the last draw showed (outline, size, theme): redraw when it changes
     this.drag = null; // the x a pointer is dragging at
     this.fetched = 0; // Date.now() of the last answer
+    this.held = null; // while an answer is on its way: the live batches since it was asked
     this.bind();
     setInterval(() => this.tick(), STEP);
   }
@@ -138,8 +140,9 @@ export class Timeline {
   async load() {
     const token = ++this.token;
     const subs = this.timed();
+    this.held = [];
     this.box.hidden = subs.length === 0;
-    if (subs.length === 0) { this.data = null; return; }
+    if (subs.length === 0) { this.data = null; this.held = null; return; }
     try {
       const spans = await Promise.all(subs.map((sub) => api(histogramUrl(sub.name, { buckets: 1 }))));
       if (token !== this.token) return;
@@ -157,9 +160,14 @@ export class Timeline {
       this.data = { since, until, buckets, width: (until - since) / buckets, ...sumAnswers(answers, buckets) };
       this.fetched = Date.now();
       this.dirty = true;
+      // What arrived while the answer was on its way, past its cursors: count it now.
+      const held = this.held;
+      this.held = null;
+      for (const batch of held) this.count(batch);
       delete this.box.dataset.error;
     } catch (error) {
       if (token !== this.token) return;
+      this.held = null;
       this.box.dataset.error = error.message; // tried again at the next refresh
       this.fetched = Date.now();
     }
@@ -170,6 +178,10 @@ export class Timeline {
    * counted go into the bucket of now. One comparison and one increment each.
    */
   count(batch) {
+    if (this.held !== null) {
+      this.held.push(batch); // one push per batch, not per record
+      if (this.held.length > HELD) this.held.shift();
+    }
     const data = this.data;
     if (data === null) return;
     let from = this.counted.get(batch.process);
