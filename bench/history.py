@@ -20,7 +20,9 @@ at 25 % and 95 % of the live file.  Then times, through
 * ``GET /api/log/NAME/histogram``'s index (:mod:`supervisor_streamlog.sidecar.histogram`):
   its first build over the whole history (every file scanned once, the
   ``.gz`` decompressed as it streams), a later request (200 buckets, nothing
-  new written), and one after 1 MB more was appended to the live file.
+  new written), and one after 1 MB more was appended to the live file; then
+  the same through the real sidecar (``supervisor-streamlog serve`` on
+  127.0.0.1, HTTP): a new sidecar's first request (the build) and later ones.
 
 "cold" is a new LogStore and the file's pages dropped; "warm" the median of 5
 runs on one LogStore.  Removes its files at the end.
@@ -30,14 +32,19 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
+from bench.common import free_port, http_get, stop_process
 from supervisor_streamlog.ondisk.files import header_text
 from supervisor_streamlog.ondisk.formats import TextFormat
 from supervisor_streamlog.sidecar.histogram import HistogramIndex, Query
@@ -173,6 +180,41 @@ def histogram_rows(live: str, end: float, span: Tuple[float, float]) -> List[Row
     return rows
 
 
+def http_rows(root: str, span: Tuple[float, float]) -> List[Row]:
+    """``GET /api/log/app/histogram`` from a sidecar serving ``root``: its first
+    request (the index is built then) and later ones (median of 10)."""
+    port = free_port()
+    conf = os.path.join(root, "bench.conf")
+    with open(conf, "w") as out:
+        out.write(f"[streamlog]\nlogdir = {root}\nbind = 127.0.0.1:{port}\n")
+    command = [sys.executable, "-m", "supervisor_streamlog", "serve", "-c", conf]
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def fetch(query: str) -> Dict[str, Any]:
+        with urllib.request.urlopen(f"{base}/api/log/app/histogram?{query}", timeout=300) as r:
+            return dict(json.loads(r.read()))
+
+    try:
+        deadline = time.monotonic() + 30
+        while http_get(base + "/healthz")[0] != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sidecar did not answer")
+            time.sleep(0.05)
+        rows: List[Row] = []
+        first, answer = timed(lambda: fetch("buckets=1"))
+        note = f"{answer['stdout'][0]} stdout records"
+        rows.append(("HTTP histogram: first request", first, first, note))
+        for buckets in (300, 2000):
+            query = f"since={span[0]}&until={span[1] + 1}&buckets={buckets}"
+            times = [timed(partial(fetch, query))[0] for _ in range(10)]
+            label = f"HTTP histogram: later ({buckets} buckets)"
+            rows.append((label, times[0], statistics.median(times), "warm: median of 10"))
+        return rows
+    finally:
+        stop_process(proc)
+
+
 def write_more(path: str, size: int, now: float) -> None:
     """Append ``size`` bytes of records at ``now`` (the live file growing)."""
     fmt = TextFormat(utc=True)
@@ -251,6 +293,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
 
         rows += histogram_rows(live, end, (T0, end))
+        rows += http_rows(root, (T0, end))
 
         print(f"\n| operation ({size / 2**30:.2f} GB live file) | cold ms | warm ms | result |")
         print("|---|---:|---:|---|")
