@@ -42,11 +42,18 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "spread": program(emit("script", tmp / "spread.json"), **once),
             "other": program(emit("script", tmp / "other.json")),
             "ticker": program(emit("tick", 0.05)),
+            # Not captured: shown from supervisord's own log, without times.
+            "plain": program(emit("tick", 0.2), stdout_logfile=str(tmp / "plain.out")),
         },
-        streamlog={"maxbytes": "8KB", "compress": "true", "backups": "100"},
+        streamlog={
+            "maxbytes": "8KB",
+            "compress": "true",
+            "backups": "100",
+            "programs": "spread other ticker",
+        },
     )
     try:
-        for name in ("spread", "other", "ticker"):
+        for name in ("spread", "other", "ticker", "plain"):
             wait_for(partial(answers, f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
         sup.wait_state("spread", "EXITED")
         wait_for(partial(finished, sup, "spread", "EXITED"), 30, "spread's exit record")
@@ -109,6 +116,22 @@ def test_a_merged_view_counts_every_process_in_view(page: Page, sidecar: Supervi
     assert shown["counts"]["stdout"] == counts["stdout"]
     assert shown["counts"]["stderr"] == counts["stderr"]
     assert sum(counts["stdout"]) + sum(counts["stderr"]) == 690
+
+
+def test_a_process_without_times_is_left_out(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/?process=spread&process=plain")
+    page.wait_for_function(
+        "() => JSON.parse(document.getElementById('timeline-canvas')?.dataset.counts ?? 'null')"
+        "?.stdout.reduce((a, b) => a + b, 0) >= 480"
+    )
+    shown = drawn(page)
+    entries = history(sidecar.url, "spread:spread", 0, 2**62)
+    counts, _ = counted(entries, shown["since"], shown["until"], shown["buckets"])
+    assert shown["counts"]["stdout"] == counts["stdout"]
+    # Only uncaptured processes: no timeline at all.
+    page.goto(sidecar.url + "/?process=plain")
+    page.wait_for_function("() => window.streamlog.store.lines.length > 3")
+    assert page.locator("#timeline").is_hidden()
 
 
 def test_a_click_jumps_to_that_time(page: Page, sidecar: Supervisor) -> None:

@@ -80,6 +80,7 @@ export class Controller {
       view: this.view,
       store: this.store,
       untimed: (sub) => this.processes.untimed(sub),
+      listed: () => this.processes.processes.size > 0,
       jump: (time) => this.history.jumpTo({ time }),
     });
   }

@@ -41,15 +41,17 @@ export class Timeline {
   /**
    * `box`: the element to draw in (index.html's #timeline). `session`: the
    * processes in view. `view`, `store`: which lines are in view (the
-   * outline). `untimed(sub)`: a process without times (no histogram).
+   * outline). `untimed(sub)`: a process without times (no histogram);
+   * `listed()`: whether the process list is known (which processes have times).
    * `jump(isoTime)`: load the history there.
    */
-  constructor(box, { session, view, store, untimed, jump }) {
+  constructor(box, { session, view, store, untimed, listed, jump }) {
     this.box = box;
     this.session = session;
     this.view = view;
     this.store = store;
     this.untimed = untimed;
+    this.listed = listed;
     this.jump = jump;
     this.canvas = document.createElement("canvas");
     this.canvas.id = "timeline-canvas";
@@ -139,13 +141,26 @@ export class Timeline {
   /** Ask the sidecar: each process's span first, then the counts over the whole of it. */
   async load() {
     const token = ++this.token;
-    const subs = this.timed();
+    if (!this.listed()) {
+      // The page opens before the process list comes: ask once it tells which have times.
+      setTimeout(() => { if (token === this.token) this.load(); }, STEP);
+      return;
+    }
+    let subs = this.timed();
     this.held = [];
     this.box.hidden = subs.length === 0;
     if (subs.length === 0) { this.data = null; this.held = null; return; }
     try {
-      const spans = await Promise.all(subs.map((sub) => api(histogramUrl(sub.name, { buckets: 1 }))));
+      // A process the sidecar has no counts for (no timestamps: its kind may not
+      // be known yet when the view opens) is left out, not the whole timeline.
+      const asked = await Promise.all(subs.map((sub) => api(histogramUrl(sub.name, { buckets: 1 })).catch((error) => error)));
       if (token !== this.token) return;
+      const spans = asked.filter((span) => !(span instanceof Error));
+      subs = subs.filter((_, i) => !(asked[i] instanceof Error));
+      if (subs.length === 0) {
+        this.box.hidden = true; // shown again once an answer comes (tried at the next refresh)
+        throw asked[0];
+      }
       const now = Date.now() / 1000;
       const firsts = spans.map((s) => s.first).filter((t) => t !== null);
       const newest = Math.max(now, ...spans.map((s) => s.until));
