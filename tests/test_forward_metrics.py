@@ -13,6 +13,7 @@ backlog (:class:`~supervisor_streamlog.forward.behind.Backlog`), and bad
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -28,12 +29,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor_streamlog.forward.behind import Backlog
+from supervisor_streamlog.forward.octet import StreamSender
+from supervisor_streamlog.forward.relp import RelpClient
 from supervisor_streamlog.ondisk.files import process_files
 from supervisor_streamlog.sidecar.logstore import LogStore
 
 from .rsyslog import Rsyslog, environment_problem, free_port
 from .supervisor import Supervisor, emit, program, wait_for
 from .test_forward import file_records, forwarding, status_of
+from .test_forward_proto import answer_open, fake_server
 
 Labels = Tuple[Tuple[str, str], ...]
 
@@ -346,3 +350,38 @@ def test_a_metrics_address_in_use_stops_the_forwarder_with_one_line(tmp_path: Pa
         f"supervisor-streamlog forward: cannot serve metrics on forward_metrics = "
         f"127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_an_idle_client_sees_the_receiver_hang_up() -> None:
+    """What lets ``streamlog_forward_connected`` fall to 0 with nothing to send."""
+
+    async def attempt() -> None:
+        hang_up = asyncio.Event()
+
+        async def relp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await answer_open(reader, writer)
+            await hang_up.wait()
+            writer.close()
+
+        async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await hang_up.wait()
+            writer.close()
+
+        for handler, make in ((relp, RelpClient), (tcp, StreamSender)):
+            hang_up.clear()
+            server, port = await fake_server(handler)
+            client = make("127.0.0.1", port, timeout=10)
+            await client.connect()
+            await asyncio.sleep(0.2)
+            assert not client.hung_up()
+            hang_up.set()
+            for _ in range(500):
+                if client.hung_up():
+                    break
+                await asyncio.sleep(0.01)
+            assert client.hung_up(), make.__name__
+            await client.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(asyncio.wait_for(attempt(), 60))
