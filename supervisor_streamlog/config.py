@@ -193,6 +193,19 @@ def _destinations(value: str) -> str:
     return " ".join(value.split())
 
 
+def _metrics_bind(value: str) -> Optional[str]:
+    """``forward_metrics``: an address, or nothing (off)."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return _bind(value)
+    except ValueError:
+        raise ValueError(
+            "host:port (e.g. 127.0.0.1:9718), unix:/path/to/socket, or nothing (off)"
+        ) from None
+
+
 def _severity(value: str) -> int:
     lowered = value.strip().lower()
     if lowered == "error":
@@ -308,6 +321,12 @@ SETTINGS: Tuple[Setting, ...] = (
         "false",
         "start/stop/restart/signal buttons on the tail page (needs username and password)",
     ),
+    Setting(
+        "forward_metrics",
+        _metrics_bind,
+        "",
+        "forward serves /metrics here (host:port or unix:/path; e.g. 127.0.0.1:9718); empty = off",
+    ),
 )
 
 _BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -348,6 +367,7 @@ class Config:
     forward_verify: bool = True
     forward_stderr_severity: int = 4
     actions: bool = False
+    forward_metrics: Optional[str] = None
     source: str = field(default="", compare=False)
 
     def captures(self, group: str, name: str) -> bool:

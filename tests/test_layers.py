@@ -70,6 +70,8 @@ ORDER = [
     "forward.relp",
     "forward.destinations",
     "forward.state",
+    "forward.behind",
+    "forward.metrics",
     "forward.forwarder",
     # commands and the entry points named in users' supervisord.conf
     "plugin",

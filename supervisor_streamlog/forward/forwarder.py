@@ -17,7 +17,9 @@ offsets on acknowledgement, and on any error closes, waits (backoff up to
 30 s) and resumes from its offsets: delivery is at-least-once, with
 duplicates only for records sent but not acknowledged, and every duplicate
 carries its offset.  Records retention deleted before they were delivered are
-counted and reported, never silently skipped.
+counted and reported, never silently skipped.  With ``forward_metrics``
+set, ``GET /metrics`` there says how far behind each destination is, per
+process, in bytes, records and seconds (:mod:`.behind`, :mod:`.metrics`).
 
 Speed (``python3 -m bench.forward``): a lane reads and renders the next page
 in a thread while the current one is sent and acknowledged (one page ahead,
@@ -27,8 +29,8 @@ page -- without the 40 ms stall of delayed TCP acknowledgements
 (:meth:`.relp.RelpClient._ack_quickly`).
 
 (The module is over 500 lines: the loop, its pipelining and the pid bookkeeping that
-follows acknowledgements, and ``forward --status``, which reads the same
-state and store, are kept together.)
+follows acknowledgements, the figures ``/metrics`` reports of them, and
+``forward --status``, which reads the same state and store, are kept together.)
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 from ..config import Config
 from ..ondisk.logdir import discover
 from ..sidecar.logstore import LogStore
+from .behind import Backlog, count_records, measure, record_time
 from .destinations import Destination, client_for, parse_destinations, tls_context
+from .metrics import DestinationFigures, ProcessFigures, listen
 from .octet import SendError
 from .state import State, StateError, load_or_start, read_only, state_directory, state_path
 from .syslog import Origin, Severities, encoder, wanted
@@ -140,6 +144,11 @@ class Feed:
     read_pid: Optional[int] = None
     #: Whether the last page read had records (so reading ahead is worth it).
     more: bool = True
+    #: What is not yet acknowledged, counted (:mod:`.behind`; changed on the loop only).
+    backlog: Backlog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backlog = Backlog(self.offset)
 
     def rewind(self) -> None:
         """Read again from the last acknowledged record."""
@@ -321,6 +330,8 @@ class Lane:
                         break
                 self.save()
                 if not sent:
+                    if client.hung_up():
+                        raise SendError("connection closed by the receiver")
                     await self.forwarder.pause(POLL)
         finally:
             if ahead is not None:
@@ -345,17 +356,27 @@ class Lane:
                 missing[1],
             )
             self._advance(feed, missing[1])
+            feed.backlog.restart(missing[1])
         if not batch.count:
             return 0
         if batch.messages:
             ends = batch.ends
+            backlog = feed.backlog
+            backlog.sending(ends, batch.end)
+            done = 0
 
             def acked(count: int) -> None:
                 # Acknowledged so far: a broken session re-sends only the rest.
+                nonlocal done
+                backlog.acknowledged(ends, done, count)
+                done = count
                 self._advance(feed, ends[count - 1])
                 feed.pid = batch.pid_at(count)
 
-            await client.send(batch.messages, on_acked=acked)
+            try:
+                await client.send(batch.messages, on_acked=acked)
+            finally:
+                backlog.written(ends, client.written)
             self.figures.sent += len(batch.messages)
         self._advance(feed, batch.end)
         feed.pid = batch.pid_after
@@ -363,6 +384,7 @@ class Lane:
 
     def _advance(self, feed: Feed, offset: int) -> None:
         feed.offset = offset
+        feed.backlog.advanced(offset)
         self.state.offsets[feed.spec] = offset
         self._dirty = True
 
@@ -399,6 +421,7 @@ class Forwarder:
         self.state_dir = state_directory(config.forward_state, config.logdir)
         self.lanes: List[Lane] = []
         self.stopping = asyncio.Event()
+        self._measuring: Optional[asyncio.Lock] = None
 
     def open_states(self) -> None:
         """Load every destination's state (raises StateError for a wrong one)."""
@@ -420,6 +443,43 @@ class Forwarder:
         except asyncio.TimeoutError:
             pass
 
+    async def measure(self) -> List[DestinationFigures]:
+        """Every destination's figures now (``/metrics``), one measurement at a
+        time; one that was begun ends even if its scrape goes away."""
+        return await asyncio.shield(self._measure())
+
+    async def _measure(self) -> List[DestinationFigures]:
+        if self._measuring is None:
+            self._measuring = asyncio.Lock()
+        async with self._measuring:
+            feeds = [(lane, feed) for lane in self.lanes for feed in list(lane.feeds.values())]
+            found = await measure([feed for _, feed in feeds])
+        processes: Dict[int, List[ProcessFigures]] = {id(lane): [] for lane in self.lanes}
+        for (lane, feed), behind in zip(feeds, found):
+            backlog = feed.backlog
+            processes[id(lane)].append(
+                ProcessFigures(
+                    feed.spec,
+                    backlog.sent,
+                    backlog.acked,
+                    backlog.resent,
+                    lane.state.lost.get(feed.spec, 0) + behind.deleted,
+                    behind.bytes,
+                    behind.records,
+                    behind.seconds,
+                )
+            )
+        return [
+            DestinationFigures(
+                lane.destination.url,
+                lane.figures.connected,
+                lane.figures.errors,
+                lane.figures.last_error,
+                processes[id(lane)],
+            )
+            for lane in self.lanes
+        ]
+
     async def run(self) -> None:
         self.discover(first=True)
         tasks = [asyncio.ensure_future(lane.run()) for lane in self.lanes]
@@ -435,7 +495,24 @@ async def _serve(forwarder: Forwarder) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, forwarder.stopping.set)
-    await forwarder.run()
+    bind = forwarder.config.forward_metrics
+    server = None
+    if bind:
+        try:
+            server = listen(bind, forwarder.measure)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            sys.stderr.write(
+                f"supervisor-streamlog forward: cannot serve metrics on "
+                f"forward_metrics = {bind}: {reason}\n"
+            )
+            return 2
+        log.info("metrics on %s (GET /metrics)", bind)
+    try:
+        await forwarder.run()
+    finally:
+        if server is not None:
+            server.stop()
     return 0
 
 
@@ -482,26 +559,21 @@ def status(config: Config, out: TextIO) -> int:
         out.write(f"{destination.url}  (state saved {when})\n")
         for spec, live in sorted(logs.items()):
             store = LogStore(live)
-            end = store.bounds()[1]
+            oldest, end = store.bounds()
             offset = int(offsets.get(spec, 0))
-            behind = max(0, end - offset)
+            start = max(offset, oldest)
+            behind = max(0, end - start)
+            # Exact, by reading the backlog once (a one-off: memory stays at a chunk).
+            records = count_records(store, start, end)
             seconds = "-"
             if behind:
                 behind_any = True
-                page = store.read_forward(offset, 1)
-                first = page.entries[0].record.time if page.entries else ""
-                seconds = _age(first)
-            note = f"  lost {lost[spec]} bytes to retention" if lost.get(spec) else ""
-            out.write(f"  {spec:30} behind {behind:>12} bytes  {seconds:>8}{note}\n")
+                stamp = record_time(store, start)
+                if stamp is not None:
+                    seconds = f"{max(0.0, time.time() - stamp):.1f}s"
+            gone = int(lost.get(spec, 0)) + max(0, oldest - offset)
+            note = f"  lost {gone} bytes to retention" if gone else ""
+            out.write(
+                f"  {spec:30} behind {behind:>12} bytes {records:>10} records  {seconds:>8}{note}\n"
+            )
     return 1 if behind_any else 0
-
-
-def _age(stamp: str) -> str:
-    """Seconds since an RFC 3339 time, as text ("-" if unknown)."""
-    from datetime import datetime
-
-    try:
-        then = datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return "-"
-    return f"{max(0.0, time.time() - then):.1f}s"

@@ -110,11 +110,19 @@ class StreamSender:
         self.timeout = timeout
         self._reader: Optional[asyncio.StreamReader] = None
         self._writer: Optional[asyncio.StreamWriter] = None
+        #: Messages of the last :meth:`send` written to the connection.
+        self.written = 0
 
     @property
     def connected(self) -> bool:
         """Whether :meth:`connect` succeeded and nothing failed since."""
         return self._writer is not None
+
+    def hung_up(self) -> bool:
+        """Whether the receiver closed or reset the connection, seen without
+        sending (the transport noticed it): an idle forwarder says so at once."""
+        writer, reader = self._writer, self._reader
+        return writer is None or reader is None or writer.is_closing() or reader.at_eof()
 
     async def connect(self) -> None:
         """Connect (again: any earlier connection is dropped first)."""
@@ -144,6 +152,7 @@ class StreamSender:
         any other exception (cancellation, ``on_acked`` raising): reconnect.
         """
         writer, reader = self._writer, self._reader
+        self.written = 0
         if writer is None or reader is None:
             raise SendError(f"not connected to {address(self.host, self.port)}")
         done = 0
@@ -162,6 +171,7 @@ class StreamSender:
                     size += len(message)
                     count += 1
                 writer.write(b"".join(parts))
+                self.written = count
                 await asyncio.wait_for(writer.drain(), self.timeout)
                 done = count
                 if on_acked is not None:

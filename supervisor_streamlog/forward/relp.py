@@ -169,11 +169,20 @@ class RelpClient:
         self._writer: Optional[asyncio.StreamWriter] = None
         self._parser = FrameParser()
         self._txnr = 0
+        #: Messages of the last :meth:`send` written to the connection (those
+        #: past the acknowledged ones were sent and may arrive twice).
+        self.written = 0
 
     @property
     def connected(self) -> bool:
         """Whether a session is open (a failure drops it)."""
         return self._writer is not None
+
+    def hung_up(self) -> bool:
+        """Whether the receiver closed or reset the connection, seen without
+        sending (the transport noticed it): an idle forwarder says so at once."""
+        writer, reader = self._writer, self._reader
+        return writer is None or reader is None or writer.is_closing() or reader.at_eof()
 
     def _next_txnr(self) -> int:
         self._txnr = self._txnr + 1 if self._txnr < MAX_TXNR else 1
@@ -282,6 +291,7 @@ class RelpClient:
         Any other exception (cancellation, ``on_acked`` raising) drops the
         session too.
         """
+        self.written = 0
         if self._writer is None:
             raise RelpError(f"{self._where()}: not connected")
         try:
@@ -325,6 +335,7 @@ class RelpClient:
                 self._txnr = txnr
                 try:
                     writer.write(b"".join(parts))
+                    self.written = sent
                     await asyncio.wait_for(writer.drain(), self.timeout)
                 except asyncio.TimeoutError:
                     raise RelpError(
