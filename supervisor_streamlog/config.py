@@ -302,6 +302,13 @@ SETTINGS: Tuple[Setting, ...] = (
         "warning",
         "syslog severity of stderr lines (stdout: info; unexpected exits: err)",
     ),
+    Setting(
+        "layout",
+        _choice("processes", "hosts"),
+        "processes",
+        "processes: <logdir>/<process files>; hosts: <logdir>/<host>/<process files>, "
+        "as supervisor-streamlog receive writes them on a central host",
+    ),
 )
 
 _BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -341,6 +348,7 @@ class Config:
     forward_keyfile: Optional[str] = None
     forward_verify: bool = True
     forward_stderr_severity: int = 4
+    layout: str = "processes"
     source: str = field(default="", compare=False)
 
     def captures(self, group: str, name: str) -> bool:

@@ -63,6 +63,7 @@ ORDER = [
     # the forwarder: files in, RFC 5424 messages to a log engine out
     "forward",
     "forward.syslog",
+    "forward.receive",
     "forward.octet",
     "forward.relp",
     "forward.destinations",
