@@ -51,6 +51,7 @@ ORDER = [
     "sidecar.follow",
     "sidecar.inotify",
     "sidecar.watcher",
+    "sidecar.hosts",
     "sidecar.hub",
     "sidecar.rawstore",
     "sidecar.rawfollow",
