@@ -40,6 +40,7 @@ export class Controller {
       open: (names) => this.open(names),
       toggle: (name) => this.toggle(name),
     });
+    this.view.displayName = (name) => this.processes.displayName(name);
     // The WebSocket: its records go to the frame loop, process states to the list.
     this.live = new Connection(this.session, {
       batch: (batch) => this.frames.push(batch),

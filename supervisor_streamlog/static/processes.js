@@ -28,6 +28,17 @@ function describe(info) {
   return parts.join(" · ");
 }
 
+/** The heading of one host's processes (a central sidecar): its name as people read it. */
+function hostHeading(info) {
+  const li = document.createElement("li");
+  li.className = "host";
+  li.setAttribute("role", "presentation");
+  const cut = info.display.lastIndexOf(" / ");
+  li.textContent = cut > 0 ? info.display.slice(0, cut) : info.host;
+  li.title = `host ${li.textContent}`;
+  return li;
+}
+
 export class ProcessList {
   /**
    * `session`: read for which processes are open. `open(names)` shows those
@@ -58,7 +69,15 @@ export class ProcessList {
   /** The name supervisord knows a process by: "app" is "app:app" when that exists. */
   canonical(name) {
     if (this.processes.has(name) || name.includes(":")) return name;
-    return this.processes.has(`${name}:${name}`) ? `${name}:${name}` : name;
+    const local = name.slice(name.indexOf("/") + 1); // "HOST/app" on a central sidecar
+    for (const full of [`${name}:${name}`, `${name}:${local}`]) if (this.processes.has(full)) return full;
+    return name;
+  }
+
+  /** A process's name for people ("web", "web1 / web"): the badges of a merged view. */
+  displayName(name) {
+    const info = this.processes.get(name);
+    return (info && info.display) || name;
   }
 
   /** Whether a process is shown from supervisord's own files (no times to seek by). */
@@ -75,8 +94,13 @@ export class ProcessList {
     const refocus = inList ? [focused.closest("li").dataset.process, focused.className] : null;
     const needle = $("process-filter").value.trim().toLowerCase();
     const items = [];
+    let host = null; // a central sidecar (layout = hosts): a heading per host
     for (const info of this.processes.values()) {
       if (needle && !info.name.toLowerCase().includes(needle) && !info.state.toLowerCase().includes(needle)) continue;
+      if (info.host !== undefined && info.host !== host) {
+        host = info.host;
+        items.push(hostHeading(info));
+      }
       const li = document.createElement("li");
       li.dataset.process = info.name;
       li.className = info.captured ? "" : "uncaptured";
