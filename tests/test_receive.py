@@ -334,3 +334,12 @@ def test_receive_needs_the_hosts_layout(tmp_path: Path) -> None:
     assert run(config) == 2
     with pytest.raises(ConfigError, match="layout"):
         from_mapping({"layout": "flat"}, str(tmp_path))
+
+
+def test_docs_quote_the_tested_rsyslog_config_as_it_is() -> None:
+    """docs/shipping.md prints conf/central-rsyslog.conf, which test_central.py runs."""
+    root = Path(__file__).resolve().parent.parent
+    docs = (root / "docs" / "shipping.md").read_text()
+    section = docs.split("### The central rsyslog", 1)[1]
+    block = section.split("```rsyslog\n", 1)[1].split("```", 1)[0]
+    assert block == (root / "conf" / "central-rsyslog.conf").read_text()
