@@ -66,6 +66,7 @@ ledger and the omprog loop are one protocol, best read in one place.)
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import re
@@ -148,7 +149,8 @@ def parse_sd(text: str) -> Dict[str, Dict[str, str]]:
             name = param.group(1)
             if name in params:
                 raise SDError(f"PARAM-NAME {name!r} twice in {sd_id}")
-            params[name] = _SD_UNESCAPE.sub(r"\1", param.group(2))
+            value = param.group(2)
+            params[name] = _SD_UNESCAPE.sub(r"\1", value) if "\\" in value else value
             pos = param.end()
         if text[pos : pos + 1] != "]":
             raise SDError(f"bad SD-PARAM or no ']' at {pos}")
@@ -214,8 +216,10 @@ class Target:
         return os.path.join(quote_name(self.host), relative_log_path(self.group, self.name))
 
 
+@functools.lru_cache(maxsize=4096)
 def _origin_file(file: str) -> Tuple[str, str]:
-    """``web.log`` / ``grp/web.log`` (a host's relative path) -> (group, name)."""
+    """``web.log`` / ``grp/web.log`` (a host's relative path) -> (group, name)
+    (cached: every message of a process names the same file)."""
     parts = file.split("/")
     if not parts[-1].endswith(".log") or len(parts) > 2:
         raise Refused("bad file", file)
