@@ -343,3 +343,20 @@ def test_docs_quote_the_tested_rsyslog_config_as_it_is() -> None:
     section = docs.split("### The central rsyslog", 1)[1]
     block = section.split("```rsyslog\n", 1)[1].split("```", 1)[0]
     assert block == (root / "conf" / "central-rsyslog.conf").read_text()
+
+
+def test_tail_reads_a_central_logdir(tmp_path: Path) -> None:
+    """``tail HOST/name`` with ``layout = hosts``: the host's file, named as on the page."""
+    from supervisor_streamlog.tail import run as tail_run
+
+    s = sink(tmp_path)
+    s.handle(line(ours(0, 10), "from web1"))
+    s.handle(line(ours(0, 10), "from my host", host="my%20host"))
+    s.close()
+    out = io.StringIO()
+    config = from_mapping({"logdir": str(tmp_path / "central"), "layout": "hosts"}, str(tmp_path))
+    assert tail_run(config, ["web1/web", "my host/web:web"], None, False, out) == 0
+    assert out.getvalue().splitlines() == [
+        f"{STAMP} web1 / web stdout from web1",
+        f"{STAMP} my host / web stdout from my host",
+    ]
