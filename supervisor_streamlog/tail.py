@@ -41,7 +41,6 @@ from .ondisk.files import Entry, is_header, read_base, record_end, walk
 from .ondisk.formats import Record, RecordError, parse
 from .ondisk.paths import (
     display_name,
-    host_display,
     log_path,
     quote_name,
     split_host,
@@ -352,7 +351,9 @@ def run(
         if host:  # as the page names it, or as its directory is named
             logdir = os.path.join(logdir, quote_name(unquote_name(host)))
         path = log_path(logdir, group, process)
-        name = host_display(host, group, process) if host else display_name(group, process)
+        name = display_name(group, process)
+        if host:  # one word, as the other fields: web1/web
+            name = f"{unquote_name(host)}/{name}"
         # Where following starts: taken before reading the backlog, and the
         # backlog read up to exactly there, so nothing falls in between.
         try:

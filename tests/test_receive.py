@@ -357,6 +357,6 @@ def test_tail_reads_a_central_logdir(tmp_path: Path) -> None:
     config = from_mapping({"logdir": str(tmp_path / "central"), "layout": "hosts"}, str(tmp_path))
     assert tail_run(config, ["web1/web", "my host/web:web"], None, False, out) == 0
     assert out.getvalue().splitlines() == [
-        f"{STAMP} web1 / web stdout from web1",
-        f"{STAMP} my host / web stdout from my host",
+        f"{STAMP} web1/web stdout from web1",
+        f"{STAMP} my host/web stdout from my host",
     ]
