@@ -268,9 +268,20 @@ def test_a_bad_timestamp_gets_the_receive_time(tmp_path: Path) -> None:
     assert records(tmp_path / "central/web1/web.log")[0].time == "1970-01-01T00:00:00.000000+00:00"
 
 
-def test_what_the_forwarder_sends_is_what_the_sink_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("origin", "where"),
+    [
+        (
+            Origin("my host", 'a]b"c', "we b", "a%5Db%22c/we%20b.log"),
+            "my%20host/a%5Db%22c/we%20b.log",
+        ),
+        (Origin("h", "caf\udcff", "w", "caf%FF/w.log"), "h/caf%FF/w.log"),
+    ],
+)
+def test_what_the_forwarder_sends_is_what_the_sink_reads(
+    tmp_path: Path, origin: Origin, where: str
+) -> None:
     """The forwarder's own encoder, its SD escaping and name quoting included."""
-    origin = Origin("my host", 'a]b"c', "we b", "a%5Db%22c/we%20b.log")
     entry = Entry(60, 90, Record(STAMP, "stdout", b"hi", False, 5))
     raw = message(origin, entry, 5)
     head, _, msg = raw.partition(b"] ")
@@ -280,8 +291,7 @@ def test_what_the_forwarder_sends_is_what_the_sink_reads(tmp_path: Path) -> None
     obj.update({"sd": sd + "]", "msg": msg.decode()})
     assert s.handle(json.dumps(obj).encode()) == OK
     s.close()
-    path = tmp_path / "central" / "my%20host" / "a%5Db%22c" / "we%20b.log"
-    assert records(path)[0].data == b"hi"
+    assert records(tmp_path / "central" / where)[0].data == b"hi"
 
 
 # ---------------------------------------------------------------- the omprog loop
@@ -360,3 +370,17 @@ def test_tail_reads_a_central_logdir(tmp_path: Path) -> None:
         f"{STAMP} web1/web stdout from web1",
         f"{STAMP} my host/web stdout from my host",
     ]
+
+
+def test_odd_bytes_in_names_and_times_get_a_defined_result(tmp_path: Path) -> None:
+    """A host or program name holding a byte that is not UTF-8 (quoted as %FF
+    by the origin), and a time in non-ASCII digits, in JSON format."""
+    s = sink(tmp_path, format="json")
+    s.clock = lambda: 0.0
+    assert s.handle(line(ours(0, 10, "caf%FF.log", "caf\\\\udcff"), "x", host="h%FF")) == OK
+    assert s.handle(line(ours(0, 10), "y", time="٢٠٢٦-12-03T10:00:00+00:00")) == OK
+    s.close()
+    raw = (tmp_path / "central" / "h%FF" / "caf%FF.log").read_bytes().splitlines()[1]
+    record = json.loads(raw)
+    assert (record["host"], record["program"], record["text"]) == ("h\ufffd", "caf\ufffd", "x")
+    assert records(tmp_path / "central/web1/web.log")[0].time.startswith("1970-01-01T")

@@ -99,7 +99,7 @@ _SD_NAME = r"[!#-<>-\\^-~]{1,32}"  # PRINTUSASCII but '=', ']', '"' (RFC 5424 6.
 _SD_ELEMENT = re.compile(rf"\[({_SD_NAME})")
 _SD_PARAM = re.compile(rf' ({_SD_NAME})="((?:[^"\\]|\\.)*)"', re.DOTALL)
 _SD_UNESCAPE = re.compile(r'\\(["\\\]])')
-_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", re.ASCII)
 _STATUS_FIELD = re.compile(r"(\w+)=(\S*)")
 _STREAMS = ("stdout", "stderr", "status")
 
@@ -250,7 +250,8 @@ def target(message: Message) -> Target:
     if not message.host or message.host == "-":
         raise Refused("no HOSTNAME")
     group, name = _origin_file(params.get("file", ""))
-    if params.get("group") != group:
+    # The forwarder writes an undecodable byte of a name as its Python escape.
+    if params.get("group") not in (group, group.encode("utf-8", "backslashreplace").decode()):
         raise Refused("group does not match file", repr(params.get("group")))
     stream = params.get("stream", "")
     if stream not in _STREAMS:
@@ -334,6 +335,12 @@ def log_end(path: str) -> int:
         with gzip.open(previous, "rb") as packed:
             head = packed.read(4096)
     return (header_base(head) or 0) + content_size(previous)
+
+
+def _readable(name: str) -> str:
+    """A name as JSON records carry it: an undecodable byte (a lone surrogate,
+    from a ``%XX`` of the origin's file name) as U+FFFD; the path keeps the byte."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class Ledger:
@@ -433,7 +440,7 @@ class Sink:
         relative = tgt.relative
         path = os.path.join(self.config.logdir, relative)
         ledger = Ledger(os.path.join(self.state_dir, relative[: -len(".log")] + ".end"))
-        ident = self.format.identity(tgt.name, tgt.group, tgt.host)
+        ident = self.format.identity(*(_readable(n) for n in (tgt.name, tgt.group, tgt.host)))
 
         def notice(text: str, stamp: Optional[str]) -> bytes:
             return self.format.notice(stamp or self._stamp, text, ident)
@@ -565,6 +572,9 @@ def run(config: Config) -> int:
     report_to_stderr(f"writing to {config.logdir} (one directory per host)")
     try:
         return serve(sink, sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:  # rsyslog went away without closing our stdin first
+        report_to_stderr("rsyslog closed the pipe: exiting")
+        return 0
     finally:
         sink.close()
         os.close(held)
