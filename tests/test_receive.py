@@ -182,7 +182,7 @@ def test_a_restarted_sink_neither_repeats_nor_loses(
     proc = next(iter(first.processes.values()))
     if killed_after == "ledger":
         # The ledger says "about to write 400..450"; the record never was.
-        proc.ledger.write(proc.last_end, 450, proc.position())
+        proc.ledger.write(proc.last_end, 450, proc.position(), proc.latest, proc.latest + 1)
     else:
         first.handle(line(ours(400, 450), "at 400"))
     proc.writer.close()  # a kill: nothing else is written
@@ -384,3 +384,36 @@ def test_odd_bytes_in_names_and_times_get_a_defined_result(tmp_path: Path) -> No
     record = json.loads(raw)
     assert (record["host"], record["program"], record["text"]) == ("h\ufffd", "caf\ufffd", "x")
     assert records(tmp_path / "central/web1/web.log")[0].time.startswith("1970-01-01T")
+
+
+def test_an_origin_that_started_over_is_taken_not_dropped(tmp_path: Path) -> None:
+    """Offsets back at the start with later times: the host's logdir was
+    deleted (a reinstall), not a repeat.  Repeats of those are dropped, also
+    by a restarted sink."""
+    reports = Reports()
+    later = "2026-11-28T00:00:00.000001+00:00"
+    s = sink(tmp_path, reports)
+    for offset in (100, 150, 200):
+        s.handle(line(ours(offset, offset + 50), f"old {offset}"))
+    assert s.handle(line(ours(60, 110), "new 60", time=later)) == OK
+    assert s.handle(line(ours(110, 160), "new 110", time=later)) == OK
+    assert s.handle(line(ours(60, 110), "new 60", time=later)) == OK  # a repeat
+    s.close()
+    assert s.restarts == 1 and "started over" in reports.messages[-1]
+    again = sink(tmp_path)
+    assert again.handle(line(ours(110, 160), "new 110", time=later)) == OK
+    assert again.handle(line(ours(160, 210), "new 160", time=later)) == OK
+    again.close()
+    texts = [r.data.decode() for r in records(tmp_path / "central/web1/web.log")]
+    assert texts == ["old 100", "old 150", "old 200", "new 60", "new 110", "new 160"]
+    assert (s.duplicates, again.duplicates, again.restarts) == (1, 1, 0)
+
+
+def test_micros_reads_rfc_3339() -> None:
+    from supervisor_streamlog.forward.receive import micros
+
+    assert micros("1970-01-01T00:00:01.5Z") == 1_500_000
+    assert micros("1970-01-01T01:00:00.000001+01:00") == 1
+    assert micros("1970-01-01T00:00:00.123456789-00:30") == 30 * 60 * 1_000_000 + 123456
+    for bad in ("", "-", "1970-13-01T00:00:00Z", "1970-01-01 00:00:00Z", "1970-01-01T00:00:00"):
+        assert micros(bad) is None

@@ -47,17 +47,17 @@ same way: route only the forwarders' input to this action.
 
 De-duplication: the forwarder delivers at least once, and every message
 carries its origin ``offset`` and ``end``.  Per (host, process) the sink keeps
-the highest origin ``end`` written and drops (confirms, without writing) a
-message whose ``end`` is not above it.  That survives a restart of the sink:
-before each write it records in a small *ledger* file,
-``<logdir>/.receive/<host>/<file>.end``, the previous end, the message's end
-and the central log's end offset before the write (one ``pwrite`` of 64
-bytes); at start, the central log's end tells whether the write happened
-(``end > position``: the message's end counts, else the previous one).  So
-a kill at any point neither repeats nor loses a record.  Should an origin's
-logdir ever start over (offsets back at 0), its records are dropped as
-repeats until they pass the old end: remove its ``.receive/<host>`` ledger
-(or the host's directory) to start over.
+the highest origin ``end`` written, and the latest record time, and drops
+(confirms, without writing) a message whose ``end`` is not above it -- unless
+its time is later than every record written: then the origin's log started
+over (its logdir deleted, offsets back at 0; a repeat is a record already
+written, never a later one), which is reported and taken.  That survives a
+restart of the sink: before each write it records in a small *ledger* file,
+``<logdir>/.receive/<host>/<file>.end``, the previous end and latest time, the
+message's, and the central log's end offset before the write (one
+``pwrite`` of 128 bytes); at start, the central log's end tells whether the
+write happened (``end > position``: the message's values count, else the
+previous ones).  So a kill at any point neither repeats nor loses a record.
 
 (It is over 500 lines: the SD parser, the checks of a message, its rendering, the
 ledger and the omprog loop are one protocol, best read in one place.)
@@ -65,6 +65,7 @@ ledger and the omprog loop are one protocol, best read in one place.)
 
 from __future__ import annotations
 
+import calendar
 import fcntl
 import functools
 import json
@@ -74,6 +75,7 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
@@ -91,7 +93,7 @@ MAX_LINE = 1024 * 1024
 MAX_OPEN = 256
 #: The hidden directory (ignored by discovery) of the ledgers and the lock.
 STATE_DIR = ".receive"
-LEDGER_SIZE = 64
+LEDGER_SIZE = 128
 
 OK = b"OK\n"
 
@@ -99,7 +101,7 @@ _SD_NAME = r"[!#-<>-\\^-~]{1,32}"  # PRINTUSASCII but '=', ']', '"' (RFC 5424 6.
 _SD_ELEMENT = re.compile(rf"\[({_SD_NAME})")
 _SD_PARAM = re.compile(rf' ({_SD_NAME})="((?:[^"\\]|\\.)*)"', re.DOTALL)
 _SD_UNESCAPE = re.compile(r'\\(["\\\]])')
-_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", re.ASCII)
+_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", re.ASCII)
 _STATUS_FIELD = re.compile(r"(\w+)=(\S*)")
 _STREAMS = ("stdout", "stderr", "status")
 
@@ -337,31 +339,51 @@ def log_end(path: str) -> int:
     return (header_base(head) or 0) + content_size(previous)
 
 
+def micros(stamp: str) -> Optional[int]:
+    """An RFC 3339 time as microseconds since the epoch; None if it is not one."""
+    match = _TIME.fullmatch(stamp)
+    if match is None:
+        return None
+    head, fraction, zone = match.groups()
+    fraction = (fraction or "")[:6].ljust(6, "0")
+    try:
+        moment = datetime.fromisoformat(f"{head}.{fraction}{'+00:00' if zone == 'Z' else zone}")
+    except ValueError:  # month 13, hour 25...
+        return None
+    return (calendar.timegm(moment.utctimetuple()) * 1_000_000) + moment.microsecond
+
+
 def _readable(name: str) -> str:
     """A name as JSON records carry it: an undecodable byte (a lone surrogate,
     from a ``%XX`` of the origin's file name) as U+FFFD; the path keeps the byte."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+#: What a ledger holds: (previous end, end, position, previous latest time, latest time).
+LedgerEntry = Tuple[int, int, int, int, int]
+
+
 class Ledger:
-    """One process's ledger: ``PREVIOUS_END END POSITION`` written before each record."""
+    """One process's ledger, written before each record: the origin end and the
+    latest record time (µs) before and after it, and the central log's end
+    offset before it (``PREVIOUS_END END POSITION PREVIOUS_TIME TIME``)."""
 
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
-    def read(self) -> Optional[Tuple[int, int, int]]:
+    def read(self) -> Optional[LedgerEntry]:
         """The last entry, or None (new, or not a ledger)."""
         words = os.pread(self.fd, LEDGER_SIZE, 0).split()
-        if len(words) != 3 or not all(word.isdigit() for word in words):
+        if len(words) != 5 or not all(word.isdigit() for word in words):
             return None
-        previous, end, position = (int(word) for word in words)
-        return previous, end, position
+        previous, end, position, previous_time, time = (int(word) for word in words)
+        return previous, end, position, previous_time, time
 
-    def write(self, previous: int, end: int, position: int) -> None:
-        """Record that the message ending at ``end`` is about to be written at ``position``."""
-        line = f"{previous} {end} {position}".ljust(LEDGER_SIZE - 1).encode("ascii") + b"\n"
+    def write(self, *entry: int) -> None:
+        """Record that a message is about to be written (see :data:`LedgerEntry`)."""
+        line = " ".join(map(str, entry)).ljust(LEDGER_SIZE - 1).encode("ascii") + b"\n"
         if os.pwrite(self.fd, line, 0) != LEDGER_SIZE:
             raise OSError(f"short write to {self.path}")
 
@@ -372,10 +394,14 @@ class Ledger:
 class Process:
     """One origin process: its central writer, its ledger, the highest end written."""
 
-    def __init__(self, writer: RotatingWriter, ledger: Ledger, last_end: int, ident: str) -> None:
+    def __init__(
+        self, writer: RotatingWriter, ledger: Ledger, last_end: int, latest: int, ident: str
+    ) -> None:
         self.writer = writer
         self.ledger = ledger
         self.last_end = last_end
+        #: The latest record time written (µs), to tell a repeat from an origin that started over.
+        self.latest = latest
         self.ident = ident
 
     def position(self) -> int:
@@ -424,6 +450,8 @@ class Sink:
         self._stamp = ""
         self.written = 0
         self.duplicates = 0
+        #: Origins whose offsets went back with later times (their logdir started over).
+        self.restarts = 0
         self.refused: Dict[str, int] = {}
 
     # ------------------------------------------------------------ processes
@@ -457,12 +485,15 @@ class Sink:
             notice=notice,
             header=True,
         )
-        last_end = -1
+        last_end = latest = -1
         entry = ledger.read()
         if entry is not None:
-            previous, end, position = entry
-            last_end = end if log_end(path) > position else previous
-        found = self.processes[tgt.key] = Process(writer, ledger, last_end, ident)
+            previous, end, position, previous_latest, now_latest = entry
+            if log_end(path) > position:  # the record was written
+                last_end, latest = end, now_latest
+            else:
+                last_end, latest = previous, previous_latest
+        found = self.processes[tgt.key] = Process(writer, ledger, last_end, latest, ident)
         return found
 
     # ------------------------------------------------------------ messages
@@ -489,20 +520,33 @@ class Sink:
         writer = proc.writer
         if writer.pending and not writer.retry():
             return f"ERROR cannot write {writer.path}: {writer.failing}\n".encode()
-        if tgt.end <= proc.last_end:
-            self.duplicates += 1
-            return OK
         stamp = message.time
-        if not _TIME.fullmatch(stamp):
+        when = micros(stamp)
+        if tgt.end <= proc.last_end:
+            # A repeat is a record already written: its time is not after the
+            # latest written.  A later one at a lower offset: the origin started over.
+            if when is None or when <= proc.latest:
+                self.duplicates += 1
+                return OK
+            self.report(
+                f"{tgt.relative}: offsets went back ({tgt.offset} after {proc.last_end}) with a "
+                "later time: the origin's log started over; taking its records from here"
+            )
+            self.restarts += 1
+        if when is None:
             stamp = self.format.stamp(self.clock())
         data = render(self.format, stamp, tgt, message.msg, proc.ident)
+        latest = max(proc.latest, when if when is not None else -1)
         try:
-            proc.ledger.write(max(proc.last_end, 0), tgt.end, proc.position())
+            proc.ledger.write(
+                max(proc.last_end, 0), tgt.end, proc.position(), max(proc.latest, 0), max(latest, 0)
+            )
         except OSError as exc:
             return f"ERROR cannot write the ledger {proc.ledger.path}: {exc}\n".encode()
         self._stamp = stamp
         writer.write(data)
         proc.last_end = tgt.end
+        proc.latest = latest
         if writer.pending:  # held in memory: rsyslog keeps it until retry() writes it
             return f"ERROR cannot write {writer.path}: {writer.failing}\n".encode()
         self.written += 1
