@@ -417,3 +417,24 @@ def test_micros_reads_rfc_3339() -> None:
     assert micros("1970-01-01T00:00:00.123456789-00:30") == 30 * 60 * 1_000_000 + 123456
     for bad in ("", "-", "1970-13-01T00:00:00Z", "1970-01-01 00:00:00Z", "1970-01-01T00:00:00"):
         assert micros(bad) is None
+
+
+def test_a_status_text_cannot_pose_as_record_fields(tmp_path: Path) -> None:
+    """Only the fields capture writes come from a status text: not b64,
+    partial, notice or an identity field."""
+    s = sink(tmp_path, format="json")
+    hostile = "EXITED pid=7 b64=AAAA partial=true notice=file host=evil exitstatus=2"
+    s.handle(line(ours(0, 10, stream="status"), hostile))
+    s.handle(line(ours(10, 20, stream="status"), "STREAMLOG odd b64=AAAA offset=3"))
+    s.close()
+    raw = (tmp_path / "central/web1/web.log").read_bytes().splitlines()
+    first, second = json.loads(raw[1]), json.loads(raw[2])
+    assert set(first) == {"time", "stream", "pid", "text", "state", "exitstatus"} | {
+        "program",
+        "group",
+        "host",
+    }
+    assert (first["host"], first["exitstatus"], first["pid"]) == ("web1", 2, 7)
+    assert parse(raw[1]).data == hostile.encode()
+    assert second["notice"] == "odd" and "b64" not in second and "offset" not in second
+    assert parse(raw[2]).data == b"STREAMLOG odd b64=AAAA offset=3"

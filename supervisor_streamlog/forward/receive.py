@@ -82,7 +82,7 @@ from urllib.parse import unquote
 from ..capture.writer import Compressor, RotatingWriter, content_size
 from ..config import Config
 from ..ondisk.files import backup_path, header_base, is_header
-from ..ondisk.formats import IDENTITY_FIELDS, Format, make_format
+from ..ondisk.formats import Format, make_format
 from ..ondisk.logdir import component
 from ..ondisk.paths import quote_name, relative_log_path
 from .syslog import SD_ID
@@ -271,8 +271,15 @@ def target(message: Message) -> Target:
     return Target(host, group, name, stream, offset, end, partial, pid)
 
 
+#: The fields of a status record capture writes (a status text may say more:
+#: only these become fields, so a text cannot pose as ``b64`` or ``partial``).
+_STATUS_FIELDS = frozenset({"pid", "tries", "exitstatus", "expected"})
+_DROPPED_FIELDS = frozenset({"bytes", "records", "first", "last", "reason"})
+
+
 def _json_status(stamp: str, pid: int, data: bytes, ident: str) -> bytes:
-    """A status record in JSON Lines with its exact text and its fields."""
+    """A status record in JSON Lines with its exact text and its fields, as
+    capture writes it (a ``STREAMLOG dropped`` notice with its figures)."""
     text = data.decode("utf-8", "replace")
     state, _, rest = text.partition(" ")
     record: Dict[str, object] = {
@@ -282,8 +289,14 @@ def _json_status(stamp: str, pid: int, data: bytes, ident: str) -> bytes:
         "text": text,
         "state": state,
     }
+    allowed = _STATUS_FIELDS
+    if state == "STREAMLOG":
+        kind, _, rest = rest.partition(" ")
+        record["pid"] = 0
+        record["notice"] = kind
+        allowed = _DROPPED_FIELDS if kind == "dropped" else frozenset()
     for key, value in _STATUS_FIELD.findall(rest):
-        if key in record or key in IDENTITY_FIELDS:
+        if key not in allowed or key in record:
             continue
         if value in ("true", "false"):
             record[key] = value == "true"
@@ -306,8 +319,6 @@ def render(fmt: Format, stamp: str, tgt: Target, data: bytes, ident: str) -> byt
         pid = int(match.group(1))
     if fmt.name != "json":
         return b"".join((stamp.encode("ascii"), b" status ", data, b"\n"))
-    if data.startswith(b"STREAMLOG "):
-        return fmt.notice(stamp, data[len(b"STREAMLOG ") :].decode("utf-8", "replace"), ident)
     return _json_status(stamp, pid, data, ident)
 
 
