@@ -37,6 +37,8 @@ from .supervisor import wait_for
 
 PROCESSES = {"hostA": [("web", "web"), ("workers", "w0")], "hostB": [("web", "web")]}
 PAD = "x" * 80
+#: Bytes a child may write: not UTF-8, a tab, terminal escapes, a lone CR.
+ODD = b"odd \xff\xfe\ttab \x1b[31mred\x1b[0m \xc3\xa9 cr\r end"
 
 
 def numbered_line(number: int) -> bytes:
@@ -62,7 +64,7 @@ def central_records(path: Path) -> List[Record]:
 
 
 def line_numbers(records: List[Record]) -> List[int]:
-    return [int(r.data[5:14]) for r in records if r.stream == "stdout"]
+    return [int(r.data[5:14]) for r in records if r.stream == "stdout" and r.data[:5] == b"line "]
 
 
 def write_conf(path: Path, **settings: object) -> Path:
@@ -244,6 +246,7 @@ def test_two_hosts_through_rsyslog_to_one_central_sidecar(
             for host in hosts.values():
                 host.write(1000)
             hosts["hostA"].capture.state("web", "web", "EXITED", 4000, {"pid": 4000})
+            hosts["hostB"].capture.log("web", "web", "stdout", 4000, ODD + b"\n")
 
         live = asyncio.run(follow())
         # The sink was killed and rsyslog started another.
@@ -268,6 +271,11 @@ def test_two_hosts_through_rsyslog_to_one_central_sidecar(
         status = central_records(logdir / "hostA" / "web.log")[-1]
         assert status.data == b"EXITED pid=4000"
         assert all(r.time.endswith("+00:00") for r in central_records(logdir / "hostB/web.log"))
+        wait_for(
+            lambda: central_records(logdir / "hostB" / "web.log")[-1].data == ODD,
+            60,
+            "hostB's odd bytes, exactly",
+        )
 
         # History over HTTP, across every rotated and compressed central file.
         status_code, page = get(f"{base}/api/log/{quoted('hostA/workers:w0')}?limit=5")
