@@ -438,3 +438,27 @@ def test_a_status_text_cannot_pose_as_record_fields(tmp_path: Path) -> None:
     assert parse(raw[1]).data == hostile.encode()
     assert second["notice"] == "odd" and "b64" not in second and "offset" not in second
     assert parse(raw[2]).data == b"STREAMLOG odd b64=AAAA offset=3"
+
+
+def test_discovery_of_a_central_logdir(tmp_path: Path) -> None:
+    """layout = hosts: HOST/group:name for each host directory's processes;
+    the sink's own state, stray files and symlinks out of logdir are not hosts."""
+    from supervisor_streamlog.ondisk.logdir import discover_layout
+
+    s = sink(tmp_path)
+    s.handle(line(ours(0, 10), "a", host="web1"))
+    s.handle(line(ours(0, 10, "grp/w.log", "grp"), "b", host="web1"))
+    s.handle(line(ours(0, 10), "c", host="my%20host"))
+    s.close()
+    central = tmp_path / "central"
+    outside = tmp_path / "outside"
+    (outside / "x").mkdir(parents=True)
+    (outside / "x" / "evil.log").write_text("")
+    (central / "escape").symlink_to(outside / "x")
+    (central / "stray.log").write_text("")
+    (central / "not%quoted").mkdir()
+    (central / "not%quoted" / "p.log").write_text("")
+    found = discover_layout(str(central), "hosts")
+    assert sorted(found) == ["my%20host/web:web", "web1/grp:w", "web1/web:web"]
+    assert found["web1/grp:w"] == str(central / "web1" / "grp" / "w.log")
+    assert "web:web" in discover_layout(str(central / "web1"))  # a host's own layout
