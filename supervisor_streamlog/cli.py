@@ -218,6 +218,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .capture.listener import run
 
         return run(Capture(config))
+    if args.command == "forward" and config.layout == "hosts":
+        sys.stderr.write(
+            f"supervisor-streamlog: {config.source}: layout = hosts is a central logdir "
+            "(receive writes it); forward reads a host's own logdir\n"
+        )
+        return 2
     if args.command == "forward":
         from .forward.forwarder import run as forward_run
         from .forward.forwarder import status as forward_status

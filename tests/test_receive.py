@@ -462,3 +462,14 @@ def test_discovery_of_a_central_logdir(tmp_path: Path) -> None:
     assert sorted(found) == ["my%20host/web:web", "web1/grp:w", "web1/web:web"]
     assert found["web1/grp:w"] == str(central / "web1" / "grp" / "w.log")
     assert "web:web" in discover_layout(str(central / "web1"))  # a host's own layout
+
+
+def test_forward_refuses_a_central_logdir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from supervisor_streamlog.cli import main
+
+    conf = tmp_path / "central.conf"
+    conf.write_text(f"[streamlog]\nlogdir = {tmp_path}/central\nlayout = hosts\n")
+    assert main(["forward", "-c", str(conf)]) == 2
+    assert "layout = hosts is a central logdir" in capsys.readouterr().err
