@@ -287,3 +287,71 @@ def test_two_hosts_through_rsyslog_to_one_central_sidecar(
     finally:
         for host in hosts.values():
             host.stop()
+
+
+#: The real sink, with the central files' writes failing (ENOSPC) while FLAG
+#: exists; it adds a line to FLAG.seen for each write refused.
+FULL_DISK = """\
+import os, sys
+flag, conf = sys.argv[1], sys.argv[2]
+real_write = os.write
+def write(fd, data):
+    if os.path.exists(flag) and os.readlink(f"/proc/self/fd/{fd}").endswith(".log"):
+        with open(flag + ".seen", "a") as seen:
+            seen.write("refused\\n")
+        raise OSError(28, "No space left on device")
+    return real_write(fd, data)
+os.write = write
+from supervisor_streamlog.cli import main
+sys.exit(main(["receive", "-c", conf]))
+"""
+
+
+def refused(flag: Path) -> int:
+    try:
+        return Path(f"{flag}.seen").read_text().count("refused")
+    except FileNotFoundError:
+        return 0
+
+
+def test_a_full_central_disk_holds_the_forwarder_back_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """While the sink cannot write it answers ERROR: rsyslog acknowledges
+    nothing (it restarts the sink, imrelp ends the session), the forwarder
+    sends again from its last acknowledged record, and once the disk is back
+    every record is in the central file once."""
+    problem = environment_problem()
+    if problem:
+        pytest.fail(problem)
+    port = free_port()
+    conf = write_conf(tmp_path / "central.conf", logdir=tmp_path / "central", layout="hosts")
+    flag = tmp_path / "disk-full"
+    flag.write_text("")
+    wrapper = tmp_path / "full_disk.py"
+    wrapper.write_text(FULL_DISK)
+    workdir = tmp_path / "rsyslog-work"
+    workdir.mkdir()
+    receive = f"{sys.executable} {wrapper} {flag} {conf}"
+    server = Rsyslog(
+        tmp_path / "rsyslog",
+        relp=False,
+        config=central_config(port, workdir, receive, tmp_path / "receive.log"),
+    )
+    server.relp_port = port
+    live = tmp_path / "central" / "hostB" / "web.log"
+    host = Host(tmp_path, "hostB", port)
+    try:
+        with server:
+            host.write(500)
+            host.start_forwarder()
+            # rsyslog offers the message again (action.resumeInterval = 1 s):
+            # the disk stays full over several attempts.
+            wait_for(lambda: refused(flag) >= 4, 60, "four refused writes")
+            assert line_numbers(central_records(live)) == []
+            host.write(500)
+            flag.unlink()
+            wait_for(lambda: len(line_numbers(central_records(live))) >= 1000, 120, "all lines")
+            assert line_numbers(central_records(live)) == list(range(1000))
+    finally:
+        host.stop()
