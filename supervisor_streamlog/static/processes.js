@@ -39,6 +39,23 @@ function hostHeading(info) {
   return li;
 }
 
+/**
+ * "host / web" as two parts, so that a narrow list cuts the host, not the
+ * process's own name (the no-break spaces keep " / " whole at the cut).
+ */
+function splitHost(element, display) {
+  const cut = display.lastIndexOf(" / ");
+  if (cut <= 0) return;
+  const host = document.createElement("span");
+  host.className = "host-part";
+  host.textContent = `${display.slice(0, cut)}\u00a0/\u00a0`;
+  const own = document.createElement("span");
+  own.className = "own-part";
+  own.textContent = display.slice(cut + 3);
+  element.replaceChildren(host, own);
+  element.classList.add("split");
+}
+
 export class ProcessList {
   /**
    * `session`: read for which processes are open. `open(names)` shows those
@@ -115,6 +132,7 @@ export class ProcessList {
       // a narrow list may cut off, on hover.
       name.textContent = info.display || info.name;
       name.title = info.name;
+      if (info.host !== undefined) splitHost(name, info.display);
       const badge = document.createElement("span");
       badge.className = `state s-${info.state.toLowerCase()}`;
       badge.textContent = info.state;
