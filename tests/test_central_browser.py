@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
@@ -41,18 +41,8 @@ def omprog_line(host: str, number: int, microsecond: int) -> bytes:
     ).encode()
 
 
-@pytest.fixture
-def central(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    conf = tmp_path / "central.conf"
-    conf.write_text(
-        f"[streamlog]\nlogdir = {tmp_path}/central\nlayout = hosts\nbind = 127.0.0.1:{port}\n"
-    )
-    lines = [
-        omprog_line(host, number, number * 10 + index)
-        for number in range(1, 51)
-        for index, host in enumerate(HOSTS)
-    ]
+def receive(conf: Path, lines: List[bytes]) -> None:
+    """Run the real sink on these omprog lines; every one is answered OK."""
     sink = subprocess.run(
         [sys.executable, "-m", "supervisor_streamlog", "receive", "-c", str(conf)],
         input=b"\n".join(lines) + b"\n",
@@ -60,6 +50,23 @@ def central(tmp_path: Path) -> Iterator[str]:
         timeout=60,
     )
     assert sink.stdout == b"OK\n" * (len(lines) + 1), sink.stderr
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[Tuple[str, Path]]:
+    port = free_port()
+    conf = tmp_path / "central.conf"
+    conf.write_text(
+        f"[streamlog]\nlogdir = {tmp_path}/central\nlayout = hosts\nbind = 127.0.0.1:{port}\n"
+    )
+    receive(
+        conf,
+        [
+            omprog_line(host, number, number * 10 + index)
+            for number in range(1, 51)
+            for index, host in enumerate(HOSTS)
+        ],
+    )
     serve = subprocess.Popen(
         [sys.executable, "-m", "supervisor_streamlog", "serve", "-c", str(conf)],
         stdin=subprocess.DEVNULL,
@@ -68,7 +75,7 @@ def central(tmp_path: Path) -> Iterator[str]:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: get(base + "/healthz")[0] == 200, 30, "the central sidecar")
-        yield base
+        yield base, conf
     finally:
         serve.terminate()
         serve.wait(20)
@@ -90,15 +97,22 @@ def page() -> Iterator[Page]:
         assert not errors, errors
 
 
-def test_the_central_page_lists_hosts_and_merges_them(central: str, page: Page) -> None:
-    page.goto(central + "/")
+def test_the_central_page_lists_hosts_and_merges_them(
+    central: Tuple[str, Path], page: Page
+) -> None:
+    base, conf = central
+    page.goto(base + "/")
     page.wait_for_function("() => document.querySelectorAll('#processes li.host').length === 2")
     assert page.locator("#processes li.host").all_inner_texts() == ["hostA", "hostB"]
     names = page.locator("#processes li[data-process] .name").all_text_contents()
     assert [name.replace("\xa0", " ") for name in names] == ["hostA / web", "hostB / web"]
+    # A host that starts sending later appears in the open page.
+    receive(conf, [omprog_line("hostC", 1, 999_000)])
+    page.wait_for_function("() => document.querySelectorAll('#processes li.host').length === 3")
+    assert page.locator("#processes li.host").all_inner_texts() == ["hostA", "hostB", "hostC"]
 
     # One view of both hosts: their lines interleaved by time, each badged with its host.
-    page.goto(central + "/?process=hostA/web&process=hostB/web")
+    page.goto(base + "/?process=hostA/web&process=hostB/web")
     page.wait_for_function("() => window.streamlog.store.lines.length >= 100")
     held = page.evaluate("window.streamlog.store.lines.map(l => [l.process, l.text.slice(0, 14)])")
     assert held[:4] == [

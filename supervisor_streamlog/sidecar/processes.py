@@ -178,6 +178,10 @@ class Sidecar:
                 self.hub.subscribe(sub.client, spec)
         if self.watcher is not None:
             self.watcher.watch(spec, follower)
+        if old is None and spec not in self.states and self.hub.clients:
+            # A log nobody's supervisord reports (a new host's, on a central
+            # sidecar): pages learn of it as of a state change.
+            self.hub.broadcast({"type": "state", "process": spec, "state": "UNKNOWN"})
 
     def add_raw(self, spec: str, files: List[RawFile]) -> None:
         """Show an uncaptured process from supervisord's own child log files."""
