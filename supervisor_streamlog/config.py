@@ -303,6 +303,12 @@ SETTINGS: Tuple[Setting, ...] = (
         "syslog severity of stderr lines (stdout: info; unexpected exits: err)",
     ),
     Setting(
+        "actions",
+        _bool,
+        "false",
+        "start/stop/restart/signal buttons on the tail page (needs username and password)",
+    ),
+    Setting(
         "layout",
         _choice("processes", "hosts"),
         "processes",
@@ -348,6 +354,7 @@ class Config:
     forward_keyfile: Optional[str] = None
     forward_verify: bool = True
     forward_stderr_severity: int = 4
+    actions: bool = False
     layout: str = "processes"
     source: str = field(default="", compare=False)
 
@@ -409,6 +416,11 @@ def from_mapping(
         raise ConfigError(
             f"[{SECTION}] username and password must be set together "
             "(one without the other would leave the sidecar open)"
+        )
+    if parsed["actions"] and parsed["username"] is None:
+        raise ConfigError(
+            f"[{SECTION}] actions = true needs username and password: "
+            "process control must not be open to anyone who can reach the sidecar"
         )
     if (parsed["certfile"] is None) != (parsed["keyfile"] is None):
         raise ConfigError(f"[{SECTION}] certfile and keyfile must be set together")

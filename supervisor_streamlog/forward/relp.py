@@ -301,8 +301,11 @@ class RelpClient:
         sent = acked = 0
         pending: Deque[int] = deque()  # txnrs in the order sent
         early: Set[int] = set()  # answered before an earlier one (allowed, not seen)
+        # Write again once a quarter of the window is free (or all that is
+        # left fits), not after every read: fewer, bigger writes and reads.
+        refill = max(1, self.window // 4)
         while acked < total:
-            if sent < total and len(pending) < self.window:
+            if sent < total and self.window - len(pending) >= min(refill, total - sent):
                 parts = []
                 size = 0
                 room = min(total, sent + self.window - len(pending))
@@ -329,7 +332,7 @@ class RelpClient:
                     ) from None
                 except OSError as exc:
                     raise RelpError(f"{self._where()}: {describe(exc)}") from exc
-                if sent < total and len(pending) < self.window:
+                if sent < total and self.window - len(pending) >= min(refill, total - sent):
                     continue
             before = acked
             ended: Optional[RelpError] = None

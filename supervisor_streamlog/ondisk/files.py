@@ -67,7 +67,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar
 
 from .formats import Record, RecordError, parse
 
@@ -430,13 +430,14 @@ def _untangle(files: List[LogFile]) -> List[LogFile]:
     return kept
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One record of a process's log, with where it is.
 
     ``offset`` is the offset of its first byte and ``end`` the offset just past
     its newline: the next record's ``offset``.  A reader that has seen a record
-    resumes from its ``end`` -- that is what a cursor is.
+    resumes from its ``end`` -- that is what a cursor is.  (A named tuple, not a
+    frozen dataclass: readers make one per record, and a tuple is made in a
+    third of the time.)
     """
 
     offset: int

@@ -41,9 +41,8 @@ import binascii
 import json
 import math
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 FieldValue = Union[str, int, bool]
 #: The fields :meth:`JsonFormat.identity` appends to every record: no field of a
@@ -264,9 +263,8 @@ def make_format(name: str, utc: bool) -> Format:
 # ---------------------------------------------------------------- reading back
 
 
-@dataclass(frozen=True)
-class Record:
-    """One record read back from a file."""
+class Record(NamedTuple):
+    """One record read back from a file (a named tuple: readers make one per record)."""
 
     time: str
     stream: str  # stdout, stderr or status
@@ -283,18 +281,31 @@ class RecordError(ValueError):
     """A line that is not a record of either format."""
 
 
+#: A text record's stream tag: (stream, partial).
+_TAGS = {
+    b"stdout": ("stdout", False),
+    b"stderr": ("stderr", False),
+    b"status": ("status", False),
+    b"stdout+": ("stdout", True),
+    b"stderr+": ("stderr", True),
+    b"status+": ("status", True),
+}
+
+
 def parse_text(line: bytes) -> Record:
     """Parse one text-format line (without its newline)."""
     parts = line.split(b" ", 2)
-    if len(parts) < 2:
+    if len(parts) == 3:
+        stamp, tag, data = parts
+    elif len(parts) == 2:
+        stamp, tag = parts
+        data = b""
+    else:
         raise RecordError(f"not a streamlog record: {line[:80]!r}")
-    stamp, tag = parts[0], parts[1]
-    data = parts[2] if len(parts) == 3 else b""
-    partial = tag.endswith(b"+")
-    stream = (tag[:-1] if partial else tag).decode("ascii", "replace")
-    if stream not in ("stdout", "stderr", "status"):
+    known = _TAGS.get(tag)
+    if known is None:
         raise RecordError(f"unknown stream tag {tag!r}")
-    return Record(stamp.decode("ascii", "replace"), stream, data, partial)
+    return Record(stamp.decode("ascii", "replace"), known[0], data, known[1])
 
 
 def parse_json(line: bytes) -> Record:

@@ -33,6 +33,7 @@ import tornado.web
 
 from ..config import Config
 from ..rpc import supervisor_proxy
+from .actions import action_routes
 from .auth import ProxyTrust
 from .handlers import (
     STATIC,
@@ -67,6 +68,7 @@ def make_app(sidecar: Sidecar) -> tornado.web.Application:
             (r"/ws", LiveHandler, kwargs),
             (r"/healthz", HealthHandler, kwargs),
             (r"/metrics", MetricsHandler, kwargs),
+            *action_routes(sidecar),
         ],
         websocket_max_message_size=MAX_MESSAGE,
         websocket_ping_interval=30,
@@ -185,4 +187,5 @@ async def serve(config: Config) -> int:
 def run(config: Config) -> int:
     """Entry point of ``supervisor-streamlog serve``."""
     logging.basicConfig(level=logging.WARNING, format="streamlog-web: %(message)s")
+    logging.getLogger("supervisor_streamlog.actions").setLevel(logging.INFO)  # who did what
     return asyncio.run(serve(config))

@@ -9,6 +9,7 @@
 //   history.js  LogHistory: loading
 //   search.js   Search: current (was `search`)
 
+import { Actions } from "./actions.js";
 import { Address } from "./address.js";
 import { bindControls } from "./controls.js";
 import { $, press } from "./dom.js";
@@ -35,10 +36,13 @@ export class Controller {
     this.store = new LineStore(asked.retain); // the lines held
     this.view = new LogView($("log"), this.store); // their rows in view
     this.session = new Session(asked.filter); // what is shown: shared by the parts below
+    // Start / stop / restart / signal buttons, when the sidecar has them on.
+    this.actions = new Actions(() => { this.processes.render(); this.actions.renderHeader([...this.session.subs.keys()]); });
     // The process list on the left; its buttons open or add processes.
     this.processes = new ProcessList(this.session, {
       open: (names) => this.open(names),
       toggle: (name) => this.toggle(name),
+      decorate: (li, info) => this.actions.decorate(li, info),
     });
     this.view.displayName = (name) => this.processes.displayName(name);
     // The WebSocket: its records go to the frame loop, process states to the list.
@@ -69,6 +73,7 @@ export class Controller {
   async start() {
     bindControls(this);
     this.applyPrefs();
+    this.actions.load();
     this.store.setFilter(makeMatcher(this.session.filter), this.streams(), this.session.hiddenLevels);
     this.view.configure({ matcher: this.store.matcher });
     try {
@@ -118,6 +123,7 @@ export class Controller {
     document.title = names.length ? `${names.join(" + ")} · streamlog` : "streamlog";
     this.applyPrefs();
     this.processes.render();
+    this.actions.renderHeader(names);
     renderDownloads([...session.subs.keys()]);
     if (options.at) this.history.jumpTo({ time: options.at });
     else for (const sub of session.subs.values()) this.live.subscribe(sub, { tail: TAIL });

@@ -4,7 +4,7 @@
 // each level are held. Pure data, no DOM: the view renders what `shown` lists.
 
 import { parseAnsi } from "./ansi.js";
-import { classify, fieldText, fieldValue } from "./structured.js";
+import { fieldText, fieldValue, levelAndKind, structure } from "./structured.js";
 
 /** The level classes counted and filtered: levels.js's LEVELS, then "stderr" and "none". */
 export const LEVEL_CLASSES = ["fatal", "error", "warn", "info", "debug", "trace", "stderr", "none"];
@@ -47,18 +47,33 @@ export class Line {
     this.height = 0; // measured height (wrap mode), 0 when not known
     this.layout = -1; // the layout the height was measured in
     this._parsed = null;
-    this.level = null; // structured.js's classify: a level, "stderr", "none"; null for status/note
-    this.structured = null; // a JSON or logfmt line's {kind, message, fields}, else null
+    this.level = null; // structured.js's levelAndKind: a level, "stderr", "none"; null for status/note
+    this.kind = null; // "json" or "logfmt" when the line has fields, else null
+    this._structured = null; // its {kind, message, fields}: read when first asked for
     this.classify();
   }
 
-  /** Read the level and the fields from the text (on arrival, and when the text grew). */
+  /** Read the level from the text (on arrival, and when the text grew). */
   classify() {
-    // Colour escapes are not part of what a line says: read the visible text.
-    const text = this.text.indexOf("\x1b") >= 0 ? this.plain : this.text;
-    const { level, structured } = classify(text, this.stream);
+    const { level, kind } = levelAndKind(this.visibleText, this.stream);
     this.level = level;
-    this.structured = structured;
+    this.kind = kind;
+    this._structured = kind === null ? null : undefined;
+  }
+
+  // Colour escapes are not part of what a line says: the visible text.
+  get visibleText() {
+    return this.text.indexOf("\x1b") >= 0 ? this.plain : this.text;
+  }
+
+  /**
+   * A JSON or logfmt line's {kind, message, fields}, else null. Read from the
+   * text when first asked for -- to draw the line or to filter by a field --
+   * not on arrival, so lines nobody looks at hold no parsed fields.
+   */
+  get structured() {
+    if (this._structured === undefined) this._structured = structure(this.visibleText, this.kind);
+    return this._structured;
   }
 
   /** Visible text and styled runs (ANSI SGR), parsed once. */

@@ -61,10 +61,11 @@ export class ProcessList {
    * `session`: read for which processes are open. `open(names)` shows those
    * processes alone; `toggle(name)` adds one to the view or removes it.
    */
-  constructor(session, { open, toggle }) {
+  constructor(session, { open, toggle, decorate }) {
     this.session = session;
     this.open = open;
     this.toggle = toggle;
+    this.decorate = decorate; // adds more buttons to an item (actions.js), or undefined
     this.processes = new Map(); // name -> info from /api/processes and state messages
   }
 
@@ -151,6 +152,7 @@ export class ProcessList {
       add.setAttribute("aria-label", `${subs.has(info.name) ? "Remove" : "Add"} ${info.name} ${subs.has(info.name) ? "from" : "to"} the view`);
       add.addEventListener("click", () => this.toggle(info.name));
       li.append(open, add);
+      if (this.decorate) this.decorate(li, info);
       items.push(li);
     }
     $("processes").replaceChildren(...items);

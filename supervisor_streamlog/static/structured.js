@@ -1,10 +1,13 @@
 // Structured lines: a JSON object or a logfmt line read into its message and
-// its other fields, and every line's level (levels.js), once, when its record
-// arrives. Pure functions, no DOM. Only lines that can be structured are
-// parsed: a JSON object starts with "{" (after blanks), a logfmt line with a
-// letter and holds a "="; lines longer than the page shows collapsed are not
-// parsed (their level is read from their head). Text that only looks like
-// JSON (it does not parse, or is not an object) stays plain.
+// its other fields, and every line's level (levels.js). Pure functions, no
+// DOM. The level is read once, when a record arrives (levelAndKind); the
+// fields only when the page draws the line or filters by a field
+// (structure), so 200 000 held JSON lines do not each keep their fields.
+// Only lines that can be structured are parsed: a JSON object starts with "{"
+// (after blanks), a logfmt line with a letter and holds a "="; lines longer
+// than the page shows collapsed are not parsed (their level is read from
+// their head). Text that only looks like JSON (it does not parse, or is not
+// an object) stays plain.
 
 import { levelOf, levelOfJsonHead, levelOfText } from "./levels.js";
 
@@ -26,23 +29,53 @@ const MAX_DEPTH = 4; // nested objects flattened to dotted keys this deep
  * objects as their JSON text; fieldText() gives any of them as text.
  */
 export function classify(text, stream) {
-  if (stream !== "stdout" && stream !== "stderr") return { level: null, structured: null };
+  const { level, kind } = levelAndKind(text, stream);
+  return { level, structured: kind === null ? null : structure(text, kind) };
+}
+
+/**
+ * What a line needs on arrival: {level, kind}, `kind` "json" or "logfmt"
+ * when structure(text, kind) gives its fields, else null. The fields
+ * themselves are not kept here: a page holding 200 000 JSON lines asks for
+ * them only for the lines it draws or filters by field (lines.js).
+ */
+export function levelAndKind(text, stream) {
+  if (stream !== "stdout" && stream !== "stderr") return { level: null, kind: null };
   if (text.endsWith("\r")) text = text.slice(0, -1);
   let start = 0;
   while (start < text.length && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++;
   const first = text.charCodeAt(start);
-  let structured = null;
+  let kind = null;
   let level = null;
   if (first === 123) { // "{"
-    if (text.length <= PARSE_LIMIT) structured = parseJson(text);
-    else level = levelOfJsonHead(text);
+    if (text.length <= PARSE_LIMIT) {
+      const object = parseObject(text);
+      if (object !== null) {
+        kind = "json";
+        level = levelOfObject(object);
+      }
+    } else {
+      level = levelOfJsonHead(text);
+    }
   } else if (isKeyStart(first) && text.length <= PARSE_LIMIT && text.indexOf("=") > 0) {
-    structured = parseLogfmt(text, start);
+    const logfmt = parseLogfmt(text, start);
+    if (logfmt !== null) {
+      kind = "logfmt";
+      level = levelOfFields(logfmt.fields);
+    }
   }
-  if (structured !== null) level = levelOfFields(structured.fields);
-  else if (level === null) level = levelOfText(text);
+  if (kind === null && level === null) level = levelOfText(text);
   if (level === null) level = stream === "stderr" ? "stderr" : "none";
-  return { level, structured };
+  return { level, kind };
+}
+
+/** A line's {kind, message, fields} (see classify), given the kind levelAndKind() found. */
+export function structure(text, kind) {
+  if (text.endsWith("\r")) text = text.slice(0, -1);
+  if (kind === "json") return parseJson(text);
+  let start = 0;
+  while (start < text.length && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++;
+  return parseLogfmt(text, start);
 }
 
 function isKeyStart(c) {
@@ -66,8 +99,8 @@ export function levelOfFields(fields) {
   return null;
 }
 
-/** A JSON object line's message and fields, or null when it is not a JSON object. */
-export function parseJson(text) {
+// A JSON object line as an object, or null when it is not one.
+function parseObject(text) {
   let end = text.length;
   while (end > 0 && text.charCodeAt(end - 1) <= 32) end--;
   if (text.charCodeAt(end - 1) !== 125) return null; // "}"
@@ -78,6 +111,30 @@ export function parseJson(text) {
     return null;
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) return null;
+  return value;
+}
+
+// The level a parsed JSON object names (levelOfFields' rule, without
+// flattening the object: a dotted level key is looked up along its path).
+function levelOfObject(object) {
+  for (const key of LEVEL_KEYS) {
+    let value = object[key];
+    if (value === undefined && key.indexOf(".") > 0) {
+      const [outer, inner] = key.split(".");
+      const nested = object[outer];
+      if (nested !== null && typeof nested === "object" && !Array.isArray(nested)) value = nested[inner];
+    }
+    if (value === undefined || (value !== null && typeof value === "object")) continue;
+    const level = levelOf(value);
+    if (level !== null) return level;
+  }
+  return null;
+}
+
+/** A JSON object line's message and fields, or null when it is not a JSON object. */
+export function parseJson(text) {
+  const value = parseObject(text);
+  if (value === null) return null;
   let message = "";
   const fields = [];
   let found = false;
