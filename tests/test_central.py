@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -141,8 +142,9 @@ def sink_pids(rsyslogd: int) -> List[int]:
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[Tuple[Rsyslog, Path, str]]:
-    """A central rsyslogd handing messages to receive, and a central serve."""
+def central(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Tuple[Rsyslog, Path, str]]:
+    """A central rsyslogd handing messages to receive, and a central serve
+    (central files in the format the test's parameter names, else text)."""
     problem = environment_problem()
     if problem:
         pytest.fail(problem)  # never skipped: .ci/run installs rsyslog
@@ -151,6 +153,7 @@ def central(tmp_path: Path) -> Iterator[Tuple[Rsyslog, Path, str]]:
         tmp_path / "central.conf",
         logdir=tmp_path / "central",
         layout="hosts",
+        format=getattr(request, "param", "text"),
         maxbytes="32KB",
         backups=200,
         compress="true",
@@ -186,8 +189,9 @@ def quoted(spec: str) -> str:
     return urllib.parse.quote(spec, safe="")
 
 
+@pytest.mark.parametrize("central", ["text", "json"], indirect=True)
 def test_two_hosts_through_rsyslog_to_one_central_sidecar(
-    tmp_path: Path, central: Tuple[Rsyslog, Path, str]
+    tmp_path: Path, central: Tuple[Rsyslog, Path, str], request: pytest.FixtureRequest
 ) -> None:
     server, logdir, base = central
     port = server.relp_port
@@ -276,6 +280,15 @@ def test_two_hosts_through_rsyslog_to_one_central_sidecar(
             60,
             "hostB's odd bytes, exactly",
         )
+
+        # JSON Lines central files say whose each record is.
+        with gzip.open(str(logdir / "hostA/workers/w0.log.1.gz"), "rb") as packed:
+            second = packed.read().split(b"\n")[1]
+        if request.node.callspec.params["central"] == "json":
+            obj = json.loads(second)
+            assert (obj["host"], obj["group"], obj["program"]) == ("hostA", "workers", "w0")
+        else:
+            assert second.split(b" ", 2)[1] == b"stdout"
 
         # History over HTTP, across every rotated and compressed central file.
         status_code, page = get(f"{base}/api/log/{quoted('hostA/workers:w0')}?limit=5")
