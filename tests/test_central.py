@@ -282,8 +282,9 @@ def test_two_hosts_through_rsyslog_to_one_central_sidecar(
         )
 
         # JSON Lines central files say whose each record is.
-        with gzip.open(str(logdir / "hostA/workers/w0.log.1.gz"), "rb") as packed:
-            second = packed.read().split(b"\n")[1]
+        oldest = process_files(str(logdir / "hostA/workers/w0.log"))[0]
+        with (gzip.open if oldest.compressed else open)(oldest.path, "rb") as handle:
+            second = handle.read().split(b"\n")[1]
         if request.node.callspec.params["central"] == "json":
             obj = json.loads(second)
             assert (obj["host"], obj["group"], obj["program"]) == ("hostA", "workers", "w0")
