@@ -200,12 +200,21 @@ class Supervisord:
     XML-RPC, the programs in ``awaited`` are RUNNING (an event listener pool's
     ``startsecs`` passes long after its READY) and, with ``sidecar``, until
     ``url/healthz`` answers (the sidecar binds 127.0.0.1:``port``).  ``stop``
-    ends it; ``cleanup`` removes the directory unless ``keep``.
+    ends it; ``cleanup`` removes the directory unless ``keep``.  ``root``: the
+    checkout whose ``supervisor_streamlog`` it runs (this one by default; another
+    worktree to compare with).
     """
 
     def __init__(
-        self, prefix: str, *, keep: bool = False, sidecar: bool = False, awaited: Sequence[str] = ()
+        self,
+        prefix: str,
+        *,
+        keep: bool = False,
+        sidecar: bool = False,
+        awaited: Sequence[str] = (),
+        root: Path = ROOT,
     ) -> None:
+        self.root = root
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         (self.dir / "childlogs").mkdir()
         self.conf = self.dir / "supervisord.conf"
@@ -266,7 +275,7 @@ class Supervisord:
 
     def start(self) -> None:
         # This checkout's package, whatever `pip install -e` points to.
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        path = os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")]))
         self._stderr = open(self.dir / "supervisord.stderr", "ab")
         self.proc = subprocess.Popen(
             self.command(),

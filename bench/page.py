@@ -8,6 +8,7 @@ shared set of helpers; splitting them would spread one benchmark over files.)
     python -m bench.page --seconds 10 --rounds 2 --json bench/results/page.json
     python -m bench.page --screenshot docs/screenshot.png   # only the README's picture
     python -m bench.page --quick --json-lines  # the same with JSON lines (levels, chips)
+    python -m bench.page --first-line 15 --before /work/base   # time to first line, vs another tree
 
 One real stack for the whole run, in a temporary directory: supervisord from
 pip (nodaemon, unix socket) with the plugin (``[rpcinterface:streamlog]``), the
@@ -84,6 +85,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -156,9 +158,10 @@ stderr_events_enabled = true
 class Stack(Supervisord):
     """supervisord + plugin + sidecar + the given programs, in a temporary directory."""
 
-    def __init__(self, programs: Dict[str, Dict[str, str]], keep: bool) -> None:
-        # The sidecar serves this checkout's page (PYTHONPATH), not an installed one.
-        super().__init__("streamlog-page-", keep=keep, sidecar=True)
+    def __init__(self, programs: Dict[str, Dict[str, str]], keep: bool, root: Path = ROOT) -> None:
+        # The sidecar serves this checkout's page (PYTHONPATH), not an installed
+        # one; or ``root``'s, to compare with another worktree.
+        super().__init__("streamlog-page-", keep=keep, sidecar=True, root=root)
         text = CONF.format(
             dir=self.dir,
             port=self.port,
@@ -964,6 +967,95 @@ def show(r: int, key: str, result: Dict[str, Any]) -> None:
     )
 
 
+# ---------------------------------------------------------------- time to first line
+
+# A log with history (3 000 lines, so the first page is full), then a line every 50 ms.
+FIRST_LINE_CHILD = """import sys, time
+for n in range(3000):
+    sys.stdout.write(f"history {n:06d} {'x' * 80}\\n")
+sys.stdout.flush()
+n = 0
+while True:
+    n += 1
+    print(f"live {n:06d}", flush=True)
+    time.sleep(0.05)
+"""
+# Installed before the page's scripts: when the first log row with text is in
+# the DOM (ms since navigation start), and how many there were at the load event.
+FIRST_LINE_PROBE = """
+(() => {
+  const probe = { first: null, atLoad: null };
+  window.__firstLine = probe;
+  const rows = () => document.querySelectorAll('#log .row .text').length;
+  new MutationObserver((_, observer) => {
+    if (probe.first !== null || rows() === 0) return;
+    probe.first = performance.now();
+    observer.disconnect();
+  }).observe(document, { childList: true, subtree: true });
+  addEventListener('load', () => { probe.atLoad = rows(); });
+})();
+"""
+
+
+def live_lines(url: str) -> bool:
+    """Whether the newest page of a log has the child's live lines (its history is written)."""
+    return b"live 0" in http_get(url)[1]
+
+
+def first_line(args: argparse.Namespace) -> int:
+    """Time from navigation start to the first log line drawn, ``--first-line`` loads
+    of ``/?process=app`` each, for this checkout and (``--before``) another one:
+    two stacks side by side, loads alternated so both see the same machine."""
+    trees: List[Tuple[str, Path]] = [("this tree", ROOT)]
+    if args.before:
+        trees.insert(0, ("before", Path(args.before).resolve()))
+    programs = {
+        "app": {
+            "command": f"{sys.executable} {{dir}}/first_line_child.py",
+            "autostart": "true",
+            "autorestart": "false",
+        }
+    }
+    stacks = [Stack(programs, args.keep, root) for _, root in trees]
+    times: Dict[str, List[float]] = {label: [] for label, _ in trees}
+    at_load: Dict[str, int] = {label: 0 for label, _ in trees}
+    after_goto: Dict[str, int] = {label: 0 for label, _ in trees}
+    try:
+        for stack in stacks:
+            (stack.dir / "first_line_child.py").write_text(FIRST_LINE_CHILD)
+            stack.start()
+            url = f"{stack.url}/api/log/app?limit=5"
+            wait_for(functools.partial(live_lines, url), 30, "app's history")
+        with chromium() as browser:
+            for _ in range(args.first_line):
+                for (label, _root), stack in zip(trees, stacks):
+                    context = browser.new_context(viewport=VIEWPORT)
+                    context.add_init_script(FIRST_LINE_PROBE)
+                    page = context.new_page()
+                    page.goto(f"{stack.url}/?process=app", wait_until="load")
+                    # What a screenshot taken as soon as goto() returns would show.
+                    if page.evaluate("() => window.__firstLine.first !== null"):
+                        after_goto[label] += 1
+                    page.wait_for_function("() => window.__firstLine.first !== null")
+                    probe = page.evaluate("() => window.__firstLine")
+                    times[label].append(float(probe["first"]))
+                    at_load[label] += 1 if probe["atLoad"] else 0
+                    context.close()
+    finally:
+        for stack in stacks:
+            stack.stop()
+            stack.cleanup()
+    print(f"time to first line, navigation start -> first row drawn, {args.first_line} loads each:")
+    for label, root in trees:
+        got = times[label]
+        print(
+            f"  {label:9} median {statistics.median(got):6.1f} ms, min {min(got):6.1f}, "
+            f"max {max(got):6.1f}; lines drawn at the load event in {at_load[label]}/{len(got)}, "
+            f"when goto() returned in {after_goto[label]}/{len(got)}  ({root})"
+        )
+    return 0
+
+
 # ---------------------------------------------------------------- the README's picture
 
 
@@ -1034,11 +1126,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--screenshot", default="", help="only take the README's screenshot")
     parser.add_argument(
+        "--first-line", type=int, default=0, help="only time N loads to the first line"
+    )
+    parser.add_argument("--before", default="", help="--first-line: also this checkout")
+    parser.add_argument(
         "--screenshot-wait", type=float, default=1.5, help="after the first exit (s)"
     )
     args = parser.parse_args(argv)
     if args.screenshot:
         return screenshot(args)
+    if args.first_line:
+        if args.before and not (Path(args.before) / "supervisor_streamlog").is_dir():
+            parser.error(f"--before {args.before}: not a checkout of supervisor-streamlog")
+        return first_line(args)
     if args.quick:
         args.rounds, args.seconds, args.idle, args.quiet_wait, args.retries = 1, 4.0, 1.0, 2.0, 0
     return run(args)

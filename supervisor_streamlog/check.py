@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, TextIO
 
-from .capture.plugin import make_rpcinterface
+from .capture.plugin import capturing_message, make_rpcinterface
 from .config import Config, ConfigError, load
-from .ondisk.paths import log_path
+from .ondisk.paths import display_name, log_path
 
 PLUGIN_FACTORY = "supervisor_streamlog.plugin:make_rpcinterface"
 LISTENER_COMMAND = "supervisor-streamlog"
@@ -42,6 +42,8 @@ class Report:
     mode: Optional[str]
     programs: List[ProgramReport]
     warnings: List[str]
+    #: Information, not warnings: what supervisord's log says at INFO when streamlog starts.
+    info: List[str] = field(default_factory=list)
 
 
 def _load_supervisor(path: str) -> Any:
@@ -106,6 +108,8 @@ def inspect(path: str) -> Report:
                 f"{RECOMMENDED_BUFFER_SIZE} (see docs/benchmarks.md), or plugin mode"
             )
     programs: List[ProgramReport] = []
+    captured: List[str] = []
+    skipped: List[str] = []
     for group in options.process_group_configs:
         is_listener = hasattr(group, "pool_events")
         for process in group.process_configs:
@@ -115,9 +119,12 @@ def inspect(path: str) -> Report:
             if is_listener:
                 item.reasons.append("an event listener: its stdout is the protocol channel")
                 continue
+            label = display_name(group.name, process.name)
             if not config.captures(group.name, process.name):
                 item.reasons.append(f"not matched by programs = {' '.join(config.programs)}")
+                skipped.append(label)
                 continue
+            captured.append(label)
             item.path = log_path(config.logdir, group.name, process.name)
             for stream in ("stdout", "stderr"):
                 if stream == "stderr" and process.redirect_stderr:
@@ -136,7 +143,8 @@ def inspect(path: str) -> Report:
                     )
                 else:
                     item.reasons.append(f"{stream}: not captured: streamlog is not wired in")
-    return Report(config, mode, programs, warnings)
+    info = [capturing_message(captured, skipped, config.logdir)] if mode else []
+    return Report(config, mode, programs, warnings, info)
 
 
 def render(report: Report, out: TextIO) -> None:
@@ -157,6 +165,8 @@ def render(report: Report, out: TextIO) -> None:
         out.write(line + "\n")
         for reason in item.reasons:
             out.write(f"      {reason}\n")
+    for line in report.info:
+        out.write(f"info: {line}\n")
     for warning in report.warnings:
         out.write(f"warning: {warning}\n")
 

@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 from .test_actions import AUTH, GUARDED, PASSWORD, USER
+from .test_page_newcomer import GEOMETRY, overlaps
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -149,7 +150,7 @@ def test_restart_from_the_page_restarts_the_process(control: Supervisor, page: P
     sup.wait_state("app", "RUNNING")
     old = sup.info("app")["pid"]
     page.goto(sup.url + "/?process=app")
-    page.locator("#actions .act-restart").wait_for()
+    page.locator("#action-more summary").wait_for()
     # The list has buttons too, but not for the sidecar serving the page.
     page.locator('li[data-process="app:app"] .act-restart').wait_for()
     assert page.locator('li[data-process="sidecar:sidecar"] [class^="act-"]').count() == 0
@@ -186,6 +187,7 @@ def test_a_fault_of_supervisord_shows_as_a_clear_message(control: Supervisor, pa
     sup = control
     sup.wait_state("app", "RUNNING")
     page.goto(sup.url + "/?process=app")
+    page.locator("#action-more summary").click()  # the header's menu
     page.locator("#actions .act-start").click()
     assert wait_status(page, "error", "app") == "app is already running (ALREADY_STARTED)"
     assert sup.state("app") == "RUNNING"
@@ -216,6 +218,7 @@ def test_a_signal_from_the_header(control: Supervisor, page: Page) -> None:
     sup = control
     sup.rpc.supervisor.startProcess("idle")
     page.goto(sup.url + "/?process=idle")
+    page.locator("#action-more summary").click()  # the header's menu
     page.select_option("#action-signal", "USR1")
     page.locator("#actions .act-signal").click()
     assert page.locator("#actions .act-signal").inner_text() == "send signal?"
@@ -233,7 +236,7 @@ def test_after_the_sidecar_restarts_the_page_gets_a_new_token(
     sup.wait_state("app", "RUNNING")
     old = sup.info("app")["pid"]
     page.goto(sup.url + "/?process=app")
-    page.locator("#actions .act-restart").wait_for()
+    page.locator("#action-more summary").wait_for()
     stale = page.evaluate("() => window.streamlog.actions.token")
     # A new sidecar has a new secret: the page's token no longer passes.
     sup.rpc.supervisor.stopProcess("sidecar")
@@ -242,7 +245,33 @@ def test_after_the_sidecar_restarts_the_page_gets_a_new_token(
     states = lambda: "app:app" in json.dumps(get(sup.url + "/api/processes", AUTH)[1])  # noqa: E731
     wait_for(states, 30, "the new sidecar to read supervisord's states")
     assert token(sup) != stale
+    page.locator("#action-more summary").click()
     page.locator("#actions .act-restart").click()
     message = wait_status(page, "ok", "restarted app (pid ")
     assert sup.info("app")["pid"] != old and message.endswith(f"{sup.info('app')['pid']})")
     assert page.evaluate("() => window.streamlog.actions.token") == token(sup)
+
+
+def test_the_toolbar_keeps_one_row_at_1280_with_process_control(
+    control: Supervisor, page: Page
+) -> None:
+    """The header's start, stop and signal fold into its "control" menu."""
+    sup = control
+    sup.wait_state("app", "RUNNING")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(sup.url + "/?process=app")
+    page.locator("#action-more summary").wait_for()
+    wide = page.evaluate(GEOMETRY)
+    tops = [b["top"] for b in wide["boxes"]]
+    assert max(tops) - min(tops) < 6, [(b["id"], b["top"], b["left"]) for b in wide["boxes"]]
+    assert not overlaps(wide["boxes"])
+    # The menu opens inside the window and stays open while a stop is confirmed.
+    page.locator("#action-more summary").click()
+    menu = page.locator("#action-more .menu").bounding_box()
+    assert menu is not None and menu["x"] >= 0 and menu["x"] + menu["width"] <= 1280
+    page.locator("#actions .act-stop").click()
+    assert page.locator("#actions .act-stop").inner_text() == "stop?"
+    assert page.locator("#action-more").get_attribute("open") is not None
+    page.keyboard.press("Escape")
+    assert page.locator("#action-more").get_attribute("open") is None
+    assert sup.state("app") == "RUNNING"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import demo_copy
-from .supervisor import CONF, ROOT
+from .supervisor import CONF, ROOT, Supervisor, program, wait_for
 
 
 def run_check(conf: Path, **env: str) -> subprocess.CompletedProcess:
@@ -149,3 +149,26 @@ def test_plugin_without_http_server_is_a_warning(tmp_path: Path) -> None:
     conf = write_conf(tmp_path, snippet + "[program:app]\ncommand = /bin/true\n")
     result = run_check(conf)
     assert result.returncode == 1 and "needs an [unix_http_server]" in result.stdout
+
+
+def test_check_says_what_supervisord_logs_at_start_up_in_the_same_words(tmp_path: Path) -> None:
+    """The "capturing …" line: INFO in supervisord's log (not WARN), and the
+    same words, as information, from ``check`` on the same file."""
+    sup = Supervisor(
+        tmp_path,
+        {"web": program("/bin/sleep 30"), "other": program("/bin/sleep 30")},
+        streamlog={"programs": "web"},
+        base="plugin.conf",
+    )
+    sup.start()
+    try:
+        said = f"streamlog: capturing web into {sup.logdir}; not matched by programs: other"
+        wait_for(lambda: said in sup.main_log(), 30, "the start-up message")
+        logged = [line for line in sup.main_log().splitlines() if said in line]
+        assert logged and all(" INFO " in line for line in logged), logged
+    finally:
+        sup.stop()
+    result = run_check(sup.conf)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"info: {said}\n" in result.stdout
+    assert "warning" not in result.stdout

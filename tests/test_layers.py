@@ -48,6 +48,7 @@ ORDER = [
     "sidecar.store",
     "sidecar.timeseek",
     "sidecar.logstore",
+    "sidecar.restarts",
     "sidecar.follow",
     "sidecar.inotify",
     "sidecar.watcher",

@@ -74,6 +74,15 @@ def _close_at_exit() -> None:
         plugin.close()
 
 
+def capturing_message(captured: List[str], skipped: List[str], logdir: str) -> str:
+    """What streamlog captures, as supervisord's log says it at start-up (at INFO)
+    and ``supervisor-streamlog check`` repeats it: one wording for both."""
+    text = f"streamlog: capturing {', '.join(sorted(captured)) or 'nothing'} into {logdir}"
+    if skipped:
+        text += f"; not matched by programs: {', '.join(sorted(skipped))}"
+    return text
+
+
 class SignalWake:
     """Ends supervisord's ``poll()`` sleep when a signal arrives (SIGCHLD above all).
 
@@ -294,9 +303,7 @@ class Plugin:
         # Information, not a warning: a WARN in supervisord's log should mean
         # something is wrong.
         self.supervisord.options.logger.info(
-            f"streamlog: capturing {', '.join(sorted(captured)) or 'nothing'} into "
-            f"{self.config.logdir}"
-            + (f"; not matched by programs: {', '.join(sorted(skipped))}" if skipped else "")
+            capturing_message(captured, skipped, self.config.logdir)
         )
 
     def _tick_loop(self) -> None:

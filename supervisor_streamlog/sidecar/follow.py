@@ -59,11 +59,14 @@ from typing import Any, BinaryIO, Callable, List, Optional, Set, Tuple
 
 from ..ondisk.files import Entry, gzip_size, header_base, process_files, record_end, walk
 from ..ondisk.formats import RecordError, parse
+from .restarts import status_lines
 
 log = logging.getLogger(__name__)
 
 EntriesCallback = Callable[[List[Entry]], None]
 RangeCallback = Callable[[int, int], None]
+#: ``on_status(lines)``: the status records among those just read, unparsed.
+StatusCallback = Callable[[List[bytes]], None]
 #: ``on_advance(start, end, lines)``: complete records read but not parsed.
 AdvanceCallback = Callable[[int, int, int], None]
 
@@ -185,6 +188,10 @@ class FileFollower:
     the poll counts their newlines and calls ``on_advance(start, end, lines)``
     instead of ``on_entries``, so :attr:`position` and the counters stay
     right at a fraction of the cost (a process nobody watches can flood).
+    ``on_status(lines)``, when given, gets the status records among what was
+    read, found by a byte search whether the records are parsed or not
+    (:func:`~.restarts.status_lines`): a process's restarts are counted
+    from them.
     """
 
     def __init__(
@@ -198,8 +205,10 @@ class FileFollower:
         max_backups: int = 10_000,
         wanted: Optional[Callable[[], bool]] = None,
         on_advance: Optional[AdvanceCallback] = None,
+        on_status: Optional[StatusCallback] = None,
     ) -> None:
         self.path = path
+        self.on_status = on_status
         self.on_entries = on_entries
         self.wanted = wanted
         self.on_advance = on_advance
@@ -333,6 +342,10 @@ class FileFollower:
             return
         self._partial = buf[last + 1 :]
         offset = base + self._pos
+        if self.on_status is not None:
+            found = status_lines(buf, last + 1)
+            if found:
+                self._notify("on_status", self.on_status, found)
         if self._counting:
             # Nobody watches: count the records, do not parse them (~50x cheaper).
             if not self._counted:

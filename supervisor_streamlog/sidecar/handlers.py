@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import html
 import os
 import re
 from datetime import datetime
-from typing import Any, Awaitable, Dict, Optional
-from urllib.parse import urlparse
+from typing import Any, Awaitable, Dict, List, Optional
+from urllib.parse import quote, urlparse
 
 import tornado.iostream
 import tornado.web
@@ -72,8 +73,36 @@ class BaseHandler(tornado.web.RequestHandler):
 class PageHandler(BaseHandler):
     def get(self) -> None:
         with open(os.path.join(STATIC, "index.html"), "rb") as handle:
-            self.set_header("Content-Type", "text/html; charset=utf-8")
-            self.finish(handle.read())
+            page = handle.read()
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        if self.get_argument("at", None) is None:
+            names = [n for n in self.get_arguments("process") if self.sidecar.lookup(n)]
+            page = page.replace(FIRST_PAGE_MARK, first_page_links(names), 1)
+        self.finish(page)
+
+
+#: Where index.html takes the preloads of :func:`first_page_links`.
+FIRST_PAGE_MARK = b"<!-- first pages -->"
+#: Records of the page's first page of a process (static/live.js's TAIL).
+FIRST_PAGE = 1000
+#: What JavaScript's encodeURIComponent leaves as it is, besides letters and digits.
+URI_COMPONENT_SAFE = "-_.!~*'()"
+
+
+def first_page_links(names: List[str]) -> bytes:
+    """Preloads of the newest page of each process the address opens, exactly as
+    static/history.js's ``newest()`` asks for it: the request starts with the
+    HTML instead of after the page's modules, and the page's fetch takes it."""
+    links = []
+    for name in dict.fromkeys(names):
+        # encodeURIComponent's escaping, so that the URL is the page's own.
+        url = (
+            f"/api/log/{quote(name, safe=URI_COMPONENT_SAFE)}?limit={FIRST_PAGE}&direction=backward"
+        )
+        links.append(
+            f'<link rel="preload" as="fetch" crossorigin="anonymous" href="{html.escape(url)}">'
+        )
+    return "\n".join(links).encode("utf-8")
 
 
 class StaticHandler(tornado.web.StaticFileHandler):

@@ -40,6 +40,7 @@ from .logstore import LogStore
 from .metrics import ProcessFigures, Snapshot
 from .rawfollow import RawFollower
 from .rawstore import RawFile, RawStore, raw_files
+from .restarts import Tally, scan
 from .searchworker import SearchWorker
 from .store import Store
 from .watcher import Watcher
@@ -53,6 +54,8 @@ FOLLOW_CHUNK = 256 * 1024
 STATE_POLL = 1.0
 #: How often supervisord's own child logs (uncaptured processes) are polled (s).
 RAW_POLL = 0.1
+#: Changed restart figures are sent in one ``state`` frame per process at most this often (s).
+FIGURES_DELAY = 0.2
 _STATE_KEYS = ("state", "pid", "start", "stop", "exitstatus")
 
 
@@ -72,6 +75,8 @@ class ProcessLog:
     #: Records and bytes read from its files (metrics).
     lines: int = 0
     bytes: int = 0
+    #: Starts and exits counted from its status records (captured processes).
+    tally: Optional[Tally] = None
 
     @property
     def captured(self) -> bool:
@@ -88,6 +93,9 @@ class Sidecar:
         #: History requests run here, one at a time, with stores of their own.
         self.history_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-history")
         self._rpc_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-rpc")
+        #: The start-up count of each log's restarts (restarts.scan): never ahead
+        #: of a history request in the queue.
+        self._scan_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-restarts")
         self.hub = Hub(call_soon=self._call_soon, run_blocking=self._run_blocking)
         self.logs: Dict[str, ProcessLog] = {}
         self.watcher: Optional[Union[Watcher, HostWatchers]] = None
@@ -102,6 +110,8 @@ class Sidecar:
         self._pollers: List[tornado.ioloop.PeriodicCallback] = []
         #: Regular-expression searches run in this worker process (searchworker).
         self.search_worker = SearchWorker()
+        #: Processes whose restart figures changed, not sent yet (FIGURES_DELAY).
+        self._figures_changed: Set[str] = set()
 
     def _call_soon(self, callback: Any) -> None:
         tornado.ioloop.IOLoop.current().add_callback(callback)
@@ -141,6 +151,7 @@ class Sidecar:
             if isinstance(shown.follower, RawFollower):
                 shown.follower.close()
         self._rpc_executor.shutdown(wait=False)
+        self._scan_executor.shutdown(wait=False, cancel_futures=True)
         self.history_executor.shutdown(wait=False)
         self.search_worker.stop()
         self.catchup_executor.shutdown(wait=False)
@@ -164,6 +175,7 @@ class Sidecar:
             # Records of a process nobody watches are counted, not parsed.
             wanted=functools.partial(self._watched, spec),
             on_advance=functools.partial(self._advanced, spec),
+            on_status=functools.partial(self._status, spec),
         )
         channel = self.hub.add_channel(Channel(self.hub, spec, LogStore(path), follower.position))
         recipe = functools.partial(LogStore, path)
@@ -171,6 +183,7 @@ class Sidecar:
         if old is not None:
             # The counters are Prometheus counters: they go on across the takeover.
             shown.lines, shown.bytes = old.lines, old.bytes
+        self._count_restarts(shown, follower.position)
         if old is not None:
             # Captured from now on: its subscribers start again, live, in the
             # new log's offsets.
@@ -243,6 +256,47 @@ class Sidecar:
             if spec in self.logs:
                 return spec
         return None
+
+    def _count_restarts(self, shown: ProcessLog, end: int) -> None:
+        """Count the restarts the files hold before ``end`` (where the follower
+        starts), once, on a thread of its own; the follower counts the rest."""
+        shown.tally = Tally()
+        assert shown.path is not None
+        counted = tornado.ioloop.IOLoop.current().run_in_executor(
+            self._scan_executor, scan, shown.path, end
+        )
+
+        def done(future: asyncio.Future[Tally]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                if not future.cancelled():
+                    log.warning("counting %s's restarts failed: %r", shown.spec, future.exception())
+                return
+            if shown.tally is not None:
+                shown.tally.merge_older(future.result())
+                self._figures_changed_soon(shown.spec)
+
+        counted.add_done_callback(done)
+
+    def _status(self, spec: str, lines: List[bytes]) -> None:
+        """Status records the follower read: count them."""
+        shown = self.logs.get(spec)
+        if shown is not None and shown.tally is not None and shown.tally.add_lines(lines):
+            self._figures_changed_soon(spec)
+
+    def _figures_changed_soon(self, spec: str) -> None:
+        """Send the new figures in a ``state`` frame, batched (a crash loop can be fast)."""
+        if not self._figures_changed:
+            tornado.ioloop.IOLoop.current().call_later(FIGURES_DELAY, self._send_figures)
+        self._figures_changed.add(spec)
+
+    def _send_figures(self) -> None:
+        changed, self._figures_changed = self._figures_changed, set()
+        for spec in sorted(changed):
+            shown = self.logs.get(spec)
+            if shown is None or shown.tally is None:
+                continue
+            state = self.states.get(spec, {"process": spec, "state": "UNKNOWN"})
+            self.hub.broadcast({"type": "state", **state, **shown.tally.figures()})
 
     # ------------------------------------------------------------ follower callbacks
 
@@ -357,6 +411,8 @@ class Sidecar:
             if shown is not None:
                 if shown.path is not None:
                     item["log"] = os.path.relpath(shown.path, self.config.logdir)
+                if shown.tally is not None:
+                    item.update(shown.tally.figures())
                 else:
                     item["uncaptured"] = True  # shown from supervisord's own child logs
                 item["cursor"] = shown.channel.position

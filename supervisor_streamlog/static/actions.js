@@ -1,6 +1,7 @@
 // Process control, when the sidecar has it on (`actions = true`, which needs
-// auth): start / stop / restart buttons on the process list, and start / stop
-// / restart / send a signal in the header of the one process open. Each is a
+// auth): start / stop / restart buttons on the process list, and in the
+// header of the one process open a menu (⏻) to restart, start, stop or send
+// a signal. Each is a
 // POST /api/process/NAME/ACTION carrying the token GET /api/actions gave this
 // page (docs/protocol.md, "Process control"). Stop and signal ask for a second
 // click. The outcome, or supervisord's refusal, shows in #action-status; the
@@ -31,6 +32,10 @@ export class Actions {
     this.busy = new Set(); // processes with a request in flight: their buttons are disabled
     this.armed = null; // {name, action, where, until}: the click that waits for its confirmation
     this.statusTimer = 0;
+    this.foldOpen = false; // the header's start / stop / signal menu is open
+    document.addEventListener("click", (event) => {
+      if (this.foldOpen && !$("actions").contains(event.target)) this.closeFold();
+    });
   }
 
   /** Ask the sidecar whether actions are on, and for this page's token. */
@@ -87,13 +92,37 @@ export class Actions {
     select.value = this.signal;
     select.disabled = this.busy.has(name);
     select.addEventListener("change", () => { this.signal = select.value; });
-    box.replaceChildren(
+    // Folded into one small menu button, so the toolbar keeps to one row at
+    // 1280 px (the list has start / stop / restart a click away too). The
+    // menu stays open across redraws (a stop's confirming click redraws it).
+    const fold = document.createElement("details");
+    fold.id = "action-more";
+    fold.open = this.foldOpen;
+    fold.addEventListener("toggle", () => { this.foldOpen = fold.open; });
+    const summary = document.createElement("summary");
+    summary.textContent = "⏻";
+    summary.title = `Process control: start, stop, restart or send a signal to ${name}`;
+    summary.setAttribute("aria-label", `Process control for ${name}`);
+    const menu = document.createElement("div");
+    menu.className = "menu";
+    const signal = document.createElement("span");
+    signal.className = "group";
+    signal.append(select, this.button(name, "signal", "head"));
+    menu.append(
+      this.button(name, "restart", "head"),
       this.button(name, "start", "head"),
       this.button(name, "stop", "head"),
-      this.button(name, "restart", "head"),
-      select,
-      this.button(name, "signal", "head"),
+      signal,
     );
+    fold.append(summary, menu);
+    box.replaceChildren(fold);
+  }
+
+  /** Fold the header's menu (a click elsewhere, Escape). */
+  closeFold() {
+    this.foldOpen = false;
+    const fold = $("action-more");
+    if (fold) fold.open = false;
   }
 
   button(name, action, where) {

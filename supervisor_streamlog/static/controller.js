@@ -27,6 +27,8 @@ import { notice, updateCounts } from "./status.js";
 import { LogView } from "./view.js";
 
 const NEAR = 600; // pixels from an edge at which more history is loaded
+// The controls that act on open processes: disabled while none is.
+const NEEDS_PROCESS = ["pause", "search", "jump-time", "jump-go", "download-shown"];
 
 export class Controller {
   /** `asked`: what the address asked for at start (readAddress). */
@@ -44,7 +46,6 @@ export class Controller {
       toggle: (name) => this.toggle(name),
       decorate: (li, info) => this.actions.decorate(li, info),
     });
-    this.view.displayName = (name) => this.processes.displayName(name);
     // The WebSocket: its records go to the frame loop, process states to the list.
     this.live = new Connection(this.session, {
       batch: (batch) => this.frames.push(batch),
@@ -52,6 +53,8 @@ export class Controller {
       state: (message) => this.processes.update(message),
       refused: (error) => notice(`The sidecar refused a request: ${error}`),
     });
+    // Badges in a merged view name processes as the list does ("web", not "web:web").
+    this.view.label = (name) => this.processes.display(name);
     this.frames = new Frames(this.store, this.view, this.session, this.live); // records in once a frame, then drawn
     this.address = new Address(this.session, this.view); // the URL, kept up to date
     // Older and newer pages over HTTP, and jumps (to a time, to a search result).
@@ -67,7 +70,9 @@ export class Controller {
     });
     // The history search panel; a result jumps there.
     this.search = new Search(this.session, this.prefs, (target) => this.history.jumpTo(target));
+    this.search.label = this.view.label;
     this.filterTimer = 0; // an applyFilter asked for by applyFilterSoon, not yet done
+    this.scrollTop = 0; // the log's scrollTop at the last scroll event (onScroll)
   }
 
   async start() {
@@ -76,15 +81,28 @@ export class Controller {
     this.actions.load();
     this.store.setFilter(makeMatcher(this.session.filter), this.streams(), this.session.hiddenLevels);
     this.view.configure({ matcher: this.store.matcher });
-    try {
-      await this.processes.load();
-    } catch (error) {
-      notice(`Could not list processes: ${error.message}`);
-    }
-    const names = this.asked.processes.map((name) => this.processes.canonical(name));
-    if (names.length) this.open(names, this.asked.at ? { at: this.asked.at } : {});
-    else this.updateCounts();
+    // The first requests go out together: the newest page of each process the
+    // address names (lines show without waiting for the WebSocket), the
+    // process list, and the WebSocket; live lines resume from the page's end.
+    // (index.html preloads those pages: the sidecar names them in it.)
+    const asked = this.asked.processes;
+    const first = this.asked.at ? [] : asked.map((name) => this.history.newest(name));
     this.live.connect();
+    const listed = this.processes.load().then(() => true, (error) => {
+      notice(`Could not list processes: ${error.message}`);
+      return false;
+    });
+    // Each page names its process as the sidecar knows it ("app" is "app:app"):
+    // the lines need not wait for the list.
+    const pages = await Promise.all(first);
+    if (this.asked.at || !pages.every(Boolean)) await listed;
+    const names = asked.map((name, i) => (pages[i] ? pages[i].process : this.processes.canonical(name)));
+    if (names.length && this.asked.at) this.open(names, { at: this.asked.at });
+    else if (names.length) this.open(names, { first: new Map(names.map((name, i) => [name, pages[i]])) });
+    else {
+      this.showChosen(false);
+      this.updateCounts();
+    }
     setInterval(() => this.processes.tick(), 1000);
   }
 
@@ -107,7 +125,10 @@ export class Controller {
 
   // ---------------------------------------------------------------- opening
 
-  /** Show `names` (merged by time when several), live, or around `options.at`. */
+  /**
+   * Show `names` (merged by time when several), live, or around `options.at`;
+   * `options.first`: name -> the newest page of its log, already asked for.
+   */
   open(names, options = {}) {
     const session = this.session;
     for (const sub of session.subs.values()) this.live.unsubscribe(sub);
@@ -119,16 +140,26 @@ export class Controller {
     this.setFollow(true, null);
     this.search.close();
     notice("");
-    $("title").textContent = names.length ? names.join(" + ") : "choose a process";
-    document.title = names.length ? `${names.join(" + ")} · streamlog` : "streamlog";
+    const shown = names.map((name) => this.processes.display(name)).join(" + ");
+    $("title").textContent = names.length ? shown : "choose a process";
+    $("title").title = names.join(" + ");
+    document.title = names.length ? `${shown} · streamlog` : "streamlog";
+    this.showChosen(names.length > 0);
     this.applyPrefs();
     this.processes.render();
     this.actions.renderHeader(names);
-    renderDownloads([...session.subs.keys()]);
+    renderDownloads([...session.subs.keys()], (name) => this.processes.display(name));
     if (options.at) this.history.jumpTo({ time: options.at });
+    else if (options.first) this.history.showNewest(options.first);
     else for (const sub of session.subs.values()) this.live.subscribe(sub, { tail: TAIL });
     this.address.save();
     this.frames.schedule();
+  }
+
+  /** With no process open the log says to choose one, and the controls that need one are off. */
+  showChosen(chosen) {
+    this.view.empty.dataset.empty = chosen ? "lines" : "process";
+    for (const id of NEEDS_PROCESS) $(id).disabled = !chosen;
   }
 
   /** Add a process to the view or remove it, staying at the time being read. */
@@ -173,7 +204,12 @@ export class Controller {
   onScroll() {
     const { session, view } = this;
     const s = view.scroller;
-    if (session.follow && !view.atBottom(view.lineHeight)) {
+    // Only a move up pauses: a log whose box got shorter (the toolbar wrapped,
+    // a notice opened) is not at the bottom either until it is redrawn, and
+    // the scroll event of the last redraw can come in between.
+    const up = s.scrollTop < this.scrollTop;
+    this.scrollTop = s.scrollTop;
+    if (session.follow && up && !view.atBottom(view.lineHeight)) {
       this.setFollow(false, "scroll"); // the scrollbar, a key, a touch: anything that moved up
     } else if (!session.follow && session.pausedBy === "scroll" && view.atBottom(2) && !session.detached) {
       this.setFollow(true, null); // scrolled back down to the newest line

@@ -2,6 +2,8 @@
 // the keyboard shortcuts, each handed to the controller's actions.
 
 import { $ } from "./dom.js";
+import { notice } from "./status.js";
+import { parseWhen } from "./when.js";
 
 /** Wire the page's controls to `page` (the Controller). */
 export function bindControls(page) {
@@ -58,13 +60,14 @@ export function bindControls(page) {
   $("theme").addEventListener("click", () => page.cycleTheme());
   $("jump").addEventListener("submit", (event) => {
     event.preventDefault();
-    const value = $("jump-time").value;
-    if (!value) return;
-    const moment = page.prefs.time === "utc" ? new Date(`${value}Z`) : new Date(value);
-    if (Number.isNaN(moment.getTime())) return;
-    page.history.jumpTo({ time: moment.toISOString() });
+    jump(page);
   });
+  $("jump-time").addEventListener("input", () => jumpError(""));
   $("download-shown").addEventListener("click", () => page.downloadShown());
+  // The "more" menu closes as a menu does: on a click elsewhere (and on Escape).
+  document.addEventListener("click", (event) => {
+    if ($("more").open && !$("more").contains(event.target)) $("more").open = false;
+  });
   $("process-filter").addEventListener("input", () => page.processes.render());
   $("help-button").addEventListener("click", () => $("help").showModal());
   $("help-close").addEventListener("click", () => $("help").close());
@@ -74,9 +77,45 @@ export function bindControls(page) {
     if (session.follow) view.scrollToBottom();
     page.frames.draw();
   });
+  // The log's box also changes height without a window resize: the toolbar
+  // wraps or unwraps, a notice or a panel opens. Following, the newest line
+  // stays in view (a quiet log has no new line to bring it back, and the next
+  // scroll event would take the gap for the reader scrolling up: a pause).
+  let height = log.clientHeight;
+  new ResizeObserver(() => {
+    if (log.clientHeight === height) return;
+    height = log.clientHeight;
+    if (session.follow) view.scrollToBottom();
+    page.frames.draw();
+  }).observe(log);
+}
+
+// The time-jump field: a time as the reader types it (when.js), or what is wrong with it.
+function jump(page) {
+  const found = parseWhen($("jump-time").value, { utc: page.prefs.time === "utc" });
+  if (!found.ok) {
+    jumpError(found.error);
+    return;
+  }
+  jumpError("");
+  if (page.session.subs.size === 0) return;
+  page.history.jumpTo({ time: found.date.toISOString() });
+}
+
+function jumpError(text) {
+  const input = $("jump-time");
+  const was = input.getAttribute("aria-invalid") === "true";
+  if (text) {
+    input.setAttribute("aria-invalid", "true");
+    notice(text);
+  } else if (was) {
+    input.removeAttribute("aria-invalid");
+    notice("");
+  }
 }
 
 // The keyboard shortcuts (the help dialog in index.html lists them).
+const NEEDS_PROCESS = new Set(["p", "s", "j", "d", "End", "G", "Home", "g"]);
 function onKey(page, event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   const typing = event.target.closest && event.target.closest("input, textarea, select");
@@ -85,10 +124,13 @@ function onKey(page, event) {
     if (typing) event.target.blur();
     page.search.close();
     page.setFieldsPanel(false);
-    $("download").open = false;
+    $("more").open = false;
+    page.actions.closeFold();
     return;
   }
   if (typing || $("help").open) return;
+  // With no process open these have nothing to act on (their buttons are disabled).
+  if (page.session.subs.size === 0 && NEEDS_PROCESS.has(event.key)) return;
   const actions = {
     "/": () => $("filter").focus(),
     p: () => page.togglePause(),

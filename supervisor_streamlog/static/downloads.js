@@ -4,12 +4,12 @@
 import { $ } from "./dom.js";
 import { fullTime } from "./view.js";
 
-/** One "whole log" link per open process. */
-export function renderDownloads(names) {
+/** One "whole log" link per open process; `label(name)`: the name people know it by. */
+export function renderDownloads(names, label = (name) => name) {
   const links = names.map((name) => {
     const a = document.createElement("a");
     a.href = `/api/log/${encodeURIComponent(name)}/download`;
-    a.textContent = `whole log of ${name}`;
+    a.textContent = `whole log of ${label(name)}`;
     a.setAttribute("download", "");
     return a;
   });
@@ -28,5 +28,5 @@ export function downloadShown(store, names, utc) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-  $("download").open = false;
+  $("more").open = false;
 }

@@ -5,6 +5,7 @@
 
 import { api, logUrl } from "./api.js";
 import { timeKey } from "./lines.js";
+import { TAIL } from "./live.js";
 import { notice, updateCounts } from "./status.js";
 
 const PAGE = 500; // records per history page
@@ -67,6 +68,37 @@ export class LogHistory {
 
   page(sub, query) {
     return api(logUrl(sub.name, { limit: PAGE, ...query }));
+  }
+
+  /** The newest page of a process's log (`name` as the address gave it), or null. */
+  newest(name) {
+    return api(logUrl(name, { limit: TAIL, direction: "backward" })).catch(() => null);
+  }
+
+  /**
+   * Open with the newest pages read over HTTP (`pages`: name -> newest()'s
+   * answer, or a promise of it), then live from the end of each: no gap, no duplicate. A
+   * process whose page could not be read gets the WebSocket's tail instead.
+   */
+  async showNewest(pages) {
+    const { store, session, live } = this;
+    const generation = session.generation;
+    const subs = [...session.subs.values()];
+    const read = await Promise.all(subs.map(async (sub) => ({ sub, page: await pages.get(sub.name) })));
+    if (session.generation !== generation) return; // another view was opened meanwhile
+    const found = read.filter(({ sub, page }) => page && page.process === sub.name);
+    for (const { sub } of read) if (!found.some((f) => f.sub === sub)) live.subscribe(sub, { tail: TAIL });
+    for (const { sub, page, kept, all } of mergePages(found, true, session.subs.size === 1)) {
+      sub.first = all ? page.start : kept.length ? kept[0].offset : page.end;
+      sub.hasBefore = page.has_before || !all;
+      sub.cursor = page.end;
+      // As live records: their unfinished last lines go on in the live ones.
+      store.add(sub.name, kept, store.pending, sub.epoch);
+      live.subscribe(sub, { cursor: page.end });
+    }
+    this.frames.trim();
+    this.frames.draw();
+    updateCounts(store, session);
   }
 
   /** The page before the oldest line held, for each process that has one. */

@@ -16,12 +16,49 @@ function uptime(info) {
   return d ? `${d}d ${clock}` : clock;
 }
 
+// A crash loop: the last LOOP_CRASHES crashes (docs/protocol.md's
+// recent_crashes) all within LOOP_WINDOW ms of now.
+const LOOP_CRASHES = 3;
+const LOOP_WINDOW = 5 * 60 * 1000;
+
+/** Whether a process keeps crashing and being restarted (from its status records). */
+export function looping(info, now = Date.now()) {
+  const crashes = info.recent_crashes || [];
+  return crashes.length >= LOOP_CRASHES && now - Date.parse(crashes[0]) <= LOOP_WINDOW;
+}
+
+const shortTime = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "?");
+
+/** Its restarts as counted from the files: "3 starts · last exit 3". */
+function restarts(info) {
+  const parts = [];
+  if (info.starts > 1) parts.push(`${info.starts} starts`);
+  if (info.last_exit !== null && info.last_exit !== undefined && (info.crashes || info.state !== "RUNNING")) {
+    parts.push(`last exit ${info.last_exit}`);
+  }
+  return parts;
+}
+
+/** The tooltip of the restart figures: what they count, since when. */
+function restartsTitle(info) {
+  if (info.starts === undefined) return "";
+  let text = `${info.starts} starts and ${info.crashes} crashes in the log since ${shortTime(info.counted_since)}`;
+  if (info.last_exit !== null && info.last_exit !== undefined) {
+    text += `; last exit ${info.last_exit} (${info.last_exit_expected ? "expected" : "unexpected"}) at ${shortTime(info.last_exit_time)}`;
+  }
+  return text;
+}
+
 function describe(info) {
   const parts = [];
-  if (info.pid) parts.push(`pid ${info.pid}`);
-  const up = uptime(info);
+  // A crash loop's pid and uptime change faster than they can be read.
+  const steady = !looping(info);
+  if (info.pid && steady) parts.push(`pid ${info.pid}`);
+  const up = steady ? uptime(info) : "";
   if (up) parts.push(`up ${up}`);
-  if (info.state === "EXITED" || info.state === "BACKOFF" || info.state === "FATAL") {
+  const counted = restarts(info);
+  if (counted.length) parts.push(...counted);
+  else if (info.state === "EXITED" || info.state === "BACKOFF" || info.state === "FATAL") {
     parts.push(`exit ${info.exitstatus}`);
   }
   if (!info.captured) parts.push("not captured");
@@ -92,10 +129,12 @@ export class ProcessList {
     return name;
   }
 
-  /** A process's name for people ("web", "web1 / web"): the badges of a merged view. */
-  displayName(name) {
+  /** The name people know a process by: "web" for "web:web", as supervisorctl shows it. */
+  display(name) {
     const info = this.processes.get(name);
-    return (info && info.display) || name;
+    if (info && info.display) return info.display;
+    const [group, process] = name.split(":");
+    return process === group ? process : name;
   }
 
   /** Whether a process is shown from supervisord's own files (no times to seek by). */
@@ -122,6 +161,7 @@ export class ProcessList {
       const li = document.createElement("li");
       li.dataset.process = info.name;
       li.className = info.captured ? "" : "uncaptured";
+      if (looping(info)) li.classList.add("looping");
       const open = document.createElement("button");
       open.type = "button";
       open.className = "open";
@@ -140,6 +180,14 @@ export class ProcessList {
       const detail = document.createElement("span");
       detail.className = "detail";
       detail.textContent = describe(info);
+      detail.title = restartsTitle(info);
+      if (looping(info)) {
+        // Not only "RUNNING": supervisord restarts it as fast as it crashes.
+        const loop = document.createElement("span");
+        loop.className = "loop";
+        loop.textContent = "crash loop";
+        detail.prepend(loop, " ");
+      }
       open.append(name, badge, detail);
       open.addEventListener("click", (event) => {
         if (event.ctrlKey || event.metaKey || event.shiftKey) this.toggle(info.name);
@@ -163,12 +211,13 @@ export class ProcessList {
     }
   }
 
-  /** Once a second: the uptimes of the running processes. */
+  /** Once a second: the uptimes of the running processes, and crash loops that ended. */
   tick() {
     for (const li of $("processes").children) {
       const info = this.processes.get(li.dataset.process);
+      if (info && looping(info) !== li.classList.contains("looping")) { this.render(); return; }
       const detail = li.querySelector(".detail");
-      if (info && detail && info.state === "RUNNING") detail.textContent = describe(info);
+      if (info && detail && info.state === "RUNNING" && !li.classList.contains("looping")) detail.textContent = describe(info);
     }
   }
 }

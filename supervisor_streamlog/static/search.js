@@ -17,6 +17,7 @@ export class Search {
     this.prefs = prefs;
     this.jumpTo = jumpTo;
     this.current = null; // the history search being shown: {q, subs: [{name, next, done}]}
+    this.label = (name) => name; // a process's name for people (the controller's: the list's)
   }
 
   close() {
@@ -63,7 +64,7 @@ export class Search {
     const where = document.createElement("span");
     where.className = "where";
     const line = { key: timeKey(entry.time) };
-    where.textContent = `${this.session.subs.size > 1 ? `${process} · ` : ""}${fullTime(line, this.prefs.time === "utc")}`;
+    where.textContent = `${this.session.subs.size > 1 ? `${this.label(process)} · ` : ""}${fullTime(line, this.prefs.time === "utc")}`;
     const text = document.createElement("span");
     text.className = "text";
     text.textContent = entry.text.length > 300 ? `${entry.text.slice(0, 300)}…` : entry.text;

@@ -117,7 +117,6 @@ export class LogView {
     this.empty.className = "empty";
     scroller.replaceChildren(this.sizer, this.rows, this.empty);
     this.settings = { wrap: false, time: "local", merged: false, matcher: null };
-    this.displayName = (name) => name; // a process's name for people (set by the controller)
     this.layout = 0; // bumped when row heights may have changed
     this.lineHeight = 18;
     this.charWidth = 7.5;
@@ -128,6 +127,7 @@ export class LogView {
     this.version = -1;
     this.elements = new Map(); // line -> its row, for the rows in the DOM
     this.renderedKey = "";
+    this.label = (name) => name; // a process's name for people (the controller's: the list's display name)
     this.measure();
   }
 
@@ -351,7 +351,7 @@ export class LogView {
     if (this.settings.merged) {
       const badge = document.createElement("span");
       badge.className = `proc p${hue(line.process)}`;
-      badge.textContent = this.displayName(line.process);
+      badge.textContent = this.label(line.process);
       badge.title = line.process;
       row.append(badge);
     }
