@@ -1,4 +1,5 @@
-"""The ``supervisor-streamlog`` command: ``listen``, ``serve``, ``forward``, ``check``, ``tail``.
+"""The ``supervisor-streamlog`` command: ``listen``, ``serve``, ``forward``, ``receive``,
+``check``, ``tail``.
 
 Parsing builds a namespace in :func:`build_parser` (testable on its own);
 :func:`main` only dispatches.
@@ -83,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--status",
         action="store_true",
         help="print how far behind each destination is, and exit (1 if behind)",
+    )
+
+    receive = sub.add_parser(
+        "receive",
+        help="the central sink: write what a central rsyslog receives (omprog) as host files",
+        description="Read rsyslog omprog lines (template streamlog_receive) on stdin and write "
+        "each forwarded record to <logdir>/<host>/, answering OK per message "
+        "(confirmMessages); see docs/shipping.md, 'One page for many hosts'.",
+    )
+    receive.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="file with the central [streamlog] section (layout = hosts)",
     )
 
     check = sub.add_parser(
@@ -202,6 +218,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .capture.listener import run
 
         return run(Capture(config))
+    if args.command == "forward" and config.layout == "hosts":
+        sys.stderr.write(
+            f"supervisor-streamlog: {config.source}: layout = hosts is a central logdir "
+            "(receive writes it); forward reads a host's own logdir\n"
+        )
+        return 2
     if args.command == "forward":
         from .forward.forwarder import run as forward_run
         from .forward.forwarder import status as forward_status
@@ -209,6 +231,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.status:
             return forward_status(config, sys.stdout)
         return forward_run(config)
+    if args.command == "receive":
+        from .forward.receive import run as receive_run
+
+        return receive_run(config)
     if args.command == "serve":
         from .sidecar.server import run as serve_run
 

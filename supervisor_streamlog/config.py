@@ -327,6 +327,13 @@ SETTINGS: Tuple[Setting, ...] = (
         "",
         "forward serves /metrics here (host:port or unix:/path; e.g. 127.0.0.1:9718); empty = off",
     ),
+    Setting(
+        "layout",
+        _choice("processes", "hosts"),
+        "processes",
+        "processes: <logdir>/<process files>; hosts: <logdir>/<host>/<process files>, "
+        "as supervisor-streamlog receive writes them on a central host",
+    ),
 )
 
 _BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -368,6 +375,7 @@ class Config:
     forward_stderr_severity: int = 4
     actions: bool = False
     forward_metrics: Optional[str] = None
+    layout: str = "processes"
     source: str = field(default="", compare=False)
 
     def captures(self, group: str, name: str) -> bool:

@@ -39,7 +39,14 @@ from typing import BinaryIO, Deque, Dict, Iterable, Iterator, List, Optional, Te
 from .config import Config
 from .ondisk.files import Entry, is_header, read_base, record_end, walk
 from .ondisk.formats import Record, RecordError, parse
-from .ondisk.paths import display_name, log_path, split_process
+from .ondisk.paths import (
+    display_name,
+    log_path,
+    quote_name,
+    split_host,
+    split_process,
+    unquote_name,
+)
 from .sidecar.logstore import LogStore
 
 # ---------------------------------------------------------------- time arguments
@@ -338,9 +345,15 @@ def run(
     procs = []
     backlogs = []
     for spec in names:
-        group, process = split_process(spec)
-        path = log_path(config.logdir, group, process)
+        host, local = split_host(spec) if config.layout == "hosts" else ("", spec)
+        group, process = split_process(local)
+        logdir = config.logdir
+        if host:  # as the page names it, or as its directory is named
+            logdir = os.path.join(logdir, quote_name(unquote_name(host)))
+        path = log_path(logdir, group, process)
         name = display_name(group, process)
+        if host:  # one word, as the other fields: web1/web
+            name = f"{unquote_name(host)}/{name}"
         # Where following starts: taken before reading the backlog, and the
         # backlog read up to exactly there, so nothing falls in between.
         try:

@@ -512,3 +512,25 @@ def environment_problem() -> Optional[str]:
         if not os.path.exists(os.path.join(MODULES, module)):
             return f"{MODULES}/{module} missing (apt-get install rsyslog-relp rsyslog-gnutls)"
     return None
+
+
+#: The central recipe of docs/shipping.md ("One page for many hosts"), as printed.
+CENTRAL_CONF = Path(__file__).resolve().parent.parent / "conf" / "central-rsyslog.conf"
+
+
+def central_config(port: int, workdir: Path, receive: str, receive_log: Path) -> str:
+    """conf/central-rsyslog.conf with its placeholders replaced, for ``Rsyslog(config=...)``.
+
+    ``receive`` is the omprog binary line (``supervisor-streamlog receive -c
+    FILE``, or a wrapper script); the input listens on 127.0.0.1 only.
+    """
+    text = CENTRAL_CONF.read_text()
+    for old, new in (
+        ('workDirectory="WORKDIR"', f'workDirectory="{workdir}"'),
+        ('port="PORT"', f'address="127.0.0.1" port="{port}"'),
+        ('binary="RECEIVE"', f'binary="{receive}"'),
+        ('output="RECEIVE_LOG"', f'output="{receive_log}"'),
+    ):
+        assert old in text, f"{old} not in {CENTRAL_CONF}"
+        text = text.replace(old, new)
+    return text

@@ -168,7 +168,7 @@ def history(base: str, process: str, start: int, stop: int) -> List[Dict[str, An
     found: List[Dict[str, Any]] = []
     while start < stop:
         query = f"cursor={start}&direction=forward&limit=1000"
-        status, page = get(f"{base}/api/log/{urllib.parse.quote(process)}?{query}")
+        status, page = get(f"{base}/api/log/{urllib.parse.quote(process, safe='')}?{query}")
         assert status == 200, page
         entries = [e for e in page["entries"] if e["end"] <= stop]
         found += entries

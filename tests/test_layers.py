@@ -53,6 +53,7 @@ ORDER = [
     "sidecar.follow",
     "sidecar.inotify",
     "sidecar.watcher",
+    "sidecar.hosts",
     "sidecar.hub",
     "sidecar.rawstore",
     "sidecar.rawfollow",
@@ -66,6 +67,7 @@ ORDER = [
     # the forwarder: files in, RFC 5424 messages to a log engine out
     "forward",
     "forward.syslog",
+    "forward.receive",
     "forward.octet",
     "forward.relp",
     "forward.destinations",

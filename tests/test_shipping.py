@@ -439,7 +439,7 @@ def test_central_rsyslog_recipe_keeps_structured_data_and_long_records(tmp_path:
     port = free_port()
     spool, central = tmp_path / "spool", tmp_path / "central"
     spool.mkdir()
-    text = recipe('type="imrelp"')
+    text = recipe('dynaFile="streamlog_path"')
     for old, new in (
         ("/var/spool/rsyslog", str(spool)),
         ("/var/log/central", str(central)),

@@ -113,3 +113,31 @@ def parse_name(group: str, name: str) -> Optional[Tuple[str, bool]]:
     if process is None:
         return None
     return f"{group or process}:{process}", not match.group("suffix")
+
+
+def hosts(logdir: str) -> Dict[str, str]:
+    """The host directories of a central logdir (``layout = hosts``):
+    ``{directory name: path}``; hidden ones (``.receive``) and names quote_name
+    would not produce are not hosts."""
+    found: Dict[str, str] = {}
+    root = os.path.realpath(logdir)
+    try:
+        entries = list(os.scandir(logdir))
+    except OSError:
+        return found
+    for entry in sorted(entries, key=lambda item: item.name):
+        if group_dir(entry, root) is not None:
+            found[entry.name] = entry.path
+    return found
+
+
+def discover_layout(logdir: str, layout: str = "processes") -> Dict[str, str]:
+    """:func:`discover` for the ``layout`` setting: with ``hosts``, every
+    process of every host directory, as ``HOST/group:name``."""
+    if layout != "hosts":
+        return discover(logdir)
+    found: Dict[str, str] = {}
+    for host, path in hosts(logdir).items():
+        for spec, live in discover(path).items():
+            found[f"{host}/{spec}"] = live
+    return found

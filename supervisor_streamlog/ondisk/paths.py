@@ -73,3 +73,26 @@ def display_name(group: str, name: str) -> str:
     ``group:name``.  Identifiers (URLs, metrics labels, the protocol's ``process``)
     stay ``group:name``; this is for people."""
     return name if group == name else f"{group}:{name}"
+
+
+# ---------------------------------------------------------------- layout = hosts
+# A central logdir (``supervisor-streamlog receive``) holds one directory per
+# host, each laid out as above.  A process there is ``HOST/group:name``, HOST
+# being the host's directory name (quote_name of the host: it holds no ``/``,
+# so the first ``/`` of a spec ends it).
+
+
+def host_spec(host_component: str, spec: str) -> str:
+    """``HOST/group:name`` from a host's directory name and a host-local spec."""
+    return f"{host_component}/{spec}"
+
+
+def split_host(spec: str) -> Tuple[str, str]:
+    """``HOST/group:name`` -> ``(HOST, "group:name")``; ``("", spec)`` without a host."""
+    host, sep, rest = spec.partition("/")
+    return (host, rest) if sep else ("", spec)
+
+
+def host_display(host_component: str, group: str, name: str) -> str:
+    """``web1 / web`` or ``web1 / grp:worker``: a central process's name for people."""
+    return f"{unquote_name(host_component)} / {display_name(group, name)}"

@@ -30,10 +30,11 @@ from typing import Any, Callable, Dict, List, Optional, Set, Union
 import tornado.ioloop
 
 from ..config import Config
-from ..ondisk.logdir import discover
-from ..ondisk.paths import display_name
+from ..ondisk.logdir import discover_layout
+from ..ondisk.paths import display_name, host_display, split_host
 from .auth import ProxyTrust
 from .follow import FileFollower
+from .hosts import HostWatchers
 from .hub import Channel, Hub
 from .logstore import LogStore
 from .metrics import ProcessFigures, Snapshot
@@ -97,7 +98,7 @@ class Sidecar:
         self._scan_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-restarts")
         self.hub = Hub(call_soon=self._call_soon, run_blocking=self._run_blocking)
         self.logs: Dict[str, ProcessLog] = {}
-        self.watcher: Optional[Watcher] = None
+        self.watcher: Optional[Union[Watcher, HostWatchers]] = None
         self.rpc = rpc
         #: supervisord's view of every process (``state`` frames), by spec.
         self.states: Dict[str, Dict[str, Any]] = {}
@@ -124,9 +125,12 @@ class Sidecar:
         """Find the logs there are, watch for new ones, start polling supervisord."""
         os.makedirs(self.config.logdir, exist_ok=True)
         self.search_worker.start()
-        for spec, path in discover(self.config.logdir).items():
+        for spec, path in discover_layout(self.config.logdir, self.config.layout).items():
             self.add_process(spec, path)
-        self.watcher = Watcher(self.config.logdir, self.add_process)
+        if self.config.layout == "hosts":
+            self.watcher = HostWatchers(self.config.logdir, self.add_process)
+        else:
+            self.watcher = Watcher(self.config.logdir, self.add_process)
         for spec, shown in self.logs.items():
             if isinstance(shown.follower, FileFollower):
                 self.watcher.watch(spec, shown.follower)
@@ -187,6 +191,10 @@ class Sidecar:
                 self.hub.subscribe(sub.client, spec)
         if self.watcher is not None:
             self.watcher.watch(spec, follower)
+        if old is None and spec not in self.states and self.hub.clients:
+            # A log nobody's supervisord reports (a new host's, on a central
+            # sidecar): pages learn of it as of a state change.
+            self.hub.broadcast({"type": "state", "process": spec, "state": "UNKNOWN"})
 
     def add_raw(self, spec: str, files: List[RawFile]) -> None:
         """Show an uncaptured process from supervisord's own child log files."""
@@ -241,8 +249,10 @@ class Sidecar:
                 log.exception("following %s's child logs failed", spec)
 
     def lookup(self, name: str) -> Optional[str]:
-        """A known process spec for a client-given name (``group:name`` or ``name``)."""
-        for spec in (name, f"{name}:{name}" if ":" not in name else name):
+        """A known process spec for a client-given name (``group:name`` or ``name``;
+        with ``layout = hosts``, ``HOST/group:name`` or ``HOST/name``)."""
+        _, local = split_host(name) if self.config.layout == "hosts" else ("", name)
+        for spec in (name, f"{name}:{local}" if ":" not in local else name):
             if spec in self.logs:
                 return spec
         return None
@@ -381,13 +391,16 @@ class Sidecar:
         """``/api/processes``: every process supervisord runs and every process with a log."""
         result = []
         for spec in self._specs():
-            group, _, name = spec.partition(":")
+            host, local = split_host(spec) if self.config.layout == "hosts" else ("", spec)
+            group, _, name = local.partition(":")
             item: Dict[str, Any] = {
                 "name": spec,
-                "display": display_name(group, name),
+                "display": host_display(host, group, name) if host else display_name(group, name),
                 "group": group,
                 "process": name,
             }
+            if host:
+                item["host"] = host
             state = self.states.get(spec)
             if state is not None:
                 item.update({k: v for k, v in state.items() if k != "process"})

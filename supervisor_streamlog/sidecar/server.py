@@ -160,7 +160,13 @@ def listen(app: tornado.web.Application, config: Config) -> tornado.httpserver.H
 
 async def serve(config: Config) -> int:
     """Run the sidecar until SIGTERM/SIGINT."""
-    sidecar = Sidecar(config, rpc=supervisor_proxy(config.source))
+    rpc = supervisor_proxy(config.source)
+    if config.layout == "hosts":
+        # A central sidecar shows what receive wrote for many hosts: the
+        # supervisord that may run it here knows none of those processes.
+        log.warning("layout = hosts: processes from the files only (no supervisord states)")
+        rpc = None
+    sidecar = Sidecar(config, rpc=rpc)
     sidecar.start()
     server = listen(make_app(sidecar), config)
     scheme = "https" if config.certfile else "http"

@@ -65,6 +65,34 @@ function describe(info) {
   return parts.join(" · ");
 }
 
+/** The heading of one host's processes (a central sidecar): its name as people read it. */
+function hostHeading(info) {
+  const li = document.createElement("li");
+  li.className = "host";
+  li.setAttribute("role", "presentation");
+  const cut = info.display.lastIndexOf(" / ");
+  li.textContent = cut > 0 ? info.display.slice(0, cut) : info.host;
+  li.title = `host ${li.textContent}`;
+  return li;
+}
+
+/**
+ * "host / web" as two parts, so that a narrow list cuts the host, not the
+ * process's own name (the no-break spaces keep " / " whole at the cut).
+ */
+function splitHost(element, display) {
+  const cut = display.lastIndexOf(" / ");
+  if (cut <= 0) return;
+  const host = document.createElement("span");
+  host.className = "host-part";
+  host.textContent = `${display.slice(0, cut)}\u00a0/\u00a0`;
+  const own = document.createElement("span");
+  own.className = "own-part";
+  own.textContent = display.slice(cut + 3);
+  element.replaceChildren(host, own);
+  element.classList.add("split");
+}
+
 export class ProcessList {
   /**
    * `session`: read for which processes are open. `open(names)` shows those
@@ -96,7 +124,9 @@ export class ProcessList {
   /** The name supervisord knows a process by: "app" is "app:app" when that exists. */
   canonical(name) {
     if (this.processes.has(name) || name.includes(":")) return name;
-    return this.processes.has(`${name}:${name}`) ? `${name}:${name}` : name;
+    const local = name.slice(name.indexOf("/") + 1); // "HOST/app" on a central sidecar
+    for (const full of [`${name}:${name}`, `${name}:${local}`]) if (this.processes.has(full)) return full;
+    return name;
   }
 
   /** The name people know a process by: "web" for "web:web", as supervisorctl shows it. */
@@ -121,8 +151,13 @@ export class ProcessList {
     const refocus = inList ? [focused.closest("li").dataset.process, focused.className] : null;
     const needle = $("process-filter").value.trim().toLowerCase();
     const items = [];
+    let host = null; // a central sidecar (layout = hosts): a heading per host
     for (const info of this.processes.values()) {
       if (needle && !info.name.toLowerCase().includes(needle) && !info.state.toLowerCase().includes(needle)) continue;
+      if (info.host !== undefined && info.host !== host) {
+        host = info.host;
+        items.push(hostHeading(info));
+      }
       const li = document.createElement("li");
       li.dataset.process = info.name;
       li.className = info.captured ? "" : "uncaptured";
@@ -138,6 +173,7 @@ export class ProcessList {
       // a narrow list may cut off, on hover.
       name.textContent = info.display || info.name;
       name.title = info.name;
+      if (info.host !== undefined) splitHost(name, info.display);
       const badge = document.createElement("span");
       badge.className = `state s-${info.state.toLowerCase()}`;
       badge.textContent = info.state;
