@@ -10,8 +10,9 @@ above the lines::
     index.answer(Query(since=t0, until=t1, buckets=100))
 
 The index holds, per file of the log, the records counted per *slot* of
-time -- stdout, stderr and status records, and unexpected exits (status
-``EXITED ... expected=false``) -- and the exits' exact times.  A slot is one
+time -- stdout, stderr and status records, unexpected exits (status
+``EXITED ... expected=false``) and error-level lines -- and the exits' exact
+times.  A slot is one
 second; a file whose records spread over more than :data:`SLOT_LIMIT`
 distinct slots doubles its slot width until they fit, so a file costs at most
 ``SLOT_LIMIT`` slots whatever its size or time span.  It is built by one scan
@@ -21,7 +22,13 @@ or, where the records come in runs of one stamp (the capture stamps a whole
 pipe read at once: a busy child's lines), one match per run, counted by its
 newlines (about 3.7 s of CPU per GB instead of 7.5 here); only the lines
 neither reads (records in a layout of another writer, lines that are not
-records) are parsed one by one.
+records) are parsed one by one.  Error-level lines are the ones the page marks
+error or fatal (:mod:`.levels`, a port of its rules): one more expression per
+block finds the lines that may be such (level words in any case but the
+``stderr`` tag, numeric level fields, syslog priorities, glog prefixes,
+escapes), and only those are parsed and read by the page's rules.  A piece
+that continues a split line (the record just before it, of its stream, ends
+in ``+``) is not read on its own: the page reads the line from its start.
 
 A closed file (a backup, plain or ``.gz``) is scanned once and its index
 kept, by what identifies the file (device, inode and header offset, as
@@ -33,15 +40,13 @@ live file's index goes on from the last complete record it counted: a
 request reads only what was written since the one before.  Files that left
 the listing (retention) are forgotten.
 
-Memory: a closed file's index is frozen into arrays -- 40 bytes a slot
-(its start and four running totals), so at most ~82 KB a file, plus 8 bytes
+Memory: a closed file's index is frozen into arrays -- 48 bytes a slot
+(its start and five running totals), so at most ~99 KB a file, plus 8 bytes
 per exit time kept (at most :data:`EXIT_LIMIT`).  The live file's, still
-growing, is a dict of at most ``SLOT_LIMIT`` slots (~200 bytes each).  A
+growing, is a dict of at most ``SLOT_LIMIT`` slots (~210 bytes each).  A
 request answers from the running totals with two bisections per bucket and
 file: well under a millisecond per file, whatever the files' sizes.
 
-Level detection lives in the page (static/levels.js), not here: this index
-counts streams, status records and unexpected exits, not error-level lines.
 Blocking file I/O: call :meth:`HistogramIndex.step` and
 :meth:`HistogramIndex.answer` off the IOLoop.
 
@@ -67,6 +72,7 @@ from typing import Any, Callable, Container, Counter, Dict, List, Optional, Tupl
 
 from ..ondisk.files import LogFile, ProcessFiles, header_base
 from ..ondisk.formats import RecordError, parse
+from .levels import ERROR_LEVELS, level_of_line
 from .timeseek import parse_time
 
 __all__ = ["HistogramIndex", "Histograms", "Query", "QueryError", "parse_query"]
@@ -88,10 +94,10 @@ _CHUNK = 1024 * 1024
 #: Times a listed file may vanish under one step before it is left for the next.
 _VANISH_LIMIT = 5
 
-# stdout, stderr, status, exits: the columns of a slot.
-_STDOUT, _STDERR, _STATUS, _EXITS = range(4)
+# stdout, stderr, status, exits, errors: the columns of a slot.
+_STDOUT, _STDERR, _STATUS, _EXITS, _ERRORS = range(5)
 _COLUMN = {b"stdout": _STDOUT, b"stderr": _STDERR, b"status": _STATUS}
-COLUMNS = ("stdout", "stderr", "status", "exits")
+COLUMNS = ("stdout", "stderr", "status", "exits", "errors")
 
 # A record's second, its zone and its stream, as the writer lays out both
 # formats: ``2026-11-27T01:23:45.678901+00:00 stdout ...`` and
@@ -113,6 +119,16 @@ _KEY = (
 _RUN = re.compile(rb"\n(" + _KEY + rb")[^\n]*(?:\n\1[^\n]*)*")
 _FIRST_KEY = re.compile(rb"\n(" + _KEY + rb")")
 _EXIT_MARK = b"expected=false"
+# Lines that may be error-level (a superset of what :mod:`.levels` reads as
+# error or fatal, in both formats, the child's text JSON-escaped or not): level
+# words in any case (not ``err`` of ``stderr``), a level field with a number,
+# a syslog priority, a glog prefix, an escape sequence, a JSON ``\u`` escape.
+_CANDIDATE = re.compile(
+    rb"(?i:(?<!std)err|eror|fatal|crit|emerg|alert|panic|severe)"
+    rb"|Traceback|[EF][0-9]{4} [0-9][0-9]:|<[^\n>]{1,3}>|\x1b|\\u[0-9A-Fa-f]{4}"
+    rb'|(?:level|severity|lvl|levelname)\\?"?(?:[ \t]|\\t)*[:=](?:[ \t]|\\t)*(?:\\?")?-?[0-9]'
+)
+_PARTIAL = (b"stdout+ ", b"stderr+ ", b'"partial": true')
 
 
 class QueryError(ValueError):
@@ -200,6 +216,8 @@ class FileIndex:
         self.frozen: Optional[_Frozen] = None
         self._seconds: Dict[Tuple[bytes, bytes], Optional[int]] = {}
         self._gz: Optional[_GzScan] = None
+        #: The stream whose piece ended the last block counted, when it was a partial one.
+        self._partial: Optional[str] = None
 
     # ------------------------------------------------------------ reading
 
@@ -273,6 +291,7 @@ class FileIndex:
         self.slots = {}
         self.exits = []
         self.frozen = None
+        self._partial = None
 
     def release(self) -> None:
         """Close what a scan left open."""
@@ -307,6 +326,34 @@ class FileIndex:
             self._count_odd(data)
         if _EXIT_MARK in data:
             self._count_exits(data)
+        self._count_errors(data)
+
+    def _count_errors(self, data: bytes) -> None:
+        """Error-level lines: only those the candidate expression finds are parsed."""
+        search = _CANDIDATE.search
+        found = search(data)
+        while found is not None:
+            start = data.rfind(b"\n", 0, found.start()) + 1
+            end = data.find(b"\n", found.start())
+            found = search(data, end + 1)
+            try:
+                record = parse(data[start:end])
+            except RecordError:
+                continue
+            if record.stream == "status" or self._continues(data, start, record.stream):
+                continue
+            if level_of_line(record.text, record.stream) in ERROR_LEVELS:
+                stamp = parse_time(record.time)
+                if stamp is not None:
+                    self._slot(int(math.floor(stamp)))[_ERRORS] += 1
+        last = data.rfind(b"\n", 0, len(data) - 1) + 1
+        self._partial = _partial_stream(data[last:-1])
+
+    def _continues(self, data: bytes, start: int, stream: str) -> bool:
+        """Whether the record at ``start`` continues a piece of its stream."""
+        if start == 0:
+            return self._partial == stream
+        return _partial_stream(data[data.rfind(b"\n", 0, start - 1) + 1 : start - 1]) == stream
 
     def _count_odd(self, data: bytes) -> None:
         """Lines the fast expression did not read: parse them one by one."""
@@ -367,7 +414,7 @@ class FileIndex:
             if len(self.slots) >= SLOT_LIMIT:
                 self._coarsen()
                 return self._slot(moment)
-            counts = self.slots[start] = [0, 0, 0, 0]
+            counts = self.slots[start] = [0] * len(COLUMNS)
         return counts
 
     def _coarsen(self) -> None:
@@ -376,8 +423,8 @@ class FileIndex:
             self.width *= 2
             merged: Dict[int, List[int]] = {}
             for start, counts in self.slots.items():
-                into = merged.setdefault(start - start % self.width, [0, 0, 0, 0])
-                for column in range(4):
+                into = merged.setdefault(start - start % self.width, [0] * len(COLUMNS))
+                for column in range(len(COLUMNS)):
                     into[column] += counts[column]
             self.slots = merged
 
@@ -393,7 +440,18 @@ class FileIndex:
     def nbytes(self) -> int:
         """What this index holds in memory, about (for the module docstring's claim)."""
         frozen = self.frozen.nbytes if self.frozen is not None else 0
-        return frozen + 200 * len(self.slots) + 8 * len(self.exits)
+        return frozen + 210 * len(self.slots) + 8 * len(self.exits)
+
+
+def _partial_stream(line: bytes) -> Optional[str]:
+    """The stream of ``line`` when it is a partial piece of stdout or stderr, else None."""
+    if not any(mark in line for mark in _PARTIAL):
+        return None
+    try:
+        record = parse(line)
+    except RecordError:
+        return None
+    return record.stream if record.partial and record.stream != "status" else None
 
 
 def _runs_pay(block: bytes) -> bool:
