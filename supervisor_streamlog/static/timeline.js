@@ -1,11 +1,16 @@
 // The volume timeline above the lines: records per time bucket for the
-// processes in view, stdout and stderr stacked, unexpected exits marked, the
-// window being read outlined. A click, or a drag let go, jumps there (the
+// processes in view, stdout and stderr stacked, error-level lines (the
+// sidecar reads them by levels.js's rules) as a cap on the bar with a diamond
+// above it, unexpected exits as a triangle and a rule, the window being read
+// outlined. A click, or a drag let go, jumps there (the
 // history loads around that time). Counts come from the sidecar's
 // /api/log/NAME/histogram (docs/protocol.md); records that arrive live are
 // counted into the newest bucket as they come -- one comparison and one
 // integer increment per record, never DOM work -- and drawn a few times a
-// second at most. The counts drawn are in the canvas's data-counts (tests).
+// second at most. The counts drawn are in the canvas's data-counts, the
+// buckets given an error mark in its data-error-marks (tests). Error-level
+// lines that arrive live are counted when the sidecar is next asked (a minute
+// at most): their level is read in the frame loop, after this count.
 
 import { api } from "./api.js";
 
@@ -13,7 +18,7 @@ const STEP = 250; // ms between two looks at what changed (draws happen only the
 const BAR = 4; // pixels per bucket, about
 const HEADROOM = 0.05; // of the span, room on the right for what comes live
 const REFRESH = 60_000; // ms: counts taken again from the sidecar (what live missed)
-const STREAMS = ["stdout", "stderr", "status", "exits"];
+const STREAMS = ["stdout", "stderr", "status", "exits", "errors"];
 const HELD = 5000; // live batches kept while an answer is on its way, at most
 
 /** The URL of a process's histogram. */
@@ -60,7 +65,7 @@ export class Timeline {
     this.legend = document.createElement("div");
     this.legend.className = "timeline-legend";
     this.keys = {};
-    for (const [name, label] of [["stdout", "stdout"], ["stderr", "stderr"], ["exit", "▲ exit"], ["window", "in view"]]) {
+    for (const [name, label] of [["stdout", "stdout"], ["stderr", "stderr"], ["error", "◆ error"], ["exit", "▲ exit"], ["window", "in view"]]) {
       const key = document.createElement("span");
       key.className = `tl-${name}`;
       key.textContent = label;
@@ -68,7 +73,7 @@ export class Timeline {
       this.legend.append(key);
     }
     box.replaceChildren(this.canvas, this.legend);
-    this.data = null; // {since, until, buckets, width, stdout, stderr, status, exits, exitTimes}
+    this.data = null; // {since, until, buckets, width, stdout, stderr, status, exits, errors, exitTimes}
     this.counted = new Map(); // process -> offset from which live records are counted
     this.token = 0; // the open() an answer belongs to
     this.dirty = false; // counts changed since the last draw
@@ -284,6 +289,29 @@ export class Timeline {
         g.fillRect(i * bar, y, Math.max(1, bar - (bar > 3 ? 1 : 0)), h);
       }
     }
+    // Error-level lines: a cap on the bar, as tall as their share of it, and a
+    // diamond above the bar (a shape as well as a colour).
+    const marks = [];
+    g.fillStyle = colour("error");
+    for (let i = 0; i < buckets; i++) {
+      const n = data.errors[i];
+      if (n === 0) continue;
+      marks.push(i);
+      const total = data.stdout[i] + data.stderr[i];
+      const top = height - Math.max(1, total * scale);
+      const cap = Math.min(height - top, Math.max(2, Math.min(n, total) * scale));
+      const w = Math.max(1, bar - (bar > 3 ? 1 : 0));
+      g.fillRect(i * bar, top, w, cap);
+      const cx = i * bar + w / 2;
+      const cy = Math.max(3, top - 4);
+      g.beginPath();
+      g.moveTo(cx, cy - 3);
+      g.lineTo(cx + 3, cy);
+      g.lineTo(cx, cy + 3);
+      g.lineTo(cx - 3, cy);
+      g.fill();
+    }
+    this.canvas.dataset.errorMarks = JSON.stringify(marks);
     g.fillStyle = colour("exit");
     for (let i = 0; i < buckets; i++) {
       if (data.exits[i] === 0) continue;
@@ -317,13 +345,15 @@ export class Timeline {
     canvas.dataset.until = String(data.until);
     canvas.dataset.buckets = String(data.buckets);
     canvas.dataset.counts = JSON.stringify({
-      stdout: data.stdout, stderr: data.stderr, status: data.status, exits: data.exits, exitTimes: data.exitTimes,
+      stdout: data.stdout, stderr: data.stderr, status: data.status, exits: data.exits, errors: data.errors,
+      exitTimes: data.exitTimes,
     });
     canvas.dataset.window = shown ? shown.join(",") : "";
     let total = 0;
     for (let i = 0; i < data.buckets; i++) total += data.stdout[i] + data.stderr[i];
     const exits = data.exits.reduce((a, b) => a + b, 0);
+    const errors = data.errors.reduce((a, b) => a + b, 0);
     const from = new Date(data.since * 1000).toISOString();
-    canvas.setAttribute("aria-label", `${total} lines since ${from}, ${exits} unexpected exits; click to jump to a time`);
+    canvas.setAttribute("aria-label", `${total} lines since ${from}, ${errors} at error level, ${exits} unexpected exits; click to jump to a time`);
   }
 }
