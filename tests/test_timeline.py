@@ -45,6 +45,12 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     tmp = tmp_path_factory.mktemp("timeline")
     spread = steps("line", 600, 50, levels=True) + [["exit", 3]]
     (tmp / "spread.json").write_text(json.dumps(spread))
+    alarm: List[Any] = []
+    for n in range(400):  # an error-level line every 0.3 s, with plain ones between
+        alarm.append(["err", f"ERROR: alarm {n:06d}\n".encode().hex()])
+        alarm.append(["out", f"calm {n:06d}\n".encode().hex()])
+        alarm.append(["sleep", 0.3])
+    (tmp / "alarm.json").write_text(json.dumps(alarm))
     (tmp / "other.json").write_text(json.dumps(steps("other", 90, 30) + [["sleep", 3600]]))
     once = {"autorestart": "false", "startsecs": "0"}
     sup = with_sidecar(
@@ -53,6 +59,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "spread": program(emit("script", tmp / "spread.json"), **once),
             "other": program(emit("script", tmp / "other.json")),
             "ticker": program(emit("tick", 0.05)),
+            "alarm": program(emit("script", tmp / "alarm.json"), autorestart="false"),
             # Not captured: shown from supervisord's own log, without times.
             "plain": program(emit("tick", 0.2), stdout_logfile=str(tmp / "plain.out")),
         },
@@ -60,7 +67,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "maxbytes": "8KB",
             "compress": "true",
             "backups": "100",
-            "programs": "spread other ticker",
+            "programs": "spread other ticker alarm",
         },
     )
     try:
@@ -240,6 +247,37 @@ def test_live_records_make_the_newest_bucket_grow(page: Page, sidecar: Superviso
     assert sum(state["status"]) == sum(1 for e in entries if e["stream"] == "status")
 
 
+def test_live_error_level_lines_are_marked_as_they_come(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/?process=alarm")
+    drawn(page)
+    # More errors between two looks with no histogram request in between: counted live.
+    page.wait_for_function(
+        """() => {
+            const n = performance.getEntriesByType('resource')
+                .filter((e) => e.name.includes('/histogram')).length;
+            const c = document.getElementById('timeline-canvas').dataset;
+            const total = JSON.parse(c.counts).errors.reduce((a, b) => a + b, 0);
+            const before = window.__errors;
+            window.__errors = {n, total};
+            return before !== undefined && before.n === n && total > before.total
+                && JSON.parse(c.errorMarks).length > 0;
+        }""",
+        polling=700,
+        timeout=20_000,
+    )
+    # Exactly the error-level lines up to where it counted, whether read or counted live.
+    state = page.evaluate(
+        """() => {
+            const t = window.streamlog.timeline;
+            return {errors: t.data.errors, stdout: t.data.stdout,
+                    from: t.errorsFrom.get('alarm:alarm')};
+        }"""
+    )
+    entries = history(sidecar.url, "alarm:alarm", 0, state["from"])
+    assert sum(state["errors"]) == sum(1 for e in entries if e["text"].startswith("ERROR: "))
+    assert sum(1 for e in entries if e["text"].startswith("calm ")) > 0  # not errors
+
+
 def test_readable_in_both_themes(page: Page, sidecar: Supervisor) -> None:
     page.goto(sidecar.url + "/?process=spread")
     drawn(page)
@@ -251,10 +289,11 @@ def test_readable_in_both_themes(page: Page, sidecar: Supervisor) -> None:
             """() => {
                 const style = (s) => getComputedStyle(document.querySelector(s));
                 return {bar: style('.tl-stdout').color, err: style('.tl-stderr').color,
+                        error: style('.tl-error').color,
                         ground: style('#timeline').backgroundColor};
             }"""
         )
-        assert len({colours["bar"], colours["err"], colours["ground"]}) == 3
+        assert len(set(colours.values())) == 4
         seen[theme] = colours
     assert {"light", "dark"} <= set(seen) and seen["light"] != seen["dark"]
 

@@ -9,8 +9,8 @@
 // integer increment per record, never DOM work -- and drawn a few times a
 // second at most. The counts drawn are in the canvas's data-counts, the
 // buckets given an error mark in its data-error-marks (tests). Error-level
-// lines that arrive live are counted when the sidecar is next asked (a minute
-// at most): their level is read in the frame loop, after this count.
+// lines that arrive live are counted once the frame loop has read their level
+// (levels(): two comparisons per new line).
 
 import { api } from "./api.js";
 
@@ -81,6 +81,8 @@ export class Timeline {
     this.drag = null; // the x a pointer is dragging at
     this.fetched = 0; // Date.now() of the last answer
     this.held = null; // while an answer is on its way: the live batches since it was asked
+    this.errorsFrom = new Map(); // process -> offset from which live error-level lines are counted
+    this.heldLines = null; // while an answer is on its way: the new lines the frame loop read
     this.bind();
     setInterval(() => this.tick(), STEP);
   }
@@ -136,6 +138,7 @@ export class Timeline {
   open() {
     this.data = null;
     this.counted.clear();
+    this.errorsFrom.clear();
     this.load();
   }
 
@@ -153,8 +156,9 @@ export class Timeline {
     }
     let subs = this.timed();
     this.held = [];
+    this.heldLines = [];
     this.box.hidden = subs.length === 0;
-    if (subs.length === 0) { this.data = null; this.held = null; return; }
+    if (subs.length === 0) { this.data = null; this.held = null; this.heldLines = null; return; }
     try {
       // A process the sidecar has no counts for (no timestamps: its kind may not
       // be known yet when the view opens) is left out, not the whole timeline.
@@ -177,6 +181,7 @@ export class Timeline {
       const answers = await Promise.all(subs.map((sub) => api(histogramUrl(sub.name, { since, until, buckets }))));
       if (token !== this.token) return;
       this.counted = new Map(subs.map((sub, i) => [sub.name, answers[i].cursor]));
+      this.errorsFrom = new Map(this.counted);
       this.data = { since, until, buckets, width: (until - since) / buckets, ...sumAnswers(answers, buckets) };
       this.fetched = Date.now();
       this.dirty = true;
@@ -184,10 +189,14 @@ export class Timeline {
       const held = this.held;
       this.held = null;
       for (const batch of held) this.count(batch);
+      const heldLines = this.heldLines;
+      this.heldLines = null;
+      for (const [process, lines] of heldLines) this.levels(process, lines);
       delete this.box.dataset.error;
     } catch (error) {
       if (token !== this.token) return;
       this.held = null;
+      this.heldLines = null;
       this.box.dataset.error = error.message; // tried again at the next refresh
       this.fetched = Date.now();
     }
@@ -221,6 +230,32 @@ export class Timeline {
     }
     this.counted.set(batch.process, from);
     this.dirty = true;
+  }
+
+  /**
+   * New live lines of a process, their levels read (the frame loop, once per
+   * batch): the error-level ones not yet counted go into the bucket of now. A
+   * line split into pieces counts by its first piece, as the sidecar counts it.
+   */
+  levels(process, lines) {
+    if (this.heldLines !== null) {
+      this.heldLines.push([process, lines]);
+      if (this.heldLines.length > HELD) this.heldLines.shift();
+    }
+    const data = this.data;
+    if (data === null) return;
+    let from = this.errorsFrom.get(process);
+    if (from === undefined) return;
+    const bucket = Math.floor((Date.now() / 1000 - data.since) / data.width);
+    if (bucket < 0 || bucket >= data.buckets) return;
+    for (const line of lines) {
+      if (line.level !== "error" && line.level !== "fatal") continue;
+      if (line.offset === null || line.offset < from) continue;
+      from = line.end;
+      data.errors[bucket]++;
+      this.dirty = true;
+    }
+    this.errorsFrom.set(process, from);
   }
 
   // A few times a second: follow time on, and draw if anything changed.
