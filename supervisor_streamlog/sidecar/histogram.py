@@ -23,8 +23,8 @@ pipe read at once: a busy child's lines), one match per run, counted by its
 newlines (about 3.7 s of CPU per GB instead of 7.5 here); only the lines
 neither reads (records in a layout of another writer, lines that are not
 records) are parsed one by one.  Error-level lines are the ones the page marks
-error or fatal (:mod:`.levels`, a port of its rules): one more expression per
-block finds the lines that may be such (level words in any case but the
+error or fatal (:mod:`.levels`, a port of its rules): a few literal searches
+per block find the lines that may be such (level words in any case but the
 ``stderr`` tag, numeric level fields, syslog priorities, glog prefixes,
 escapes), and only those are parsed and read by the page's rules.  A piece
 that continues a split line (the record just before it, of its stream, ends
@@ -68,7 +68,7 @@ import zlib
 from array import array
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Container, Counter, Dict, List, Optional, Tuple
+from typing import Any, Callable, Container, Counter, Dict, List, Optional, Set, Tuple
 
 from ..ondisk.files import LogFile, ProcessFiles, header_base
 from ..ondisk.formats import RecordError, parse
@@ -119,14 +119,33 @@ _KEY = (
 _RUN = re.compile(rb"\n(" + _KEY + rb")[^\n]*(?:\n\1[^\n]*)*")
 _FIRST_KEY = re.compile(rb"\n(" + _KEY + rb")")
 _EXIT_MARK = b"expected=false"
-# Lines that may be error-level (a superset of what :mod:`.levels` reads as
-# error or fatal, in both formats, the child's text JSON-escaped or not): level
-# words in any case (not ``err`` of ``stderr``), a level field with a number,
-# a syslog priority, a glog prefix, an escape sequence, a JSON ``\u`` escape.
-_CANDIDATE = re.compile(
-    rb"(?i:(?<!std)err|eror|fatal|crit|emerg|alert|panic|severe)"
-    rb"|Traceback|[EF][0-9]{4} [0-9][0-9]:|<[^\n>]{1,3}>|\x1b|\\u[0-9A-Fa-f]{4}"
-    rb'|(?:level|severity|lvl|levelname)\\?"?(?:[ \t]|\\t)*[:=](?:[ \t]|\\t)*(?:\\?")?-?[0-9]'
+# Lines that may be error-level: a superset of what :mod:`.levels` reads as
+# error or fatal, in both formats, the child's text JSON-escaped or not.  Each
+# is looked for with a literal first (the fast searches of bytes and of the re
+# module), never one alternation tried at every byte (twenty times slower):
+# level words in any case, in the block lowered once ...
+_WORDS = (b"fatal", b"crit", b"emerg", b"alert", b"panic", b"severe", b"eror")
+_ERR = re.compile(rb"err(?<!stderr)")  # not the ``stderr`` stream tag (nor any stderr)
+# ... and, as written: a level field with a number that may be error or fatal
+# (0-3 syslog, 50 and up, -0, fractions, exponents; not pino's 30 or 40), a
+# syslog priority, a glog prefix, a traceback, an escape sequence, a JSON escape.
+_NUMBER = (
+    rb'\\?"?(?:[ \t]|\\t)*[:=](?:[ \t]|\\t)*(?:\\?")?'
+    rb"(?:-?0|[1-3](?![0-9])|[5-9][0-9]|[0-9]{3}|[0-9]{1,2}[.eE])"
+)
+# (a single byte is looked for first: memchr is ten times faster than the re
+# module's own search; longer literals are not)
+_LITERAL = (
+    (b"", re.compile(rb"level(?:name)?" + _NUMBER)),
+    (b"", re.compile(rb"severity" + _NUMBER)),
+    (b"", re.compile(rb"lvl" + _NUMBER)),
+    (b"<", re.compile(rb"<[^\n>]{1,3}>")),
+    # glog opens the text: after the stream tag, or the JSON format's "text"
+    (b"", re.compile(rb"td(?:out|err)\+? [EF][0-9]{4} [0-9][0-9]:")),
+    (b"", re.compile(rb'"text": "[EF][0-9]{4} [0-9][0-9]:')),
+    (b"", re.compile(rb"Traceback")),
+    (b"\x1b", re.compile(rb"\x1b")),
+    (b"", re.compile(rb"\\u[0-9A-Fa-f]{4}")),
 )
 _PARTIAL = (b"stdout+ ", b"stderr+ ", b'"partial": true')
 
@@ -329,13 +348,9 @@ class FileIndex:
         self._count_errors(data)
 
     def _count_errors(self, data: bytes) -> None:
-        """Error-level lines: only those the candidate expression finds are parsed."""
-        search = _CANDIDATE.search
-        found = search(data)
-        while found is not None:
-            start = data.rfind(b"\n", 0, found.start()) + 1
-            end = data.find(b"\n", found.start())
-            found = search(data, end + 1)
+        """Error-level lines: only the lines a candidate search finds are parsed."""
+        for start in sorted(_candidates(data)):
+            end = data.find(b"\n", start)
             try:
                 record = parse(data[start:end])
             except RecordError:
@@ -441,6 +456,22 @@ class FileIndex:
         """What this index holds in memory, about (for the module docstring's claim)."""
         frozen = self.frozen.nbytes if self.frozen is not None else 0
         return frozen + 210 * len(self.slots) + 8 * len(self.exits)
+
+
+def _candidates(data: bytes) -> Set[int]:
+    """Where the lines of ``data`` that may be error-level start."""
+    hits: List[int] = []
+    low = data.lower()
+    for word in _WORDS:
+        pos = low.find(word)
+        while pos >= 0:
+            hits.append(pos)
+            pos = low.find(word, pos + len(word))
+    hits.extend(m.start() for m in _ERR.finditer(low))
+    for literal, pattern in _LITERAL:
+        if literal in data:
+            hits.extend(m.start() for m in pattern.finditer(data))
+    return {data.rfind(b"\n", 0, pos) + 1 for pos in hits}
 
 
 def _partial_stream(line: bytes) -> Optional[str]:
