@@ -11,7 +11,7 @@ from typing import Dict, List, Tuple
 import pytest
 
 from supervisor_streamlog.ondisk.files import LogFile, is_header, process_files
-from supervisor_streamlog.ondisk.formats import FieldValue
+from supervisor_streamlog.ondisk.formats import FieldValue, JsonFormat, TextFormat
 from supervisor_streamlog.sidecar import histogram
 from supervisor_streamlog.sidecar.histogram import (
     MAX_BUCKETS,
@@ -22,7 +22,7 @@ from supervisor_streamlog.sidecar.histogram import (
 )
 from supervisor_streamlog.sidecar.levels import level_of_line
 
-from .helpers import T0
+from .helpers import LEVEL_CASES, LEVEL_EXTRA_CASES, T0
 from .test_logstore import Log, reference, time_of
 
 Counts = Dict[str, List[int]]
@@ -370,3 +370,18 @@ def test_error_level_lines_are_counted_as_the_page_marks_them(tmp_path: Path, fo
     check(index, log.live, T0, T0 + 1000, 40)
     # The JSON format's own "stream": "stderr" and status records are never errors.
     assert answer["exits"] == [3]
+
+
+def test_every_error_level_line_of_the_tables_is_a_candidate() -> None:
+    """The searches that pick the lines to read find every line the page marks
+    error or fatal (tests/helpers.py's tables), written in either format."""
+    cases = [(t.replace("\\x1b", "\x1b"), s, w) for t, s, w in LEVEL_CASES] + [
+        c for c in LEVEL_EXTRA_CASES if c[2] is not None
+    ]
+    errors = [(text, stream) for text, stream, want in cases if want in ("error", "fatal")]
+    assert len(errors) > 30
+    for fmt in (TextFormat(True), JsonFormat(True)):
+        stamp = fmt.stamp(T0)
+        for text, stream in errors:
+            data = fmt.records(stamp, stream, 42, [(text.encode() + b"\n", False)])
+            assert histogram._candidates(data) == {0}, (fmt.name, text)

@@ -124,8 +124,10 @@ _EXIT_MARK = b"expected=false"
 # is looked for with a literal first (the fast searches of bytes and of the re
 # module), never one alternation tried at every byte (twenty times slower):
 # level words in any case, in the block lowered once ...
-_WORDS = (b"fatal", b"crit", b"emerg", b"alert", b"panic", b"severe", b"eror")
-_ERR = re.compile(rb"err(?<!stderr)")  # not the ``stderr`` stream tag (nor any stderr)
+_WORDS = (b"fatal", b"crit", b"panic")
+# err, error, eror, severe, alert, emerg: one search for their "er" (not the
+# ``stderr`` stream tag, nor any stderr)
+_ER = re.compile(rb"er(?:r(?<!stderr)|or|e(?<=severe)|t(?<=alert)|g(?<=emerg))")
 # ... and, as written: a level field with a number that may be error or fatal
 # (0-3 syslog, 50 and up, -0, fractions, exponents; not pino's 30 or 40), a
 # syslog priority, a glog prefix, a traceback, an escape sequence, a JSON escape.
@@ -140,12 +142,11 @@ _LITERAL = (
     (b"", re.compile(rb"severity" + _NUMBER)),
     (b"", re.compile(rb"lvl" + _NUMBER)),
     (b"<", re.compile(rb"<[^\n>]{1,3}>")),
-    # glog opens the text: after the stream tag, or the JSON format's "text"
-    (b"", re.compile(rb"td(?:out|err)\+? [EF][0-9]{4} [0-9][0-9]:")),
-    (b"", re.compile(rb'"text": "[EF][0-9]{4} [0-9][0-9]:')),
-    (b"", re.compile(rb"Traceback")),
+    # glog and tracebacks open the text: after the stream tag, or the JSON format's "text"
+    (b"", re.compile(rb"td(?:out|err)\+? (?:[EF][0-9]{4} [0-9][0-9]:|Traceback)")),
+    (b"", re.compile(rb'"text": "(?:[EF][0-9]{4} [0-9][0-9]:|Traceback)')),
     (b"\x1b", re.compile(rb"\x1b")),
-    (b"", re.compile(rb"\\u[0-9A-Fa-f]{4}")),
+    (b"\\", re.compile(rb"\\u[0-9A-Fa-f]{4}")),
 )
 _PARTIAL = (b"stdout+ ", b"stderr+ ", b'"partial": true')
 
@@ -467,7 +468,7 @@ def _candidates(data: bytes) -> Set[int]:
         while pos >= 0:
             hits.append(pos)
             pos = low.find(word, pos + len(word))
-    hits.extend(m.start() for m in _ERR.finditer(low))
+    hits.extend(m.start() for m in _ER.finditer(low))
     for literal, pattern in _LITERAL:
         if literal in data:
             hits.extend(m.start() for m in pattern.finditer(data))
