@@ -3,7 +3,7 @@ under a real supervisord, with real child programs writing the lines.
 
 Long because the page's behaviours share one costly fixture (a supervisord, a
 sidecar and a browser, started once per module), and the level detection's
-table of real-world lines lives here, next to the page tests that use it."""
+table of real-world lines (tests/helpers.py's LEVEL_CASES) runs through the page here."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 import supervisor_streamlog
 
+from .helpers import LEVEL_CASES
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 
@@ -709,162 +710,6 @@ def test_page_modules_merge_history_pages_and_read_the_address(
 
 
 # ------------------------------------------------------------------ levels and structured lines
-
-# Real-world lines and the level the page gives them (stdout unless said).
-LEVEL_CASES = [
-    # Python logging: the default layout, asctime layouts, uvicorn, tracebacks
-    ("WARNING:root:disk almost full", "stdout", "warn"),
-    ("ERROR:app.db:connection lost", "stderr", "error"),
-    ('INFO:werkzeug:127.0.0.1 - - [03/Dec/2026 07:00:00] "GET / HTTP/1.1" 200 -', "stderr", "info"),
-    (
-        "DEBUG:urllib3.connectionpool:Starting new HTTPS connection (1): example.com:443",
-        "stdout",
-        "debug",
-    ),
-    ("CRITICAL:root:out of memory", "stderr", "fatal"),
-    ("2026-12-03 07:00:00,123 INFO Started worker", "stdout", "info"),
-    ("2026-12-03 07:00:00,123 - myapp.views - WARNING - slow query: 2.3s", "stdout", "warn"),
-    ("Traceback (most recent call last):", "stderr", "error"),
-    ("INFO:     Uvicorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)", "stderr", "info"),
-    (
-        '{"asctime": "2026-12-03 07:00:00", "levelname": "WARNING", "message": "m"}',
-        "stdout",
-        "warn",
-    ),
-    # gunicorn
-    ("[2026-12-03 07:00:00 +0000] [42] [INFO] Booting worker with pid: 42", "stderr", "info"),
-    ("[2026-12-03 07:00:00 +0000] [1] [CRITICAL] WORKER TIMEOUT (pid:42)", "stderr", "fatal"),
-    ("[2026-12-03 07:00:00 +0000] [42] [ERROR] Exception in worker process", "stderr", "error"),
-    # celery
-    (
-        "[2026-12-03 07:00:00,123: WARNING/MainProcess] consumer: Connection to broker lost.",
-        "stderr",
-        "warn",
-    ),
-    (
-        "[2026-12-03 07:00:00,456: INFO/ForkPoolWorker-1] Task tasks.add[abc] succeeded in 0.01s",
-        "stderr",
-        "info",
-    ),
-    (
-        "[2026-12-03 07:00:00,789: ERROR/ForkPoolWorker-2] Task tasks.fail[def] raised: KeyError",
-        "stderr",
-        "error",
-    ),
-    # Django's runserver: no level
-    ('[03/Dec/2026 07:00:00] "GET /health HTTP/1.1" 200 2', "stdout", "none"),
-    # Go: log/slog's text and JSON handlers, the default logger, logrus, zap, glog, panics
-    ('time=2026-12-03T07:00:00.000Z level=INFO msg="server started" addr=:8080', "stderr", "info"),
-    (
-        'time=2026-12-03T07:00:00.000Z level=ERROR msg="request failed" err="deadline exceeded"',
-        "stderr",
-        "error",
-    ),
-    ("2026/12/03 07:00:00 INFO server started addr=:8080", "stderr", "info"),
-    ("2026/12/03 07:00:00 WARN cache miss rate high", "stderr", "warn"),
-    ("2026/12/03 07:00:00 listening on :8080", "stderr", "stderr"),
-    ('{"time":"2026-12-03T07:00:00Z","level":"WARN","msg":"slow","ms":1200}', "stdout", "warn"),
-    ('time="2026-12-03T07:00:00Z" level=warning msg="disk usage 91%"', "stderr", "warn"),
-    (
-        '{"level":"error","ts":1764745200.123,"caller":"main.go:42","msg":"fetch","error":"EOF"}',
-        "stderr",
-        "error",
-    ),
-    ("E1203 07:00:00.123456   42 main.go:12] connection refused", "stderr", "error"),
-    ("W1203 07:00:00.123456   42 main.go:12] retrying", "stderr", "warn"),
-    ("I1203 07:00:00.123456   42 main.go:12] ready", "stderr", "info"),
-    ("panic: runtime error: invalid memory address or nil pointer dereference", "stderr", "fatal"),
-    # Node: pino and bunyan (numeric levels), winston, uncaught errors, npm
-    (
-        '{"level":30,"time":1764745200000,"pid":42,"hostname":"h","msg":"listening"}',
-        "stdout",
-        "info",
-    ),
-    (
-        '{"level":50,"time":1764745200000,"pid":42,"msg":"boom","err":{"type":"Error"}}',
-        "stdout",
-        "error",
-    ),
-    ('{"name":"app","hostname":"h","pid":42,"level":60,"msg":"dying","v":0}', "stdout", "fatal"),
-    ('{"name":"app","level":40,"msg":"hm","v":0}', "stdout", "warn"),
-    ('{"name":"app","level":20,"msg":"details","v":0}', "stdout", "debug"),
-    ('{"name":"app","level":10,"msg":"steps","v":0}', "stdout", "trace"),
-    ('{"level":"info","message":"server up","service":"api"}', "stdout", "info"),
-    ('{"message":"disk low","level":"warn"}', "stdout", "warn"),
-    ("Error: Cannot find module 'express'", "stderr", "error"),
-    ("npm ERR! code ELIFECYCLE", "stderr", "error"),
-    # Java: logback, Spring Boot, java.util.logging, log4j, ECS JSON
-    ("2026-12-03 07:00:00.123 ERROR [main] c.e.App - msg", "stdout", "error"),
-    ("07:00:00.123 [main] INFO  com.example.App - Started App in 2.1 seconds", "stdout", "info"),
-    (
-        "2026-12-03T07:00:00.123Z  WARN 42 --- [main] o.s.b.w.e.tomcat.TomcatWebServer : msg",
-        "stdout",
-        "warn",
-    ),
-    ("SEVERE: Servlet.service() for servlet [dispatcher] threw exception", "stderr", "error"),
-    ("FINE: cache loaded", "stderr", "debug"),
-    ("[ERROR] 2026-12-03 07:00:00 Something broke", "stdout", "error"),
-    (
-        '{"@timestamp":"2026-12-03T07:00:00.123Z","log.level":"WARN","message":"x"}',
-        "stdout",
-        "warn",
-    ),
-    ('{"log":{"level":"debug","logger":"x"},"message":"y"}', "stdout", "debug"),
-    # nginx: the error log's levels; the access log has none
-    (
-        '2026/12/03 07:00:00 [error] 12#12: *1 open() "/srv/x" failed (2: No such file)',
-        "stderr",
-        "error",
-    ),
-    (
-        '2026/12/03 07:00:00 [warn] 12#12: the "user" directive makes sense only as root',
-        "stderr",
-        "warn",
-    ),
-    ("2026/12/03 07:00:00 [notice] 1#1: start worker processes", "stderr", "info"),
-    (
-        "2026/12/03 07:00:00 [crit] 12#12: *3 connect() to unix:/run/app.sock failed",
-        "stderr",
-        "fatal",
-    ),
-    (
-        '127.0.0.1 - - [03/Dec/2026:07:00:00 +0000] "GET /api HTTP/1.1" 500 12 "-" "curl/8.0"',
-        "stdout",
-        "none",
-    ),
-    # uwsgi
-    ("*** Starting uWSGI 2.0.23 (64bit) on [Thu Dec  3 07:00:00 2026] ***", "stderr", "stderr"),
-    ("*** WARNING: you are running uWSGI without its master process manager ***", "stderr", "warn"),
-    (
-        "[pid: 42|app: 0|req: 1/1] 127.0.0.1 () {34 vars in 400 bytes} [Thu Dec  3 07:00:00 2026] "
-        "GET / => generated 12 bytes in 1 msecs (HTTP/1.1 200) 2 headers in 79 bytes",
-        "stderr",
-        "stderr",
-    ),
-    # syslog priorities: severity = priority % 8
-    ("<11>Dec  3 07:00:00 host app[42]: failed", "stdout", "error"),
-    ("<12>1 2026-12-03T07:00:00Z host app 42 - - careful", "stdout", "warn"),
-    ("<30>Dec  3 07:00:00 host systemd[1]: Started.", "stdout", "info"),
-    ("<15>Dec  3 07:00:00 host app: details", "stdout", "debug"),
-    ("<8>Dec  3 07:00:00 host kernel: gone", "stdout", "fatal"),
-    # others: Rails, Rust's env_logger, PostgreSQL, Google Cloud, GELF
-    ("E, [2026-12-03T07:00:00.123456 #42] ERROR -- : boom", "stdout", "error"),
-    ("[2026-12-03T07:00:00Z ERROR my_app] failed", "stderr", "error"),
-    ('2026-12-03 07:00:00.123 UTC [42] ERROR:  relation "x" does not exist', "stderr", "error"),
-    ('{"severity":"CRITICAL","message":"x"}', "stdout", "fatal"),
-    ('{"version":"1.1","host":"h","short_message":"x","level":3}', "stdout", "error"),
-    # no level: lower-case words, paths, identifiers; unlevelled stderr is its own class
-    ("an error occurred while reading", "stdout", "none"),
-    ("Errors: 0, Warnings: 0", "stdout", "none"),
-    ("GET /var/log/ERROR/file", "stdout", "none"),
-    ("ERR_CONNECTION_REFUSED", "stdout", "none"),
-    ("<html>", "stdout", "none"),
-    ("something unlevelled", "stderr", "stderr"),
-    ("{not json} ERROR here", "stdout", "error"),
-    ('{"level": "info"', "stdout", "none"),
-    ("\\x1b[31mERROR\\x1b[0m coloured", "stdout", "error"),
-    ('{"level":"error","msg":"' + "z" * 3000 + '"}', "stdout", "error"),
-]
 
 
 def test_level_detection_of_real_world_lines(page: Page, sidecar: Supervisor) -> None:

@@ -11,7 +11,7 @@ from typing import Dict, List, Tuple
 import pytest
 
 from supervisor_streamlog.ondisk.files import LogFile, is_header, process_files
-from supervisor_streamlog.ondisk.formats import FieldValue
+from supervisor_streamlog.ondisk.formats import FieldValue, JsonFormat, TextFormat
 from supervisor_streamlog.sidecar import histogram
 from supervisor_streamlog.sidecar.histogram import (
     MAX_BUCKETS,
@@ -20,8 +20,9 @@ from supervisor_streamlog.sidecar.histogram import (
     QueryError,
     parse_query,
 )
+from supervisor_streamlog.sidecar.levels import level_of_line
 
-from .helpers import T0
+from .helpers import LEVEL_CASES, LEVEL_EXTRA_CASES, T0
 from .test_logstore import Log, reference, time_of
 
 Counts = Dict[str, List[int]]
@@ -32,10 +33,12 @@ def expected(live: str, since: float, until: float, buckets: int) -> Tuple[Count
     counts in the bucket holding the start of its second."""
     width = (until - since) / buckets
     edges = [since + i * width for i in range(buckets)] + [until]
-    counts: Counts = {name: [0] * buckets for name in ("stdout", "stderr", "status", "exits")}
+    counts: Counts = {name: [0] * buckets for name in histogram.COLUMNS}
     exits: List[float] = []
+    before = None  # the record before, in its file
     for entry in reference(live):
         record = entry.record
+        previous, before = before, record
         if is_header(record.stream, record.data):
             continue
         moment = time_of(entry)
@@ -43,6 +46,10 @@ def expected(live: str, since: float, until: float, buckets: int) -> Tuple[Count
         if not 0 <= bucket < buckets:
             continue
         counts[record.stream][bucket] += 1
+        # A line's level is read from its first piece (the page reads the joined line).
+        continued = previous is not None and previous.partial and previous.stream == record.stream
+        if not continued and level_of_line(record.text, record.stream) in ("error", "fatal"):
+            counts["errors"][bucket] += 1
         words = record.data.split()
         if record.stream == "status" and words[0] == b"EXITED" and b"expected=false" in words:
             counts["exits"][bucket] += 1
@@ -237,7 +244,7 @@ def test_a_closed_index_costs_arrays_not_dicts(tmp_path: Path) -> None:
     closed = [i for i in index.files.values() if i.complete is not None]
     assert closed and all(not i.slots and i.frozen is not None for i in closed)
     per_file = max(i.nbytes for i in closed)
-    assert per_file <= 40 * (histogram.SLOT_LIMIT + 1) + 8 * histogram.EXIT_LIMIT
+    assert per_file <= 48 * (histogram.SLOT_LIMIT + 1) + 8 * histogram.EXIT_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -317,3 +324,64 @@ def test_records_of_one_pipe_read_share_a_stamp_and_are_counted_by_runs(
             if k == 3:
                 handle.write(b"garbage in the middle\n")
     check(HistogramIndex(log.live), log.live, T0, T0 + 200, 37)
+
+
+# Lines and whether the page marks them error or fatal.
+ERROR_LINES = [
+    (b"ERROR:app:connection lost", "stderr", True),
+    (b"\x1b[1;31mERROR\x1b[0m coloured", "stdout", True),
+    (b"\x1b[31mE\x1b[0mRROR split by colour", "stdout", True),
+    (b'{"level":"error","msg":"child JSON"}', "stdout", True),
+    (b'{"level":50,"msg":"pino"}', "stdout", True),
+    (b'{"level":"\\u0065rror","msg":"escaped"}', "stdout", True),
+    (b'{"severity" : 2}', "stdout", True),
+    (b"level=fatal msg=x", "stdout", True),
+    (b"<11>Dec  3 07:00:00 host app[42]: failed", "stdout", True),
+    (b"E1203 07:00:00.123456   42 main.go:12] refused", "stderr", True),
+    (b"Traceback (most recent call last):", "stderr", True),
+    (b"panic: runtime error", "stderr", True),
+    (b"[2026-12-03 07:00:00 +0000] [1] [CRITICAL] WORKER TIMEOUT", "stderr", True),
+    (b"reading from stderr: nothing", "stderr", False),
+    (b"INFO: retrying after error", "stdout", False),
+    (b"2026-12-03 INFO the error count is 0", "stderr", False),
+    (b'{"level":"info","msg":"an ERROR in the text"}', "stdout", False),
+    (b"an error occurred while reading", "stdout", False),
+    (b"ERR_CONNECTION_REFUSED", "stdout", False),
+    (b"WARNING:root:almost full of errors", "stderr", False),
+    (b"\xff\xfe ERROR: not UTF-8", "stdout", True),
+]
+
+
+@pytest.mark.parametrize("format", ["text", "json"])
+def test_error_level_lines_are_counted_as_the_page_marks_them(tmp_path: Path, format: str) -> None:
+    log = Log(tmp_path, format=format, maxbytes="2KB")
+    for _round in range(3):
+        for text, stream, _ in ERROR_LINES:
+            log.write(text + b"\n", stream)
+        exited(log, False)
+    # A long line split into pieces: its level is its first piece's (the rest is not read).
+    log.write(b"ERROR " + b"y" * 20000 + b"\n", "stdout")
+    log.write(b"x" * 17000 + b" ERROR tail\n", "stdout")
+    log.close()
+    index = built(HistogramIndex(log.live))
+    answer = index.answer(Query(T0, T0 + 1000, 1))
+    errors = sum(1 for _, _, error in ERROR_LINES if error)
+    assert answer["errors"] == [3 * errors + 1]
+    check(index, log.live, T0, T0 + 1000, 40)
+    # The JSON format's own "stream": "stderr" and status records are never errors.
+    assert answer["exits"] == [3]
+
+
+def test_every_error_level_line_of_the_tables_is_a_candidate() -> None:
+    """The searches that pick the lines to read find every line the page marks
+    error or fatal (tests/helpers.py's tables), written in either format."""
+    cases = [(t.replace("\\x1b", "\x1b"), s, w) for t, s, w in LEVEL_CASES] + [
+        c for c in LEVEL_EXTRA_CASES if c[2] is not None
+    ]
+    errors = [(text, stream) for text, stream, want in cases if want in ("error", "fatal")]
+    assert len(errors) > 30
+    for fmt in (TextFormat(True), JsonFormat(True)):
+        stamp = fmt.stamp(T0)
+        for text, stream in errors:
+            data = fmt.records(stamp, stream, 42, [(text.encode() + b"\n", False)])
+            assert histogram._candidates(data) == {0}, (fmt.name, text)

@@ -15,7 +15,23 @@ import pytest
 from .sidecar import get, history, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 
-COLUMNS = ("stdout", "stderr", "status", "exits")
+COLUMNS = ("stdout", "stderr", "status", "exits", "errors")
+
+
+def line(n: int) -> str:
+    """The job's nth line: some error-level (a plain ERROR, a JSON fatal), some
+    mentioning an error without being one."""
+    if n % 9 == 4:
+        return f"ERROR: line {n:09d} failed"
+    if n % 11 == 5:
+        return f'{{"level":"fatal","msg":"line {n:09d}"}}'
+    if n % 13 == 6:
+        return f"INFO line {n:09d}: no error, stderr is quiet"
+    return f"line {n:09d} {'z' * (n % 50)}"
+
+
+def is_error(text: str) -> bool:
+    return text.startswith("ERROR: ") or text.startswith('{"level":"fatal"')
 
 
 def seconds(time: str) -> float:
@@ -37,6 +53,8 @@ def counted(
         if not 0 <= bucket < buckets:
             continue
         counts[entry["stream"]][bucket] += 1
+        if entry["stream"] != "status" and is_error(entry["text"]):
+            counts["errors"][bucket] += 1
         words = entry["text"].split()
         if entry["stream"] == "status" and words[0] == "EXITED" and "expected=false" in words:
             counts["exits"][bucket] += 1
@@ -61,7 +79,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     steps: List[Any] = []
     for n in range(400):
         stream = "err" if n % 5 == 2 else "out"
-        steps.append([stream, (f"line {n:09d} {'z' * (n % 50)}\n").encode().hex()])
+        steps.append([stream, (line(n) + "\n").encode().hex()])
         if n % 40 == 39:
             steps.append(["sleep", 0.4])  # spread over several seconds
     steps.append(["exit", 3])  # not an expected exit code: expected=false
@@ -113,6 +131,7 @@ def test_counts_are_the_records_of_a_rotated_and_compressed_log(sidecar: Supervi
     whole = histogram(sidecar, "job", buckets=5)  # defaults: the whole log
     assert sum(whole["stdout"]) + sum(whole["stderr"]) == 400
     assert sum(whole["exits"]) == len(whole["exit_times"]) == 1
+    assert sum(whole["errors"]) == sum(1 for n in range(400) if is_error(line(n))) > 50
     assert whole["since"] == math.floor(first) and whole["cursor"] == entries[-1]["end"]
 
 

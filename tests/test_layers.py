@@ -47,6 +47,7 @@ ORDER = [
     "sidecar.search",
     "sidecar.store",
     "sidecar.timeseek",
+    "sidecar.levels",
     "sidecar.histogram",
     "sidecar.logstore",
     "sidecar.restarts",

@@ -11,20 +11,30 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from playwright.sync_api import Page
 
+from .helpers import LEVEL_EXTRA_CASES
 from .sidecar import get, history, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 from .test_browser import browser, in_view, page, wait_paused  # noqa: F401 (fixtures)
-from .test_integration_histogram import counted, seconds
+from .test_integration_histogram import counted, is_error, seconds
 
 __all__ = ["browser", "page"]
 
 
-def steps(prefix: str, count: int, every: int) -> List[Any]:
+def text(prefix: str, n: int, levels: bool) -> str:
+    """The nth line; with ``levels``, some error-level (a plain ERROR, a JSON fatal)."""
+    if levels and n % 17 == 3:
+        return f"ERROR: {prefix} {n:09d} failed"
+    if levels and n % 19 == 7:
+        return f'{{"level":"fatal","msg":"{prefix} {n:09d}"}}'
+    return f"{prefix} {n:09d} {'w' * (n % 40)}"
+
+
+def steps(prefix: str, count: int, every: int, levels: bool = False) -> List[Any]:
     """``count`` numbered lines, one in five to stderr, a pause after every ``every``."""
     found: List[Any] = []
     for n in range(count):
         stream = "err" if n % 5 == 2 else "out"
-        found.append([stream, (f"{prefix} {n:09d} {'w' * (n % 40)}\n").encode().hex()])
+        found.append([stream, (text(prefix, n, levels) + "\n").encode().hex()])
         if n % every == every - 1:
             found.append(["sleep", 0.5])
     return found
@@ -33,7 +43,14 @@ def steps(prefix: str, count: int, every: int) -> List[Any]:
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     tmp = tmp_path_factory.mktemp("timeline")
-    (tmp / "spread.json").write_text(json.dumps(steps("line", 600, 50) + [["exit", 3]]))
+    spread = steps("line", 600, 50, levels=True) + [["exit", 3]]
+    (tmp / "spread.json").write_text(json.dumps(spread))
+    alarm: List[Any] = []
+    for n in range(400):  # an error-level line every 0.3 s, with plain ones between
+        alarm.append(["err", f"ERROR: alarm {n:06d}\n".encode().hex()])
+        alarm.append(["out", f"calm {n:06d}\n".encode().hex()])
+        alarm.append(["sleep", 0.3])
+    (tmp / "alarm.json").write_text(json.dumps(alarm))
     (tmp / "other.json").write_text(json.dumps(steps("other", 90, 30) + [["sleep", 3600]]))
     once = {"autorestart": "false", "startsecs": "0"}
     sup = with_sidecar(
@@ -42,6 +59,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "spread": program(emit("script", tmp / "spread.json"), **once),
             "other": program(emit("script", tmp / "other.json")),
             "ticker": program(emit("tick", 0.05)),
+            "alarm": program(emit("script", tmp / "alarm.json"), autorestart="false"),
             # Not captured: shown from supervisord's own log, without times.
             "plain": program(emit("tick", 0.2), stdout_logfile=str(tmp / "plain.out")),
         },
@@ -49,7 +67,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "maxbytes": "8KB",
             "compress": "true",
             "backups": "100",
-            "programs": "spread other ticker",
+            "programs": "spread other ticker alarm",
         },
     )
     try:
@@ -81,7 +99,8 @@ def drawn(page: Page) -> Dict[str, Any]:
             const c = document.getElementById('timeline-canvas');
             return {since: Number(c.dataset.since), until: Number(c.dataset.until),
                     buckets: Number(c.dataset.buckets), counts: JSON.parse(c.dataset.counts),
-                    width: c.clientWidth, window: c.dataset.window};
+                    width: c.clientWidth, window: c.dataset.window,
+                    errorMarks: JSON.parse(c.dataset.errorMarks)};
         }"""
     )
     return dict(data)
@@ -93,9 +112,13 @@ def test_the_bars_are_the_records_of_each_bucket(page: Page, sidecar: Supervisor
     entries = history(sidecar.url, "spread:spread", 0, 2**62)
     assert len(sidecar.log_files("spread")) > 5  # rotated, the older files compressed
     counts, exits = counted(entries, shown["since"], shown["until"], shown["buckets"])
-    for name in ("stdout", "stderr", "exits"):
+    for name in ("stdout", "stderr", "exits", "errors"):
         assert shown["counts"][name] == counts[name], name
     assert sum(counts["stdout"]) + sum(counts["stderr"]) == 600
+    # Error-level lines: counted as the page reads them, a mark on each bucket holding some.
+    assert sum(counts["errors"]) == sum(1 for n in range(600) if is_error(text("line", n, True)))
+    assert shown["errorMarks"] == [i for i, n in enumerate(counts["errors"]) if n]
+    assert len(shown["errorMarks"]) > 3
     assert shown["counts"]["exitTimes"] == pytest.approx(exits, abs=1e-6) and len(exits) == 1
     assert shown["buckets"] >= 10 and sum(1 for n in counts["stdout"] if n) > 3
     # The window in view is outlined: it ends at the newest line (following).
@@ -224,6 +247,37 @@ def test_live_records_make_the_newest_bucket_grow(page: Page, sidecar: Superviso
     assert sum(state["status"]) == sum(1 for e in entries if e["stream"] == "status")
 
 
+def test_live_error_level_lines_are_marked_as_they_come(page: Page, sidecar: Supervisor) -> None:
+    page.goto(sidecar.url + "/?process=alarm")
+    drawn(page)
+    # More errors between two looks with no histogram request in between: counted live.
+    page.wait_for_function(
+        """() => {
+            const n = performance.getEntriesByType('resource')
+                .filter((e) => e.name.includes('/histogram')).length;
+            const c = document.getElementById('timeline-canvas').dataset;
+            const total = JSON.parse(c.counts).errors.reduce((a, b) => a + b, 0);
+            const before = window.__errors;
+            window.__errors = {n, total};
+            return before !== undefined && before.n === n && total > before.total
+                && JSON.parse(c.errorMarks).length > 0;
+        }""",
+        polling=700,
+        timeout=20_000,
+    )
+    # Exactly the error-level lines up to where it counted, whether read or counted live.
+    state = page.evaluate(
+        """() => {
+            const t = window.streamlog.timeline;
+            return {errors: t.data.errors, stdout: t.data.stdout,
+                    from: t.errorsFrom.get('alarm:alarm')};
+        }"""
+    )
+    entries = history(sidecar.url, "alarm:alarm", 0, state["from"])
+    assert sum(state["errors"]) == sum(1 for e in entries if e["text"].startswith("ERROR: "))
+    assert sum(1 for e in entries if e["text"].startswith("calm ")) > 0  # not errors
+
+
 def test_readable_in_both_themes(page: Page, sidecar: Supervisor) -> None:
     page.goto(sidecar.url + "/?process=spread")
     drawn(page)
@@ -235,9 +289,32 @@ def test_readable_in_both_themes(page: Page, sidecar: Supervisor) -> None:
             """() => {
                 const style = (s) => getComputedStyle(document.querySelector(s));
                 return {bar: style('.tl-stdout').color, err: style('.tl-stderr').color,
+                        error: style('.tl-error').color,
                         ground: style('#timeline').backgroundColor};
             }"""
         )
-        assert len({colours["bar"], colours["err"], colours["ground"]}) == 3
+        assert len(set(colours.values())) == 4
         seen[theme] = colours
     assert {"light", "dark"} <= set(seen) and seen["light"] != seen["dark"]
+
+
+def test_the_page_gives_the_extra_cases_the_levels_the_sidecar_does(
+    page: Page, sidecar: Supervisor
+) -> None:
+    """tests/helpers.py's LEVEL_EXTRA_CASES (escapes, logfmt, numbers, code units)
+    through the page's own Line: the port in sidecar/levels.py is checked against the
+    same table (tests/test_levels.py)."""
+    page.goto(sidecar.url + "/")
+    got: List[Any] = page.evaluate(
+        """async (cases) => {
+            const { Line } = await import('/static/lines.js');
+            return cases.map(([text, stream]) => new Line('p', {stream, text}).level);
+        }""",
+        [[text, stream] for text, stream, _ in LEVEL_EXTRA_CASES],
+    )
+    wrong = [
+        (text, want, level)
+        for (text, _, want), level in zip(LEVEL_EXTRA_CASES, got)
+        if level != want
+    ]
+    assert not wrong

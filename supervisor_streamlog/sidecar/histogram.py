@@ -10,8 +10,9 @@ above the lines::
     index.answer(Query(since=t0, until=t1, buckets=100))
 
 The index holds, per file of the log, the records counted per *slot* of
-time -- stdout, stderr and status records, and unexpected exits (status
-``EXITED ... expected=false``) -- and the exits' exact times.  A slot is one
+time -- stdout, stderr and status records, unexpected exits (status
+``EXITED ... expected=false``) and error-level lines -- and the exits' exact
+times.  A slot is one
 second; a file whose records spread over more than :data:`SLOT_LIMIT`
 distinct slots doubles its slot width until they fit, so a file costs at most
 ``SLOT_LIMIT`` slots whatever its size or time span.  It is built by one scan
@@ -21,7 +22,16 @@ or, where the records come in runs of one stamp (the capture stamps a whole
 pipe read at once: a busy child's lines), one match per run, counted by its
 newlines (about 3.7 s of CPU per GB instead of 7.5 here); only the lines
 neither reads (records in a layout of another writer, lines that are not
-records) are parsed one by one.
+records) are parsed one by one.  Error-level lines are the ones the page marks
+error or fatal (:mod:`.levels`, a port of its rules): a few literal searches
+per block find the lines that may be such (level words in any case but the
+``stderr`` tag, numeric level fields, syslog priorities, glog prefixes,
+escapes), and only those are parsed and read by the page's rules.  That
+search is most of the build's cost now: about 8.8 s for bench/history.py's
+1 GB where streams alone took 2.3 s (a dozen passes over each block at about
+2 GB/s each; one pass trying an alternation at every byte was slower still).  A piece
+that continues a split line (the record just before it, of its stream, ends
+in ``+``) is not read on its own: the page reads the line from its start.
 
 A closed file (a backup, plain or ``.gz``) is scanned once and its index
 kept, by what identifies the file (device, inode and header offset, as
@@ -33,15 +43,13 @@ live file's index goes on from the last complete record it counted: a
 request reads only what was written since the one before.  Files that left
 the listing (retention) are forgotten.
 
-Memory: a closed file's index is frozen into arrays -- 40 bytes a slot
-(its start and four running totals), so at most ~82 KB a file, plus 8 bytes
+Memory: a closed file's index is frozen into arrays -- 48 bytes a slot
+(its start and five running totals), so at most ~99 KB a file, plus 8 bytes
 per exit time kept (at most :data:`EXIT_LIMIT`).  The live file's, still
-growing, is a dict of at most ``SLOT_LIMIT`` slots (~200 bytes each).  A
+growing, is a dict of at most ``SLOT_LIMIT`` slots (~210 bytes each).  A
 request answers from the running totals with two bisections per bucket and
 file: well under a millisecond per file, whatever the files' sizes.
 
-Level detection lives in the page (static/levels.js), not here: this index
-counts streams, status records and unexpected exits, not error-level lines.
 Blocking file I/O: call :meth:`HistogramIndex.step` and
 :meth:`HistogramIndex.answer` off the IOLoop.
 
@@ -63,10 +71,11 @@ import zlib
 from array import array
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Container, Counter, Dict, List, Optional, Tuple
+from typing import Any, Callable, Container, Counter, Dict, List, Optional, Set, Tuple
 
 from ..ondisk.files import LogFile, ProcessFiles, header_base
 from ..ondisk.formats import RecordError, parse
+from .levels import ERROR_LEVELS, level_of_line
 from .timeseek import parse_time
 
 __all__ = ["HistogramIndex", "Histograms", "Query", "QueryError", "parse_query"]
@@ -88,10 +97,10 @@ _CHUNK = 1024 * 1024
 #: Times a listed file may vanish under one step before it is left for the next.
 _VANISH_LIMIT = 5
 
-# stdout, stderr, status, exits: the columns of a slot.
-_STDOUT, _STDERR, _STATUS, _EXITS = range(4)
+# stdout, stderr, status, exits, errors: the columns of a slot.
+_STDOUT, _STDERR, _STATUS, _EXITS, _ERRORS = range(5)
 _COLUMN = {b"stdout": _STDOUT, b"stderr": _STDERR, b"status": _STATUS}
-COLUMNS = ("stdout", "stderr", "status", "exits")
+COLUMNS = ("stdout", "stderr", "status", "exits", "errors")
 
 # A record's second, its zone and its stream, as the writer lays out both
 # formats: ``2026-11-27T01:23:45.678901+00:00 stdout ...`` and
@@ -113,6 +122,36 @@ _KEY = (
 _RUN = re.compile(rb"\n(" + _KEY + rb")[^\n]*(?:\n\1[^\n]*)*")
 _FIRST_KEY = re.compile(rb"\n(" + _KEY + rb")")
 _EXIT_MARK = b"expected=false"
+# Lines that may be error-level: a superset of what :mod:`.levels` reads as
+# error or fatal, in both formats, the child's text JSON-escaped or not.  Each
+# is looked for with a literal first (the fast searches of bytes and of the re
+# module), never one alternation tried at every byte (twenty times slower):
+# level words in any case, in the block lowered once ...
+_WORDS = (b"fatal", b"crit", b"panic")
+# err, error, eror, severe, alert, emerg: one search for their "er" (not the
+# ``stderr`` stream tag, nor any stderr)
+_ER = re.compile(rb"er(?:r(?<!stderr)|or|e(?<=severe)|t(?<=alert)|g(?<=emerg))")
+# ... and, as written: a level field with a number that may be error or fatal
+# (0-3 syslog, 50 and up, -0, fractions, exponents; not pino's 30 or 40), a
+# syslog priority, a glog prefix, a traceback, an escape sequence, a JSON escape.
+_NUMBER = (
+    rb'\\?"?(?:[ \t]|\\t)*[:=](?:[ \t]|\\t)*(?:\\?")?'
+    rb"(?:-?0|[1-3](?![0-9])|[5-9][0-9]|[0-9]{3}|[0-9]{1,2}[.eE])"
+)
+# (a single byte is looked for first: memchr is ten times faster than the re
+# module's own search; longer literals are not)
+_LITERAL = (
+    (b"", re.compile(rb"level(?:name)?" + _NUMBER)),
+    (b"", re.compile(rb"severity" + _NUMBER)),
+    (b"", re.compile(rb"lvl" + _NUMBER)),
+    (b"<", re.compile(rb"<[^\n>]{1,3}>")),
+    # glog and tracebacks open the text: after the stream tag, or the JSON format's "text"
+    (b"", re.compile(rb"td(?:out|err)\+? (?:[EF][0-9]{4} [0-9][0-9]:|Traceback)")),
+    (b"", re.compile(rb'"text": "(?:[EF][0-9]{4} [0-9][0-9]:|Traceback)')),
+    (b"\x1b", re.compile(rb"\x1b")),
+    (b"\\", re.compile(rb"\\u[0-9A-Fa-f]{4}")),
+)
+_PARTIAL = (b"stdout+ ", b"stderr+ ", b'"partial": true')
 
 
 class QueryError(ValueError):
@@ -200,6 +239,8 @@ class FileIndex:
         self.frozen: Optional[_Frozen] = None
         self._seconds: Dict[Tuple[bytes, bytes], Optional[int]] = {}
         self._gz: Optional[_GzScan] = None
+        #: The stream whose piece ended the last block counted, when it was a partial one.
+        self._partial: Optional[str] = None
 
     # ------------------------------------------------------------ reading
 
@@ -273,6 +314,7 @@ class FileIndex:
         self.slots = {}
         self.exits = []
         self.frozen = None
+        self._partial = None
 
     def release(self) -> None:
         """Close what a scan left open."""
@@ -307,6 +349,30 @@ class FileIndex:
             self._count_odd(data)
         if _EXIT_MARK in data:
             self._count_exits(data)
+        self._count_errors(data)
+
+    def _count_errors(self, data: bytes) -> None:
+        """Error-level lines: only the lines a candidate search finds are parsed."""
+        for start in sorted(_candidates(data)):
+            end = data.find(b"\n", start)
+            try:
+                record = parse(data[start:end])
+            except RecordError:
+                continue
+            if record.stream == "status" or self._continues(data, start, record.stream):
+                continue
+            if level_of_line(record.text, record.stream) in ERROR_LEVELS:
+                stamp = parse_time(record.time)
+                if stamp is not None:
+                    self._slot(int(math.floor(stamp)))[_ERRORS] += 1
+        last = data.rfind(b"\n", 0, len(data) - 1) + 1
+        self._partial = _partial_stream(data[last:-1])
+
+    def _continues(self, data: bytes, start: int, stream: str) -> bool:
+        """Whether the record at ``start`` continues a piece of its stream."""
+        if start == 0:
+            return self._partial == stream
+        return _partial_stream(data[data.rfind(b"\n", 0, start - 1) + 1 : start - 1]) == stream
 
     def _count_odd(self, data: bytes) -> None:
         """Lines the fast expression did not read: parse them one by one."""
@@ -367,7 +433,7 @@ class FileIndex:
             if len(self.slots) >= SLOT_LIMIT:
                 self._coarsen()
                 return self._slot(moment)
-            counts = self.slots[start] = [0, 0, 0, 0]
+            counts = self.slots[start] = [0] * len(COLUMNS)
         return counts
 
     def _coarsen(self) -> None:
@@ -376,8 +442,8 @@ class FileIndex:
             self.width *= 2
             merged: Dict[int, List[int]] = {}
             for start, counts in self.slots.items():
-                into = merged.setdefault(start - start % self.width, [0, 0, 0, 0])
-                for column in range(4):
+                into = merged.setdefault(start - start % self.width, [0] * len(COLUMNS))
+                for column in range(len(COLUMNS)):
                     into[column] += counts[column]
             self.slots = merged
 
@@ -393,7 +459,34 @@ class FileIndex:
     def nbytes(self) -> int:
         """What this index holds in memory, about (for the module docstring's claim)."""
         frozen = self.frozen.nbytes if self.frozen is not None else 0
-        return frozen + 200 * len(self.slots) + 8 * len(self.exits)
+        return frozen + 210 * len(self.slots) + 8 * len(self.exits)
+
+
+def _candidates(data: bytes) -> Set[int]:
+    """Where the lines of ``data`` that may be error-level start."""
+    hits: List[int] = []
+    low = data.lower()
+    for word in _WORDS:
+        pos = low.find(word)
+        while pos >= 0:
+            hits.append(pos)
+            pos = low.find(word, pos + len(word))
+    hits.extend(m.start() for m in _ER.finditer(low))
+    for literal, pattern in _LITERAL:
+        if literal in data:
+            hits.extend(m.start() for m in pattern.finditer(data))
+    return {data.rfind(b"\n", 0, pos) + 1 for pos in hits}
+
+
+def _partial_stream(line: bytes) -> Optional[str]:
+    """The stream of ``line`` when it is a partial piece of stdout or stderr, else None."""
+    if not any(mark in line for mark in _PARTIAL):
+        return None
+    try:
+        record = parse(line)
+    except RecordError:
+        return None
+    return record.stream if record.partial and record.stream != "status" else None
 
 
 def _runs_pay(block: bytes) -> bool:

@@ -57,6 +57,7 @@ export class Controller {
     // Badges in a merged view name processes as the list does ("web", not "web:web").
     this.view.label = (name) => this.processes.display(name);
     this.frames = new Frames(this.store, this.view, this.session, this.live); // records in once a frame, then drawn
+    this.frames.arrived = (process, lines) => this.timeline.levels(process, lines); // live error marks
     this.address = new Address(this.session, this.view); // the URL, kept up to date
     // Older and newer pages over HTTP, and jumps (to a time, to a search result).
     this.history = new LogHistory({

@@ -25,6 +25,7 @@ export class Frames {
     this.changed = []; // lines whose text grew since the last frame (joined pieces)
     this.anchorNeeded = false; // keep the line being read in place at the next frame
     this.flushScheduled = () => { if (this.scheduled) this.flush(); };
+    this.arrived = null; // (process, new lines): told of each batch's new lines, levels read
   }
 
   /** Queue a batch of records (from Connection.receive) for the next frame. */
@@ -57,6 +58,7 @@ export class Frames {
       added += result.added;
       shown += result.shown;
       for (const line of result.changed) this.changed.push(line);
+      if (this.arrived !== null) this.arrived(item.process, result.fresh);
     }
     this.trim();
     if (!this.session.follow) this.session.unseen += shown;

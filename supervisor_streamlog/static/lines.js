@@ -237,7 +237,7 @@ export class LineStore {
   /**
    * Add records of `process` (oldest first). Pieces marked partial are joined
    * with the next record of their stream (history pages pass their own
-   * `pending`: their pieces never join live lines). Returns {added, appended, changed}:
+   * `pending`: their pieces never join live lines). Returns {added, appended, changed, fresh}:
    * `appended` true when every new line went to the end (the common, cheap
    * case), `changed` the open lines that grew.
    */
@@ -268,7 +268,7 @@ export class LineStore {
       appended = false;
     }
     const shown = fresh.reduce((n, line) => n + (line.visible ? 1 : 0), 0);
-    return { added: fresh.length, shown, appended, changed };
+    return { added: fresh.length, shown, appended, changed, fresh };
   }
 
   /**

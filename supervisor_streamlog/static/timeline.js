@@ -1,11 +1,16 @@
 // The volume timeline above the lines: records per time bucket for the
-// processes in view, stdout and stderr stacked, unexpected exits marked, the
-// window being read outlined. A click, or a drag let go, jumps there (the
+// processes in view, stdout and stderr stacked, error-level lines (the
+// sidecar reads them by levels.js's rules) as a cap on the bar with a diamond
+// above it, unexpected exits as a triangle and a rule, the window being read
+// outlined. A click, or a drag let go, jumps there (the
 // history loads around that time). Counts come from the sidecar's
 // /api/log/NAME/histogram (docs/protocol.md); records that arrive live are
 // counted into the newest bucket as they come -- one comparison and one
 // integer increment per record, never DOM work -- and drawn a few times a
-// second at most. The counts drawn are in the canvas's data-counts (tests).
+// second at most. The counts drawn are in the canvas's data-counts, the
+// buckets given an error mark in its data-error-marks (tests). Error-level
+// lines that arrive live are counted once the frame loop has read their level
+// (levels(): two comparisons per new line).
 
 import { api } from "./api.js";
 
@@ -13,7 +18,7 @@ const STEP = 250; // ms between two looks at what changed (draws happen only the
 const BAR = 4; // pixels per bucket, about
 const HEADROOM = 0.05; // of the span, room on the right for what comes live
 const REFRESH = 60_000; // ms: counts taken again from the sidecar (what live missed)
-const STREAMS = ["stdout", "stderr", "status", "exits"];
+const STREAMS = ["stdout", "stderr", "status", "exits", "errors"];
 const HELD = 5000; // live batches kept while an answer is on its way, at most
 
 /** The URL of a process's histogram. */
@@ -60,7 +65,7 @@ export class Timeline {
     this.legend = document.createElement("div");
     this.legend.className = "timeline-legend";
     this.keys = {};
-    for (const [name, label] of [["stdout", "stdout"], ["stderr", "stderr"], ["exit", "▲ exit"], ["window", "in view"]]) {
+    for (const [name, label] of [["stdout", "stdout"], ["stderr", "stderr"], ["error", "◆ error"], ["exit", "▲ exit"], ["window", "in view"]]) {
       const key = document.createElement("span");
       key.className = `tl-${name}`;
       key.textContent = label;
@@ -68,7 +73,7 @@ export class Timeline {
       this.legend.append(key);
     }
     box.replaceChildren(this.canvas, this.legend);
-    this.data = null; // {since, until, buckets, width, stdout, stderr, status, exits, exitTimes}
+    this.data = null; // {since, until, buckets, width, stdout, stderr, status, exits, errors, exitTimes}
     this.counted = new Map(); // process -> offset from which live records are counted
     this.token = 0; // the open() an answer belongs to
     this.dirty = false; // counts changed since the last draw
@@ -76,6 +81,8 @@ export class Timeline {
     this.drag = null; // the x a pointer is dragging at
     this.fetched = 0; // Date.now() of the last answer
     this.held = null; // while an answer is on its way: the live batches since it was asked
+    this.errorsFrom = new Map(); // process -> offset from which live error-level lines are counted
+    this.heldLines = null; // while an answer is on its way: the new lines the frame loop read
     this.bind();
     setInterval(() => this.tick(), STEP);
   }
@@ -131,6 +138,7 @@ export class Timeline {
   open() {
     this.data = null;
     this.counted.clear();
+    this.errorsFrom.clear();
     this.load();
   }
 
@@ -148,8 +156,9 @@ export class Timeline {
     }
     let subs = this.timed();
     this.held = [];
+    this.heldLines = [];
     this.box.hidden = subs.length === 0;
-    if (subs.length === 0) { this.data = null; this.held = null; return; }
+    if (subs.length === 0) { this.data = null; this.held = null; this.heldLines = null; return; }
     try {
       // A process the sidecar has no counts for (no timestamps: its kind may not
       // be known yet when the view opens) is left out, not the whole timeline.
@@ -172,6 +181,7 @@ export class Timeline {
       const answers = await Promise.all(subs.map((sub) => api(histogramUrl(sub.name, { since, until, buckets }))));
       if (token !== this.token) return;
       this.counted = new Map(subs.map((sub, i) => [sub.name, answers[i].cursor]));
+      this.errorsFrom = new Map(this.counted);
       this.data = { since, until, buckets, width: (until - since) / buckets, ...sumAnswers(answers, buckets) };
       this.fetched = Date.now();
       this.dirty = true;
@@ -179,10 +189,14 @@ export class Timeline {
       const held = this.held;
       this.held = null;
       for (const batch of held) this.count(batch);
+      const heldLines = this.heldLines;
+      this.heldLines = null;
+      for (const [process, lines] of heldLines) this.levels(process, lines);
       delete this.box.dataset.error;
     } catch (error) {
       if (token !== this.token) return;
       this.held = null;
+      this.heldLines = null;
       this.box.dataset.error = error.message; // tried again at the next refresh
       this.fetched = Date.now();
     }
@@ -216,6 +230,32 @@ export class Timeline {
     }
     this.counted.set(batch.process, from);
     this.dirty = true;
+  }
+
+  /**
+   * New live lines of a process, their levels read (the frame loop, once per
+   * batch): the error-level ones not yet counted go into the bucket of now. A
+   * line split into pieces counts by its first piece, as the sidecar counts it.
+   */
+  levels(process, lines) {
+    if (this.heldLines !== null) {
+      this.heldLines.push([process, lines]);
+      if (this.heldLines.length > HELD) this.heldLines.shift();
+    }
+    const data = this.data;
+    if (data === null) return;
+    let from = this.errorsFrom.get(process);
+    if (from === undefined) return;
+    const bucket = Math.floor((Date.now() / 1000 - data.since) / data.width);
+    if (bucket < 0 || bucket >= data.buckets) return;
+    for (const line of lines) {
+      if (line.level !== "error" && line.level !== "fatal") continue;
+      if (line.offset === null || line.offset < from) continue;
+      from = line.end;
+      data.errors[bucket]++;
+      this.dirty = true;
+    }
+    this.errorsFrom.set(process, from);
   }
 
   // A few times a second: follow time on, and draw if anything changed.
@@ -284,6 +324,29 @@ export class Timeline {
         g.fillRect(i * bar, y, Math.max(1, bar - (bar > 3 ? 1 : 0)), h);
       }
     }
+    // Error-level lines: a cap on the bar, as tall as their share of it, and a
+    // diamond above the bar (a shape as well as a colour).
+    const marks = [];
+    g.fillStyle = colour("error");
+    for (let i = 0; i < buckets; i++) {
+      const n = data.errors[i];
+      if (n === 0) continue;
+      marks.push(i);
+      const total = data.stdout[i] + data.stderr[i];
+      const top = height - Math.max(1, total * scale);
+      const cap = Math.min(height - top, Math.max(2, Math.min(n, total) * scale));
+      const w = Math.max(1, bar - (bar > 3 ? 1 : 0));
+      g.fillRect(i * bar, top, w, cap);
+      const cx = i * bar + w / 2;
+      const cy = Math.max(3, top - 4);
+      g.beginPath();
+      g.moveTo(cx, cy - 3);
+      g.lineTo(cx + 3, cy);
+      g.lineTo(cx, cy + 3);
+      g.lineTo(cx - 3, cy);
+      g.fill();
+    }
+    this.canvas.dataset.errorMarks = JSON.stringify(marks);
     g.fillStyle = colour("exit");
     for (let i = 0; i < buckets; i++) {
       if (data.exits[i] === 0) continue;
@@ -317,13 +380,15 @@ export class Timeline {
     canvas.dataset.until = String(data.until);
     canvas.dataset.buckets = String(data.buckets);
     canvas.dataset.counts = JSON.stringify({
-      stdout: data.stdout, stderr: data.stderr, status: data.status, exits: data.exits, exitTimes: data.exitTimes,
+      stdout: data.stdout, stderr: data.stderr, status: data.status, exits: data.exits, errors: data.errors,
+      exitTimes: data.exitTimes,
     });
     canvas.dataset.window = shown ? shown.join(",") : "";
     let total = 0;
     for (let i = 0; i < data.buckets; i++) total += data.stdout[i] + data.stderr[i];
     const exits = data.exits.reduce((a, b) => a + b, 0);
+    const errors = data.errors.reduce((a, b) => a + b, 0);
     const from = new Date(data.since * 1000).toISOString();
-    canvas.setAttribute("aria-label", `${total} lines since ${from}, ${exits} unexpected exits; click to jump to a time`);
+    canvas.setAttribute("aria-label", `${total} lines since ${from}, ${errors} at error level, ${exits} unexpected exits; click to jump to a time`);
   }
 }
