@@ -9,14 +9,13 @@ import urllib.request
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 from .test_actions import AUTH, GUARDED, PASSWORD, USER
+from .test_browser import browser  # noqa: F401 (a fixture: Debian's chromium)
 from .test_page_newcomer import GEOMETRY, overlaps
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -88,24 +87,6 @@ def test_cross_origin_and_tokenless_posts_are_refused(control: Supervisor) -> No
 
 
 # ------------------------------------------------------------------ the page
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
