@@ -47,8 +47,9 @@ def numbered_line(number: int) -> bytes:
 
 
 def central_records(path: Path) -> List[Record]:
-    """Every record of a central process log, oldest first, headers left out
-    (read again when the sink rotated a file away under the reading)."""
+    """Every whole record of a central process log, oldest first, headers left
+    out (read again when the sink rotated a file away under the reading; a
+    record still being written is not one yet)."""
     while True:
         found = []
         try:
@@ -56,6 +57,8 @@ def central_records(path: Path) -> List[Record]:
                 opener = gzip.open if log.compressed else open
                 with opener(log.path, "rb") as handle:
                     for raw in handle:
+                        if not raw.endswith(b"\n"):
+                            break  # the sink is writing this record now
                         record = parse(raw.rstrip(b"\n"))
                         if not is_header(record.stream, record.data):
                             found.append(record)

@@ -263,7 +263,7 @@ def test_jumping_to_a_typed_time_and_a_clear_error(page: Page, stack: Supervisor
     field.fill(target["time"])
     page.keyboard.press("Enter")
     wait_text(page, "line 000000060 ")
-    assert in_view(page, "line 000000060 ")
+    wait_for(lambda: in_view(page, "line 000000060 "), 10, "the line jumped to, in view")
     wait_paused(page)
     assert field.get_attribute("aria-invalid") is None
     assert page.locator("#notice").is_hidden()
