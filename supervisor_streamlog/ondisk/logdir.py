@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .paths import quote_name, unquote_name
 
@@ -69,6 +69,14 @@ def live_name(entry: os.DirEntry, root: str) -> Optional[str]:
     return name
 
 
+def _listing(directory: str) -> List[os.DirEntry]:
+    """A directory's entries sorted by name; none if it cannot be read."""
+    try:
+        return sorted(os.scandir(directory), key=lambda item: item.name)
+    except OSError:
+        return []
+
+
 def discover(logdir: str) -> Dict[str, str]:
     """Every process log under ``logdir``: ``{"group:name": live_path}``.
 
@@ -79,11 +87,7 @@ def discover(logdir: str) -> Dict[str, str]:
     """
     found: Dict[str, str] = {}
     root = os.path.realpath(logdir)
-    try:
-        entries = list(os.scandir(logdir))
-    except OSError:
-        return found
-    for entry in sorted(entries, key=lambda item: item.name):
+    for entry in _listing(logdir):
         name = live_name(entry, root)
         if name is not None:
             found[f"{name}:{name}"] = entry.path
@@ -91,11 +95,7 @@ def discover(logdir: str) -> Dict[str, str]:
         group = group_dir(entry, root)
         if group is None:
             continue
-        try:
-            members = list(os.scandir(entry.path))
-        except OSError:
-            continue
-        for member in sorted(members, key=lambda item: item.name):
+        for member in _listing(entry.path):
             name = live_name(member, root)
             # group == name lives at the top level; a file like that here is not ours.
             if name is not None and name != group:
@@ -121,11 +121,7 @@ def hosts(logdir: str) -> Dict[str, str]:
     would not produce are not hosts."""
     found: Dict[str, str] = {}
     root = os.path.realpath(logdir)
-    try:
-        entries = list(os.scandir(logdir))
-    except OSError:
-        return found
-    for entry in sorted(entries, key=lambda item: item.name):
+    for entry in _listing(logdir):
         if group_dir(entry, root) is not None:
             found[entry.name] = entry.path
     return found
