@@ -327,6 +327,30 @@ def first_line_number(path: Path) -> int:
     return result[0]
 
 
+def rotating_under_imfile(
+    tmp_path: Path, logdir: Path, count: int
+) -> Tuple[Rsyslog, Supervisor, Callable[[], List[int]], Callable[[], int]]:
+    """An rsyslog reading logdir with the imfile recipe, and a supervisord whose
+    program "alpha" (not started) writes ``count`` numbered JSON lines at 1 500/s
+    into files of 128 KB: (rsyslog, supervisord, the line numbers rsyslog wrote
+    out so far, the number of alpha's backups)."""
+    server, output = imfile_rsyslog(tmp_path, logdir)
+    sup = Supervisor(
+        tmp_path,
+        {"alpha": program(emit("rate", count, 1_500), autostart="false")},
+        streamlog={"logdir": str(logdir), "format": "json", "maxbytes": "128KB", "backups": 1000},
+        base="plugin.conf",
+    )
+
+    def numbers() -> List[int]:
+        return [int(r["text"][5:14]) for r in jsonl(output / "records.jsonl")]
+
+    def backups() -> int:
+        return len(list(logdir.glob("alpha.log.*")))
+
+    return server, sup, numbers, backups
+
+
 @pytest.mark.usefixtures("rsyslog_installed")
 def test_imfile_recipe_loses_the_files_rotated_while_rsyslog_is_down(tmp_path: Path) -> None:
     """What docs/shipping.md says a file shipper cannot do, measured: rsyslog is
@@ -336,20 +360,8 @@ def test_imfile_recipe_loses_the_files_rotated_while_rsyslog_is_down(tmp_path: P
     at the restart, which is read from its start."""
     count = 15_000
     logdir = tmp_path / "streamlog"
-    server, output = imfile_rsyslog(tmp_path, logdir)
-    sup = Supervisor(
-        tmp_path,
-        {"alpha": program(emit("rate", count, 1_500), autostart="false")},
-        streamlog={"logdir": str(logdir), "format": "json", "maxbytes": "128KB", "backups": 1000},
-        base="plugin.conf",
-    )
+    server, sup, numbers, backups = rotating_under_imfile(tmp_path, logdir, count)
     live = logdir / "alpha.log"
-
-    def numbers() -> List[int]:
-        return [int(r["text"][5:14]) for r in jsonl(output / "records.jsonl")]
-
-    def backups() -> int:
-        return len(list(logdir.glob("alpha.log.*")))
 
     with server:
         sup.start()
@@ -387,19 +399,7 @@ def test_imfile_recipe_misses_a_file_rotated_before_imfile_looked(tmp_path: Path
     frozen (SIGSTOP) while the files rotate three times, then thawed."""
     count = 15_000
     logdir = tmp_path / "streamlog"
-    server, output = imfile_rsyslog(tmp_path, logdir)
-    sup = Supervisor(
-        tmp_path,
-        {"alpha": program(emit("rate", count, 1_500), autostart="false")},
-        streamlog={"logdir": str(logdir), "format": "json", "maxbytes": "128KB", "backups": 1000},
-        base="plugin.conf",
-    )
-
-    def numbers() -> List[int]:
-        return [int(r["text"][5:14]) for r in jsonl(output / "records.jsonl")]
-
-    def backups() -> int:
-        return len(list(logdir.glob("alpha.log.*")))
+    server, sup, numbers, backups = rotating_under_imfile(tmp_path, logdir, count)
 
     with server:
         sup.start()
