@@ -17,6 +17,8 @@ from supervisor_streamlog import tail
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import from_mapping
 
+from .supervisor import wait_for
+
 
 def write_conf(tmp_path: Path, **settings: str) -> Path:
     conf = tmp_path / "streamlog.conf"
@@ -451,7 +453,8 @@ def test_follow_shows_a_prompt_once_and_joins_pieces(tmp_path: Path) -> None:
     time.sleep(0.5)
     capture.log("app", "app", "stdout", 7, b"Password: ")
     capture.tick(now=time.time() + 5)
-    time.sleep(1.0)  # nothing follows: the prompt is shown after the window
+    # Nothing follows: the prompt is shown once the window has passed.
+    wait_for(lambda: out.getvalue().endswith(" stdout Password: \n"), 2.0, "the prompt")
     shown = out.getvalue()
     capture.log("app", "app", "stdout", 7, b"hunter2\n")
     follower.join()
@@ -474,7 +477,7 @@ def test_backlog_ending_in_a_prompt_is_shown_once_when_following(tmp_path: Path)
         kwargs={"poll": 0.02, "deadline": time.monotonic() + 1.5, "window": 0.2},
     )
     follower.start()
-    time.sleep(0.8)
+    wait_for(lambda: out.getvalue().endswith(" stdout $ \n"), 1.2, "the prompt of the backlog")
     shown = out.getvalue()
     capture.log("app", "app", "stdout", 7, b"ls\n")
     follower.join()
