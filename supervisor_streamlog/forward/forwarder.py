@@ -65,6 +65,11 @@ log = logging.getLogger("supervisor_streamlog.forward")
 BATCH = 5000
 #: How often files are looked at when everything is delivered (s).
 POLL = 0.2
+#: How long records gather, while following a process that writes, before
+#: the next page is read (s): pages of a few thousand records at 50 000
+#: lines/s instead of a page per round trip of a few dozen (the per-page and
+#: per-wake-up work was half of the forwarder's CPU then; bench/forward.py).
+LINGER = 0.05
 #: How often new process logs are looked for (s).
 DISCOVER = 2.0
 #: How often offsets are saved while records flow (s); always at exit.
@@ -142,7 +147,8 @@ class Feed:
     pid: Optional[int] = None
     cursor: int = 0
     read_pid: Optional[int] = None
-    #: Whether the last page read had records (so reading ahead is worth it).
+    #: Whether the last page read was full: catching up, so reading ahead is
+    #: worth it (a process followed live is read after ``LINGER`` instead).
     more: bool = True
     #: What is not yet acknowledged, counted (:mod:`.behind`; changed on the loop only).
     backlog: Backlog = field(init=False)
@@ -187,7 +193,7 @@ class Feed:
         elif page.missing is not None:
             self.cursor = page.missing[1]
         self.read_pid = running
-        self.more = bool(page.entries)
+        self.more = len(page.entries) >= limit
         return Batch(
             self, out, ends, page.end, len(page.entries), page.missing, before, running, changes
         )
@@ -301,7 +307,9 @@ class Lane:
         is not kept waiting for the disk and the rendering.  At most one
         batch is read ahead; one that came back empty is read again when its
         turn comes (records may have come meanwhile); after a failure reading
-        starts again from the acknowledged offsets.
+        starts again from the acknowledged offsets.  When no page of a round
+        was full (every process is followed live), records gather for
+        ``LINGER`` before the next round.
         """
         for feed in self.feeds.values():
             feed.rewind()
@@ -314,6 +322,7 @@ class Lane:
         try:
             while not self.forwarder.stopping.is_set():
                 sent = 0
+                catching_up = False
                 feeds = list(self.feeds.values())
                 for index, feed in enumerate(feeds):
                     if ahead is not None:
@@ -326,6 +335,7 @@ class Lane:
                     if following.more and following.spec not in ready:
                         ahead = asyncio.ensure_future(read_ahead(following))
                     sent += await self._send(client, batch)
+                    catching_up = catching_up or feed.more
                     if self.forwarder.stopping.is_set():
                         break
                 self.save()
@@ -333,6 +343,8 @@ class Lane:
                     if client.hung_up():
                         raise SendError("connection closed by the receiver")
                     await self.forwarder.pause(POLL)
+                elif not catching_up:
+                    await self.forwarder.pause(LINGER)
         finally:
             if ahead is not None:
                 # a thread cannot be cancelled: let the read end, and drop it

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Callable, Optional, Sequence, Tuple, Type
+from typing import Awaitable, Callable, Optional, Sequence, Tuple, Type, TypeVar
+
+T = TypeVar("T")
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 # at most this many bytes are joined into one write
 _WRITE_CHUNK = 256 * 1024
@@ -69,16 +72,32 @@ async def open_stream(
     error: Type[SendError] = SendError,
 ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect (and do the TLS handshake) within ``timeout``; failures raise ``error``."""
+    connecting = asyncio.open_connection(
+        host, port, ssl=ssl_context, server_hostname=host if ssl_context is not None else None
+    )
+    return await _connecting(connecting, host, port, timeout, error)
+
+
+async def open_transport(
+    host: str,
+    port: int,
+    ssl_context: Optional[ssl.SSLContext],
+    timeout: float,
+    factory: Callable[[], P],
+    error: Type[SendError] = SendError,
+) -> Tuple[asyncio.BaseTransport, P]:
+    """:func:`open_stream` for a protocol of one's own (``loop.create_connection``)."""
+    connecting = asyncio.get_running_loop().create_connection(
+        factory, host, port, ssl=ssl_context, server_hostname=host if ssl_context else None
+    )
+    return await _connecting(connecting, host, port, timeout, error)
+
+
+async def _connecting(
+    connecting: Awaitable[T], host: str, port: int, timeout: float, error: Type[SendError]
+) -> T:
     try:
-        return await asyncio.wait_for(
-            asyncio.open_connection(
-                host,
-                port,
-                ssl=ssl_context,
-                server_hostname=host if ssl_context is not None else None,
-            ),
-            timeout,
-        )
+        return await asyncio.wait_for(connecting, timeout)
     except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
         raise error(f"cannot connect to {address(host, port)}: {describe(exc)}") from exc
 

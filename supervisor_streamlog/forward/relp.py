@@ -36,11 +36,10 @@ import asyncio
 import re
 import socket
 import ssl
-from collections import deque
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .. import __version__
-from .octet import SendError, address, close_stream, describe, open_stream
+from .octet import SendError, address, describe, open_transport
 
 RELP_VERSION = 0
 MAX_TXNR = 999_999_999
@@ -61,7 +60,18 @@ _RSP = b"rsp"
 Frame = Tuple[int, bytes, bytes]  # (txnr, command, data)
 
 
-#: Linux only (None elsewhere): see :meth:`RelpClient._ack_quickly`.
+#: Linux only (None elsewhere).  rsyslog's imrelp writes its answers with
+#: Nagle's algorithm on, so its last answers of a window wait until the kernel
+#: acknowledges the ones before; Linux delays that acknowledgement up to 40 ms
+#: while the client has nothing to send -- and a client whose window is full
+#: waits for those very answers.  That was one 40 ms stall each time the window
+#: drained (RELP catch-up went from about 45 000 to 70 000 records/s without
+#: it, ``bench/forward.py``).  So while the sender waits, each read asks the
+#: kernel to acknowledge at once (``TCP_QUICKACK``, which clears itself).
+#: Reading pauses for ``_READ_EVERY`` s after each read, so the answers of a
+#: few milliseconds are one read and one wake-up (a read, a wake-up and a
+#: system call per dozen answers were a third of the client's CPU).
+_READ_EVERY = 0.002
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -146,6 +156,203 @@ def parse_offers(data: bytes) -> Dict[str, str]:
     return offers
 
 
+class _Session(asyncio.Protocol):
+    """The client's end of one RELP connection: the receiver's answers, taken as they come.
+
+    Acknowledgements of ``syslog`` frames are counted here, in
+    :meth:`data_received`, and the sending coroutine is woken only once
+    enough of its window is free (or all is acknowledged, or the session
+    failed) -- not once per read: a coroutine wake-up, a read timeout and a
+    parse for every few acknowledgements were most of the client's CPU.
+    The messages in flight are ``unacked`` consecutive transaction numbers
+    from ``first`` (the server may answer out of order: those are kept in
+    ``early`` until the ones before come).
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.transport: Optional[asyncio.Transport] = None
+        self.parser = FrameParser()
+        #: Why the session is over (the receiver refused, closed, spoke no RELP).
+        self.failure: Optional[RelpError] = None
+        #: Answers that are not acknowledgements of messages (to open and close).
+        self.answers: List[Frame] = []
+        self.first = 1
+        self.unacked = 0
+        self.acked = 0  # since the send began
+        self.total = 0  # messages of the send
+        self.early: Set[int] = set()
+        self.wake_at = 0  # wake the sender once at most this many are unacknowledged
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._writable: Optional[asyncio.Future[None]] = None
+        self._closed: Optional[asyncio.Future[None]] = None
+        self._quickack: Optional[Callable[[], None]] = None
+        self._resuming: Optional[asyncio.TimerHandle] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._closed = asyncio.get_running_loop().create_future()
+        sock = transport.get_extra_info("socket")
+        if _QUICKACK is not None and sock is not None:
+            setsockopt = sock.setsockopt
+
+            def quickack() -> None:
+                try:
+                    setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                except OSError:
+                    pass  # closed: connection_lost says so
+
+            self._quickack = quickack
+
+    def _resume(self) -> None:
+        self._resuming = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.resume_reading()
+        if self._waiter is not None and self._quickack is not None:
+            self._quickack()  # the sender waits for the answers still to come
+
+    def begin(self, first: int, total: int) -> None:
+        """A send of ``total`` messages starts, its first transaction being ``first``."""
+        self.first = first
+        self.unacked = self.acked = 0
+        self.total = total
+        self.early.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        waiting = self._waiter is not None
+        if self._resuming is None and self.transport is not None:
+            # Let the next answers gather in the socket for a moment: one read
+            # (and one wake-up) for what would have been a dozen.
+            self.transport.pause_reading()
+            self._resuming = asyncio.get_running_loop().call_later(_READ_EVERY, self._resume)
+        try:
+            frames = self.parser.feed(data)
+        except RelpError as exc:
+            self._fail(RelpError(f"{self.where}: {exc}"))
+            return
+        for answer in frames:
+            txnr, command, body = answer
+            if self.unacked and command == _RSP and body.startswith(b"200"):
+                if txnr == self.first:
+                    self._acknowledge()
+                    while self.early and self.first in self.early:
+                        self.early.discard(self.first)
+                        self._acknowledge()
+                    continue
+                if (txnr - self.first) % MAX_TXNR < self.unacked:
+                    self.early.add(txnr)
+                    continue
+            if command == b"serverclose":
+                self._fail(RelpError(f"{self.where}: the receiver ended the session (serverclose)"))
+                return
+            if self.unacked:
+                self._fail(self._unexpected(txnr, command, body))
+                return
+            self.answers.append(answer)
+        if waiting and (self.unacked <= self.wake_at or self.answers):
+            self._wake()
+
+    def _acknowledge(self) -> None:
+        self.first = self.first + 1 if self.first < MAX_TXNR else 1
+        self.unacked -= 1
+        self.acked += 1
+
+    def _unexpected(self, txnr: int, command: bytes, body: bytes) -> RelpError:
+        """The error for a frame, during a send, that acknowledges no message in flight."""
+        if command != _RSP:
+            return RelpError(f"{self.where}: unexpected RELP command {command!r} ({txnr})")
+        position = (txnr - self.first) % MAX_TXNR
+        if position >= self.unacked:
+            return RelpError(f"{self.where}: answer to unknown transaction {txnr}")
+        index = self.acked + position + 1
+        return RelpError(f"{self.where} refused message {index} of {self.total}: {_text(body)}")
+
+    def eof_received(self) -> Optional[bool]:
+        self._fail(RelpError(f"{self.where}: connection closed by the receiver"))
+        return None
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if exc is None:
+            self._fail(RelpError(f"{self.where}: connection closed by the receiver"))
+        else:
+            self._fail(RelpError(f"{self.where}: {describe(exc)}"))
+        if self._resuming is not None:
+            self._resuming.cancel()
+            self._resuming = None
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+        self.resume_writing()
+
+    def _fail(self, failure: RelpError) -> None:
+        if self.failure is None:
+            self.failure = failure
+        if self.transport is not None:
+            self.transport.abort()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        """Until enough is acknowledged (``wake_at``), an answer came or the session
+        failed; raises the failure, or a timeout after ``timeout`` s of silence."""
+        if self.failure is None and self.unacked > self.wake_at and not self.answers:
+            # (wake_at -1: until an answer comes)
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            if self._quickack is not None:
+                self._quickack()
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except asyncio.TimeoutError:
+                raise RelpError(f"{self.where}: no answer for {timeout:g}s") from None
+            finally:
+                self._waiter = None
+        if self.failure is not None:
+            raise self.failure
+
+    async def answer(self, timeout: float) -> Frame:
+        """The next answer that is not an acknowledgement (to open or close)."""
+        self.wake_at = -1
+        while not self.answers:
+            await self.wait(timeout)
+        return self.answers.pop(0)
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    async def writable(self, timeout: float) -> None:
+        """Until the transport's buffer is below its high-water mark again."""
+        if self._writable is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writable), timeout)
+            except asyncio.TimeoutError:
+                silence = f"the receiver read nothing for {timeout:g}s"
+                raise RelpError(f"{self.where}: {silence}") from None
+        if self.failure is not None:
+            raise self.failure
+
+    async def closed(self, timeout: float) -> None:
+        """Until the connection is gone (at most ``timeout`` s)."""
+        if self._closed is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+            except asyncio.TimeoutError:
+                if self.transport is not None:
+                    self.transport.abort()
+
+
 class RelpClient:
     """One RELP session to ``host:port`` (TLS when ``ssl_context`` is given)."""
 
@@ -165,9 +372,7 @@ class RelpClient:
         self.window = window
         self.timeout = timeout
         self.server_offers: Dict[str, str] = {}
-        self._reader: Optional[asyncio.StreamReader] = None
-        self._writer: Optional[asyncio.StreamWriter] = None
-        self._parser = FrameParser()
+        self._session: Optional[_Session] = None
         self._txnr = 0
         #: Messages of the last :meth:`send` written to the connection (those
         #: past the acknowledged ones were sent and may arrive twice).
@@ -176,13 +381,18 @@ class RelpClient:
     @property
     def connected(self) -> bool:
         """Whether a session is open (a failure drops it)."""
-        return self._writer is not None
+        return self._session is not None
 
     def hung_up(self) -> bool:
-        """Whether the receiver closed or reset the connection, seen without
-        sending (the transport noticed it): an idle forwarder says so at once."""
-        writer, reader = self._writer, self._reader
-        return writer is None or reader is None or writer.is_closing() or reader.at_eof()
+        """Whether the receiver closed or reset the connection (or ended the
+        session), seen without sending: an idle forwarder says so at once."""
+        session = self._session
+        return (
+            session is None
+            or session.failure is not None
+            or session.transport is None
+            or session.transport.is_closing()
+        )
 
     def _next_txnr(self) -> int:
         self._txnr = self._txnr + 1 if self._txnr < MAX_TXNR else 1
@@ -194,26 +404,28 @@ class RelpClient:
     async def connect(self) -> None:
         """Connect and open a session (again: an earlier one is dropped first)."""
         self._drop()
-        self._reader, self._writer = await open_stream(
-            self.host, self.port, self.ssl_context, self.timeout, RelpError
+        where = self._where()
+        transport, session = await open_transport(
+            self.host, self.port, self.ssl_context, self.timeout, lambda: _Session(where), RelpError
         )
-        self._parser = FrameParser()
+        self._session = session
         self._txnr = 0
         offer = f"relp_version={RELP_VERSION}\nrelp_software={SOFTWARE}\ncommands=syslog"
         txnr = self._next_txnr()
         try:
-            self._writer.write(frame(txnr, "open", offer.encode("ascii")))
-            answer = (await self._responses(1))[0]
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(frame(txnr, "open", offer.encode("ascii")))
+            answer = await session.answer(self.timeout)
             got, command, data = answer
             if got != txnr or command != b"rsp":
-                raise RelpError(f"{self._where()}: unexpected answer to open: {answer!r}")
+                raise RelpError(f"{where}: unexpected answer to open: {answer!r}")
             status, _, offers = data.partition(b"\n")
             if not status.startswith(b"200"):
-                raise RelpError(f"{self._where()} refused the session: {_text(status)}")
+                raise RelpError(f"{where} refused the session: {_text(status)}")
             self.server_offers = parse_offers(offers)
             commands = self.server_offers.get("commands", "").split(",")
             if "syslog" not in commands:
-                raise RelpError(f"{self._where()} does not accept syslog messages: {_text(data)}")
+                raise RelpError(f"{where} does not accept syslog messages: {_text(data)}")
         except BaseException as exc:
             self._drop()
             if not isinstance(exc, RelpError):
@@ -226,63 +438,13 @@ class RelpClient:
                 ) from exc
             raise
 
-    async def _responses(self, wanted: int) -> List[Frame]:
-        """Read until at least ``wanted`` frames came; serverclose, EOF, timeout raise."""
-        assert self._reader is not None
-        frames: List[Frame] = []
-        while len(frames) < wanted:
-            for answer in await self._read():
-                if answer[1] == b"serverclose":
-                    raise self._closed_by_server()
-                frames.append(answer)
-        return frames
-
-    async def _read(self) -> List[Frame]:
-        """The frames of one read (maybe none, if it held only part of one)."""
-        assert self._reader is not None
-        try:
-            data = await asyncio.wait_for(self._reader.read(65536), self.timeout)
-        except asyncio.TimeoutError:
-            raise RelpError(f"{self._where()}: no answer for {self.timeout:g}s") from None
-        except OSError as exc:
-            raise RelpError(f"{self._where()}: {describe(exc)}") from exc
-        if not data:
-            raise RelpError(f"{self._where()}: connection closed by the receiver")
-        self._ack_quickly()
-        return self._parser.feed(data)
-
-    def _ack_quickly(self) -> None:
-        """Ask the kernel to acknowledge the receiver's next segments at once
-        (Linux ``TCP_QUICKACK``; it clears the flag by itself, hence per read).
-
-        rsyslog's imrelp writes its answers with Nagle's algorithm on, so its
-        last answers of a window wait until the kernel acknowledges the ones
-        before; Linux delays that acknowledgement up to 40 ms while the client
-        has nothing to send -- and a client whose window is full waits for those
-        very answers.  That was one 40 ms stall each time the window drained;
-        without it RELP catch-up went from about 45 000 to 70 000 records/s
-        (``bench/forward.py``).
-        """
-        if _QUICKACK is None or self._writer is None:
-            return
-        sock = self._writer.transport.get_extra_info("socket")
-        if sock is None:
-            return
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-        except OSError:
-            pass  # closed: the next read says so
-
-    def _closed_by_server(self) -> RelpError:
-        return RelpError(f"{self._where()}: the receiver ended the session (serverclose)")
-
     async def send(
         self, messages: Sequence[bytes], on_acked: Optional[Callable[[int], None]] = None
     ) -> int:
         """Send ``messages`` as syslog frames; return once the receiver acknowledged all.
 
         At most ``window`` are unacknowledged at a time.  ``on_acked(n)`` is
-        called each time the number of messages acknowledged from the start of
+        called as the number of messages acknowledged from the start of
         ``messages`` (all of the first ``n``) grows, so the caller may record
         progress while a long batch is in flight.  A refusal (an answer other
         than 200), a serverclose, the connection closing or ``timeout``
@@ -292,10 +454,10 @@ class RelpClient:
         session too.
         """
         self.written = 0
-        if self._writer is None:
+        if self._session is None:
             raise RelpError(f"{self._where()}: not connected")
         try:
-            return await self._send(messages, on_acked)
+            return await self._send(self._session, messages, on_acked)
         except BaseException:
             # also when cancelled or on_acked raised: answers to what is in
             # flight would confuse the next send
@@ -303,23 +465,29 @@ class RelpClient:
             raise
 
     async def _send(
-        self, messages: Sequence[bytes], on_acked: Optional[Callable[[int], None]]
+        self,
+        session: _Session,
+        messages: Sequence[bytes],
+        on_acked: Optional[Callable[[int], None]],
     ) -> int:
-        writer = self._writer
-        assert writer is not None
+        transport = session.transport
+        assert transport is not None
         total = len(messages)
-        sent = acked = 0
-        pending: Deque[int] = deque()  # txnrs in the order sent
-        early: Set[int] = set()  # answered before an earlier one (allowed, not seen)
-        # Write again once a quarter of the window is free (or all that is
-        # left fits), not after every read: fewer, bigger writes and reads.
+        sent = reported = 0
+        session.begin(self._txnr + 1 if self._txnr < MAX_TXNR else 1, total)
+        # Write once a quarter of the window is free (or all that is left
+        # fits), not after every answer: fewer, bigger writes.
         refill = max(1, self.window // 4)
-        while acked < total:
-            if sent < total and self.window - len(pending) >= min(refill, total - sent):
+        while session.acked < total:
+            if session.failure is not None:
+                break
+            wanted = min(refill, total - sent)
+            if sent < total and self.window - session.unacked >= wanted:
                 parts = []
                 size = 0
-                room = min(total, sent + self.window - len(pending))
+                room = min(total, sent + self.window - session.unacked)
                 txnr = self._txnr
+                begun = sent
                 while sent < room and size < _WRITE_CHUNK:
                     message = messages[sent]
                     txnr = txnr + 1 if txnr < MAX_TXNR else 1
@@ -329,82 +497,49 @@ class RelpClient:
                         parts.append(b"\n")
                     else:
                         parts.append(b"%d syslog 0\n" % txnr)
-                    pending.append(txnr)
                     size += len(message)
                     sent += 1
                 self._txnr = txnr
-                try:
-                    writer.write(b"".join(parts))
-                    self.written = sent
-                    await asyncio.wait_for(writer.drain(), self.timeout)
-                except asyncio.TimeoutError:
-                    raise RelpError(
-                        f"{self._where()}: the receiver read nothing for {self.timeout:g}s"
-                    ) from None
-                except OSError as exc:
-                    raise RelpError(f"{self._where()}: {describe(exc)}") from exc
-                if sent < total and self.window - len(pending) >= min(refill, total - sent):
-                    continue
-            before = acked
-            ended: Optional[RelpError] = None
-            for txnr, command, data in await self._read():
-                if command == b"rsp" and data.startswith(b"200"):
-                    if pending and txnr == pending[0]:
-                        pending.popleft()
-                        acked += 1
-                        while pending and pending[0] in early:
-                            early.discard(pending.popleft())
-                            acked += 1
-                        continue
-                    if txnr in pending:
-                        early.add(txnr)
-                        continue
-                ended = self._failure(txnr, command, data, acked, pending, total)
-                break
-            if on_acked is not None and acked > before:
-                on_acked(acked)  # what was acknowledged before a failure counts
-            if ended is not None:
-                raise ended
-        return acked
-
-    def _failure(
-        self, txnr: int, command: bytes, data: bytes, acked: int, pending: Deque[int], total: int
-    ) -> RelpError:
-        """The error for a frame that is not the acknowledgement of a pending message."""
-        if command == b"serverclose":
-            return self._closed_by_server()
-        if command != b"rsp":
-            return RelpError(f"{self._where()}: unexpected RELP command {command!r} ({txnr})")
-        if txnr not in pending:
-            return RelpError(f"{self._where()}: answer to unknown transaction {txnr}")
-        index = acked + pending.index(txnr)
-        return RelpError(f"{self._where()} refused message {index + 1} of {total}: {_text(data)}")
+                session.unacked += sent - begun
+                transport.write(b"".join(parts))
+                self.written = sent
+                await session.writable(self.timeout)
+                continue
+            # Wake once a quarter of the window is free again, or all is acknowledged.
+            session.wake_at = self.window - min(refill, total - sent) if sent < total else 0
+            try:
+                await session.wait(self.timeout)
+            finally:
+                if on_acked is not None and session.acked > reported:
+                    reported = session.acked
+                    on_acked(reported)  # what was acknowledged before a failure counts
+        if session.failure is not None:
+            if on_acked is not None and session.acked > reported:
+                on_acked(session.acked)
+            raise session.failure
+        return session.acked
 
     def _drop(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        if writer is not None:
-            writer.transport.abort()
+        session, self._session = self._session, None
+        if session is not None and session.transport is not None:
+            session.transport.abort()
 
     async def close(self) -> None:
         """End the session (``close``, wait for its answer), then the socket; never raises."""
-        writer = self._writer
-        if writer is None:
+        session, self._session = self._session, None
+        if session is None or session.transport is None:
             return
-        try:
+        transport = session.transport
+        if session.failure is None:
             txnr = self._next_txnr()
-            writer.write(frame(txnr, "close"))
-            timeout, self.timeout = self.timeout, min(self.timeout, 5.0)
+            transport.write(frame(txnr, "close"))
             try:
-                while True:
-                    frames = await self._read()
-                    if any(got == txnr for got, _, _ in frames):
-                        break
-            finally:
-                self.timeout = timeout
-        except (RelpError, OSError):
-            pass  # serverclose, EOF or silence: the session is over either way
-        self._writer = self._reader = None
-        await close_stream(writer, 5.0)
+                while (await session.answer(min(self.timeout, 5.0)))[0] != txnr:
+                    pass
+            except RelpError:
+                pass  # serverclose, EOF or silence: the session is over either way
+        transport.close()
+        await session.closed(5.0)
 
 
 def _text(data: bytes) -> str:
