@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ..config import Config
+from ..ondisk.files import Entry
+from ..ondisk.formats import RecordError, parse
 from ..ondisk.logdir import discover
 from ..sidecar.logstore import LogStore
 from .behind import Backlog, count_records, measure, record_time
@@ -113,7 +115,7 @@ class Batch:
     messages: List[bytes]
     ends: List[int]  # offset just past each message's record
     end: int  # the page's end: where the next page starts
-    count: int  # records read (headers included)
+    count: int  # lines read (headers, and lines that are not records, included)
     missing: Optional[Tuple[int, int]]
     pid_before: Optional[int]
     pid_after: Optional[int]
@@ -164,18 +166,33 @@ class Feed:
 
     def prepare(self, limit: int) -> Batch:
         """Read the next page from ``cursor`` and render its messages (blocking:
-        run it in a thread; one at a time per feed)."""
-        page = self.store.read_forward(self.cursor, limit)
-        encode = encoder(self.origin, self.severities).encode
+        run it in a thread; one at a time per feed).
+
+        A text stdout or stderr line is rendered from its bytes
+        (:meth:`.syslog.Encoder.text_line`); other lines are parsed first, and
+        lines that are not records are skipped, as every reader skips them.
+        """
+        page = self.store.read_forward_lines(self.cursor, limit)
+        coder = encoder(self.origin, self.severities)
+        text_line = coder.text_line
         out: List[bytes] = []
         ends: List[int] = []
         changes: List[Tuple[int, Optional[int]]] = []
         before = running = self.read_pid
-        for entry in page.entries:
-            record = entry.record
+        for offset, end, line in page.lines:
+            message = text_line(offset, end, line, running)
+            if message is not None:
+                out.append(message)
+                ends.append(end)
+                continue
+            try:
+                record = parse(line)
+            except RecordError:
+                continue
+            entry = Entry(offset, end, record)
             if record.stream != "status":
-                out.append(encode(entry, record.pid if record.pid is not None else running))
-                ends.append(entry.end)
+                out.append(coder.encode(entry, record.pid if record.pid is not None else running))
+                ends.append(end)
                 continue
             pid = record.pid if record.pid is not None else running
             changed, after = _status_pid(record.data)
@@ -186,16 +203,16 @@ class Feed:
                 # from the acknowledgement of this record (or of the next message) on
                 changes.append((len(out) + 1, after))
             if wanted(entry):
-                out.append(encode(entry, pid))
-                ends.append(entry.end)
-        if page.entries:
+                out.append(coder.encode(entry, pid))
+                ends.append(end)
+        if page.lines:
             self.cursor = page.end
         elif page.missing is not None:
             self.cursor = page.missing[1]
         self.read_pid = running
-        self.more = len(page.entries) >= limit
+        self.more = len(page.lines) >= limit
         return Batch(
-            self, out, ends, page.end, len(page.entries), page.missing, before, running, changes
+            self, out, ends, page.end, len(page.lines), page.missing, before, running, changes
         )
 
 

@@ -174,6 +174,16 @@ class Encoder:
         self._names = f" {host} {app} "
         self._group = f' [{SD_ID} group="{sd_escape(origin.group)}" stream="'
         self._file = f'" file="{sd_escape(origin.file)}"'
+        # text_line's parts, per stream tag: (PRI, from MSGID to offset=", the rest)
+        self._text: Dict[bytes, Tuple[bytes, bytes, bytes]] = {}
+        for stream in ("stdout", "stderr"):
+            for tag, extra in ((stream, ""), (stream + "+", ' partial="true"')):
+                self._text[tag.encode()] = (
+                    self._pri[stream].encode(),
+                    f' {stream}{self._group}{stream}" offset="'.encode(),
+                    f"{self._file}{extra}]".encode(),
+                )
+        self._names_bytes = self._names.encode()
 
     def encode(self, entry: Entry, pid: Optional[int] = None) -> bytes:
         """The RFC 5424 message for ``entry``; ``pid`` when the record has none."""
@@ -207,6 +217,46 @@ class Encoder:
         if record.data:
             return b"".join((head, b" ", record.data))
         return head
+
+    def text_line(self, offset: int, end: int, line: bytes, pid: Optional[int]) -> Optional[bytes]:
+        """:meth:`encode` of a text-format stdout or stderr line, straight from its bytes.
+
+        The same message as parsing the line and encoding its entry, without
+        the record, the entry and the string round trip (the forwarder's
+        per-record cost: ``bench/records.py``).  None for any other line
+        (status, JSON, a time stamp that is not ASCII, not a record): parse it.
+        """
+        parts = line.split(b" ", 2)
+        if len(parts) != 3:
+            return None
+        stamp, tag, data = parts
+        text = self._text.get(tag)
+        if text is None or not stamp.isascii() or stamp[:1] in (b"", b"{"):
+            return None  # ("{": parse() reads it as JSON)
+        pri, middle, rest = text
+        procid = b"%d" % pid if type(pid) is int and pid > 0 else b"-"
+        if data:
+            return b'%b%b%b%b%b%d" end="%d%b %b' % (
+                pri,
+                stamp,
+                self._names_bytes,
+                procid,
+                middle,
+                offset,
+                end,
+                rest,
+                data,
+            )
+        return b'%b%b%b%b%b%d" end="%d%b' % (
+            pri,
+            stamp,
+            self._names_bytes,
+            procid,
+            middle,
+            offset,
+            end,
+            rest,
+        )
 
 
 @lru_cache(maxsize=4096)

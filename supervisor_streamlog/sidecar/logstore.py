@@ -35,7 +35,8 @@ import gzip
 import os
 import time
 import zlib
-from typing import BinaryIO, Generator, Iterator, List, Optional, Tuple
+from itertools import islice
+from typing import Any, BinaryIO, Callable, Generator, Iterator, List, Optional, Tuple, cast
 
 from ..ondisk.files import Entry, LogFile, header_base
 from ..ondisk.formats import RecordError, parse
@@ -52,7 +53,7 @@ from .blocks import (
     lines_forward,
 )
 from .search import Matcher, SearchResult, search
-from .store import Page
+from .store import Line, Lines, Page
 from .timeseek import TimeSeek
 
 __all__ = ["LogStore", "Page", "SearchResult"]
@@ -197,9 +198,22 @@ class LogStore(BlockStore):
         """
         return self._run(lambda rd, files: self._read_backward(rd, files, end, limit))
 
+    def read_forward_lines(self, start: int, limit: int) -> Lines:
+        """:meth:`read_forward`'s lines, not parsed: up to ``limit`` of them, lines
+        that are not records included (the caller parses what it needs: the
+        forwarder renders text records straight from their bytes)."""
+        page = self._run(lambda rd, files: self._read_forward(rd, files, start, limit, _take))
+        return Lines(cast(List[Line], page.entries), page.end, page.missing)
+
     def _read_forward(
-        self, rd: Reader, files: List[LogFile], start: Optional[int], limit: int
+        self,
+        rd: Reader,
+        files: List[LogFile],
+        start: Optional[int],
+        limit: int,
+        collect: Optional[Collector] = None,
     ) -> Page:
+        collect = collect or _collect
         if not files:
             cursor = start or 0
             return Page([], cursor, cursor, False, False)
@@ -207,7 +221,7 @@ class LogStore(BlockStore):
         start = oldest if start is None else max(start, 0)
         complete = self._complete_end(rd, files)
         tally = Tally()
-        entries: List[Entry] = []
+        entries: List[Any] = []  # Entry (or Line, collected by _take)
         missing: Optional[Tuple[int, int]] = None
         if limit > 0 and start < complete:
             blocks = self._forward_blocks(rd, files, start, _block_for(limit), tally)
@@ -217,10 +231,10 @@ class LogStore(BlockStore):
                         break  # the next page starts at the hole and reports it
                     missing = missing or (item.start, item.end)
                     continue
-                if _collect(lines_forward(item), entries, limit, tally):
+                if collect(lines_forward(item), entries, limit, tally):
                     break
-        first = entries[0].offset if entries else start
-        last = entries[-1].end if entries else start
+        first = entries[0][0] if entries else start  # (offset, end, ...) either way
+        last = entries[-1][1] if entries else start
         bad = tally.page_count(entries)
         return Page(entries, first, last, first > oldest, last < complete, missing, bad)
 
@@ -334,9 +348,18 @@ def _block_for(limit: int) -> int:
     return max(4096, min(FIRST_BLOCK if limit <= 400 else limit * 160, MAX_BLOCK))
 
 
-def _collect(
-    lines: Iterator[Tuple[int, int, bytes]], entries: List[Entry], limit: int, tally: Tally
-) -> bool:
+#: What turns lines into a page's entries: (lines, entries so far, limit, tally) ->
+#: whether the page is full.
+Collector = Callable[[Iterator[Line], List[Any], int, Tally], bool]
+
+
+def _take(lines: Iterator[Line], taken: List[Line], limit: int, tally: Tally) -> bool:
+    """Lines as they are (parsed by the caller) until there are ``limit``; True once there are."""
+    taken.extend(islice(lines, limit - len(taken)))
+    return len(taken) >= limit
+
+
+def _collect(lines: Iterator[Line], entries: List[Entry], limit: int, tally: Tally) -> bool:
     """Parse lines into entries until there are ``limit``; True once there are."""
     for offset, end, line in lines:
         try:

@@ -41,6 +41,19 @@ class Page:
     bad_lines: int = 0
 
 
+#: One line of a log as read, not parsed: (offset, end, the line without its newline).
+Line = Tuple[int, int, bytes]
+
+
+@dataclasses.dataclass
+class Lines:
+    """Lines of one forward read, not parsed (``LogStore.read_forward_lines``)."""
+
+    lines: List[Line]
+    end: int  #: end of the last line (the cursor when empty)
+    missing: Optional[Tuple[int, int]] = None  #: as :attr:`Page.missing`
+
+
 class Pages(Protocol):
     """What the live hub reads of a store: pages around a cursor, and offset arithmetic."""
 
