@@ -402,6 +402,48 @@ def test_relp_refusal_silence_and_serverclose_raise() -> None:
     assert time.monotonic() - started < 20
 
 
+def test_slow_answers_are_progress_and_a_hang_up_after_the_last_is_not_a_failure() -> None:
+    """The timeout is for silence, not for a slow receiver: answers that come one
+    by one, each within the timeout but all together after it, complete the send.
+    A receiver that hangs up right after acknowledging everything delivered it
+    all: the send succeeds, and the session is seen hung up for the next one."""
+
+    async def slow_then_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer_open(reader, writer)
+        for txnr in range(2, 8):
+            await reader.readuntil(b"\n")
+            await asyncio.sleep(0.15)
+            writer.write(frame(txnr, "rsp", b"200 OK"))
+        writer.close()
+
+    async def attempt() -> None:
+        server, port = await fake_server(slow_then_gone)
+        acked: List[int] = []
+        client = RelpClient("127.0.0.1", port, window=8, timeout=0.4)
+        try:
+            await client.connect()
+            started = time.monotonic()
+            assert await client.send([b"m%d" % n for n in range(6)], acked.append) == 6
+            assert time.monotonic() - started > 0.8  # longer than the timeout, all told
+            assert acked[-1] == 6 and acked == sorted(acked)
+            await wait_until(client.hung_up)
+            with pytest.raises(RelpError, match="closed by the receiver|not connected"):
+                await client.send([b"late"])
+        finally:
+            await client.close()
+            server.close()
+
+    run(attempt(), timeout=30)
+
+
+async def wait_until(condition: Callable[[], bool], deadline: float = 10.0) -> None:
+    """Poll ``condition`` on the loop until it holds (a deadline, never forever)."""
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
 def test_a_cancelled_send_drops_the_session() -> None:
     """Answers to what was in flight would confuse the next send: reconnect instead."""
 

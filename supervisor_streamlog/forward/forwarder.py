@@ -21,12 +21,15 @@ counted and reported, never silently skipped.  With ``forward_metrics``
 set, ``GET /metrics`` there says how far behind each destination is, per
 process, in bytes, records and seconds (:mod:`.behind`, :mod:`.metrics`).
 
-Speed (``python3 -m bench.forward``): a lane reads and renders the next page
-in a thread while the current one is sent and acknowledged (one page ahead,
-so memory stays at two pages per lane), and pages are ``BATCH`` records: the
-receiver rarely waits for the disk, and the RELP window drains only once per
-page -- without the 40 ms stall of delayed TCP acknowledgements
-(:meth:`.relp.RelpClient._ack_quickly`).
+Speed (``python3 -m bench.forward``): while catching up, a lane reads and
+renders the next page in a thread while the current one is sent and
+acknowledged (one page ahead, so memory stays at two pages per lane), and
+pages are ``BATCH`` records: the receiver rarely waits for the disk, and the
+RELP window drains only once per page -- without the 40 ms stall of delayed
+TCP acknowledgements (:data:`.relp._QUICKACK`).  Following live, it lets
+records gather for ``LINGER`` between rounds, so a busy process is sent in
+pages of thousands, not a page per round trip.  Text records are rendered
+from their bytes (:meth:`.syslog.Encoder.text_line`), without a parse.
 
 (The module is over 500 lines: the loop, its pipelining and the pid bookkeeping that
 follows acknowledgements, the figures ``/metrics`` reports of them, and

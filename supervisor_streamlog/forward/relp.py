@@ -28,6 +28,11 @@ frames with at most ``window`` unacknowledged, then ``close``.  The server
 may end the session at any time with ``0 serverclose 0``.  Transaction
 numbers run 1..999999999 and wrap to 1.  TLS is an ``ssl.SSLContext`` around
 the same protocol (rsyslog's ``imrelp`` with ``tls="on"``).
+
+The answers are taken by an ``asyncio.Protocol`` (:class:`_Session`) as they
+arrive; the sending coroutine waits only for a quarter of its window to be
+free, not for each read.  The acknowledgements are what paces the writes, so
+the transport's buffer holds at most a window of messages.
 """
 
 from __future__ import annotations
@@ -66,11 +71,12 @@ Frame = Tuple[int, bytes, bytes]  # (txnr, command, data)
 #: while the client has nothing to send -- and a client whose window is full
 #: waits for those very answers.  That was one 40 ms stall each time the window
 #: drained (RELP catch-up went from about 45 000 to 70 000 records/s without
-#: it, ``bench/forward.py``).  So while the sender waits, each read asks the
-#: kernel to acknowledge at once (``TCP_QUICKACK``, which clears itself).
-#: Reading pauses for ``_READ_EVERY`` s after each read, so the answers of a
-#: few milliseconds are one read and one wake-up (a read, a wake-up and a
-#: system call per dozen answers were a third of the client's CPU).
+#: it, ``bench/forward.py``).  So while the sender waits, the client asks the
+#: kernel to acknowledge at once (``TCP_QUICKACK``, which clears itself) when
+#: it begins to wait and at each read.  Reading pauses for ``_READ_EVERY`` s
+#: after each read, so the answers of a few milliseconds are one read and one
+#: wake-up (a read, a wake-up and a system call per dozen answers were a third
+#: of the client's CPU).
 _READ_EVERY = 0.002
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -304,15 +310,20 @@ class _Session(asyncio.Protocol):
         failed; raises the failure, or a timeout after ``timeout`` s of silence."""
         if self.failure is None and self.unacked > self.wake_at and not self.answers:
             # (wake_at -1: until an answer comes)
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
             if self._quickack is not None:
                 self._quickack()
-            try:
-                await asyncio.wait_for(waiter, timeout)
-            except asyncio.TimeoutError:
-                raise RelpError(f"{self.where}: no answer for {timeout:g}s") from None
-            finally:
-                self._waiter = None
+            while True:
+                progress = self.acked
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await asyncio.wait_for(waiter, timeout)
+                    break
+                except asyncio.TimeoutError:
+                    if self.acked == progress or self.failure is not None:
+                        raise RelpError(f"{self.where}: no answer for {timeout:g}s") from None
+                    # answers came, just not enough yet: wait on
+                finally:
+                    self._waiter = None
         if self.failure is not None:
             raise self.failure
 
@@ -470,54 +481,57 @@ class RelpClient:
         messages: Sequence[bytes],
         on_acked: Optional[Callable[[int], None]],
     ) -> int:
-        transport = session.transport
-        assert transport is not None
         total = len(messages)
         sent = reported = 0
         session.begin(self._txnr + 1 if self._txnr < MAX_TXNR else 1, total)
         # Write once a quarter of the window is free (or all that is left
         # fits), not after every answer: fewer, bigger writes.
         refill = max(1, self.window // 4)
-        while session.acked < total:
-            if session.failure is not None:
-                break
-            wanted = min(refill, total - sent)
-            if sent < total and self.window - session.unacked >= wanted:
-                parts = []
-                size = 0
-                room = min(total, sent + self.window - session.unacked)
-                txnr = self._txnr
-                begun = sent
-                while sent < room and size < _WRITE_CHUNK:
-                    message = messages[sent]
-                    txnr = txnr + 1 if txnr < MAX_TXNR else 1
-                    if message:
-                        parts.append(b"%d syslog %d " % (txnr, len(message)))
-                        parts.append(message)
-                        parts.append(b"\n")
-                    else:
-                        parts.append(b"%d syslog 0\n" % txnr)
-                    size += len(message)
-                    sent += 1
-                self._txnr = txnr
-                session.unacked += sent - begun
-                transport.write(b"".join(parts))
-                self.written = sent
-                await session.writable(self.timeout)
-                continue
-            # Wake once a quarter of the window is free again, or all is acknowledged.
-            session.wake_at = self.window - min(refill, total - sent) if sent < total else 0
-            try:
+        try:
+            while session.acked < total:
+                if session.failure is not None:
+                    raise session.failure
+                if sent < total and self.window - session.unacked >= min(refill, total - sent):
+                    sent = self._write(session, messages, sent)
+                    await session.writable(self.timeout)
+                    continue
+                # Wake once a quarter of the window is free again, or all is acknowledged.
+                session.wake_at = self.window - min(refill, total - sent) if sent < total else 0
                 await session.wait(self.timeout)
-            finally:
                 if on_acked is not None and session.acked > reported:
                     reported = session.acked
-                    on_acked(reported)  # what was acknowledged before a failure counts
-        if session.failure is not None:
+                    on_acked(reported)
+        finally:
             if on_acked is not None and session.acked > reported:
-                on_acked(session.acked)
-            raise session.failure
+                on_acked(session.acked)  # what was acknowledged before a failure counts
         return session.acked
+
+    def _write(self, session: _Session, messages: Sequence[bytes], sent: int) -> int:
+        """Write the next messages from ``sent`` that fit the window (and a write's
+        size); returns how many of ``messages`` are written now."""
+        assert session.transport is not None
+        total = len(messages)
+        parts = []
+        size = 0
+        room = min(total, sent + self.window - session.unacked)
+        txnr = self._txnr
+        begun = sent
+        while sent < room and size < _WRITE_CHUNK:
+            message = messages[sent]
+            txnr = txnr + 1 if txnr < MAX_TXNR else 1
+            if message:
+                parts.append(b"%d syslog %d " % (txnr, len(message)))
+                parts.append(message)
+                parts.append(b"\n")
+            else:
+                parts.append(b"%d syslog 0\n" % txnr)
+            size += len(message)
+            sent += 1
+        self._txnr = txnr
+        session.unacked += sent - begun
+        session.transport.write(b"".join(parts))
+        self.written = sent
+        return sent
 
     def _drop(self) -> None:
         session, self._session = self._session, None

@@ -37,8 +37,10 @@ File headers (``STREAMLOG file offset=N``) are bookkeeping, not output:
 
 Speed: the forwarder's budget is 50 000 records/s in under 0.3 core, so the
 per-origin parts are rendered once (:class:`Encoder`, cached by
-:func:`message`), and a stdout/stderr record costs one f-string and one bytes
-join; only status records, which are rare, are parsed.
+:func:`message`), a stdout/stderr record costs one f-string and one bytes
+join, and a text-format stdout/stderr line is rendered from its bytes by one
+bytes formatting, without being parsed (:meth:`Encoder.text_line`); status
+records, which are rare, are parsed.
 """
 
 from __future__ import annotations
