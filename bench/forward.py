@@ -3,6 +3,7 @@
     python3 -m bench.forward                   # everything, 2 alternating rounds
     python3 -m bench.forward --records 200000 --rounds 3 --json out.json
     python3 -m bench.forward --skip live,outage
+    python3 -m bench.forward --format json --skip catchup,outage   # JSON Lines logs
 
 Four measurements, each against its own ``rsyslogd -n`` on 127.0.0.1 (config
 generated here: one input, a ruleset with ``queue.type="Direct"`` as
@@ -16,7 +17,8 @@ docs and tests recommend, omfile writing ``%msg%`` per line):
   imfile) until rsyslog's output holds every record.  Forwarder CPU: utime +
   stime from ``/proc/PID/stat``, per 10 000 records, counted from the first
   record out (so Python's start-up is left out; the total is reported too).
-* **live**: ``bench/children/stamped.py`` writes 50 000 lines/s for 20 s while
+* **live**: ``bench/children/stamped.py`` writes 50 000 lines/s for 20 s
+  (``--live-programs N``: N of them share the rate, one log each) while
   the forwarder runs: the forwarder's CPU in cores over the writing, and the lag
   at the end (arrival of the last line minus the time stamp it was written with).
 * **outage**: stamped.py writes 10 000 lines/s; the forwarder starts only after
@@ -46,6 +48,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -107,6 +110,7 @@ class Receiver:
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self._pos = 0
         self._count = 0
+        self._stamped = 0  # lines of stamped.py among them
 
     def start(self) -> None:
         """Run rsyslogd in the foreground; wait until its port (if any) accepts."""
@@ -146,16 +150,23 @@ class Receiver:
         """Lines in the output so far (read incrementally)."""
         try:
             with open(self.output, "rb") as handle:
-                handle.seek(self._pos)
                 while True:
+                    handle.seek(self._pos)
                     chunk = handle.read(1 << 20)
+                    chunk = chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
                     if not chunk:
                         break
                     self._count += chunk.count(b"\n")
+                    self._stamped += chunk.count(b"seq ")
                     self._pos += len(chunk)
         except FileNotFoundError:
             pass
         return self._count
+
+    def stamped(self) -> int:
+        """Lines of ``stamped.py`` in the output so far (read incrementally)."""
+        self.count()
+        return self._stamped
 
     def last_stamp(self) -> Optional[Tuple[int, float]]:
         """(seq, write time) of the last stamped line in the output's last 4 KiB, if any."""
@@ -218,27 +229,43 @@ class Forward:
 class Capture(Supervisord):
     """supervisord + the plugin, one program, its log in ``dir/logs`` (no rotation)."""
 
-    def __init__(self, name: str, command: str, keep: bool) -> None:
+    def __init__(
+        self, name: str, command: str, keep: bool, fmt: str = "text", programs: int = 1
+    ) -> None:
         super().__init__(f"streamlog-fwdbench-{name}-", keep=keep)
+        several = (
+            f"numprocs = {programs}\nprocess_name = %(program_name)s_%(process_num)02d\n"
+            if programs > 1
+            else ""
+        )
+        self.programs = programs
         self.logdir = self.dir / "logs"
         self.name = name
         self.configure(
             "\n[rpcinterface:streamlog]\n"
             "supervisor.rpcinterface_factory = supervisor_streamlog.plugin:make_rpcinterface\n"
             f"\n[streamlog]\nlogdir = {self.logdir}\nmaxbytes = 0\ntimezone = utc\n"
+            f"format = {fmt}\n"
             f"\n[program:{name}]\ncommand = {command}\nautostart = false\n"
             "autorestart = false\nstartsecs = 0\nstdout_logfile = NONE\n"
-            "stderr_logfile = NONE\n",
+            f"stderr_logfile = NONE\n{several}",
             loglevel="warn",
         )
 
-    def start_stamped(self, ready: Path) -> float:
-        """Start the stamped.py program, release it (SIGUSR1) and return when."""
-        self.rpc.supervisor.startProcess(self.name, False)
-        wait_for(lambda: ready.exists() and ready.read_text().endswith("\n"), 30, "stamped.py")
-        pid = int(ready.read_text())
+    def start_stamped(self, work: Path) -> float:
+        """Start the stamped.py programs, release them (SIGUSR1) and return when."""
+        if self.programs > 1:
+            self.rpc.supervisor.startProcessGroup(self.name, False)
+        else:
+            self.rpc.supervisor.startProcess(self.name, False)
+        pids = []
+        for number in range(self.programs):
+            ready = stamped_ready(work, self.name, number, self.programs)
+            wait_for(partial(_is_ready, ready), 30, "stamped.py")
+            pids.append(int(ready.read_text()))
         began = time.time()
-        os.kill(pid, signal.SIGUSR1)
+        for pid in pids:
+            os.kill(pid, signal.SIGUSR1)
         return began
 
 
@@ -341,18 +368,33 @@ class Outage:
     cores: float  # forwarder CPU while catching up
 
 
-def stamped_stack(name: str, rate: float, count: int, work: Path, keep: bool) -> Capture:
+def _is_ready(ready: Path) -> bool:
+    return ready.exists() and ready.read_text().endswith("\n")
+
+
+def stamped_ready(work: Path, name: str, number: int, programs: int) -> Path:
+    """The ready file of stamped.py number ``number`` (of ``programs``)."""
+    return work / (f"{name}_{number:02d}.ready" if programs > 1 else f"{name}.ready")
+
+
+def stamped_stack(
+    name: str, rate: float, count: int, work: Path, keep: bool, fmt: str = "text", programs: int = 1
+) -> Capture:
+    """``programs`` stamped.py writing ``count`` lines at ``rate`` lines/s between them."""
     ready = work / f"{name}.ready"
-    command = f"{sys.executable} {STAMPED} {rate} {count} {ready}"
-    return Capture(name, command, keep)
+    if programs > 1:  # supervisord puts the process number in the command
+        ready = work / f"{name}_%(process_num)02d.ready"
+    command = f"{sys.executable} {STAMPED} {rate / programs} {count // programs} {ready}"
+    return Capture(name, command, keep, fmt, programs)
 
 
 def live(args: Any, work: Path, kind: str, tree: Path = ROOT) -> Live:
     label = kind if tree == ROOT else f"{kind}@base"
     work = work / label
     work.mkdir()
-    count = int(args.live_rate * args.live_seconds)
-    stack = stamped_stack("live", args.live_rate, count, work, args.keep)
+    programs = args.live_programs
+    count = int(args.live_rate * args.live_seconds) // programs * programs
+    stack = stamped_stack("live", args.live_rate, count, work, args.keep, args.format, programs)
     receiver = Receiver(work / "live" / "rsyslog", kind)
     url = f"{kind}://127.0.0.1:{receiver.port}"
     forward = Forward(work / "live", stack.logdir, url, tree=tree)
@@ -362,13 +404,12 @@ def live(args: Any, work: Path, kind: str, tree: Path = ROOT) -> Live:
         forward.start()
         time.sleep(1.5)  # imported and connected
         cpu0, rs0, t0 = forward.cpu(), receiver.cpu(), time.monotonic()
-        began = stack.start_stamped(work / "live.ready")
+        began = stack.start_stamped(work)
         time.sleep(args.live_seconds)
         cpu1, rs1, t1 = forward.cpu(), receiver.cpu(), time.monotonic()
-        last = wait_for(
-            lambda: _last_is(receiver, count - 1), args.timeout, "the last live line at rsyslog"
-        )
+        wait_for(lambda: receiver.stamped() >= count, args.timeout, "the last live line at rsyslog")
         arrived = time.time()
+        last = receiver.last_stamp()
         assert last is not None
         written = last[1]
         return Live(
@@ -387,25 +428,20 @@ def live(args: Any, work: Path, kind: str, tree: Path = ROOT) -> Live:
         stack.cleanup()
 
 
-def _last_is(receiver: Receiver, seq: int) -> Optional[Tuple[int, float]]:
-    last = receiver.last_stamp()
-    return last if last is not None and last[0] >= seq else None
-
-
 def outage(args: Any, work: Path, kind: str, tree: Path = ROOT) -> Outage:
     label = kind if tree == ROOT else f"{kind}@base"
     work = work / f"outage-{label}"
     work.mkdir()
     rate = args.outage_rate
     count = int(rate * args.outage_seconds * 2)  # writing goes on while it catches up
-    stack = stamped_stack("outage", rate, count, work, args.keep)
+    stack = stamped_stack("outage", rate, count, work, args.keep, args.format)
     receiver = Receiver(work / "outage" / "rsyslog", kind)
     url = f"{kind}://127.0.0.1:{receiver.port}"
     forward = Forward(work / "outage", stack.logdir, url, tree=tree)
     try:
         stack.start()
         receiver.start()
-        stack.start_stamped(work / "outage.ready")
+        stack.start_stamped(work)
         time.sleep(args.outage_seconds)
         began = time.monotonic()
         forward.start()
@@ -498,6 +534,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--live-rate", type=float, default=50_000, help="live lines/s")
     parser.add_argument("--live-seconds", type=float, default=20, help="live writing time")
     parser.add_argument(
+        "--live-programs", type=int, default=1, help="live: programs sharing the rate"
+    )
+    parser.add_argument(
         "--live-kind", default="relp,tcp", help="relp and/or tcp (comma list) for live and outage"
     )
     parser.add_argument("--outage-rate", type=float, default=10_000, help="outage lines/s")
@@ -512,6 +551,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="another checkout (e.g. /work/main): its forwarder runs too, alternating, "
         "labelled @base",
     )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="the logs' format (key format)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if not os.path.exists(RSYSLOGD):
@@ -521,7 +563,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.baseline:
         kinds += [f"{k}@base" for k in kinds if k != "imfile"]
     results = Results()
-    stack = Capture("burst", f"{sys.executable} {EMIT} burst {args.records} 100 block", args.keep)
+    burst = f"{sys.executable} {EMIT} burst {args.records} 100 block"
+    stack = Capture("burst", burst, args.keep, args.format)
     work = stack.dir / "runs"
     work.mkdir()
     try:
