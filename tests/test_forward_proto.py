@@ -436,6 +436,35 @@ def test_slow_answers_are_progress_and_a_hang_up_after_the_last_is_not_a_failure
     run(attempt(), timeout=30)
 
 
+def test_an_answer_nobody_asked_for_ends_the_session() -> None:
+    """A frame between sends (an answer to no transaction) is a receiver out of
+    step: the session is seen hung up at once, not kept to confuse the next send."""
+
+    async def stray(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer_open(reader, writer)
+        await reader.readuntil(b"\n")
+        writer.write(frame(2, "rsp", b"200 OK"))
+        await asyncio.sleep(0.2)
+        writer.write(frame(77, "rsp", b"200 OK"))
+        await reader.read()
+
+    async def attempt() -> None:
+        server, port = await fake_server(stray)
+        client = RelpClient("127.0.0.1", port, timeout=10)
+        try:
+            await client.connect()
+            assert await client.send([b"one"]) == 1
+            assert not client.hung_up()
+            await wait_until(client.hung_up)
+            with pytest.raises(RelpError, match="unknown transaction 77"):
+                await client.send([b"two"])
+        finally:
+            await client.close()
+            server.close()
+
+    run(attempt(), timeout=30)
+
+
 async def wait_until(condition: Callable[[], bool], deadline: float = 10.0) -> None:
     """Poll ``condition`` on the loop until it holds (a deadline, never forever)."""
     end = time.monotonic() + deadline

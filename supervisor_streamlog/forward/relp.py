@@ -188,7 +188,9 @@ class _Session(asyncio.Protocol):
         self.acked = 0  # since the send began
         self.total = 0  # messages of the send
         self.early: Set[int] = set()
-        self.wake_at = 0  # wake the sender once at most this many are unacknowledged
+        #: Wake the sender once at most this many are unacknowledged; -1: once
+        #: an answer to open or close came (the only time one is expected).
+        self.wake_at = -1
         self._waiter: Optional[asyncio.Future[None]] = None
         self._writable: Optional[asyncio.Future[None]] = None
         self._closed: Optional[asyncio.Future[None]] = None
@@ -225,6 +227,7 @@ class _Session(asyncio.Protocol):
         self.unacked = self.acked = 0
         self.total = total
         self.early.clear()
+        self.answers.clear()
 
     def data_received(self, data: bytes) -> None:
         if self.failure is not None:
@@ -255,12 +258,18 @@ class _Session(asyncio.Protocol):
             if command == b"serverclose":
                 self._fail(RelpError(f"{self.where}: the receiver ended the session (serverclose)"))
                 return
-            if self.unacked:
+            if self.unacked or self.wake_at >= 0:
                 self._fail(self._unexpected(txnr, command, body))
                 return
             self.answers.append(answer)
-        if waiting and (self.unacked <= self.wake_at or self.answers):
+        if waiting and self._ready():
             self._wake()
+
+    def _ready(self) -> bool:
+        """Whether what the sender waits for is there (or the session failed)."""
+        if self.failure is not None:
+            return True
+        return bool(self.answers) if self.wake_at < 0 else self.unacked <= self.wake_at
 
     def _acknowledge(self) -> None:
         self.first = self.first + 1 if self.first < MAX_TXNR else 1
@@ -272,7 +281,7 @@ class _Session(asyncio.Protocol):
         if command != _RSP:
             return RelpError(f"{self.where}: unexpected RELP command {command!r} ({txnr})")
         position = (txnr - self.first) % MAX_TXNR
-        if position >= self.unacked:
+        if position >= self.unacked:  # (also any answer between sends)
             return RelpError(f"{self.where}: answer to unknown transaction {txnr}")
         index = self.acked + position + 1
         return RelpError(f"{self.where} refused message {index} of {self.total}: {_text(body)}")
@@ -308,8 +317,7 @@ class _Session(asyncio.Protocol):
     async def wait(self, timeout: float) -> None:
         """Until enough is acknowledged (``wake_at``), an answer came or the session
         failed; raises the failure, or a timeout after ``timeout`` s of silence."""
-        if self.failure is None and self.unacked > self.wake_at and not self.answers:
-            # (wake_at -1: until an answer comes)
+        if not self._ready():
             if self._quickack is not None:
                 self._quickack()
             while True:
