@@ -1,8 +1,8 @@
-"""The forwarder's fast rendering: text lines straight from their bytes, the same messages.
+"""The forwarder's fast rendering: records straight from their lines, the same messages.
 
-``Encoder.text_line`` renders a text-format stdout/stderr line without
-parsing it into a record; ``Feed.prepare`` uses it for those lines and parses
-every other line.  These tests hold both to the slow path they replace: the
+``Encoder.text_line`` and ``Encoder.json_line`` render a stdout/stderr
+record without parsing it into a record; ``Feed.prepare`` uses them and
+parses every other line.  These tests hold both to the slow path they replace: the
 message of each entry the sidecar's store reads (``read_forward``), with the
 running pid followed through status records, headers left out.
 """
@@ -10,6 +10,7 @@ running pid followed through status records, headers left out.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -92,6 +93,85 @@ def test_any_line_renders_the_same_or_is_left_to_the_slow_path(
 ) -> None:
     line = (stamp + b" " + tag + sep + data).replace(b"\n", b" ")
     fast = encoder(ORIGIN).text_line(10, 99, line, pid)
+    if fast is not None:
+        assert fast == slow(line, pid)
+
+
+JSON_STAMP = STAMP.decode()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"time": JSON_STAMP, "stream": "stdout", "pid": 7, "text": "GET / 200"},
+        {"time": JSON_STAMP, "stream": "stderr", "text": "no pid: the running one"},
+        {"time": JSON_STAMP, "stream": "stdout", "pid": 0, "text": "pid 0"},
+        {"time": JSON_STAMP, "stream": "stdout", "pid": "7", "text": "a pid that is text"},
+        {"time": JSON_STAMP, "stream": "stdout", "pid": True, "text": "a pid that is true"},
+        {"time": JSON_STAMP, "stream": "stdout", "partial": True, "text": "a piece"},
+        {"time": JSON_STAMP, "stream": "stdout", "partial": 0, "text": "not a piece"},
+        {"time": JSON_STAMP, "stream": "stderr", "partial": "yes", "text": ""},
+        {"time": JSON_STAMP, "stream": "stdout", "text": 'caf\u00e9 \u2603 \x00 " ] \\'},
+        {"time": JSON_STAMP, "stream": "stdout", "text": "x", "program": "p", "group": "g"},
+    ],
+)
+@pytest.mark.parametrize("pid", [None, 4242])
+def test_a_json_record_renders_as_its_parsed_record(record: dict, pid: Optional[int]) -> None:
+    for ascii_only in (True, False):
+        line = json.dumps(record, ensure_ascii=ascii_only).encode()
+        fast = encoder(ORIGIN).json_line(10, 99, line, pid)
+        assert fast is not None
+        assert fast == slow(line, pid)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"time": "t", "stream": "status", "text": "RUNNING pid=7"}',
+        b'{"time": "t", "stream": "stdout", "b64": "/w=="}',
+        b'{"time": "t x", "stream": "stdout", "text": "a space in the time"}',
+        b'{"time": "", "stream": "stdout", "text": "no time"}',
+        b'{"time": 5, "stream": "stdout", "text": "a time that is a number"}',
+        rb'{"time": "t\u00e9", "stream": "stdout", "text": "not ASCII"}',
+        b'{"time": "t", "stream": "stdout", "text": 5}',
+        b'{"time": "t", "stream": ["stdout"], "text": "x"}',
+        rb'{"time": "t", "stream": "stdout", "text": "\udcff a lone surrogate"}',
+        b'{"time": "t", "stream": "stdout", "text": "x"}  ',
+        b'{"time": "t", "stream": "stdout", "text": "x"} {}',
+        b'{"time": "t", "stream": "stdout"',
+        b'{"time": "t", "stream": "stdout", "text": "\xff"}',  # not UTF-8
+        b"[1, 2]",
+        b"{",
+    ],
+)
+def test_other_json_lines_take_the_slow_path(line: bytes) -> None:
+    assert encoder(ORIGIN).json_line(10, 99, line, 4242) is None
+
+
+ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**6),
+    st.text(max_size=8),
+    st.lists(st.none(), max_size=1),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    stamp=st.one_of(st.sampled_from([JSON_STAMP, "-", "", "a b", "t\u00e9"]), ANY),
+    stream=st.one_of(st.sampled_from(["stdout", "stderr", "status"]), ANY),
+    text=st.one_of(st.text(max_size=30), ANY),
+    extra=st.dictionaries(st.sampled_from(["partial", "pid", "b64", "program"]), ANY, max_size=3),
+    ascii_only=st.booleans(),
+    pid=st.one_of(st.none(), st.integers(-3, 10**7)),
+)
+def test_any_json_record_renders_the_same_or_is_left_to_the_slow_path(
+    stamp: object, stream: object, text: object, extra: dict, ascii_only: bool, pid: Optional[int]
+) -> None:
+    record = {"time": stamp, "stream": stream, "text": text, **extra}
+    line = json.dumps(record, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    fast = encoder(ORIGIN).json_line(10, 99, line, pid)
     if fast is not None:
         assert fast == slow(line, pid)
 

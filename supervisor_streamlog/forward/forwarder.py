@@ -29,7 +29,7 @@ RELP window drains only once per page -- without the 40 ms stall of delayed
 TCP acknowledgements (:data:`.relp._QUICKACK`).  Following live, it lets
 records gather for ``LINGER`` between rounds, so a busy process is sent in
 pages of thousands, not a page per round trip.  Text records are rendered
-from their bytes (:meth:`.syslog.Encoder.text_line`), without a parse.
+from their lines (:meth:`.syslog.Encoder.text_line`, ``json_line``).
 
 (The module is over 500 lines: the loop, its pipelining and the pid bookkeeping that
 follows acknowledgements, the figures ``/metrics`` reports of them, and
@@ -171,19 +171,23 @@ class Feed:
         """Read the next page from ``cursor`` and render its messages (blocking:
         run it in a thread; one at a time per feed).
 
-        A text stdout or stderr line is rendered from its bytes
-        (:meth:`.syslog.Encoder.text_line`); other lines are parsed first, and
-        lines that are not records are skipped, as every reader skips them.
+        A stdout or stderr record is rendered from its line
+        (:meth:`.syslog.Encoder.text_line`, :meth:`~.syslog.Encoder.json_line`);
+        other lines are parsed first, and lines that are not records are
+        skipped, as every reader skips them.
         """
         page = self.store.read_forward_lines(self.cursor, limit)
         coder = encoder(self.origin, self.severities)
-        text_line = coder.text_line
+        text_line, json_line = coder.text_line, coder.json_line
         out: List[bytes] = []
         ends: List[int] = []
         changes: List[Tuple[int, Optional[int]]] = []
         before = running = self.read_pid
         for offset, end, line in page.lines:
-            message = text_line(offset, end, line, running)
+            if line[:1] == b"{":
+                message = json_line(offset, end, line, running)
+            else:
+                message = text_line(offset, end, line, running)
             if message is not None:
                 out.append(message)
                 ends.append(end)

@@ -38,13 +38,15 @@ File headers (``STREAMLOG file offset=N``) are bookkeeping, not output:
 Speed: the forwarder's budget is 50 000 records/s in under 0.3 core, so the
 per-origin parts are rendered once (:class:`Encoder`, cached by
 :func:`message`), a stdout/stderr record costs one f-string and one bytes
-join, and a text-format stdout/stderr line is rendered from its bytes by one
-bytes formatting, without being parsed (:meth:`Encoder.text_line`); status
+join, and a stdout/stderr record is rendered from its line by one bytes
+formatting, without a record or an entry (:meth:`Encoder.text_line`; JSON
+Lines, :meth:`Encoder.json_line`, after one scan of the JSON); status
 records, which are rare, are parsed.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -59,6 +61,12 @@ FACILITY_USER = 1
 APP_NAME_MAX = 48
 HOSTNAME_MAX = 255
 NIL = "-"
+
+#: Scans a JSON record without json.loads's detour (encoding detection,
+#: whitespace matches): json_line wants one object spanning the whole line.
+_JSON = json.JSONDecoder()
+#: A fast path's preformatted parts: (PRI, from MSGID to offset=", the rest).
+Parts = Tuple[bytes, bytes, bytes]
 
 _PRINTUSASCII = frozenset(chr(code) for code in range(33, 127)) - {"%"}
 _STATUS_FIELD = re.compile(rb"(\w+)=(\S*)")
@@ -176,15 +184,22 @@ class Encoder:
         self._names = f" {host} {app} "
         self._group = f' [{SD_ID} group="{sd_escape(origin.group)}" stream="'
         self._file = f'" file="{sd_escape(origin.file)}"'
-        # text_line's parts, per stream tag: (PRI, from MSGID to offset=", the rest)
-        self._text: Dict[bytes, Tuple[bytes, bytes, bytes]] = {}
+        # The fast paths' parts, per text tag and per JSON (stream, partial):
+        # (PRI, from MSGID to offset=", the rest)
+        self._text: Dict[bytes, Parts] = {}
+        self._json: Dict[Tuple[str, bool], Parts] = {}
         for stream in ("stdout", "stderr"):
-            for tag, extra in ((stream, ""), (stream + "+", ' partial="true"')):
-                self._text[tag.encode()] = (
+            for partial, tag, extra in (
+                (False, stream, ""),
+                (True, stream + "+", ' partial="true"'),
+            ):
+                parts = (
                     self._pri[stream].encode(),
                     f' {stream}{self._group}{stream}" offset="'.encode(),
                     f"{self._file}{extra}]".encode(),
                 )
+                self._text[tag.encode()] = parts
+                self._json[stream, partial] = parts
         self._names_bytes = self._names.encode()
 
     def encode(self, entry: Entry, pid: Optional[int] = None) -> bytes:
@@ -235,7 +250,47 @@ class Encoder:
         text = self._text.get(tag)
         if text is None or not stamp.isascii() or stamp[:1] in (b"", b"{"):
             return None  # ("{": parse() reads it as JSON)
-        pri, middle, rest = text
+        return self._fast(text, stamp, pid, offset, end, data)
+
+    def json_line(self, offset: int, end: int, line: bytes, pid: Optional[int]) -> Optional[bytes]:
+        """:meth:`encode` of a JSON Lines stdout or stderr record, straight from its line.
+
+        The same message as :func:`~..ondisk.formats.parse_json` and
+        :meth:`encode` give (``pid`` as the forwarder passes it: used when the
+        record has none), with one scan of the JSON and no record, entry or
+        string round trip.  None for any other line (status, ``b64`` data,
+        a field of an unusual type, not JSON): parse it.
+        """
+        try:
+            text = line.decode("utf-8")
+            obj, stop = _JSON.raw_decode(text)
+        except ValueError:  # not UTF-8, not JSON
+            return None
+        if type(obj) is not dict or stop != len(text) or "b64" in obj:
+            return None
+        stamp, stream, data = obj.get("time"), obj.get("stream"), obj.get("text")
+        if type(stamp) is not str or type(stream) is not str or type(data) is not str:
+            return None
+        parts = self._json.get((stream, bool(obj.get("partial"))))
+        if parts is None or not stamp or not stamp.isascii() or " " in stamp:
+            return None
+        own = obj.get("pid")
+        try:
+            return self._fast(
+                parts,
+                stamp.encode(),
+                (own if own is not None else pid) or own,
+                offset,
+                end,
+                data.encode("utf-8"),
+            )
+        except UnicodeEncodeError:  # a lone surrogate: parse_json refuses the record
+            return None
+
+    def _fast(
+        self, parts: Parts, stamp: bytes, pid: object, offset: int, end: int, data: bytes
+    ) -> bytes:
+        pri, middle, rest = parts
         procid = b"%d" % pid if type(pid) is int and pid > 0 else b"-"
         if data:
             return b'%b%b%b%b%b%d" end="%d%b %b' % (
