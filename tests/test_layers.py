@@ -70,6 +70,7 @@ ORDER = [
     "forward.syslog",
     "forward.receive",
     "forward.octet",
+    "forward.relpframe",
     "forward.relp",
     "forward.destinations",
     "forward.state",

@@ -29,8 +29,8 @@ may end the session at any time with ``0 serverclose 0``.  Transaction
 numbers run 1..999999999 and wrap to 1.  TLS is an ``ssl.SSLContext`` around
 the same protocol (rsyslog's ``imrelp`` with ``tls="on"``).
 
-The answers are taken by an ``asyncio.Protocol`` (:class:`_Session`) as they
-arrive; the sending coroutine waits only for a quarter of its window to be
+Frames are cut and made by :mod:`.relpframe`.  The answers are taken by an
+``asyncio.Protocol`` (:class:`_Session`) as they arrive; the sending coroutine waits only for a quarter of its window to be
 free, not for each read.  The acknowledgements are what paces the writes, so
 the transport's buffer holds at most a window of messages.
 """
@@ -38,31 +38,26 @@ the transport's buffer holds at most a window of messages.
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import ssl
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from .. import __version__
-from .octet import SendError, address, describe, open_transport
+from .octet import address, describe, open_transport
+from .relpframe import (
+    MAX_TXNR,
+    RSP,
+    Frame,
+    FrameParser,
+    RelpError,
+    frame,
+    parse_offers,
+    quoted,
+)
 
 RELP_VERSION = 0
-MAX_TXNR = 999_999_999
 SOFTWARE = f"supervisor-streamlog,{__version__}"
-# A response is a few bytes ("200 OK"; the open answer a few hundred):
-# anything bigger than this is not a RELP server talking.
-MAX_RESPONSE = 64 * 1024
 _WRITE_CHUNK = 256 * 1024
-_HEADER = re.compile(rb"(\d{1,9}) ([A-Za-z]{1,32}) (\d{1,9})([ \n])")
-_HEADER_MAX = 9 + 1 + 32 + 1 + 9 + 1
-# Nearly every frame a server sends is a plain acknowledgement: a run of them
-# is cut with one regex scan and one split instead of a match per frame.
-_OK = b" rsp 6 200 OK\n"
-_OKS = re.compile(rb"(?:\d{1,9} rsp 6 200 OK\n)+")
-_OK_DATA = b"200 OK"
-_RSP = b"rsp"
-
-Frame = Tuple[int, bytes, bytes]  # (txnr, command, data)
 
 
 #: Linux only (None elsewhere).  rsyslog's imrelp writes its answers with
@@ -79,87 +74,6 @@ Frame = Tuple[int, bytes, bytes]  # (txnr, command, data)
 #: of the client's CPU).
 _READ_EVERY = 0.002
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
-
-
-class RelpError(SendError):
-    """The receiver did not acknowledge: refused, closed, went silent, or spoke no RELP."""
-
-
-class FrameParser:
-    """Cuts the bytes a RELP peer sends into frames, however they were split into reads."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> List[Frame]:
-        """Add received bytes; return the frames now complete (the rest is kept)."""
-        buffer = self._buffer
-        buffer += data
-        frames: List[Frame] = []
-        pos = 0
-        size = len(buffer)
-        while pos < size:
-            run = _OKS.match(buffer, pos)
-            if run is not None:
-                frames.extend(
-                    (int(txnr), _RSP, _OK_DATA) for txnr in buffer[pos : run.end()].split(_OK)[:-1]
-                )
-                pos = run.end()
-                continue
-            match = _HEADER.match(buffer, pos)
-            if match is None:
-                rest = bytes(buffer[pos : pos + _HEADER_MAX])
-                if len(rest) >= _HEADER_MAX or b"\n" in rest or not _could_start(rest):
-                    raise RelpError(f"not a RELP frame: {rest!r}")
-                break  # a header still arriving
-            length = int(match.group(3))
-            if length > MAX_RESPONSE:
-                raise RelpError(f"RELP frame of {length} bytes: too long for a response")
-            if match.group(4) == b"\n":
-                if length:
-                    raise RelpError(f"RELP frame without its data: {match.group(0)!r}")
-                frames.append((int(match.group(1)), bytes(match.group(2)), b""))
-                pos = match.end()
-                continue
-            start = match.end()
-            if size < start + length + 1:
-                break  # data still arriving
-            if buffer[start + length] != 0x0A:
-                raise RelpError(f"RELP frame not ended by a newline: {match.group(0)!r}")
-            frames.append(
-                (int(match.group(1)), bytes(match.group(2)), bytes(buffer[start : start + length]))
-            )
-            pos = start + length + 1
-        del buffer[:pos]
-        return frames
-
-
-def _could_start(rest: bytes) -> bool:
-    """Whether ``rest`` (no newline in it) may be the beginning of a frame header."""
-    head, _, tail = rest.partition(b" ")
-    if not head.isdigit():
-        return False
-    if not tail:
-        return True
-    command, space, length = tail.partition(b" ")
-    return (command.isalpha() or not command) and (not space or length.isdigit() or not length)
-
-
-def frame(txnr: int, command: str, data: bytes = b"") -> bytes:
-    """One RELP frame."""
-    if data:
-        return b"%d %s %d %s\n" % (txnr, command.encode("ascii"), len(data), data)
-    return b"%d %s 0\n" % (txnr, command.encode("ascii"))
-
-
-def parse_offers(data: bytes) -> Dict[str, str]:
-    """The ``name=value`` lines of an ``open`` offer or its answer (after the status line)."""
-    offers = {}
-    for line in data.split(b"\n"):
-        name, _, value = line.decode("utf-8", "replace").partition("=")
-        if name:
-            offers[name.strip()] = value.strip()
-    return offers
 
 
 class _Session(asyncio.Protocol):
@@ -181,6 +95,8 @@ class _Session(asyncio.Protocol):
         self.parser = FrameParser()
         #: Why the session is over (the receiver refused, closed, spoke no RELP).
         self.failure: Optional[RelpError] = None
+        #: Whether the failure is the connection ending (closed, reset, a TLS alert).
+        self.cut = False
         #: Answers that are not acknowledgements of messages (to open and close).
         self.answers: List[Frame] = []
         self.first = 1
@@ -245,7 +161,7 @@ class _Session(asyncio.Protocol):
             return
         for answer in frames:
             txnr, command, body = answer
-            if self.unacked and command == _RSP and body.startswith(b"200"):
+            if self.unacked and command == RSP and body.startswith(b"200"):
                 if txnr == self.first:
                     self._acknowledge()
                     while self.early and self.first in self.early:
@@ -278,19 +194,21 @@ class _Session(asyncio.Protocol):
 
     def _unexpected(self, txnr: int, command: bytes, body: bytes) -> RelpError:
         """The error for a frame, during a send, that acknowledges no message in flight."""
-        if command != _RSP:
+        if command != RSP:
             return RelpError(f"{self.where}: unexpected RELP command {command!r} ({txnr})")
         position = (txnr - self.first) % MAX_TXNR
         if position >= self.unacked:  # (also any answer between sends)
             return RelpError(f"{self.where}: answer to unknown transaction {txnr}")
         index = self.acked + position + 1
-        return RelpError(f"{self.where} refused message {index} of {self.total}: {_text(body)}")
+        return RelpError(f"{self.where} refused message {index} of {self.total}: {quoted(body)}")
 
     def eof_received(self) -> Optional[bool]:
+        self.cut = self.cut or self.failure is None
         self._fail(RelpError(f"{self.where}: connection closed by the receiver"))
         return None
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.cut = self.cut or self.failure is None
         if exc is None:
             self._fail(RelpError(f"{self.where}: connection closed by the receiver"))
         else:
@@ -440,18 +358,19 @@ class RelpClient:
                 raise RelpError(f"{where}: unexpected answer to open: {answer!r}")
             status, _, offers = data.partition(b"\n")
             if not status.startswith(b"200"):
-                raise RelpError(f"{where} refused the session: {_text(status)}")
+                raise RelpError(f"{where} refused the session: {quoted(status)}")
             self.server_offers = parse_offers(offers)
             commands = self.server_offers.get("commands", "").split(",")
             if "syslog" not in commands:
-                raise RelpError(f"{where} does not accept syslog messages: {_text(data)}")
+                raise RelpError(f"{where} does not accept syslog messages: {quoted(data)}")
         except BaseException as exc:
             self._drop()
             if not isinstance(exc, RelpError):
                 raise
-            if "closed by the receiver" in str(exc) and self.ssl_context is not None:
+            if exc is session.failure and session.cut and self.ssl_context is not None:
                 # imrelp with TLS hangs up after the handshake on a missing or
-                # refused client certificate: say where it happened
+                # refused client certificate (a close, a reset or an alert,
+                # as the timing falls): say where it happened
                 raise RelpError(
                     f"{exc} while opening the session (does it want a client certificate?)"
                 ) from exc
@@ -562,8 +481,3 @@ class RelpClient:
                 pass  # serverclose, EOF or silence: the session is over either way
         transport.close()
         await session.closed(5.0)
-
-
-def _text(data: bytes) -> str:
-    """A server's answer, quoted for an error message (one line, not too long)."""
-    return repr(data[:200].decode("utf-8", "replace"))
