@@ -30,9 +30,10 @@ numbers run 1..999999999 and wrap to 1.  TLS is an ``ssl.SSLContext`` around
 the same protocol (rsyslog's ``imrelp`` with ``tls="on"``).
 
 Frames are cut and made by :mod:`.relpframe`.  The answers are taken by an
-``asyncio.Protocol`` (:class:`_Session`) as they arrive; the sending coroutine waits only for a quarter of its window to be
-free, not for each read.  The acknowledgements are what paces the writes, so
-the transport's buffer holds at most a window of messages.
+``asyncio.Protocol`` (:class:`_Session`) as they arrive; the sending
+coroutine waits only for a quarter of its window to be free, not for each
+read.  The acknowledgements are what paces the writes, so the transport's
+buffer holds at most a window of messages.
 """
 
 from __future__ import annotations

@@ -292,19 +292,8 @@ class Encoder:
     ) -> bytes:
         pri, middle, rest = parts
         procid = b"%d" % pid if type(pid) is int and pid > 0 else b"-"
-        if data:
-            return b'%b%b%b%b%b%d" end="%d%b %b' % (
-                pri,
-                stamp,
-                self._names_bytes,
-                procid,
-                middle,
-                offset,
-                end,
-                rest,
-                data,
-            )
-        return b'%b%b%b%b%b%d" end="%d%b' % (
+        space = b" " if data else b""  # no MSG, no space before it (as encode())
+        return b'%b%b%b%b%b%d" end="%d%b%b%b' % (
             pri,
             stamp,
             self._names_bytes,
@@ -313,6 +302,8 @@ class Encoder:
             offset,
             end,
             rest,
+            space,
+            data,
         )
 
 
