@@ -236,21 +236,19 @@ class _Session(asyncio.Protocol):
     async def wait(self, timeout: float) -> None:
         """Until enough is acknowledged (``wake_at``), an answer came or the session
         failed; raises the failure, or a timeout after ``timeout`` s of silence."""
-        if not self._ready():
-            if self._quickack is not None:
-                self._quickack()
-            while True:
-                progress = self.acked
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await asyncio.wait_for(waiter, timeout)
-                    break
-                except asyncio.TimeoutError:
-                    if self.acked == progress or self.failure is not None:
-                        raise RelpError(f"{self.where}: no answer for {timeout:g}s") from None
-                    # answers came, just not enough yet: wait on
-                finally:
-                    self._waiter = None
+        if not self._ready() and self._quickack is not None:
+            self._quickack()
+        while not self._ready():
+            progress = self.acked
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except asyncio.TimeoutError:
+                if self.acked == progress:
+                    raise RelpError(f"{self.where}: no answer for {timeout:g}s") from None
+                # answers came, just not enough yet: wait on
+            finally:
+                self._waiter = None
         if self.failure is not None:
             raise self.failure
 
