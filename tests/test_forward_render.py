@@ -273,3 +273,36 @@ def test_prepare_sends_what_the_slow_path_renders(tmp_path: Path, fmt: str) -> N
     assert pages > 10 and len(want) > 3000
     assert got_ends == want_ends
     assert got == want
+
+
+def test_an_idle_log_is_not_read_again_until_it_changes(tmp_path: Path) -> None:
+    """After an empty page the forwarder only stats the live file: a write, a
+    rotation or a rewind (after a reconnect) makes it read again, and nothing
+    written in between is skipped."""
+    path = tmp_path / "web.log"
+    writer = RotatingWriter(str(path), maxbytes=2_000, backups=5, header=True)
+    form = make_format("text", utc=True)
+
+    def write(text: bytes) -> None:
+        writer.write(form.records(form.stamp(1_790_000_000), "stdout", 1, [(text, False)], ""))
+
+    write(b"one\n")
+    feed = Feed("web:web", ORIGIN, LogStore(str(path)), 0, Severities())
+    feed.rewind()
+    assert len(feed.prepare(100).messages) == 1
+    assert not feed.unchanged()  # the page had records: read again
+    assert feed.prepare(100).count == 0
+    assert feed.unchanged()
+    write(b"two\n")
+    assert not feed.unchanged()
+    assert [m.rsplit(b" ", 1)[-1] for m in feed.prepare(100).messages] == [b"two"]
+    assert feed.prepare(100).count == 0 and feed.unchanged()
+    for n in range(40):  # past maxbytes: the live file is a new one
+        write(b"line %d %s\n" % (n, b"x" * 60))
+    assert not feed.unchanged()
+    got = feed.prepare(1000).messages
+    assert len(got) == 40 and got[-1].endswith(b"line 39 " + b"x" * 60)
+    assert feed.prepare(100).count == 0 and feed.unchanged()
+    feed.rewind()
+    assert not feed.unchanged()
+    writer.close()
