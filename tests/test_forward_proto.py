@@ -30,6 +30,7 @@ from supervisor_streamlog.forward.destinations import (
 )
 from supervisor_streamlog.forward.octet import SendError, StreamSender
 from supervisor_streamlog.forward.relp import FrameParser, RelpClient, RelpError, frame
+from supervisor_streamlog.forward.relpframe import MAX_TXNR
 from supervisor_streamlog.forward.syslog import Origin, Severities, message, wanted
 from supervisor_streamlog.ondisk.files import Entry
 from supervisor_streamlog.ondisk.formats import Record
@@ -434,6 +435,46 @@ def test_slow_answers_are_progress_and_a_hang_up_after_the_last_is_not_a_failure
             server.close()
 
     run(attempt(), timeout=30)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_transaction_numbers_wrap_and_answers_may_come_in_any_order(reverse: bool) -> None:
+    """Numbers run to 999 999 999 and go on at 1, frames and answers alike; a
+    server may answer the frames of a read in any order (here: in order, or
+    each read's answers reversed)."""
+    got: List[Tuple[int, bytes]] = []
+
+    async def acking(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer_open(reader, writer)
+        parser = FrameParser()  # a client's frames have the same shape as answers
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            frames = parser.feed(data)
+            got.extend((txnr, body) for txnr, command, body in frames if command == b"syslog")
+            order = reversed(frames) if reverse else frames  # (close is answered too)
+            writer.write(b"".join(frame(txnr, "rsp", b"200 OK") for txnr, _, _ in order))
+
+    async def attempt() -> None:
+        server, port = await fake_server(acking)
+        acked: List[int] = []
+        client = RelpClient("127.0.0.1", port, window=8, timeout=10)
+        try:
+            await client.connect()
+            client._txnr = MAX_TXNR - 5  # as after a very long session
+            messages = [b"m%02d" % n for n in range(20)]
+            assert await client.send(messages, acked.append) == 20
+            assert acked[-1] == 20 and acked == sorted(set(acked))
+            assert await client.send([b"n%d" % n for n in range(5)]) == 5
+        finally:
+            await client.close()
+            server.close()
+
+    run(attempt(), timeout=30)
+    numbers = list(range(MAX_TXNR - 4, MAX_TXNR + 1)) + list(range(1, 21))
+    bodies = [b"m%02d" % n for n in range(20)] + [b"n%d" % n for n in range(5)]
+    assert got == list(zip(numbers, bodies))
 
 
 def test_an_answer_nobody_asked_for_ends_the_session() -> None:

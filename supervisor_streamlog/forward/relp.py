@@ -41,12 +41,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from bisect import bisect_left
+from itertools import accumulate, chain, repeat
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from .. import __version__
 from .octet import address, describe, open_transport
 from .relpframe import (
     MAX_TXNR,
+    OK,
     RSP,
     Frame,
     FrameParser,
@@ -156,10 +159,38 @@ class _Session(asyncio.Protocol):
             self.transport.pause_reading()
             self._resuming = asyncio.get_running_loop().call_later(_READ_EVERY, self._resume)
         try:
-            frames = self.parser.feed(data)
+            answers = self.parser.answers(data)
         except RelpError as exc:
             self._fail(RelpError(f"{self.where}: {exc}"))
             return
+        for answer in answers:
+            if isinstance(answer, list):
+                if self._take_run(answer):
+                    continue
+                frames: List[Frame] = [(txnr, RSP, OK) for txnr in answer]
+            else:
+                frames = [answer]
+            if not self._take(frames):
+                return
+        if waiting and self._ready():
+            self._wake()
+
+    def _take_run(self, txnrs: List[int]) -> bool:
+        """A run of acknowledgements of the next messages in order, taken at once
+        (nearly every read is one); False when it is anything else."""
+        first, count = self.first, len(txnrs)
+        last = first + count - 1
+        if count > self.unacked or self.early or last > MAX_TXNR or txnrs[0] != first:
+            return False
+        if txnrs[-1] != last or txnrs != list(range(first, last + 1)):
+            return False
+        self.first = last + 1 if last < MAX_TXNR else 1
+        self.unacked -= count
+        self.acked += count
+        return True
+
+    def _take(self, frames: List[Frame]) -> bool:
+        """Answers one by one; False once the session failed."""
         for answer in frames:
             txnr, command, body = answer
             if self.unacked and command == RSP and body.startswith(b"200"):
@@ -174,13 +205,12 @@ class _Session(asyncio.Protocol):
                     continue
             if command == b"serverclose":
                 self._fail(RelpError(f"{self.where}: the receiver ended the session (serverclose)"))
-                return
+                return False
             if self.unacked or self.wake_at >= 0:
                 self._fail(self._unexpected(txnr, command, body))
-                return
+                return False
             self.answers.append(answer)
-        if waiting and self._ready():
-            self._wake()
+        return True
 
     def _ready(self) -> bool:
         """Whether what the sender waits for is there (or the session failed)."""
@@ -436,28 +466,25 @@ class RelpClient:
         """Write the next messages from ``sent`` that fit the window (and a write's
         size); returns how many of ``messages`` are written now."""
         assert session.transport is not None
-        total = len(messages)
-        parts = []
-        size = 0
-        room = min(total, sent + self.window - session.unacked)
-        txnr = self._txnr
-        begun = sent
-        while sent < room and size < _WRITE_CHUNK:
-            message = messages[sent]
-            txnr = txnr + 1 if txnr < MAX_TXNR else 1
-            if message:
-                parts.append(b"%d syslog %d " % (txnr, len(message)))
-                parts.append(message)
-                parts.append(b"\n")
-            else:
-                parts.append(b"%d syslog 0\n" % txnr)
-            size += len(message)
-            sent += 1
-        self._txnr = txnr
-        session.unacked += sent - begun
-        session.transport.write(b"".join(parts))
-        self.written = sent
-        return sent
+        batch = messages[sent : min(len(messages), sent + self.window - session.unacked)]
+        # as many as make _WRITE_CHUNK bytes (the one that crosses it included)
+        count = min(len(batch), bisect_left(list(accumulate(map(len, batch))), _WRITE_CHUNK) + 1)
+        batch = batch[:count]
+        first = self._txnr + 1 if self._txnr < MAX_TXNR else 1
+        last = first + count - 1
+        if last <= MAX_TXNR and all(batch):
+            # the frames' heads made in one go, then joined with their messages
+            heads = [
+                b"%d syslog %d " % head for head in zip(range(first, last + 1), map(len, batch))
+            ]
+            data = b"".join(chain.from_iterable(zip(heads, batch, repeat(b"\n", count))))
+            self._txnr = last
+        else:  # the transaction numbers wrap, or a message is empty
+            data = b"".join(frame(self._next_txnr(), "syslog", message) for message in batch)
+        session.unacked += count
+        session.transport.write(data)
+        self.written = sent + count
+        return self.written
 
     def _drop(self) -> None:
         session, self._session = self._session, None

@@ -7,7 +7,7 @@ session around them).  Pure: bytes in, frames out.
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 from .octet import SendError
 
@@ -22,7 +22,7 @@ _HEADER_MAX = 9 + 1 + 32 + 1 + 9 + 1
 # is cut with one regex scan and one split instead of a match per frame.
 _OK = b" rsp 6 200 OK\n"
 _OKS = re.compile(rb"(?:\d{1,9} rsp 6 200 OK\n)+")
-_OK_DATA = b"200 OK"
+OK = b"200 OK"  # the data of a plain acknowledgement
 RSP = b"rsp"  # the command of an answer
 
 Frame = Tuple[int, bytes, bytes]  # (txnr, command, data)
@@ -40,17 +40,26 @@ class FrameParser:
 
     def feed(self, data: bytes) -> List[Frame]:
         """Add received bytes; return the frames now complete (the rest is kept)."""
+        frames: List[Frame] = []
+        for answer in self.answers(data):
+            if isinstance(answer, list):
+                frames.extend((txnr, RSP, OK) for txnr in answer)
+            else:
+                frames.append(answer)
+        return frames
+
+    def answers(self, data: bytes) -> List[Union[Frame, List[int]]]:
+        """:meth:`feed`, with each run of plain acknowledgements (``200 OK``) as one
+        list of their transaction numbers: a client takes such a run at once."""
         buffer = self._buffer
         buffer += data
-        frames: List[Frame] = []
+        frames: List[Union[Frame, List[int]]] = []
         pos = 0
         size = len(buffer)
         while pos < size:
             run = _OKS.match(buffer, pos)
             if run is not None:
-                frames.extend(
-                    (int(txnr), RSP, _OK_DATA) for txnr in buffer[pos : run.end()].split(_OK)[:-1]
-                )
+                frames.append(list(map(int, buffer[pos : run.end()].split(_OK)[:-1])))
                 pos = run.end()
                 continue
             match = _HEADER.match(buffer, pos)
