@@ -10,11 +10,21 @@ order, hostile bytes, TLS with a good and a wrong CA, SIGKILL and restart).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 import time
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator, List, Optional, Tuple, TypeVar
+from typing import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+)
 from urllib.parse import unquote
 
 import pytest
@@ -418,11 +428,8 @@ def test_slow_answers_are_progress_and_a_hang_up_after_the_last_is_not_a_failure
         writer.close()
 
     async def attempt() -> None:
-        server, port = await fake_server(slow_then_gone)
         acked: List[int] = []
-        client = RelpClient("127.0.0.1", port, window=8, timeout=0.4)
-        try:
-            await client.connect()
+        async with relp_to(slow_then_gone, window=8, timeout=0.4) as client:
             started = time.monotonic()
             assert await client.send([b"m%d" % n for n in range(6)], acked.append) == 6
             assert time.monotonic() - started > 0.8  # longer than the timeout, all told
@@ -430,9 +437,6 @@ def test_slow_answers_are_progress_and_a_hang_up_after_the_last_is_not_a_failure
             await wait_until(client.hung_up)
             with pytest.raises(RelpError, match="closed by the receiver|not connected"):
                 await client.send([b"late"])
-        finally:
-            await client.close()
-            server.close()
 
     run(attempt(), timeout=30)
 
@@ -457,19 +461,13 @@ def test_transaction_numbers_wrap_and_answers_may_come_in_any_order(reverse: boo
             writer.write(b"".join(frame(txnr, "rsp", b"200 OK") for txnr, _, _ in order))
 
     async def attempt() -> None:
-        server, port = await fake_server(acking)
         acked: List[int] = []
-        client = RelpClient("127.0.0.1", port, window=8, timeout=10)
-        try:
-            await client.connect()
+        async with relp_to(acking, window=8, timeout=10) as client:
             client._txnr = MAX_TXNR - 5  # as after a very long session
             messages = [b"m%02d" % n for n in range(20)]
             assert await client.send(messages, acked.append) == 20
             assert acked[-1] == 20 and acked == sorted(set(acked))
             assert await client.send([b"n%d" % n for n in range(5)]) == 5
-        finally:
-            await client.close()
-            server.close()
 
     run(attempt(), timeout=30)
     numbers = list(range(MAX_TXNR - 4, MAX_TXNR + 1)) + list(range(1, 21))
@@ -490,20 +488,29 @@ def test_an_answer_nobody_asked_for_ends_the_session() -> None:
         await reader.read()
 
     async def attempt() -> None:
-        server, port = await fake_server(stray)
-        client = RelpClient("127.0.0.1", port, timeout=10)
-        try:
-            await client.connect()
+        async with relp_to(stray, timeout=10) as client:
             assert await client.send([b"one"]) == 1
             assert not client.hung_up()
             await wait_until(client.hung_up)
             with pytest.raises(RelpError, match="unknown transaction 77"):
                 await client.send([b"two"])
-        finally:
-            await client.close()
-            server.close()
 
     run(attempt(), timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def relp_to(
+    handler: Handler, window: int = 1024, timeout: float = 30.0
+) -> AsyncIterator[RelpClient]:
+    """A RelpClient connected to a fake server running ``handler``; both closed after."""
+    server, port = await fake_server(handler)
+    client = RelpClient("127.0.0.1", port, window=window, timeout=timeout)
+    try:
+        await client.connect()
+        yield client
+    finally:
+        await client.close()
+        server.close()
 
 
 async def wait_until(condition: Callable[[], bool], deadline: float = 10.0) -> None:
