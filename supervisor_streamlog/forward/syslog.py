@@ -37,11 +37,11 @@ File headers (``STREAMLOG file offset=N``) are bookkeeping, not output:
 
 Speed: the forwarder's budget is 50 000 records/s in under 0.3 core, so the
 per-origin parts are rendered once (:class:`Encoder`, cached by
-:func:`message`), a stdout/stderr record costs one f-string and one bytes
-join, and a stdout/stderr record is rendered from its line by one bytes
-formatting, without a record or an entry (:meth:`Encoder.text_line`; JSON
-Lines, :meth:`Encoder.json_line`, after one scan of the JSON); status
-records, which are rare, are parsed.
+:func:`message`), and an entry costs one f-string and one bytes join
+(:meth:`Encoder.encode`).  The forwarder goes further: a stdout/stderr record
+is rendered from its line by one bytes formatting, with no record or entry
+made (:meth:`Encoder.text_line`; JSON Lines, :meth:`Encoder.json_line`, after
+one scan of the JSON); status records, which are rare, are parsed.
 """
 
 from __future__ import annotations
