@@ -463,13 +463,18 @@ def _rotated_since(path: str, inode: int, offset: int, live: int) -> List[Tuple[
     The backups are walked by the rule of :mod:`.ondisk.files`, and opened as
     they are found, so a rotation during the scan cannot take their contents
     away; the live file (inode ``live``) is skipped if a rotation already made
-    it a backup.
+    it a backup, and so is a backup met again under the next index (a rotation
+    during the walk renamed it there).
     """
     found: List[Tuple[BinaryIO, int]] = []
+    seen = {live}
     for handle, ino in walk(path, _open_file, 1):
-        if ino == live:
+        if ino in seen:
+            # the live file made a backup, or a backup met twice: a rotation
+            # during the walk renamed it to the next index (rule 3)
             handle.close()
             continue
+        seen.add(ino)
         if ino == inode:
             return [(handle, offset)] + list(reversed(found))
         found.append((handle, 0))

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Tuple
 
+import pytest
+
 from supervisor_streamlog import tail
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import from_mapping
@@ -49,6 +51,42 @@ def test_tail_prints_the_last_records(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert result.returncode == 0 and len(lines) == 3
     assert lines[0].endswith("stdout line 98") and lines[2].endswith("stderr oops")
+
+
+def test_a_rotation_during_the_walk_of_backups_reads_no_file_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Following, ``tail -f`` drains what was written since it last looked by
+    walking the backups (.1, .2, ...).  A rotation in the middle of that walk
+    renames the backup just opened to the next index, where the walk meets it
+    again: it is read once (this read a whole file twice, about one run in ten
+    of the test below)."""
+    live = tmp_path / "app.log"
+    (tmp_path / "app.log.2").write_bytes(b"Y\n")  # the file tail was reading
+    (tmp_path / "app.log.1").write_bytes(b"X\n")  # rotated out since
+    live.write_bytes(b"L\n")
+    reading = os.stat(tmp_path / "app.log.2").st_ino
+    current = os.stat(live).st_ino
+    opened = tail._open_file
+    rotated: List[str] = []
+
+    def rotating(name: str, index: int) -> object:
+        found = opened(name, index)
+        if index == 1 and found is not None and not rotated:  # right after .1 was opened
+            rotated.append(name)
+            for n in (2, 1):
+                os.rename(f"{live}.{n}", f"{live}.{n + 1}")
+            os.rename(live, f"{live}.1")
+            live.write_bytes(b"M\n")
+        return found
+
+    monkeypatch.setattr(tail, "_open_file", rotating)
+    files = tail._rotated_since(str(live), reading, 0, current)
+    try:
+        assert [handle.read() for handle, _ in files] == [b"Y\n", b"X\n"]
+    finally:
+        for handle, _ in files:
+            handle.close()
 
 
 def test_tail_follows_across_rotation_without_loss_or_duplicate(tmp_path: Path) -> None:
