@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO, Deque, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
 
 from .config import Config
-from .ondisk.files import Entry, is_header, read_base, record_end, walk
+from .ondisk.files import Entry, header_base, is_header, read_base, record_end, walk
 from .ondisk.formats import Record, RecordError, parse
 from .ondisk.paths import (
     display_name,
@@ -359,11 +359,11 @@ def run(
         try:
             st = os.stat(path)
             offset = _record_end(path, st.st_size)
-            state: tuple = (st.st_ino, offset, b"")
             base = read_base(path)
+            state: tuple = (st.st_ino, offset, b"", base)
             end = None if base is None else base + offset
         except FileNotFoundError:
-            state, end = (0, 0, b""), 0
+            state, end = (0, 0, b"", None), 0
         joiner = Joiner(name, counter)
         backlogs.append(backlog(path, end, count, printer, joiner, follow))
         procs.append((path, joiner, state))
@@ -432,55 +432,80 @@ def _record_end(path: str, size: int) -> int:
 
 
 def _follow_once(path: str, state: tuple, out: List[Record]) -> tuple:
-    inode, offset, rest = state
+    """Read what the live file got since ``state`` (its inode, the offset read
+    to, an incomplete rest, and its header's base offset) into ``out``."""
+    inode, offset, rest, base = state
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
         return state
     with handle:
         st = os.fstat(handle.fileno())  # the file we read, not whatever the name is now
+        live_base = base if st.st_ino == inode and base is not None else _base_of(handle)
         if st.st_ino != inode and inode:
             # Rotated (maybe several times since we last looked): drain the file we
             # were reading from where we stopped, then every newer backup, oldest first.
-            for older, start in _rotated_since(path, inode, offset, st.st_ino):
+            reading, live = (inode, base), (st.st_ino, live_base)
+            for older, start in _rotated_since(path, reading, offset, live):
                 with older:
                     older.seek(start)
                     rest = _parse_lines(rest + older.read(), out)
             offset = 0
-        inode = st.st_ino
+        inode, base = st.st_ino, live_base
         if st.st_size < offset:
             offset = 0  # truncated
         handle.seek(offset)
         data = handle.read()
     offset += len(data)
     rest = _parse_lines(rest + data, out)
-    return inode, offset, rest
+    return inode, offset, rest, base
 
 
-def _rotated_since(path: str, inode: int, offset: int, live: int) -> List[Tuple[BinaryIO, int]]:
-    """Open files holding what was written after (inode, offset), oldest first.
+#: A file of the log as tail knows it: (inode, its header's base offset or None).
+Known = Tuple[int, Optional[int]]
+
+
+def _rotated_since(
+    path: str, reading: Known, offset: int, live: Known
+) -> List[Tuple[BinaryIO, int]]:
+    """Open files holding what was written after ``offset`` of the file ``reading``,
+    oldest first.
 
     The backups are walked by the rule of :mod:`.ondisk.files`, and opened as
     they are found, so a rotation during the scan cannot take their contents
-    away; the live file (inode ``live``) is skipped if a rotation already made
-    it a backup, and so is a backup met again under the next index (a rotation
-    during the walk renamed it there).
+    away.  A file is known by its inode or by its header's base offset: a
+    backup compressed since (``.gz``, another inode) is the same file.  The
+    live file is skipped if a rotation already made it a backup, and so is a
+    backup met again under the next index (a rotation during the walk renamed
+    it there, maybe compressed).
     """
     found: List[Tuple[BinaryIO, int]] = []
-    seen = {live}
+    inodes, bases = {live[0]}, {live[1]}
     for handle, ino in walk(path, _open_file, 1):
-        if ino in seen:
-            # the live file made a backup, or a backup met twice: a rotation
-            # during the walk renamed it to the next index (rule 3)
+        base = _base_of(handle)
+        if ino in inodes or (base is not None and base in bases):
+            # the live file made a backup, or a backup met twice (rule 3)
             handle.close()
             continue
-        seen.add(ino)
-        if ino == inode:
+        inodes.add(ino)
+        bases.add(base)
+        # by its base when it had a header: its inode may be another file's by
+        # now (nothing held it open between two looks; a .gz of it has its own)
+        same = base == reading[1] if reading[1] is not None else ino == reading[0]
+        if same:
             return [(handle, offset)] + list(reversed(found))
         found.append((handle, 0))
     for opened, _ in found:
         opened.close()
     return []  # lost track (retention removed it): go on from the live file
+
+
+def _base_of(handle: BinaryIO) -> Optional[int]:
+    """The base offset in a file's header (None without one); the handle is put
+    back at its start."""
+    first = handle.readline(4096)
+    handle.seek(0)
+    return header_base(first) if first.endswith(b"\n") else None
 
 
 def _open_file(name: str, index: int) -> Optional[Tuple[BinaryIO, int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import pty
@@ -18,6 +19,8 @@ import pytest
 from supervisor_streamlog import tail
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.ondisk.files import header_text
+from supervisor_streamlog.ondisk.formats import make_format
 
 from .supervisor import wait_for
 
@@ -65,8 +68,8 @@ def test_a_rotation_during_the_walk_of_backups_reads_no_file_twice(
     (tmp_path / "app.log.2").write_bytes(b"Y\n")  # the file tail was reading
     (tmp_path / "app.log.1").write_bytes(b"X\n")  # rotated out since
     live.write_bytes(b"L\n")
-    reading = os.stat(tmp_path / "app.log.2").st_ino
-    current = os.stat(live).st_ino
+    reading = (os.stat(tmp_path / "app.log.2").st_ino, None)
+    current = (os.stat(live).st_ino, None)
     opened = tail._open_file
     rotated: List[str] = []
 
@@ -84,6 +87,43 @@ def test_a_rotation_during_the_walk_of_backups_reads_no_file_twice(
     files = tail._rotated_since(str(live), reading, 0, current)
     try:
         assert [handle.read() for handle, _ in files] == [b"Y\n", b"X\n"]
+    finally:
+        for handle, _ in files:
+            handle.close()
+
+
+def test_a_backup_compressed_since_is_still_the_file_tail_was_reading(tmp_path: Path) -> None:
+    """With ``compress = true`` the file ``tail -f`` was reading may be a ``.gz``
+    (another inode) by its next look, and a walk may meet a backup plain and
+    then compressed: files are known by their header's base offset too, so
+    the rest of the file is read from where it stopped, and nothing twice."""
+    form = make_format("text", utc=True)
+    stamp = form.stamp(1_790_000_000)
+
+    def content(base: int, text: bytes) -> bytes:
+        return form.notice(stamp, header_text(base)) + form.records(
+            stamp, "stdout", 1, [(text, False)]
+        )
+
+    live = tmp_path / "app.log"
+    y, x, current = content(100, b"Y1\nY2\n"), content(200, b"X\n"), content(300, b"L\n")
+    (tmp_path / "app.log.2").write_bytes(y)
+    reading = (os.stat(tmp_path / "app.log.2").st_ino, 100)
+    with gzip.open(tmp_path / "app.log.2.gz", "wb") as packed:  # compressed since
+        packed.write(y)
+    os.unlink(tmp_path / "app.log.2")
+    (tmp_path / "app.log.1").write_bytes(x)
+    with gzip.open(tmp_path / "app.log.3.gz", "wb") as packed:  # X met again, compressed
+        packed.write(x)
+    live.write_bytes(current)
+    stop = y.index(b"Y2")  # tail had read up to here
+    files = tail._rotated_since(str(live), reading, stop, (os.stat(live).st_ino, 300))
+    try:
+        got = []
+        for handle, start in files:
+            handle.seek(start)
+            got.append(handle.read())
+        assert got == [y[stop:], x]
     finally:
         for handle, _ in files:
             handle.close()
