@@ -20,8 +20,9 @@ own order kept); live lines are held at most ``window`` seconds to put them
 in time order across processes.  SGR colours are kept for a terminal and
 stripped otherwise; every other control character or escape sequence (except
 tab) is shown escaped as text (``\\x1b[2J``), so a log cannot retitle, move
-the cursor in, or clear the user's terminal.  This module is long because it
-holds the whole command: selection, joining, merging, rendering, following.
+the cursor in, or clear the user's terminal.  This module is over 500 lines
+because it holds the whole command: selection, joining, merging, rendering,
+following (with the walk of rotated backups).
 """
 
 from __future__ import annotations
