@@ -217,23 +217,33 @@ def test_a_drag_jumps_where_it_is_let_go(page: Page, sidecar: Supervisor) -> Non
     assert share == pytest.approx(0.3, abs=2 / box["width"])
 
 
+def grows_live(page: Page, column: str, marked: bool = False) -> None:
+    """Wait until the drawn count of ``column`` grew between two looks 0.7 s
+    apart with no histogram request in between (and, ``marked``, with error
+    marks drawn): the page counted live records itself."""
+    page.wait_for_function(
+        """([column, marked]) => {
+            const n = performance.getEntriesByType('resource')
+                .filter((e) => e.name.includes('/histogram')).length;
+            const c = document.getElementById('timeline-canvas').dataset;
+            const total = JSON.parse(c.counts)[column].reduce((a, b) => a + b, 0);
+            const key = '__grown_' + column;
+            const before = window[key];
+            window[key] = {n, total};
+            return before !== undefined && before.n === n && total > before.total
+                && (!marked || JSON.parse(c.errorMarks).length > 0);
+        }""",
+        arg=[column, marked],
+        polling=700,
+        timeout=20_000,
+    )
+
+
 def test_live_records_make_the_newest_bucket_grow(page: Page, sidecar: Supervisor) -> None:
     page.goto(sidecar.url + "/?process=ticker")
     drawn(page)
     # Grown between two looks with no histogram request in between: counted live.
-    page.wait_for_function(
-        """() => {
-            const n = performance.getEntriesByType('resource')
-                .filter((e) => e.name.includes('/histogram')).length;
-            const c = document.getElementById('timeline-canvas').dataset.counts;
-            const total = JSON.parse(c).stdout.reduce((a, b) => a + b, 0);
-            const before = window.__timeline;
-            window.__timeline = {n, total};
-            return before !== undefined && before.n === n && total > before.total;
-        }""",
-        polling=700,
-        timeout=20_000,
-    )
+    grows_live(page, "stdout")
     # Exactly the records up to where it counted, whether read or counted live.
     state = page.evaluate(
         """() => {
@@ -251,20 +261,7 @@ def test_live_error_level_lines_are_marked_as_they_come(page: Page, sidecar: Sup
     page.goto(sidecar.url + "/?process=alarm")
     drawn(page)
     # More errors between two looks with no histogram request in between: counted live.
-    page.wait_for_function(
-        """() => {
-            const n = performance.getEntriesByType('resource')
-                .filter((e) => e.name.includes('/histogram')).length;
-            const c = document.getElementById('timeline-canvas').dataset;
-            const total = JSON.parse(c.counts).errors.reduce((a, b) => a + b, 0);
-            const before = window.__errors;
-            window.__errors = {n, total};
-            return before !== undefined && before.n === n && total > before.total
-                && JSON.parse(c.errorMarks).length > 0;
-        }""",
-        polling=700,
-        timeout=20_000,
-    )
+    grows_live(page, "errors", marked=True)
     # Exactly the error-level lines up to where it counted, whether read or counted live.
     state = page.evaluate(
         """() => {
