@@ -9,7 +9,7 @@ a ``.1.gz`` backup (``--gz-mb``, offsets from 0) and a plain live file of
 ``--size-mb`` of 100-byte-text records (4 ms apart in time), each starting with
 its ``status STREAMLOG file offset=N`` header.  A rare string is in two records,
 at 25 % and 95 % of the live file.  Then times, through
-:class:`supervisor_streamlog.sidecar.logstore.LogStore`:
+:class:`supervisor_streamlog.logread.logstore.LogStore`:
 
 * the first ``read_backward(None, 200)`` page (a tail view opening), with the
   live file dropped from the page cache (``posix_fadvise DONTNEED``) and warm;
@@ -17,7 +17,7 @@ at 25 % and 95 % of the live file.  Then times, through
 * a search for the rare string (newest first, ``budget=0.5``), the same
   case-insensitively and as a regex, and over the whole history (no budget);
 * the first read inside the ``.gz`` backup (decompressed once, then cached);
-* ``GET /api/log/NAME/histogram``'s index (:mod:`supervisor_streamlog.sidecar.histogram`):
+* ``GET /api/log/NAME/histogram``'s index (:mod:`supervisor_streamlog.logread.histogram`):
   its first build over the whole history (every file scanned once, the
   ``.gz`` decompressed as it streams), a later request (200 buckets, nothing
   new written), and one after 1 MB more was appended to the live file; then
@@ -45,10 +45,10 @@ from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from bench.common import free_port, http_get, stop_process
+from supervisor_streamlog.logread.histogram import HistogramIndex, Query
+from supervisor_streamlog.logread.logstore import LogStore, Page, SearchResult
 from supervisor_streamlog.ondisk.files import header_text
 from supervisor_streamlog.ondisk.formats import TextFormat
-from supervisor_streamlog.sidecar.histogram import HistogramIndex, Query
-from supervisor_streamlog.sidecar.logstore import LogStore, Page, SearchResult
 
 R = TypeVar("R")
 

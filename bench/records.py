@@ -35,7 +35,7 @@ _MEASURE = r"""
 import json, sys, time
 root, path, what = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, root)
-from supervisor_streamlog.sidecar.logstore import LogStore
+from supervisor_streamlog.logread.logstore import LogStore
 store = LogStore(path)
 count = 0
 start = time.process_time()

@@ -2,7 +2,7 @@
 timeline, and new ones as they come.
 
 Reads the files the capture writes (the live file and its backups, through
-:class:`..sidecar.logstore.LogStore` for the backlog), so it works whether or
+:class:`.logread.logstore.LogStore` for the backlog), so it works whether or
 not the sidecar runs.  Follows across rotation the way ``tail -F`` does: the
 old file is drained before switching.
 
@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO, Deque, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
 
 from .config import Config
+from .logread.logstore import LogStore
 from .ondisk.files import Entry, header_base, is_header, read_base, record_end, walk
 from .ondisk.formats import Record, RecordError, parse
 from .ondisk.paths import (
@@ -48,7 +49,6 @@ from .ondisk.paths import (
     split_process,
     unquote_name,
 )
-from .sidecar.logstore import LogStore
 
 # ---------------------------------------------------------------- time arguments
 

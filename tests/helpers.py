@@ -195,7 +195,7 @@ def check_gaps(
 
 # The level the tail page gives real-world lines (stdout unless said): run through the
 # page in tests/test_browser.py and through the sidecar's port of its rules
-# (supervisor_streamlog/sidecar/levels.py) in tests/test_levels.py.
+# (supervisor_streamlog/logread/levels.py) in tests/test_levels.py.
 LEVEL_CASES = [
     # Python logging: the default layout, asctime layouts, uvicorn, tracebacks
     ("WARNING:root:disk almost full", "stdout", "warn"),

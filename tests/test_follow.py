@@ -24,12 +24,13 @@ import pytest
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.capture.writer import Compressor
 from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.logread import follow
+from supervisor_streamlog.logread.follow import FileFollower
 from supervisor_streamlog.ondisk.files import Entry, is_header, process_files
 from supervisor_streamlog.ondisk.formats import reassemble, timestamp
 from supervisor_streamlog.ondisk.logdir import discover
-from supervisor_streamlog.sidecar import follow, inotify
+from supervisor_streamlog.sidecar import inotify
 from supervisor_streamlog.sidecar import watcher as watcher_module
-from supervisor_streamlog.sidecar.follow import FileFollower
 from supervisor_streamlog.sidecar.watcher import Watcher
 
 
@@ -277,7 +278,7 @@ def test_a_corrupt_compressed_backup_is_a_gap(
     drain(follower)
     [(start, end)] = got.gaps
     [message] = [
-        r.getMessage() for r in caplog.records if r.name == "supervisor_streamlog.sidecar.follow"
+        r.getMessage() for r in caplog.records if r.name == "supervisor_streamlog.logread.follow"
     ]
     assert message.startswith(f"cannot read {broken.path} (") and "skipping the rest" in message
     # What was decompressed before the damage may be lost with it (reads are 1 MiB).

@@ -31,8 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from supervisor_streamlog.forward.behind import Backlog
 from supervisor_streamlog.forward.octet import StreamSender
 from supervisor_streamlog.forward.relp import RelpClient
+from supervisor_streamlog.logread.logstore import LogStore
 from supervisor_streamlog.ondisk.files import process_files
-from supervisor_streamlog.sidecar.logstore import LogStore
 
 from .rsyslog import Rsyslog, environment_problem, free_port
 from .supervisor import Supervisor, emit, program, wait_for

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from supervisor_streamlog.capture.writer import RotatingWriter
 from supervisor_streamlog.forward.forwarder import Feed, _status_pid
 from supervisor_streamlog.forward.syslog import Origin, Severities, encoder, wanted
+from supervisor_streamlog.logread.logstore import LogStore
 from supervisor_streamlog.ondisk.files import Entry
 from supervisor_streamlog.ondisk.formats import RecordError, make_format, parse
-from supervisor_streamlog.sidecar.logstore import LogStore
 
 ORIGIN = Origin("web1.example", "w\u00e9b]", "web app", 'w\u00e9b]/web app".log')
 STAMP = b"2026-11-27T01:23:45.678901+00:00"

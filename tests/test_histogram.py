@@ -10,17 +10,17 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from supervisor_streamlog.ondisk.files import LogFile, is_header, process_files
-from supervisor_streamlog.ondisk.formats import FieldValue, JsonFormat, TextFormat
-from supervisor_streamlog.sidecar import histogram
-from supervisor_streamlog.sidecar.histogram import (
+from supervisor_streamlog.logread import histogram
+from supervisor_streamlog.logread.histogram import (
     MAX_BUCKETS,
     HistogramIndex,
     Query,
     QueryError,
     parse_query,
 )
-from supervisor_streamlog.sidecar.levels import level_of_line
+from supervisor_streamlog.logread.levels import level_of_line
+from supervisor_streamlog.ondisk.files import LogFile, is_header, process_files
+from supervisor_streamlog.ondisk.formats import FieldValue, JsonFormat, TextFormat
 
 from .helpers import LEVEL_CASES, LEVEL_EXTRA_CASES, T0
 from .test_logstore import Log, reference, time_of

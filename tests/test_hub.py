@@ -6,10 +6,10 @@ import concurrent.futures
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
+from supervisor_streamlog.logread.store import Page
 from supervisor_streamlog.ondisk.files import Entry
 from supervisor_streamlog.ondisk.formats import Record
 from supervisor_streamlog.sidecar.hub import Hub
-from supervisor_streamlog.sidecar.store import Page
 
 
 def make_entries(count: int, start: int = 0, size: int = 50) -> List[Entry]:

@@ -40,25 +40,27 @@ ORDER = [
     "capture.listener",
     "capture.plugin",
     "capture.ctlplugin",
-    # the sidecar: files in, HTTP and WebSocket out
+    # the read side: files in, records, pages, follows and figures out
+    "logread",
+    "logread.blocks",
+    "logread.search",
+    "logread.store",
+    "logread.timeseek",
+    "logread.levels",
+    "logread.histogram",
+    "logread.logstore",
+    "logread.restarts",
+    "logread.follow",
+    "logread.rawstore",
+    "logread.rawfollow",
+    "logread.searchworker",
+    # the sidecar: the read side served over HTTP and WebSocket
     "sidecar",
     "sidecar.protocol",
-    "sidecar.blocks",
-    "sidecar.search",
-    "sidecar.store",
-    "sidecar.timeseek",
-    "sidecar.levels",
-    "sidecar.histogram",
-    "sidecar.logstore",
-    "sidecar.restarts",
-    "sidecar.follow",
     "sidecar.inotify",
     "sidecar.watcher",
     "sidecar.hosts",
     "sidecar.hub",
-    "sidecar.rawstore",
-    "sidecar.rawfollow",
-    "sidecar.searchworker",
     "sidecar.metrics",
     "sidecar.auth",
     "sidecar.processes",
@@ -156,6 +158,51 @@ def test_capture_and_sidecar_do_not_import_each_other(side: str, other: str) -> 
         if module.split(".")[0] == side
         for target in targets
         if target.split(".")[0] == other
+    ]
+    assert wrong == []
+
+
+READERS = ("sidecar", "forward", "tail")
+
+
+def _side(module: str) -> str:
+    return module.split(".")[0]
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_the_readers_share_the_read_side_and_never_import_one_another(reader: str) -> None:
+    """The sidecar, the forwarder and ``tail`` each read through ``logread``; only the CLI
+    (which dispatches to all of them) may import more than one."""
+    others = set(READERS) - {reader}
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if _side(module) == reader
+        for target in targets
+        if _side(target) in others
+    ]
+    assert wrong == []
+
+
+def test_only_the_cli_imports_the_sidecar() -> None:
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if _side(module) not in ("sidecar", "cli")
+        for target in targets
+        if _side(target) == "sidecar"
+    ]
+    assert wrong == []
+
+
+def test_the_read_side_loads_no_server() -> None:
+    """``tail`` and the forwarder import ``logread``: it must not bring tornado along."""
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if _side(module) == "logread"
+        for target in targets
+        if _side(target) in CAPTURE_MUST_NOT_LOAD or _side(target) in READERS
     ]
     assert wrong == []
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 import pytest
 
-from supervisor_streamlog.sidecar.levels import (
+from supervisor_streamlog.logread.levels import (
     PARSE_LIMIT,
     level_and_kind,
     level_of,

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.capture.writer import Compressor
 from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.logread.logstore import LogStore, Page, SearchResult
 from supervisor_streamlog.ondisk.files import Entry, is_header, process_files
 from supervisor_streamlog.ondisk.formats import RecordError, parse
-from supervisor_streamlog.sidecar.logstore import LogStore, Page, SearchResult
 
 from .helpers import T0, Clock
 

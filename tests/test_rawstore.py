@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 from typing import Any, List, Tuple
 
-from supervisor_streamlog.ondisk.files import Entry
-from supervisor_streamlog.sidecar import rawstore
-from supervisor_streamlog.sidecar.rawfollow import RawFollower
-from supervisor_streamlog.sidecar.rawstore import (
+from supervisor_streamlog.logread import rawstore
+from supervisor_streamlog.logread.rawfollow import RawFollower
+from supervisor_streamlog.logread.rawstore import (
     LANE,
     RawFile,
     RawStore,
@@ -18,6 +17,7 @@ from supervisor_streamlog.sidecar.rawstore import (
     span,
     unpack,
 )
+from supervisor_streamlog.ondisk.files import Entry
 
 
 def lanes(tmp_path: Path) -> List[RawFile]:

@@ -1,4 +1,4 @@
-"""Restart figures from status records (sidecar/restarts.py): the byte search that
+"""Restart figures from status records (logread/restarts.py): the byte search that
 finds status records without parsing the others, the tally, the bounded start-up
 scan over real rotated files, and the follower's ``on_status`` hook.
 
@@ -15,10 +15,10 @@ import pytest
 
 from supervisor_streamlog.capture.core import Capture, status_fields
 from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.logread.follow import FileFollower
+from supervisor_streamlog.logread.restarts import Tally, scan, status_lines
 from supervisor_streamlog.ondisk.files import process_files
 from supervisor_streamlog.ondisk.formats import parse
-from supervisor_streamlog.sidecar.follow import FileFollower
-from supervisor_streamlog.sidecar.restarts import Tally, scan, status_lines
 
 from .helpers import T0
 

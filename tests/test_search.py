@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from supervisor_streamlog.logread.blocks import Block
+from supervisor_streamlog.logread.search import Matcher
 from supervisor_streamlog.ondisk.files import header_text
 from supervisor_streamlog.ondisk.formats import parse
-from supervisor_streamlog.sidecar.blocks import Block
-from supervisor_streamlog.sidecar.search import Matcher
 
 STAMP = b"2026-11-27T01:23:45.678901+00:00"
 

@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from supervisor_streamlog.sidecar.logstore import LogStore
-from supervisor_streamlog.sidecar.searchworker import SearchTimeout, SearchWorker
+from supervisor_streamlog.logread.logstore import LogStore
+from supervisor_streamlog.logread.searchworker import SearchTimeout, SearchWorker
 
 OPTIONS = {"start": None, "backward": True, "limit": 100, "budget": 0.5, "regex": True}
 

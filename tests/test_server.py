@@ -9,11 +9,11 @@ import pytest
 import tornado.httputil
 
 from supervisor_streamlog.config import ConfigError, from_mapping
+from supervisor_streamlog.logread.rawstore import RawFile
 from supervisor_streamlog.sidecar.auth import ProxyTrust
 from supervisor_streamlog.sidecar.handlers import download_name
 from supervisor_streamlog.sidecar.metrics import render
 from supervisor_streamlog.sidecar.processes import Sidecar
-from supervisor_streamlog.sidecar.rawstore import RawFile
 
 
 def request(peer: str, headers: Dict[str, str]) -> tornado.httputil.HTTPServerRequest:

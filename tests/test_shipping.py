@@ -36,9 +36,9 @@ from supervisor_streamlog.config import from_mapping
 from supervisor_streamlog.forward.forwarder import Feed
 from supervisor_streamlog.forward.relp import RelpClient
 from supervisor_streamlog.forward.syslog import Origin, Severities, message
+from supervisor_streamlog.logread.logstore import LogStore
 from supervisor_streamlog.ondisk.files import Entry, header_base, is_header, process_files
 from supervisor_streamlog.ondisk.formats import JsonFormat, Record, parse
-from supervisor_streamlog.sidecar.logstore import LogStore
 from supervisor_streamlog.tail import run as tail_run
 
 from .rsyslog import Rsyslog, environment_problem, free_port, parse_sd

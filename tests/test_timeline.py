@@ -299,7 +299,7 @@ def test_the_page_gives_the_extra_cases_the_levels_the_sidecar_does(
     page: Page, sidecar: Supervisor
 ) -> None:
     """tests/helpers.py's LEVEL_EXTRA_CASES (escapes, logfmt, numbers, code units)
-    through the page's own Line: the port in sidecar/levels.py is checked against the
+    through the page's own Line: the port in logread/levels.py is checked against the
     same table (tests/test_levels.py)."""
     page.goto(sidecar.url + "/")
     got: List[Any] = page.evaluate(

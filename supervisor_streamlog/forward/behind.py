@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import List, Optional, Protocol, Sequence, Tuple
 
+from ..logread.logstore import LogStore
 from ..ondisk.files import is_header
-from ..sidecar.logstore import LogStore
 
 
 def count_records(store: LogStore, start: int, end: int) -> int:

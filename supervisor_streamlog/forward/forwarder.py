@@ -9,7 +9,7 @@ Run it as a program of its own under supervisord, beside the sidecar::
     command = supervisor-streamlog forward -c %(here)s/supervisord.conf
 
 Like the sidecar it reads only the files, through the same store
-(:class:`~supervisor_streamlog.sidecar.logstore.LogStore`: rotated and ``.gz``
+(:class:`~supervisor_streamlog.logread.logstore.LogStore`: rotated and ``.gz``
 backups included), and it keeps, per destination, the offset up to which
 every process is acknowledged (:mod:`.state`).  One *lane* per destination
 connects, sends each process's records in order in batches, advances the
@@ -50,10 +50,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ..config import Config
+from ..logread.logstore import LogStore
 from ..ondisk.files import Entry
 from ..ondisk.formats import RecordError, parse
 from ..ondisk.logdir import discover
-from ..sidecar.logstore import LogStore
 from .behind import Backlog, count_records, measure, record_time
 from .destinations import Destination, client_for, parse_destinations, tls_context
 from .metrics import DestinationFigures, ProcessFigures, listen

@@ -1,5 +1,5 @@
-"""The sidecar: follows the files capture wrote and serves them over HTTP and WebSocket.
+"""The sidecar: serves the read side (``logread``) over HTTP and WebSocket.
 
-It reads only the files (through ``ondisk``) and supervisord's XML-RPC
+It reads only the files (through ``logread`` and ``ondisk``) and supervisord's XML-RPC
 (``rpc``); it never imports capture.
 """

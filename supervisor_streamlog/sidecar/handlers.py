@@ -24,14 +24,14 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
+from ..logread.histogram import STEP_BYTES, Histograms, QueryError, parse_query
+from ..logread.searchworker import REGEX_DEADLINE, SEARCH_BUDGET, SearchWorker
 from ..ondisk.files import is_header
 from .auth import refuse, send_refusal
-from .histogram import STEP_BYTES, Histograms, QueryError, parse_query
 from .hub import Client, entry_json
 from .metrics import render
 from .processes import ProcessLog, Sidecar
 from .protocol import MAX_MESSAGE, MessageError, parse_message
-from .searchworker import REGEX_DEADLINE, SEARCH_BUDGET, SearchWorker
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 CSP = (

@@ -19,9 +19,9 @@ from typing import Callable, Dict, Optional
 
 from tornado.ioloop import PeriodicCallback
 
+from ..logread.follow import FileFollower
 from ..ondisk.logdir import hosts
 from ..ondisk.paths import host_spec, split_host
-from .follow import FileFollower
 from .watcher import Watcher
 
 log = logging.getLogger(__name__)

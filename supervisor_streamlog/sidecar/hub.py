@@ -48,8 +48,8 @@ from typing import (
     Tuple,
 )
 
+from ..logread.store import Pages
 from ..ondisk.files import Entry, is_header
-from .store import Pages
 
 log = logging.getLogger("supervisor_streamlog.hub")
 

@@ -30,19 +30,19 @@ from typing import Any, Callable, Dict, List, Optional, Set, Union
 import tornado.ioloop
 
 from ..config import Config
+from ..logread.follow import FileFollower
+from ..logread.logstore import LogStore
+from ..logread.rawfollow import RawFollower
+from ..logread.rawstore import RawFile, RawStore, raw_files
+from ..logread.restarts import Tally, scan
+from ..logread.searchworker import SearchWorker
+from ..logread.store import Store
 from ..ondisk.logdir import discover_layout
 from ..ondisk.paths import display_name, host_display, split_host
 from .auth import ProxyTrust
-from .follow import FileFollower
 from .hosts import HostWatchers
 from .hub import Channel, Hub
-from .logstore import LogStore
 from .metrics import ProcessFigures, Snapshot
-from .rawfollow import RawFollower
-from .rawstore import RawFile, RawStore, raw_files
-from .restarts import Tally, scan
-from .searchworker import SearchWorker
-from .store import Store
 from .watcher import Watcher
 
 log = logging.getLogger("supervisor_streamlog.server")

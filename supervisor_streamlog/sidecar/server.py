@@ -32,6 +32,7 @@ import tornado.netutil
 import tornado.web
 
 from ..config import Config
+from ..logread.histogram import Histograms
 from ..rpc import supervisor_proxy
 from .actions import action_routes
 from .auth import ProxyTrust
@@ -47,7 +48,6 @@ from .handlers import (
     ProcessesHandler,
     StaticHandler,
 )
-from .histogram import Histograms
 from .processes import Sidecar
 from .protocol import MAX_MESSAGE
 

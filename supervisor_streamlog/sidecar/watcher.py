@@ -24,9 +24,9 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from ..logread.follow import FileFollower
 from ..ondisk.logdir import discover, group_dir, parse_name
 from ..ondisk.paths import quote_name, split_process
-from .follow import FileFollower
 from .inotify import (
     DIR_MASK,
     IN_CREATE,

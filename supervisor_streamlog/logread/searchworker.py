@@ -37,9 +37,9 @@ REGEX_DEADLINE = SEARCH_BUDGET + 2.0
 #: Stores a worker keeps between searches (each may cache decompressed backups).
 _WORKER_STORES = 2
 _PRELOAD = [
-    "supervisor_streamlog.sidecar.searchworker",
-    "supervisor_streamlog.sidecar.logstore",
-    "supervisor_streamlog.sidecar.rawstore",
+    "supervisor_streamlog.logread.searchworker",
+    "supervisor_streamlog.logread.logstore",
+    "supervisor_streamlog.logread.rawstore",
 ]
 
 #: Builds a store in the worker; must pickle (a class and plain arguments).
