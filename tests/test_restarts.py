@@ -16,7 +16,7 @@ import pytest
 from supervisor_streamlog.capture.core import Capture, status_fields
 from supervisor_streamlog.config import from_mapping
 from supervisor_streamlog.logread.follow import FileFollower
-from supervisor_streamlog.logread.restarts import Tally, scan, status_lines
+from supervisor_streamlog.logread.restarts import RestartTally, scan, status_lines
 from supervisor_streamlog.ondisk.files import process_files
 from supervisor_streamlog.ondisk.formats import parse
 
@@ -64,7 +64,7 @@ def test_status_lines_finds_status_records_and_nothing_else(tmp_path: Path, fmt:
 
 
 def test_tally_counts_starts_crashes_and_the_last_exit() -> None:
-    tally = Tally()
+    tally = RestartTally()
     lines = [
         b"2026-12-03T10:00:00.000000+00:00 status STARTING tries=0",
         b"2026-12-03T10:00:00.100000+00:00 status RUNNING pid=7",
@@ -99,7 +99,7 @@ def test_tally_counts_starts_crashes_and_the_last_exit() -> None:
 
 
 def test_merge_older_adds_the_scan_under_what_the_follower_counted() -> None:
-    older, newer = Tally(), Tally()
+    older, newer = RestartTally(), RestartTally()
     older.add_lines(
         [
             b"2026-12-03T09:00:00.000000+00:00 status STARTING tries=0",
@@ -182,6 +182,6 @@ def test_the_follower_hands_on_status_records_whether_it_parses_or_not(tmp_path:
         follower.poll()
     capture.close()
     follower.poll()
-    tally = Tally()
+    tally = RestartTally()
     tally.add_lines(found)
     assert (tally.starts, tally.crashes) == (34, 34)

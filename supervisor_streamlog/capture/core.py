@@ -65,10 +65,11 @@ def status_fields(
     return fields
 
 
-def report_to_stderr(message: str) -> None:
-    """Default diagnostics sink: one line on stderr (never stdout)."""
+def report_to_stderr(message: str, who: str = "streamlog") -> None:
+    """Default diagnostics sink: one line on stderr, never stdout (a listener's stdout is
+    the protocol, and ``receive``'s is omprog's answers); ``who`` starts the line."""
     try:
-        sys.stderr.write(f"streamlog: {message}\n")
+        sys.stderr.write(f"{who}: {message}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass

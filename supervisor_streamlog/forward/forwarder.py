@@ -56,7 +56,7 @@ from ..ondisk.formats import RecordError, parse
 from ..ondisk.logdir import discover
 from .behind import Backlog, count_records, measure, record_time
 from .destinations import Destination, client_for, parse_destinations, tls_context
-from .metrics import DestinationFigures, ProcessFigures, listen
+from .metrics import DeliveryFigures, DestinationFigures, listen
 from .octet import SendError
 from .state import State, StateError, load_or_start, read_only, state_directory, state_path
 from .syslog import Origin, Severities, encoder, wanted
@@ -512,11 +512,11 @@ class Forwarder:
         async with self._measuring:
             feeds = [(lane, feed) for lane in self.lanes for feed in list(lane.feeds.values())]
             found = await measure([feed for _, feed in feeds])
-        processes: Dict[int, List[ProcessFigures]] = {id(lane): [] for lane in self.lanes}
+        processes: Dict[int, List[DeliveryFigures]] = {id(lane): [] for lane in self.lanes}
         for (lane, feed), behind in zip(feeds, found):
             backlog = feed.backlog
             processes[id(lane)].append(
-                ProcessFigures(
+                DeliveryFigures(
                     feed.spec,
                     backlog.sent,
                     backlog.acked,

@@ -31,7 +31,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True)
-class ProcessFigures:
+class DeliveryFigures:
     """One process as one destination stands."""
 
     process: str
@@ -53,7 +53,7 @@ class DestinationFigures:
     errors: int
     #: The last failure while it lasts (None once connected again).
     error: Optional[str]
-    processes: List[ProcessFigures]
+    processes: List[DeliveryFigures]
 
 
 Measure = Callable[[], Awaitable[List[DestinationFigures]]]
@@ -135,7 +135,7 @@ def render(figures: Sequence[DestinationFigures]) -> bytes:
     return generate_latest(registry)
 
 
-class MetricsHandler(tornado.web.RequestHandler):
+class ForwardMetricsHandler(tornado.web.RequestHandler):
     """``GET /metrics``: measured at each scrape."""
 
     def initialize(self, measure: Measure) -> None:
@@ -159,7 +159,7 @@ def listen(bind: str, measure: Measure) -> tornado.httpserver.HTTPServer:
     Raises OSError when the address cannot be bound.
     """
     app = tornado.web.Application(
-        [(r"/metrics", MetricsHandler, {"measure": measure})], log_function=_log_request
+        [(r"/metrics", ForwardMetricsHandler, {"measure": measure})], log_function=_log_request
     )
     server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=60)
     if bind.startswith("unix:"):

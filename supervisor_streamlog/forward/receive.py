@@ -79,6 +79,7 @@ from datetime import datetime
 from typing import IO, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
+from ..capture.core import report_to_stderr
 from ..capture.writer import Compressor, RotatingWriter, content_size
 from ..config import Config
 from ..ondisk.files import backup_path, header_base, is_header
@@ -430,13 +431,9 @@ class Process:
 Report = Callable[[str], None]
 
 
-def report_to_stderr(message: str) -> None:
+def report(message: str) -> None:
     """Diagnostics go to stderr (omprog's ``output=`` file), never stdout."""
-    try:
-        sys.stderr.write(f"streamlog receive: {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    report_to_stderr(message, "streamlog receive")
 
 
 class Sink:
@@ -445,7 +442,7 @@ class Sink:
     def __init__(
         self,
         config: Config,
-        report: Report = report_to_stderr,
+        report: Report = report,
         clock: Callable[[], float] = time.time,
         compressor: Optional[Compressor] = None,
     ) -> None:
@@ -614,7 +611,7 @@ def serve(sink: Sink, stdin: IO[bytes], stdout: IO[bytes]) -> int:
 def run(config: Config) -> int:
     """Entry point of ``supervisor-streamlog receive``."""
     if config.layout != "hosts":
-        report_to_stderr(
+        report(
             f"{config.source}: set layout = hosts in [streamlog]: receive writes one "
             "directory per host, which serve reads only with layout = hosts"
         )
@@ -624,17 +621,17 @@ def run(config: Config) -> int:
     sink = Sink(config)
     if sink.compressor is not None:
         sink.compressor.start()
-    report_to_stderr(f"writing to {config.logdir} (one directory per host)")
+    report(f"writing to {config.logdir} (one directory per host)")
     try:
         return serve(sink, sys.stdin.buffer, sys.stdout.buffer)
     except BrokenPipeError:  # rsyslog went away without closing our stdin first
-        report_to_stderr("rsyslog closed the pipe: exiting")
+        report("rsyslog closed the pipe: exiting")
         return 0
     finally:
         sink.close()
         os.close(held)
         counts = ", ".join(f"{n} {reason}" for reason, n in sorted(sink.refused.items()))
-        report_to_stderr(
+        report(
             f"done: {sink.written} written, {sink.duplicates} repeats dropped"
             + (f", refused: {counts}" if counts else "")
         )

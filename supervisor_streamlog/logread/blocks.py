@@ -10,7 +10,7 @@ Decompressed ``.gz`` backups are kept in a small cache (a few files, bounded
 in bytes), since paging through one reads it many times.
 
 A *block* is a run of whole records of one file; blocks go forward from an
-offset or backward from one, and a :class:`Gap` stands for a range of the log
+offset or backward from one, and a :class:`DeletedRange` stands for a range of the log
 that no file holds any more (deleted by retention, or by hand).
 """
 
@@ -73,7 +73,7 @@ class Block(NamedTuple):
         return lines
 
 
-class Gap(NamedTuple):
+class DeletedRange(NamedTuple):
     """A range of the log that no file holds (deleted)."""
 
     start: int
@@ -90,7 +90,7 @@ class Vanished(Exception):
 
 
 @dataclasses.dataclass
-class Tally:
+class BadLines:
     """Lines that are not records, met while reading."""
 
     bad: int = 0  # unparseable lines and torn record ends
@@ -223,8 +223,8 @@ class BlockStore:
     # ------------------------------------------------------------ blocks
 
     def _forward_blocks(
-        self, rd: Reader, files: List[LogFile], start: int, first: int, tally: Tally
-    ) -> Iterator[Union[Block, Gap]]:
+        self, rd: Reader, files: List[LogFile], start: int, first: int, tally: BadLines
+    ) -> Iterator[Union[Block, DeletedRange]]:
         """Whole-record blocks from the first record starting at or after ``start``."""
         previous: Optional[LogFile] = None
         for index, f in enumerate(files):
@@ -232,15 +232,15 @@ class BlockStore:
                 previous = f
                 continue
             if previous is None and start < f.base:
-                yield Gap(start, f.base, True)
+                yield DeletedRange(start, f.base, True)
             elif previous is not None and previous.end < f.base:
-                yield Gap(max(previous.end, start), f.base, False)
+                yield DeletedRange(max(previous.end, start), f.base, False)
             previous = f
             local = max(start - f.base, 0)
             yield from self._file_forward(rd, f, local, first, tally, index == len(files) - 1)
 
     def _file_forward(
-        self, rd: Reader, f: LogFile, pos: int, first: int, tally: Tally, last: bool
+        self, rd: Reader, f: LogFile, pos: int, first: int, tally: BadLines, last: bool
     ) -> Iterator[Block]:
         if pos > 0:
             # Resync: a record starts at pos only if the byte before it is a newline.
@@ -272,8 +272,8 @@ class BlockStore:
             size = min(size * 2, MAX_BLOCK)
 
     def _backward_blocks(
-        self, rd: Reader, files: List[LogFile], end: int, first: int, tally: Tally
-    ) -> Iterator[Union[Block, Gap]]:
+        self, rd: Reader, files: List[LogFile], end: int, first: int, tally: BadLines
+    ) -> Iterator[Union[Block, DeletedRange]]:
         """Whole-record blocks ending at or before ``end``, newest first."""
         newer_base: Optional[int] = None
         for index in range(len(files) - 1, -1, -1):
@@ -282,16 +282,16 @@ class BlockStore:
                 newer_base = f.base
                 continue
             if newer_base is not None and f.end < min(newer_base, end):
-                yield Gap(f.end, min(newer_base, end), False)
+                yield DeletedRange(f.end, min(newer_base, end), False)
             newer_base = f.base
             hi = min(end, f.end) - f.base
             yield from self._file_backward(rd, f, hi, first, tally, index == len(files) - 1)
         oldest = files[0].base if files else 0
         if min(oldest, end) > 0:
-            yield Gap(0, min(oldest, end), True)
+            yield DeletedRange(0, min(oldest, end), True)
 
     def _file_backward(
-        self, rd: Reader, f: LogFile, hi: int, first: int, tally: Tally, last: bool
+        self, rd: Reader, f: LogFile, hi: int, first: int, tally: BadLines, last: bool
     ) -> Iterator[Block]:
         stop = hi  # every complete record before ``stop`` is still to be yielded
         bounded = False  # ``stop`` is a record boundary (the last one before hi)

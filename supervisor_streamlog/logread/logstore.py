@@ -44,10 +44,10 @@ from .blocks import (
     FIRST_BLOCK,
     MAX_BLOCK,
     RETRIES,
+    BadLines,
     BlockStore,
-    Gap,
+    DeletedRange,
     Reader,
-    Tally,
     Vanished,
     lines_backward,
     lines_forward,
@@ -220,13 +220,13 @@ class LogStore(BlockStore):
         oldest = files[0].base
         start = oldest if start is None else max(start, 0)
         complete = self._complete_end(rd, files)
-        tally = Tally()
+        tally = BadLines()
         entries: List[Any] = []  # Entry (or Line, collected by _take)
         missing: Optional[Tuple[int, int]] = None
         if limit > 0 and start < complete:
             blocks = self._forward_blocks(rd, files, start, _block_for(limit), tally)
             for item in blocks:
-                if isinstance(item, Gap):
+                if isinstance(item, DeletedRange):
                     if entries:
                         break  # the next page starts at the hole and reports it
                     missing = missing or (item.start, item.end)
@@ -247,12 +247,12 @@ class LogStore(BlockStore):
         oldest = files[0].base
         complete = self._complete_end(rd, files)
         end = complete if end is None else max(min(end, complete), 0)
-        tally = Tally()
+        tally = BadLines()
         entries: List[Entry] = []
         missing: Optional[Tuple[int, int]] = None
         if limit > 0:
             for item in self._backward_blocks(rd, files, end, _block_for(limit), tally):
-                if isinstance(item, Gap):
+                if isinstance(item, DeletedRange):
                     if entries and not item.oldest:
                         break
                     missing = missing or (item.start, item.end)
@@ -350,16 +350,16 @@ def _block_for(limit: int) -> int:
 
 #: What turns lines into a page's entries: (lines, entries so far, limit, tally) ->
 #: whether the page is full.
-Collector = Callable[[Iterator[Line], List[Any], int, Tally], bool]
+Collector = Callable[[Iterator[Line], List[Any], int, BadLines], bool]
 
 
-def _take(lines: Iterator[Line], taken: List[Line], limit: int, tally: Tally) -> bool:
+def _take(lines: Iterator[Line], taken: List[Line], limit: int, tally: BadLines) -> bool:
     """Lines as they are (parsed by the caller) until there are ``limit``; True once there are."""
     taken.extend(islice(lines, limit - len(taken)))
     return len(taken) >= limit
 
 
-def _collect(lines: Iterator[Line], entries: List[Entry], limit: int, tally: Tally) -> bool:
+def _collect(lines: Iterator[Line], entries: List[Entry], limit: int, tally: BadLines) -> bool:
     """Parse lines into entries until there are ``limit``; True once there are."""
     for offset, end, line in lines:
         try:

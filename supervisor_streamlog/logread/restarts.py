@@ -12,7 +12,7 @@ newest :data:`SCAN_BYTES` before the follower's start (:func:`scan`, off the
 IOLoop), and from then on adds the status records its follower reads
 (:func:`status_lines` finds them with a byte search, so the records of a
 process nobody watches are still not parsed).  Nothing rescans a history per
-request: ``/api/processes`` reads a :class:`Tally`'s figures.
+request: ``/api/processes`` reads a :class:`RestartTally`'s figures.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def status_lines(data: bytes, end: Optional[int] = None) -> List[bytes]:
 
 
 @dataclass
-class Tally:
+class RestartTally:
     """Starts and exits counted from one process's status records."""
 
     #: STARTING records: supervisord spawned the program.
@@ -122,7 +122,7 @@ class Tally:
         self.crashes += 1
         self.recent_crashes = (self.recent_crashes + [time])[-RECENT_CRASHES:]
 
-    def merge_older(self, older: Tally) -> None:
+    def merge_older(self, older: RestartTally) -> None:
         """Add what was counted before this tally's first record (the start-up scan)."""
         self.starts += older.starts
         self.crashes += older.crashes
@@ -167,7 +167,7 @@ def _tail_of(path: str, compressed: bool, hi: int, budget: int) -> Optional[byte
     return data
 
 
-def scan(path: str, end: int, budget: int = SCAN_BYTES) -> Tally:
+def scan(path: str, end: int, budget: int = SCAN_BYTES) -> RestartTally:
     """Count the status records of the newest ``budget`` bytes before offset ``end``.
 
     Run once per process, off the IOLoop, when the sidecar finds its log
@@ -190,7 +190,7 @@ def scan(path: str, end: int, budget: int = SCAN_BYTES) -> Tally:
             left -= len(data)
     except OSError:
         pass
-    tally = Tally()
+    tally = RestartTally()
     for data in reversed(pieces):  # oldest first
         if tally.since is None and b"\n" in data:
             try:

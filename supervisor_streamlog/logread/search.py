@@ -18,7 +18,7 @@ from typing import Iterator, List, Optional, Pattern, Union
 
 from ..ondisk.files import Entry, LogFile, is_header
 from ..ondisk.formats import Record, RecordError, parse
-from .blocks import Block, BlockStore, Gap, Reader, Tally
+from .blocks import BadLines, Block, BlockStore, DeletedRange, Reader
 
 #: Bytes scanned per block.
 SEARCH_BLOCK = 256 * 1024
@@ -57,8 +57,8 @@ def search(
     if not files or limit <= 0 or matcher.never:
         return SearchResult([], None, 0, True)
     complete = store._complete_end(rd, files)
-    tally = Tally()
-    blocks: Iterator[Union[Block, Gap]]
+    tally = BadLines()
+    blocks: Iterator[Union[Block, DeletedRange]]
     if backward:
         end = complete if start is None else min(start, complete)
         blocks = store._backward_blocks(rd, files, end, SEARCH_BLOCK, tally)
@@ -68,7 +68,7 @@ def search(
     found: List[Entry] = []
     scanned = 0
     for item in blocks:
-        if isinstance(item, Gap):
+        if isinstance(item, DeletedRange):
             continue
         hits = matcher.scan(item)
         scanned += item.hi - item.lo

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..ondisk.files import LogFile, is_header
 from ..ondisk.formats import RecordError, parse
-from .blocks import FIRST_BLOCK, MAX_BLOCK, BlockStore, Reader, Tally, lines_forward
+from .blocks import FIRST_BLOCK, MAX_BLOCK, BadLines, BlockStore, Reader, lines_forward
 
 _SEEK_SPAN = 64 * 1024  # bisect down to this, then scan
 _JSON_TIME = re.compile(rb'\{\s*"time"\s*:\s*"([^"\\]{1,64})"')
@@ -72,7 +72,7 @@ class TimeSeek:
                 lo = probe[0]
             else:
                 hi = probe[0]
-        tally = Tally()
+        tally = BadLines()
         for item in self.store._file_forward(rd, f, lo, FIRST_BLOCK, tally, last):
             for offset, _end, line in lines_forward(item):
                 if offset - f.base >= hi:

@@ -129,7 +129,7 @@ def own_spec(environ: Any = os.environ) -> Optional[str]:
     return f"{group}:{name}" if name else None
 
 
-class Control:
+class ProcessControl:
     """The actions of one sidecar: the token secret, the XML-RPC proxy, its thread."""
 
     def __init__(self, sidecar: Sidecar, rpc: Optional[ProxyFactory] = None) -> None:
@@ -193,7 +193,7 @@ class Control:
 class ActionsHandler(BaseHandler):
     """``GET /api/actions``: whether process control is on, and the page's token."""
 
-    def initialize(self, sidecar: Sidecar, control: Control) -> None:  # type: ignore[override]
+    def initialize(self, sidecar: Sidecar, control: ProcessControl) -> None:  # type: ignore[override]
         super().initialize(sidecar)
         self.control = control
 
@@ -218,7 +218,7 @@ class ActionsHandler(BaseHandler):
 class ProcessActionHandler(BaseHandler):
     """``POST /api/process/NAME/ACTION``: start, stop, restart or signal a process."""
 
-    def initialize(self, sidecar: Sidecar, control: Control) -> None:  # type: ignore[override]
+    def initialize(self, sidecar: Sidecar, control: ProcessControl) -> None:  # type: ignore[override]
         super().initialize(sidecar)
         self.control = control
 
@@ -283,7 +283,7 @@ class ProcessActionHandler(BaseHandler):
 
 def action_routes(sidecar: Sidecar, rpc: Optional[ProxyFactory] = None) -> List[Tuple[Any, ...]]:
     """The URL specs of process control, for ``server.make_app``."""
-    kwargs = {"sidecar": sidecar, "control": Control(sidecar, rpc)}
+    kwargs = {"sidecar": sidecar, "control": ProcessControl(sidecar, rpc)}
     return [
         (r"/api/actions", ActionsHandler, kwargs),
         (r"/api/process/([^/]+)/([^/]+)", ProcessActionHandler, kwargs),

@@ -30,7 +30,7 @@ from ..ondisk.files import is_header
 from .auth import refuse, send_refusal
 from .hub import Client, entry_json
 from .metrics import render
-from .processes import ProcessLog, Sidecar
+from .processes import ServedProcess, Sidecar
 from .protocol import MAX_MESSAGE, MessageError, parse_message
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
@@ -216,7 +216,7 @@ class LogHandler(BaseHandler):
 
     @staticmethod
     def _read(
-        shown: ProcessLog,
+        shown: ServedProcess,
         worker: SearchWorker,
         limit: int,
         cursor: Optional[int],
@@ -331,7 +331,7 @@ class HealthHandler(tornado.web.RequestHandler):
         )
 
 
-class MetricsHandler(BaseHandler):
+class SidecarMetricsHandler(BaseHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(render(self.sidecar.snapshot()))

@@ -69,7 +69,7 @@ class Sender(Protocol):
 Item = Tuple[int, int, Optional[str]]
 
 
-class Control(NamedTuple):
+class HubNotice(NamedTuple):
     """A control message queued among the records (``skipped``, ``reset``).
 
     It has the shape of an :data:`Item` (start and end at the cursor it moves
@@ -128,7 +128,7 @@ class Subscription:
         self.client = client
         self.queue: Deque[Item] = collections.deque()
         self.queued_bytes = 0
-        #: Control messages (gap, reset) in ``queue``: with none, the queue is one
+        #: Notices (skipped, reset) in ``queue``: with none, the queue is one
         #: contiguous run of records and a frame is taken without looking at each.
         self.controls = 0
         #: Everything before this offset has been sent (or reported skipped).
@@ -168,7 +168,7 @@ class Subscription:
         if self.catching_up and not force:
             return  # the catch-up's own reading will meet the same gap
         self.catching_up = False
-        self.queue.append(Control(cursor, cursor, json.dumps(message)))
+        self.queue.append(HubNotice(cursor, cursor, json.dumps(message)))
         self.controls += 1
         self.channel.hub.schedule(self.client)
 
@@ -243,9 +243,9 @@ class Client:
                 count = min(len(sub.queue), FRAME_ENTRIES)
                 batch = [sub.queue.popleft() for _ in range(count)]
                 sub.queued_bytes -= sub.channel.span(batch[0][0], batch[-1][1])
-            elif isinstance(sub.queue[0], Control):
+            elif isinstance(sub.queue[0], HubNotice):
                 control = sub.queue.popleft()
-                assert isinstance(control, Control)
+                assert isinstance(control, HubNotice)
                 sub.controls -= 1
                 sub.cursor = control.end
                 self.send(control.message)
@@ -253,7 +253,7 @@ class Client:
             else:
                 count = 0
                 for item in sub.queue:
-                    if count == FRAME_ENTRIES or isinstance(item, Control):
+                    if count == FRAME_ENTRIES or isinstance(item, HubNotice):
                         break
                     count += 1
                 batch = [sub.queue.popleft() for _ in range(count)]
@@ -341,7 +341,7 @@ class Client:
         """History already sent what the queue holds before the cursor."""
         while sub.queue and sub.queue[0][0] < sub.cursor:
             item = sub.queue.popleft()
-            if isinstance(item, Control):
+            if isinstance(item, HubNotice):
                 sub.controls -= 1
             else:
                 sub.queued_bytes -= sub.channel.span(item[0], item[1])

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 
 @dataclass(frozen=True)
-class ProcessFigures:
+class ReadFigures:
     """What the sidecar has read of one process's log."""
 
     name: str
@@ -32,7 +32,7 @@ class ProcessFigures:
 class Snapshot:
     """The sidecar's figures at one moment (for /metrics and /healthz)."""
 
-    processes: List[ProcessFigures]
+    processes: List[ReadFigures]
     clients: int
     queued_records: int
     sent_records: int

@@ -9,7 +9,7 @@ A process is shown from one of two sources:
   a :class:`~.rawfollow.RawFollower` and paged by a :class:`~.rawstore.RawStore`,
   until capture takes the process over.
 
-Either way its :class:`ProcessLog` holds the follower, the stores (one for the
+Either way its :class:`ServedProcess` holds the follower, the stores (one for the
 IOLoop's catch-up reads, one for the history thread: store caches are not
 shared across threads), the hub channel and the counters.  Process *states*
 come from supervisord's XML-RPC, polled here and broadcast on change; a
@@ -34,7 +34,7 @@ from ..logread.follow import FileFollower
 from ..logread.logstore import LogStore
 from ..logread.rawfollow import RawFollower
 from ..logread.rawstore import RawFile, RawStore, raw_files
-from ..logread.restarts import Tally, scan
+from ..logread.restarts import RestartTally, scan
 from ..logread.searchworker import SearchWorker
 from ..logread.store import Store
 from ..ondisk.logdir import discover_layout
@@ -42,7 +42,7 @@ from ..ondisk.paths import display_name, host_display, split_host
 from .auth import ProxyTrust
 from .hosts import HostWatchers
 from .hub import Channel, Hub
-from .metrics import ProcessFigures, Snapshot
+from .metrics import ReadFigures, Snapshot
 from .watcher import Watcher
 
 log = logging.getLogger("supervisor_streamlog.server")
@@ -60,7 +60,7 @@ _STATE_KEYS = ("state", "pid", "start", "stop", "exitstatus")
 
 
 @dataclass
-class ProcessLog:
+class ServedProcess:
     """One process's log as the sidecar serves it."""
 
     spec: str
@@ -76,7 +76,7 @@ class ProcessLog:
     lines: int = 0
     bytes: int = 0
     #: Starts and exits counted from its status records (captured processes).
-    tally: Optional[Tally] = None
+    tally: Optional[RestartTally] = None
 
     @property
     def captured(self) -> bool:
@@ -97,7 +97,7 @@ class Sidecar:
         #: of a history request in the queue.
         self._scan_executor = concurrent.futures.ThreadPoolExecutor(1, "streamlog-restarts")
         self.hub = Hub(call_soon=self._call_soon, run_blocking=self._run_blocking)
-        self.logs: Dict[str, ProcessLog] = {}
+        self.logs: Dict[str, ServedProcess] = {}
         self.watcher: Optional[Union[Watcher, HostWatchers]] = None
         self.rpc = rpc
         #: supervisord's view of every process (``state`` frames), by spec.
@@ -179,7 +179,7 @@ class Sidecar:
         )
         channel = self.hub.add_channel(Channel(self.hub, spec, LogStore(path), follower.position))
         recipe = functools.partial(LogStore, path)
-        shown = self.logs[spec] = ProcessLog(spec, channel, follower, recipe(), recipe, path)
+        shown = self.logs[spec] = ServedProcess(spec, channel, follower, recipe(), recipe, path)
         if old is not None:
             # The counters are Prometheus counters: they go on across the takeover.
             shown.lines, shown.bytes = old.lines, old.bytes
@@ -215,7 +215,7 @@ class Sidecar:
         channel = self.hub.channel(spec, store, follower.position)
         channel.describe = {"uncaptured": True}
         # A RawStore keeps nothing between calls: the history thread may share it.
-        self.logs[spec] = ProcessLog(
+        self.logs[spec] = ServedProcess(
             spec, channel, follower, store, functools.partial(RawStore, files)
         )
 
@@ -257,16 +257,16 @@ class Sidecar:
                 return spec
         return None
 
-    def _count_restarts(self, shown: ProcessLog, end: int) -> None:
+    def _count_restarts(self, shown: ServedProcess, end: int) -> None:
         """Count the restarts the files hold before ``end`` (where the follower
         starts), once, on a thread of its own; the follower counts the rest."""
-        shown.tally = Tally()
+        shown.tally = RestartTally()
         assert shown.path is not None
         counted = tornado.ioloop.IOLoop.current().run_in_executor(
             self._scan_executor, scan, shown.path, end
         )
 
-        def done(future: asyncio.Future[Tally]) -> None:
+        def done(future: asyncio.Future[RestartTally]) -> None:
             if future.cancelled() or future.exception() is not None:
                 if not future.cancelled():
                     log.warning("counting %s's restarts failed: %r", shown.spec, future.exception())
@@ -425,7 +425,7 @@ class Sidecar:
         for spec in self._specs():
             shown = self.logs.get(spec)
             if shown is None:
-                figures.append(ProcessFigures(spec, 0, 0, None))
+                figures.append(ReadFigures(spec, 0, 0, None))
                 continue
             lag: Optional[int] = None
             if shown.path is not None and isinstance(shown.follower, FileFollower):
@@ -433,7 +433,7 @@ class Sidecar:
                     lag = max(0, os.path.getsize(shown.path) - shown.follower.file_position)
                 except OSError:
                     lag = 0
-            figures.append(ProcessFigures(spec, shown.lines, shown.bytes, lag))
+            figures.append(ReadFigures(spec, shown.lines, shown.bytes, lag))
         return Snapshot(
             processes=figures,
             clients=len(self.hub.clients),

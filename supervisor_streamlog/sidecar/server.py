@@ -43,9 +43,9 @@ from .handlers import (
     HistogramHandler,
     LiveHandler,
     LogHandler,
-    MetricsHandler,
     PageHandler,
     ProcessesHandler,
+    SidecarMetricsHandler,
     StaticHandler,
 )
 from .processes import Sidecar
@@ -71,7 +71,7 @@ def make_app(sidecar: Sidecar) -> tornado.web.Application:
             (r"/api/log/([^/]+)/histogram", HistogramHandler, histograms),
             (r"/ws", LiveHandler, kwargs),
             (r"/healthz", HealthHandler, kwargs),
-            (r"/metrics", MetricsHandler, kwargs),
+            (r"/metrics", SidecarMetricsHandler, kwargs),
             *action_routes(sidecar),
         ],
         websocket_max_message_size=MAX_MESSAGE,
