@@ -1,10 +1,12 @@
 """``supervisor-streamlog tail``: the last records of processes, merged into one
 timeline, and new ones as they come.
 
-Reads the files the capture writes (the live file and its backups, through
-:class:`.logread.logstore.LogStore` for the backlog), so it works whether or
-not the sidecar runs.  Follows across rotation the way ``tail -F`` does: the
-old file is drained before switching.
+Reads the files the capture writes (the live file and its backups), so it
+works whether or not the sidecar runs: the backlog through
+:class:`.logread.logstore.LogStore`, new records through
+:class:`.logread.follow.FileFollower` -- the sidecar's follower, which
+crosses rotation the way ``tail -F`` does (the old file is drained before
+switching) and knows files by their header's offset.
 
 What it prints, one line per line of the child's output::
 
@@ -20,27 +22,25 @@ own order kept); live lines are held at most ``window`` seconds to put them
 in time order across processes.  SGR colours are kept for a terminal and
 stripped otherwise; every other control character or escape sequence (except
 tab) is shown escaped as text (``\\x1b[2J``), so a log cannot retitle, move
-the cursor in, or clear the user's terminal.  This module is over 500 lines
-because it holds the whole command: selection, joining, merging, rendering,
-following (with the walk of rotated backups).
+the cursor in, or clear the user's terminal.
 """
 
 from __future__ import annotations
 
 import collections
-import gzip
 import heapq
 import os
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import BinaryIO, Deque, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
+from typing import Deque, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple
 
 from .config import Config
+from .logread.follow import FileFollower
 from .logread.logstore import LogStore
-from .ondisk.files import Entry, header_base, is_header, read_base, record_end, walk
-from .ondisk.formats import Record, RecordError, parse
+from .ondisk.files import Entry, is_header
+from .ondisk.formats import Record
 from .ondisk.paths import (
     display_name,
     log_path,
@@ -322,6 +322,56 @@ def _join(entries: Iterable[Entry], joiner: Joiner, follow: bool) -> Iterator[Li
         yield from joiner.flush()
 
 
+# ---------------------------------------------------------------- following
+
+
+class LiveLog:
+    """One process's records as they are completed, across rotation and gzip.
+
+    A thin wrapper of :class:`.logread.follow.FileFollower` (the one
+    follower of the package, the sidecar's too): it starts at the end of the
+    last complete record there now (:attr:`position`, where the backlog
+    stops), keeps the file it reads open, and finds the next one by its
+    header's base offset -- so a rotation in the middle of a walk of the
+    backups, or a backup compressed between two looks, loses nothing and
+    reads nothing twice.  File headers are left out.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._records: List[Record] = []
+        self.follower = FileFollower(path, None, self._take)
+
+    @property
+    def position(self) -> int:
+        """The offset of the next record it will read: where the backlog ends."""
+        return self.follower.position
+
+    @property
+    def pending(self) -> bool:
+        """Whether the last :meth:`poll` stopped at its budget with more to read."""
+        return self.follower.pending
+
+    def poll(self) -> List[Record]:
+        """The records completed since the last poll, in file order."""
+        self.follower.poll()
+        return self.take()
+
+    def take(self) -> List[Record]:
+        """Records read and not handed out yet (what a poll cut short by Ctrl-C read)."""
+        records, self._records = self._records, []
+        return records
+
+    def close(self) -> None:
+        """Close the file being read."""
+        self.follower.close()
+
+    def _take(self, entries: List[Entry]) -> None:
+        for entry in entries:
+            record = entry.record
+            if not is_header(record.stream, record.data):
+                self._records.append(record)
+
+
 # ---------------------------------------------------------------- running
 
 
@@ -343,71 +393,89 @@ def run(
     follow if asked, holding live lines at most ``window`` seconds to order them."""
     printer = Printer(out, len(names) > 1, colour, grep, since, until)
     counter: collections.Counter[str] = collections.Counter()
-    procs = []
-    backlogs = []
-    for spec in names:
-        host, local = split_host(spec) if config.layout == "hosts" else ("", spec)
-        group, process = split_process(local)
-        logdir = config.logdir
-        if host:  # as the page names it, or as its directory is named
-            logdir = os.path.join(logdir, quote_name(unquote_name(host)))
-        path = log_path(logdir, group, process)
-        name = display_name(group, process)
-        if host:  # one word, as the other fields: web1/web
-            name = f"{unquote_name(host)}/{name}"
-        # Where following starts: taken before reading the backlog, and the
-        # backlog read up to exactly there, so nothing falls in between.
-        try:
-            st = os.stat(path)
-            offset = _record_end(path, st.st_size)
-            base = read_base(path)
-            state: tuple = (st.st_ino, offset, b"", base)
-            end = None if base is None else base + offset
-        except FileNotFoundError:
-            state, end = (0, 0, b"", None), 0
-        joiner = Joiner(name, counter)
-        backlogs.append(backlog(path, end, count, printer, joiner, follow))
-        procs.append((path, joiner, state))
-    for line in heapq.merge(*backlogs, key=lambda line: line.when):
-        printer.write(line)
-    out.flush()
-    if not follow:
-        return 0
-    for _, joiner, _ in procs:  # pieces the backlog ended in: their rest may come
+    procs: List[Tuple[LiveLog, Joiner]] = []
+    try:
+        backlogs = []
+        for spec in names:
+            path, name = _locate(config, spec)
+            # Where following starts: taken before reading the backlog, and the
+            # backlog read up to exactly there, so nothing falls in between.
+            live = LiveLog(path)
+            joiner = Joiner(name, counter)
+            backlogs.append(backlog(path, live.position, count, printer, joiner, follow))
+            procs.append((live, joiner))
+        for line in heapq.merge(*backlogs, key=lambda line: line.when):
+            printer.write(line)
+        out.flush()
+        if follow:
+            _follow(procs, printer, out, poll, deadline, window)
+    finally:
+        for live, _ in procs:
+            live.close()
+    return 0
+
+
+def _locate(config: Config, spec: str) -> Tuple[str, str]:
+    """The live file of the process ``spec`` names, and the name to print for it."""
+    host, local = split_host(spec) if config.layout == "hosts" else ("", spec)
+    group, process = split_process(local)
+    logdir = config.logdir
+    if host:  # as the page names it, or as its directory is named
+        logdir = os.path.join(logdir, quote_name(unquote_name(host)))
+    name = display_name(group, process)
+    if host:  # one word, as the other fields: web1/web
+        name = f"{unquote_name(host)}/{name}"
+    return log_path(logdir, group, process), name
+
+
+def _follow(
+    procs: List[Tuple[LiveLog, Joiner]],
+    printer: Printer,
+    out: TextIO,
+    poll: float,
+    deadline: Optional[float],
+    window: float,
+) -> None:
+    """Print new lines until Ctrl-C (or ``deadline``), each held at most
+    ``window`` seconds to put the lines of several processes in time order."""
+    for _, joiner in procs:  # pieces the backlog ended in: their rest may come
         for held in joiner.held.values():
             held.arrived = time.monotonic()
-    states = [state for _, _, state in procs]
     pending: List[Deque[Line]] = [collections.deque() for _ in procs]
+
+    def add(i: int, records: List[Record], now: float) -> None:
+        joiner = procs[i][1]
+        for record in records:
+            done = joiner.add(record, now)
+            if done is not None:
+                done.arrived = done.arrived or now
+                pending[i].append(done)
+
     try:
         while deadline is None or time.monotonic() < deadline:
             now = time.monotonic()
-            for i, (path, joiner, _) in enumerate(procs):
-                records: List[Record] = []
-                states[i] = _follow_once(path, states[i], records)
-                for record in records:
-                    done = joiner.add(record, now)
-                    if done is not None:
-                        done.arrived = done.arrived or now
-                        pending[i].append(done)
+            for i, (live, joiner) in enumerate(procs):
+                add(i, live.poll(), now)
                 for line in joiner.flush(older_than=now - window):
                     pending[i].append(line)
             _release(pending, printer, time.monotonic() - window)
             out.flush()
-            wait = poll
+            wait = 0.0 if any(live.pending for live, _ in procs) else poll
             for queue in pending:
                 if queue:
                     wait = min(wait, queue[0].arrived + window - time.monotonic())
-            for _, joiner, _ in procs:
+            for _, joiner in procs:
                 for line in joiner.held.values():
                     wait = min(wait, line.arrived + window - time.monotonic())
             time.sleep(max(wait, 0.005))
     except KeyboardInterrupt:
         pass
-    for i, (_, joiner, _) in enumerate(procs):
+    now = time.monotonic()
+    for i, (live, joiner) in enumerate(procs):
+        add(i, live.take(), now)  # what a poll cut short had read
         pending[i].extend(joiner.flush())
     _release(pending, printer, None)
     out.flush()
-    return 0
 
 
 def _release(pending: List[Deque[Line]], printer: Printer, expired: Optional[float]) -> None:
@@ -422,114 +490,3 @@ def _release(pending: List[Deque[Line]], printer: Printer, expired: Optional[flo
             return
         first = min(heads, key=lambda q: (q[0].when, q[0].seq))
         printer.write(first.popleft())
-
-
-def _record_end(path: str, size: int) -> int:
-    """The offset just past the last complete record before ``size``."""
-    with open(path, "rb") as handle:
-        fd = handle.fileno()
-        found = record_end(lambda pos, count: os.pread(fd, count, pos), size)
-    return size if found is None else found
-
-
-def _follow_once(path: str, state: tuple, out: List[Record]) -> tuple:
-    """Read what the live file got since ``state`` (its inode, the offset read
-    to, an incomplete rest, and its header's base offset) into ``out``."""
-    inode, offset, rest, base = state
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        return state
-    with handle:
-        st = os.fstat(handle.fileno())  # the file we read, not whatever the name is now
-        live_base = base if st.st_ino == inode and base is not None else _base_of(handle)
-        if st.st_ino != inode and inode:
-            # Rotated (maybe several times since we last looked): drain the file we
-            # were reading from where we stopped, then every newer backup, oldest first.
-            reading, live = (inode, base), (st.st_ino, live_base)
-            for older, start in _rotated_since(path, reading, offset, live):
-                with older:
-                    older.seek(start)
-                    rest = _parse_lines(rest + older.read(), out)
-            offset = 0
-        inode, base = st.st_ino, live_base
-        if st.st_size < offset:
-            offset = 0  # truncated
-        handle.seek(offset)
-        data = handle.read()
-    offset += len(data)
-    rest = _parse_lines(rest + data, out)
-    return inode, offset, rest, base
-
-
-#: A file of the log as tail knows it: (inode, its header's base offset or None).
-Known = Tuple[int, Optional[int]]
-
-
-def _rotated_since(
-    path: str, reading: Known, offset: int, live: Known
-) -> List[Tuple[BinaryIO, int]]:
-    """Open files holding what was written after ``offset`` of the file ``reading``,
-    oldest first.
-
-    The backups are walked by the rule of :mod:`.ondisk.files`, and opened as
-    they are found, so a rotation during the scan cannot take their contents
-    away.  A file is known by its inode or by its header's base offset: a
-    backup compressed since (``.gz``, another inode) is the same file.  The
-    live file is skipped if a rotation already made it a backup, and so is a
-    backup met again under the next index (a rotation during the walk renamed
-    it there, maybe compressed).
-    """
-    found: List[Tuple[BinaryIO, int]] = []
-    inodes, bases = {live[0]}, {live[1]}
-    for handle, ino in walk(path, _open_file, 1):
-        base = _base_of(handle)
-        if ino in inodes or (base is not None and base in bases):
-            # the live file made a backup, or a backup met twice (rule 3)
-            handle.close()
-            continue
-        inodes.add(ino)
-        bases.add(base)
-        # by its base when it had a header: its inode may be another file's by
-        # now (nothing held it open between two looks; a .gz of it has its own)
-        same = base == reading[1] if reading[1] is not None else ino == reading[0]
-        if same:
-            return [(handle, offset)] + list(reversed(found))
-        found.append((handle, 0))
-    for opened, _ in found:
-        opened.close()
-    return []  # lost track (retention removed it): go on from the live file
-
-
-def _base_of(handle: BinaryIO) -> Optional[int]:
-    """The base offset in a file's header (None without one); the handle is put
-    back at its start."""
-    first = handle.readline(4096)
-    handle.seek(0)
-    return header_base(first) if first.endswith(b"\n") else None
-
-
-def _open_file(name: str, index: int) -> Optional[Tuple[BinaryIO, int]]:
-    """One file of the log, opened (``.gz`` decompressed as it is read), and its inode."""
-    try:
-        if name.endswith(".gz"):
-            handle: BinaryIO = gzip.open(name, "rb")  # type: ignore[assignment]
-        else:
-            handle = open(name, "rb")
-    except FileNotFoundError:
-        return None
-    return handle, os.fstat(handle.fileno()).st_ino
-
-
-def _parse_lines(data: bytes, out: List[Record]) -> bytes:
-    """Complete records of ``data`` appended to ``out`` (headers and non-records
-    skipped); the incomplete rest returned."""
-    *lines, rest = data.split(b"\n")
-    for line in lines:
-        try:
-            record = parse(line)
-        except RecordError:
-            continue
-        if not is_header(record.stream, record.data):
-            out.append(record)
-    return rest

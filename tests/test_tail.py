@@ -19,6 +19,7 @@ import pytest
 from supervisor_streamlog import tail
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.logread import follow
 from supervisor_streamlog.ondisk.files import header_text
 from supervisor_streamlog.ondisk.formats import make_format
 
@@ -56,77 +57,116 @@ def test_tail_prints_the_last_records(tmp_path: Path) -> None:
     assert lines[0].endswith("stdout line 98") and lines[2].endswith("stderr oops")
 
 
+class HandLog:
+    """A log written by hand, to put ``tail -f`` in one exact rotation situation:
+    records appended to the live file, rotations as the writer does them
+    (backups renamed one index up, a new live file whose header says where it
+    begins), a backup compressed to ``.gz`` (another inode)."""
+
+    FORM = make_format("text", utc=True)
+    STAMP = FORM.stamp(1_790_000_000)
+
+    def __init__(self, live: Path) -> None:
+        self.live = live
+        self.base = 0
+        self._begin()
+
+    def _begin(self) -> None:
+        self.live.write_bytes(self.FORM.notice(self.STAMP, header_text(self.base)))
+
+    def append(self, *texts: bytes) -> None:
+        with open(self.live, "ab") as handle:
+            for text in texts:
+                handle.write(self.FORM.records(self.STAMP, "stdout", 1, [(text, False)]))
+
+    def backup(self, index: int) -> Path:
+        return Path(f"{self.live}.{index}")
+
+    def rotate(self) -> None:
+        self.base += self.live.stat().st_size
+        top = 1
+        while self.backup(top).exists() or Path(f"{self.backup(top)}.gz").exists():
+            top += 1
+        for n in range(top - 1, 0, -1):
+            for suffix in ("", ".gz"):
+                if Path(f"{self.backup(n)}{suffix}").exists():
+                    os.rename(f"{self.backup(n)}{suffix}", f"{self.backup(n + 1)}{suffix}")
+        os.rename(self.live, self.backup(1))
+        self._begin()
+
+    def compress(self, index: int) -> None:
+        plain = self.backup(index)
+        with gzip.open(f"{plain}.gz", "wb") as packed:
+            packed.write(plain.read_bytes())
+        plain.unlink()
+
+
 def test_a_rotation_during_the_walk_of_backups_reads_no_file_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Following, ``tail -f`` drains what was written since it last looked by
-    walking the backups (.1, .2, ...).  A rotation in the middle of that walk
-    renames the backup just opened to the next index, where the walk meets it
-    again: it is read once (this read a whole file twice, about one run in ten
-    of the test below)."""
-    live = tmp_path / "app.log"
-    (tmp_path / "app.log.2").write_bytes(b"Y\n")  # the file tail was reading
-    (tmp_path / "app.log.1").write_bytes(b"X\n")  # rotated out since
-    live.write_bytes(b"L\n")
-    reading = (os.stat(tmp_path / "app.log.2").st_ino, None)
-    current = (os.stat(live).st_ino, None)
-    opened = tail._open_file
-    rotated: List[str] = []
-
-    def rotating(name: str, index: int) -> object:
-        found = opened(name, index)
-        if index == 1 and found is not None and not rotated:  # right after .1 was opened
-            rotated.append(name)
-            for n in (2, 1):
-                os.rename(f"{live}.{n}", f"{live}.{n + 1}")
-            os.rename(live, f"{live}.1")
-            live.write_bytes(b"M\n")
-        return found
-
-    monkeypatch.setattr(tail, "_open_file", rotating)
-    files = tail._rotated_since(str(live), reading, 0, current)
+    """Following, ``tail -f`` drains the file it was reading, then finds what
+    was written since by walking the files (the live one, .1, .2, ...).  A
+    rotation in the middle of that walk renames the backup just opened to the
+    next index, where a walk meets it again: it is read once (tail's own
+    follower read a whole file twice, about one run in ten of the test below)."""
+    log = HandLog(tmp_path / "app.log")
+    log.append(b"Y0\n")
+    live = tail.LiveLog(str(log.live))  # reading Y, at its end
     try:
-        assert [handle.read() for handle, _ in files] == [b"Y\n", b"X\n"]
+        assert live.poll() == []
+        log.append(b"Y\n")
+        log.rotate()  # Y is .1
+        log.append(b"X\n")
+        log.rotate()  # Y is .2, X .1, L live
+        log.append(b"L\n")
+        opened = follow._open_source
+        rotated: List[str] = []
+
+        def rotating(name: str, index: int) -> object:
+            found = opened(name, index)
+            if index == 1 and found is not None and not rotated:  # right after .1 was opened
+                rotated.append(name)
+                log.rotate()  # Y is .3, X .2, L .1, M live
+                log.append(b"M\n")
+            return found
+
+        monkeypatch.setattr(follow, "_open_source", rotating)
+        got = [record.data for record in live.poll()]
+        assert rotated == [str(log.backup(1))]
+        assert got == [b"Y", b"X", b"L", b"M"]
     finally:
-        for handle, _ in files:
-            handle.close()
+        live.close()
 
 
-def test_a_backup_compressed_since_is_still_the_file_tail_was_reading(tmp_path: Path) -> None:
+@pytest.mark.parametrize("let_go", [False, True], ids=["held", "let-go"])
+def test_a_backup_compressed_since_is_still_the_file_tail_was_reading(
+    tmp_path: Path, let_go: bool
+) -> None:
     """With ``compress = true`` the file ``tail -f`` was reading may be a ``.gz``
     (another inode) by its next look, and a walk may meet a backup plain and
-    then compressed: files are known by their header's base offset too, so
-    the rest of the file is read from where it stopped, and nothing twice."""
-    form = make_format("text", utc=True)
-    stamp = form.stamp(1_790_000_000)
-
-    def content(base: int, text: bytes) -> bytes:
-        return form.notice(stamp, header_text(base)) + form.records(
-            stamp, "stdout", 1, [(text, False)]
-        )
-
-    live = tmp_path / "app.log"
-    y, x, current = content(100, b"Y1\nY2\n"), content(200, b"X\n"), content(300, b"L\n")
-    (tmp_path / "app.log.2").write_bytes(y)
-    reading = (os.stat(tmp_path / "app.log.2").st_ino, 100)
-    with gzip.open(tmp_path / "app.log.2.gz", "wb") as packed:  # compressed since
-        packed.write(y)
-    os.unlink(tmp_path / "app.log.2")
-    (tmp_path / "app.log.1").write_bytes(x)
-    with gzip.open(tmp_path / "app.log.3.gz", "wb") as packed:  # X met again, compressed
-        packed.write(x)
-    live.write_bytes(current)
-    stop = y.index(b"Y2")  # tail had read up to here
-    files = tail._rotated_since(str(live), reading, stop, (os.stat(live).st_ino, 300))
+    then compressed: files are known by their header's base offset, so the
+    rest of the file is read from where it stopped, and nothing twice --
+    whether the follower kept the file open (as tail does) or let go of it
+    between the two looks and has to find it again among the backups."""
+    log = HandLog(tmp_path / "app.log")
+    log.append(b"Y1\n")
+    live = tail.LiveLog(str(log.live))  # tail had read up to here
     try:
-        got = []
-        for handle, start in files:
-            handle.seek(start)
-            got.append(handle.read())
-        assert got == [y[stop:], x]
+        assert live.poll() == []
+        if let_go:
+            live.close()
+        log.append(b"Y2\n")
+        log.rotate()
+        log.append(b"X\n")
+        x = log.live.read_bytes()
+        log.rotate()
+        log.append(b"L\n")
+        log.compress(2)  # Y, compressed since
+        with gzip.open(f"{log.backup(3)}.gz", "wb") as packed:  # X met again, compressed
+            packed.write(x)
+        assert [record.data for record in live.poll()] == [b"Y2", b"X", b"L"]
     finally:
-        for handle, _ in files:
-            handle.close()
+        live.close()
 
 
 def test_tail_follows_across_rotation_without_loss_or_duplicate(tmp_path: Path) -> None:

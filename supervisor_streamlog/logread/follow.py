@@ -5,6 +5,8 @@ Used by the sidecar, which supervisord runs as a program of its own::
     [program:streamlog-web]
     command = supervisor-streamlog serve -c %(here)s/supervisord.conf
 
+and by ``supervisor-streamlog tail -f`` (one follower per process named).
+
 The files are the single source of truth (docs/format.md): every file begins
 with ``status STREAMLOG file offset=N``, so a position in a process's log is
 one integer that stays valid across rotation, compression and retention.  A
