@@ -6,18 +6,20 @@ import gzip
 import io
 import os
 import pty
+import signal
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Tuple
+from typing import Callable, List, NamedTuple, Tuple
 
 import pytest
 
 from supervisor_streamlog import tail
 from supervisor_streamlog.capture.core import Capture
+from supervisor_streamlog.cli import main
 from supervisor_streamlog.config import from_mapping
 from supervisor_streamlog.logread import follow
 from supervisor_streamlog.ondisk.files import header_text
@@ -40,18 +42,44 @@ def capture_for(conf: Path) -> Capture:
     return Capture(from_mapping(dict(parser.items("streamlog")), str(conf.parent)))
 
 
-def test_tail_prints_the_last_records(tmp_path: Path) -> None:
+class Result(NamedTuple):
+    """What one ``supervisor-streamlog tail`` run gave: its exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+#: ``cli(conf, *args)``: ``supervisor-streamlog tail -c CONF ARGS...``, run in-process.
+Tail = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Tail:
+    """``tail`` with a config file, run in-process by the console script's own
+    entry (:func:`supervisor_streamlog.cli.main`), its output read by capsys: an
+    argument or option check needs no process of its own (a real terminal,
+    Ctrl-C and the process's exit code are tested through a subprocess)."""
+
+    def run(conf: Path, *args: str) -> Result:
+        capsys.readouterr()  # what came before is not this run's
+        try:
+            code = main(["tail", "-c", str(conf), *args])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code if isinstance(exc.code, int) else 2
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def test_tail_prints_the_last_records(tmp_path: Path, cli: Tail) -> None:
     conf = write_conf(tmp_path, logdir="%(here)s/logs")
     capture = capture_for(conf)
     capture.log("app", "app", "stdout", 7, b"".join(b"line %d\n" % n for n in range(100)))
     capture.log("app", "app", "stderr", 7, b"oops\n")
     capture.close()
-    result = subprocess.run(
-        [sys.executable, "-m", "supervisor_streamlog", "tail", "-n", "3", "-c", str(conf), "app"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = cli(conf, "-n", "3", "app")
     lines = result.stdout.splitlines()
     assert result.returncode == 0 and len(lines) == 3
     assert lines[0].endswith("stdout line 98") and lines[2].endswith("stderr oops")
@@ -286,22 +314,12 @@ def stamp(when: float) -> str:
     return datetime.fromtimestamp(when).astimezone().isoformat(timespec="microseconds")
 
 
-def cli(conf: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "supervisor_streamlog", "tail", "-c", str(conf), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )
-
-
 def texts(output: str) -> List[str]:
     """The TEXT of each line (after TIME, NAME, STREAM) of a several-process tail."""
     return [line.split(" ", 3)[3] for line in output.splitlines()]
 
 
-def test_backlog_of_several_processes_is_one_timeline(tmp_path: Path) -> None:
+def test_backlog_of_several_processes_is_one_timeline(tmp_path: Path, cli: Tail) -> None:
     conf = write_conf(tmp_path, logdir="%(here)s/logs")
     capture = capture_for(conf)
     for n in range(20):  # web at even tenths, worker at odd ones, grp:job at every fifth
@@ -328,7 +346,9 @@ def test_backlog_of_several_processes_is_one_timeline(tmp_path: Path) -> None:
     assert names[3] == ["web", "stdout"]  # supervisorctl's name: web, not web:web
 
 
-def test_one_process_keeps_its_own_order_when_its_clock_goes_back(tmp_path: Path) -> None:
+def test_one_process_keeps_its_own_order_when_its_clock_goes_back(
+    tmp_path: Path, cli: Tail
+) -> None:
     conf = write_conf(tmp_path, logdir="%(here)s/logs")
     capture = capture_for(conf)
     capture.log("a", "a", "stdout", 7, b"a1\n", now=T0 + 10)
@@ -339,7 +359,7 @@ def test_one_process_keeps_its_own_order_when_its_clock_goes_back(tmp_path: Path
     assert texts(result.stdout) == ["b1", "a1", "a2"]
 
 
-def test_pieces_are_joined_and_a_trailing_prompt_shown(tmp_path: Path) -> None:
+def test_pieces_are_joined_and_a_trailing_prompt_shown(tmp_path: Path, cli: Tail) -> None:
     conf = write_conf(tmp_path, logdir="%(here)s/logs")
     capture = capture_for(conf)
     capture.log("app", "app", "stdout", 7, b"half a ", now=T0)
@@ -359,7 +379,7 @@ def test_pieces_are_joined_and_a_trailing_prompt_shown(tmp_path: Path) -> None:
     ]
 
 
-def test_since_until_grep_and_n(tmp_path: Path) -> None:
+def test_since_until_grep_and_n(tmp_path: Path, cli: Tail) -> None:
     conf = write_conf(tmp_path, logdir="%(here)s/logs")
     capture = capture_for(conf)
     for n in range(30):  # one a minute
@@ -460,7 +480,7 @@ def test_colours_kept_on_a_terminal_other_escapes_shown_as_text(tmp_path: Path) 
     assert_harmless(output)
 
 
-def test_colours_stripped_to_a_pipe_unless_asked(tmp_path: Path) -> None:
+def test_colours_stripped_to_a_pipe_unless_asked(tmp_path: Path, cli: Tail) -> None:
     conf = hostile_log(tmp_path)
     piped = cli(conf, "app").stdout
     assert " green bell" in piped and "\x1b[32m" not in piped
@@ -483,6 +503,7 @@ class Follower:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "supervisor_streamlog", "tail", "-f", "-c", str(conf), *args],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         self.lines: List[Tuple[float, str]] = []
@@ -540,13 +561,37 @@ def test_follow_orders_live_lines_within_the_window_and_never_holds_longer(
 def test_follow_short_window_prints_promptly(tmp_path: Path) -> None:
     conf = write_conf(tmp_path, logdir="%(here)s/logs")
     capture = capture_for(conf)
-    follower = Follower(conf, "-n", "0", "web", "worker")  # default window: 50 ms
+    capture.log("worker", "worker", "stdout", 8, b"ready\n")
+    follower = Follower(conf, "-n", "1", "web", "worker")  # default window: 50 ms
     try:
-        time.sleep(0.5)
+        # Following starts where the backlog ends: once it is printed, web's
+        # line (its file not there yet) is a live one.
+        assert follower.wait_for(1)[0][1].endswith("worker stdout ready")
         start = time.monotonic()
         capture.log("web", "web", "stdout", 7, b"quick\n")
-        arrived, text = follower.wait_for(1)[0]
+        arrived, text = follower.wait_for(2)[1]
         assert text.endswith("web stdout quick") and arrived - start < 1.0
+    finally:
+        follower.close()
+        capture.close()
+
+
+def test_ctrl_c_while_following_exits_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C while following: tail exits 0, quietly (no traceback), having
+    printed every line it read (Ctrl-C while the backlog is read exits 130)."""
+    conf = write_conf(tmp_path, logdir="%(here)s/logs")
+    capture = capture_for(conf)
+    capture.log("worker", "worker", "stdout", 8, b"ready\n")
+    follower = Follower(conf, "-n", "1", "app", "worker")
+    try:
+        assert follower.wait_for(1)[0][1].endswith("worker stdout ready")
+        capture.log("app", "app", "stdout", 7, b"live\n")
+        # Printed from the follow loop: tail is following when it shows.
+        assert follower.wait_for(2)[1][1].endswith("app stdout live")
+        follower.process.send_signal(signal.SIGINT)
+        assert follower.process.wait(30) == 0
+        assert follower.process.stderr is not None and follower.process.stderr.read() == ""
+        assert len(follower.wait_for(2)) == 2
     finally:
         follower.close()
         capture.close()
@@ -604,7 +649,7 @@ def test_backlog_ending_in_a_prompt_is_shown_once_when_following(tmp_path: Path)
     assert [line.split(" ", 2)[2] for line in out.getvalue().splitlines()] == ["$ ", "ls"]
 
 
-def test_all_and_since_reach_into_backups(tmp_path: Path) -> None:
+def test_all_and_since_reach_into_backups(tmp_path: Path, cli: Tail) -> None:
     conf = write_conf(tmp_path, logdir="%(here)s/logs", maxbytes="4KB", backups="50")
     capture = capture_for(conf)
     for n in range(1000):
@@ -622,7 +667,7 @@ def test_all_and_since_reach_into_backups(tmp_path: Path) -> None:
     assert cli(conf, "-f", "--until", until, "app").returncode == 2
 
 
-def test_json_records_are_merged_and_joined_the_same(tmp_path: Path) -> None:
+def test_json_records_are_merged_and_joined_the_same(tmp_path: Path, cli: Tail) -> None:
     conf = write_conf(tmp_path, logdir="%(here)s/logs", format="json")
     capture = capture_for(conf)
     capture.log("web", "web", "stdout", 7, b"half ", now=T0)
