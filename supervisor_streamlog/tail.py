@@ -397,7 +397,7 @@ def run(
     try:
         backlogs = []
         for spec in names:
-            path, name = _locate(config, spec)
+            path, name = _log_of(config, spec)
             # Where following starts: taken before reading the backlog, and the
             # backlog read up to exactly there, so nothing falls in between.
             live = LiveLog(path)
@@ -415,7 +415,7 @@ def run(
     return 0
 
 
-def _locate(config: Config, spec: str) -> Tuple[str, str]:
+def _log_of(config: Config, spec: str) -> Tuple[str, str]:
     """The live file of the process ``spec`` names, and the name to print for it."""
     host, local = split_host(spec) if config.layout == "hosts" else ("", spec)
     group, process = split_process(local)
