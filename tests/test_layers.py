@@ -28,6 +28,7 @@ ORDER = [
     "ondisk.paths",
     "ondisk.logdir",
     "ondisk.formats",
+    "ondisk.gzipped",
     "ondisk.files",
     # settings and supervisord's XML-RPC, shared by both sides
     "config",
