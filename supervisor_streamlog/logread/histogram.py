@@ -70,13 +70,12 @@ import time
 import zlib
 from array import array
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable, Container, Counter, Dict, List, Optional, Set, Tuple
 
 from ..ondisk.files import LogFile, ProcessFiles, header_base
-from ..ondisk.formats import RecordError, parse
+from ..ondisk.formats import RecordError, parse, record_seconds
 from .levels import ERROR_LEVELS, level_of_line
-from .timeseek import parse_time
+from .timeseek import parse_time_param
 
 __all__ = ["HistogramIndex", "Histograms", "Query", "QueryError", "parse_query"]
 
@@ -169,18 +168,13 @@ class Query:
 
 
 def _time(name: str, raw: Optional[str]) -> Optional[float]:
+    """``since`` or ``until``: None when absent or empty."""
     if raw is None or raw == "":
         return None
     try:
-        value = float(raw)
-    except ValueError:
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-        except (ValueError, OverflowError, OSError):
-            raise QueryError(f"{name} must be RFC 3339 or epoch seconds") from None
-    if not math.isfinite(value) or not 0 <= value < 2**40:
-        raise QueryError(f"{name} must be a time after 1970 and before the year 36812")
-    return value
+        return parse_time_param(name, raw)
+    except ValueError as exc:
+        raise QueryError(str(exc)) from None
 
 
 def parse_query(since: Optional[str], until: Optional[str], buckets: Optional[str]) -> Query:
@@ -362,7 +356,7 @@ class FileIndex:
             if record.stream == "status" or self._continues(data, start, record.stream):
                 continue
             if level_of_line(record.text, record.stream) in ERROR_LEVELS:
-                stamp = parse_time(record.time)
+                stamp = record_seconds(record.time)
                 if stamp is not None:
                     self._slot(int(math.floor(stamp)))[_ERRORS] += 1
         last = data.rfind(b"\n", 0, len(data) - 1) + 1
@@ -383,7 +377,7 @@ class FileIndex:
                 record = parse(line)
             except RecordError:
                 continue  # not a record: never counted
-            stamp = parse_time(record.time)
+            stamp = record_seconds(record.time)
             column = _COLUMN.get(record.stream.encode("ascii"))
             if stamp is not None and column is not None:
                 self._slot(int(math.floor(stamp)))[column] += 1
@@ -403,7 +397,7 @@ class FileIndex:
                 and record.data.startswith(b"EXITED ")
                 and _EXIT_MARK in record.data.split()
             ):
-                stamp = parse_time(record.time)
+                stamp = record_seconds(record.time)
                 if stamp is not None:
                     self._slot(int(math.floor(stamp)))[_EXITS] += 1
                     if len(self.exits) < EXIT_LIMIT:
@@ -416,11 +410,8 @@ class FileIndex:
         key = (second, zone)
         if key in self._seconds:
             return self._seconds[key]
-        text = second.decode("ascii") + ("+00:00" if zone == b"Z" else zone.decode("ascii"))
-        try:
-            moment: Optional[int] = int(datetime.fromisoformat(text).timestamp())
-        except (ValueError, OverflowError, OSError):
-            moment = None
+        seconds = record_seconds((second + zone).decode("ascii"))
+        moment = None if seconds is None else int(seconds)
         if len(self._seconds) > 4 * SLOT_LIMIT:
             self._seconds.clear()
         self._seconds[key] = moment
