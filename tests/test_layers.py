@@ -48,6 +48,7 @@ ORDER = [
     "logread.store",
     "logread.timeseek",
     "logread.levels",
+    "logread.histscan",
     "logread.histogram",
     "logread.logstore",
     "logread.restarts",
