@@ -31,6 +31,7 @@ threads.  ``python -m bench.history`` measures them on a 1 GB file.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from itertools import islice
@@ -59,17 +60,15 @@ __all__ = ["LogStore", "Page", "SearchResult"]
 
 
 class LogStore(BlockStore):
-    """Reads one process's log (live file ``live_path`` and its backups) by offset."""
+    """Pages, time jumps, search and export over a :class:`~.blocks.BlockStore`
+    (whose constructor it takes as it is)."""
 
-    def __init__(
-        self,
-        live_path: str,
-        gz_cache_files: int = 3,
-        gz_cache_bytes: int = 256 * 1024 * 1024,
-        max_backups: int = 10_000,
-    ) -> None:
-        super().__init__(live_path, gz_cache_files, gz_cache_bytes, max_backups)
-        self._times = TimeSeek(self)
+    @functools.cached_property
+    def _times(self) -> TimeSeek:
+        """Time jumps in this store's files, with each file's first time cached
+        (made on first use; two threads racing to it may each make one: a cache,
+        either is right)."""
+        return TimeSeek(self)
 
     # ------------------------------------------------------------ the files
 
