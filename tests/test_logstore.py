@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.capture.writer import Compressor
 from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.logread.blocks import Vanished, opened
 from supervisor_streamlog.logread.logstore import LogStore, Page, SearchResult
 from supervisor_streamlog.logread.timeseek import parse_time_param
 from supervisor_streamlog.ondisk.files import Entry, is_header, process_files
@@ -785,3 +786,23 @@ def test_a_request_time_that_does_not_read_says_which_and_why(raw: str, message:
     with pytest.raises(ValueError) as caught:
         parse_time_param("time", raw)
     assert str(caught.value) == message
+
+
+def test_a_listed_file_that_moved_is_vanished_for_the_reader(tmp_path: Path) -> None:
+    """blocks.opened: the listed file, or Vanished (the reader lists again)."""
+    log = Log(tmp_path)
+    log.write(b"one\n")
+    log.close()
+    (listed,) = process_files(log.live)
+    fd = opened(listed)
+    try:
+        assert os.pread(fd, listed.size, 0) == Path(log.live).read_bytes()
+    finally:
+        os.close(fd)
+    os.rename(log.live, log.live + ".moved")
+    with pytest.raises(Vanished) as caught:
+        opened(listed)
+    assert caught.value.file is listed
+    Path(log.live).write_bytes(b"another file\n")
+    with pytest.raises(Vanished):
+        opened(listed)
