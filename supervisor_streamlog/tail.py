@@ -40,7 +40,7 @@ from .config import Config
 from .logread.follow import FileFollower
 from .logread.logstore import LogStore
 from .ondisk.files import Entry, is_header
-from .ondisk.formats import Record
+from .ondisk.formats import Record, record_seconds
 from .ondisk.paths import (
     display_name,
     log_path,
@@ -94,10 +94,8 @@ def parse_when(text: str, now: Optional[float] = None) -> float:
 
 def record_time(stamp: str) -> float:
     """A record's time as epoch seconds (0 when it cannot be read)."""
-    try:
-        return datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return 0.0
+    seconds = record_seconds(stamp)
+    return 0.0 if seconds is None else seconds
 
 
 # ---------------------------------------------------------------- rendering

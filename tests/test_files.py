@@ -21,9 +21,11 @@ from supervisor_streamlog.ondisk.files import (
     ProcessFiles,
     contiguous,
     is_header,
+    open_listed,
     process_files,
     read_base,
 )
+from supervisor_streamlog.ondisk.gzipped import GzipStream, gunzip, inflate, read_whole
 
 
 def make(tmp_path: Path, compressor: Optional[Compressor] = None, **settings: str) -> Capture:
@@ -361,3 +363,105 @@ def test_names_that_do_not_count_and_holes(tmp_path: Path) -> None:
     assert {f.path for f in listed} >= {live + ".6", *newest}
     os.unlink(live + ".6")
     assert [f.path for f in process_files(live)] == [live + ".3.gz", *reversed(newest)]
+
+
+# ---------------------------------------------------------------- the gzip reader
+
+GZ_CONTENTS = b"".join(b"%06d some log line of a child\n" % n for n in range(20_000))
+
+
+def gz_kinds() -> List[Tuple[str, bytes, bytes]]:
+    """(what, gzip data, the contents it gives): one member, members one after
+    another, truncated, damaged, garbage after the last member, empty."""
+    one = gzip.compress(GZ_CONTENTS)
+    half = len(GZ_CONTENTS) // 2
+    two = gzip.compress(GZ_CONTENTS[:half]) + gzip.compress(GZ_CONTENTS[half:])
+    cut = one[: len(one) // 2]
+    damaged = bytearray(one)
+    damaged[len(one) // 2] ^= 0xFF
+    return [
+        ("one member", one, GZ_CONTENTS),
+        ("two members", two, GZ_CONTENTS),
+        ("truncated", cut, gunzip(cut)),
+        ("damaged", bytes(damaged), b""),  # see below
+        ("garbage after", one + b"\x00" * 100, GZ_CONTENTS),
+        ("empty", b"", b""),
+    ]
+
+
+def test_inflate_reads_members_and_keeps_what_a_damaged_file_gives() -> None:
+    """The one gzip reader: any cut of the input into pieces gives the same
+    contents; damage or truncation gives what came before it, never an exception."""
+    for what, raw, contents in gz_kinds():
+        if what == "damaged":
+            continue
+        assert gunzip(raw) == contents, what
+        for size in (1, 7, 4096, len(raw) or 1):
+            pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
+            assert b"".join(inflate(pieces)) == contents, (what, size)
+        for limit in (1, 100, len(contents) // 3 or 1):
+            assert gunzip(raw, limit) == contents[:limit], (what, limit)
+    truncated = gz_kinds()[2][2]
+    assert 0 < len(truncated) < len(GZ_CONTENTS) and GZ_CONTENTS.startswith(truncated)
+    # Damaged: what decompressed before the damage was met (how much depends on
+    # the pieces: a piece fed whole is lost with its damage), never an exception.
+    damaged = gz_kinds()[3][1]
+    for size in (1, 4096, len(damaged)):
+        pieces = [damaged[i : i + size] for i in range(0, len(damaged), size)]
+        got = b"".join(inflate(pieces))
+        assert len(got) < len(GZ_CONTENTS) and GZ_CONTENTS.startswith(got[:1000]), size
+    assert gunzip(b"not gzip at all") == b""
+
+
+def test_a_gzip_stream_reads_a_file_forward_in_bounded_pieces(tmp_path: Path) -> None:
+    for what, raw, contents in gz_kinds():
+        if what == "damaged":
+            continue
+        path = tmp_path / "x.gz"
+        path.write_bytes(raw)
+        for chunk, size in ((64, 1000), (1 << 20, -1), (100, 1)):
+            if size == 1 and len(contents) > 5000:
+                contents = contents[:5000]
+            stream = GzipStream(os.open(path, os.O_RDONLY), chunk)
+            got: List[bytes] = []
+            while len(b"".join(got)) < len(contents):
+                piece = stream.read(size)
+                assert piece, what
+                assert size < 0 or len(piece) <= size
+                got.append(piece)
+            assert b"".join(got) == contents, (what, chunk, size)
+            if size < 0:
+                assert stream.read() == b"" and stream.read(10) == b""
+                assert stream.compressed == len(raw)
+            stream.close()
+            stream.close()  # twice: harmless
+
+
+def test_open_listed_opens_only_the_file_listed(tmp_path: Path) -> None:
+    """A listed file opens while it is the one listed (device and inode); a
+    name that holds another file now, or nothing, gives None."""
+    path = tmp_path / "web.log.1"
+    path.write_bytes(b"contents\n" * 10_000)
+    st = os.stat(path)
+    listed = LogFile(str(path), 0, st.st_size, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
+    fd = open_listed(listed)
+    assert fd is not None
+    try:
+        assert read_whole(fd) == path.read_bytes()
+        os.lseek(fd, 5, os.SEEK_SET)
+        assert read_whole(fd) == path.read_bytes()  # whatever the position
+    finally:
+        os.close(fd)
+    os.rename(path, tmp_path / "web.log.2")
+    assert open_listed(listed) is None  # gone from its name
+    path.write_bytes(b"another file\n")
+    assert open_listed(listed) is None  # its name holds another file now
+    moved = LogFile(str(tmp_path / "web.log.2"), 0, st.st_size, listed.key)
+    fd = open_listed(moved)
+    assert fd is not None  # the same file under its new name
+    os.close(fd)
+    path.unlink()
+    empty_dir = tmp_path / "dir"
+    empty_dir.mkdir()
+    empty = LogFile(str(empty_dir / "nothing"), 0, 0, (0, 0, 0, 0))
+    assert open_listed(empty) is None

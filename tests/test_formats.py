@@ -26,6 +26,7 @@ from supervisor_streamlog.ondisk.formats import (
     make_format,
     parse,
     reassemble,
+    record_seconds,
     timestamp,
 )
 
@@ -460,3 +461,29 @@ def test_old_and_new_json_records_parse_the_same() -> None:
         ("status", False, b"EXITED pid=4242 exitstatus=1 expected=false", 4242),
         ("status", False, b"STREAMLOG dropped bytes=10 records=2 reason=EIO", 0),
     ]
+
+
+def test_record_seconds_reads_every_stamp_the_writer_writes() -> None:
+    """The one stamp -> epoch seconds: the writer's own stamps back to their time."""
+    for now in (0.0, 1.5, 1_795_742_625.123456, 4_102_444_800.000001):
+        for utc in (True, False):
+            assert record_seconds(timestamp(now, utc)) == pytest.approx(now, abs=1e-6)
+    assert record_seconds("1970-01-01T00:00:01.5+00:00") == 1.5
+    assert record_seconds("1970-01-01T01:00:00+01:00") == 0.0
+    # Z is UTC, whatever the Python version's own reading of it.
+    assert record_seconds("1970-01-01T00:00:02Z") == 2.0
+    assert record_seconds("1970-01-01T00:00:02z") == 2.0
+    # No offset: local time.
+    local = datetime(2026, 12, 3, 10, 0, 0).timestamp()
+    assert record_seconds("2026-12-03T10:00:00") == local
+
+
+def test_record_seconds_is_none_for_a_bad_stamp() -> None:
+    """One behaviour on a bad stamp, whatever is wrong with it: None, never an exception."""
+    bad = ["", "-", "Z", "yesterday", "2026-13-01T00:00:00+00:00", "2026-12-03T25:00:00Z"]
+    # local time out of range, a NUL, digits of another script
+    bad += ["0001-01-01T00:00:00", "\x00", "٢٠٢٦-12-03"]
+    for stamp in bad:
+        assert record_seconds(stamp) is None, stamp
+    assert record_seconds(123) is None  # type: ignore[arg-type]  # a JSON record's "time": 123
+    assert record_seconds(None) is None  # type: ignore[arg-type]

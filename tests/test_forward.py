@@ -25,6 +25,8 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from supervisor_streamlog.forward.behind import record_time
+from supervisor_streamlog.logread.logstore import LogStore
 from supervisor_streamlog.ondisk.files import is_header, process_files
 from supervisor_streamlog.ondisk.formats import parse
 
@@ -348,3 +350,18 @@ def test_a_bad_destination_or_a_state_of_another_logdir_is_a_one_line_error(
         timeout=60,
     )
     assert other.returncode == 2 and "belongs to logdir '/elsewhere'" in other.stderr
+
+
+def test_the_age_of_a_record_with_a_bad_stamp_is_unknown(tmp_path: Path) -> None:
+    """behind.record_time: the time of the record at an offset (the header passed
+    over), None where its stamp does not read: no age rather than a wrong one."""
+    live = tmp_path / "web.log"
+    live.write_bytes(
+        b"2026-12-03T10:00:00.000000+00:00 status STREAMLOG file offset=0\n"
+        b"2026-12-03T10:00:01.500000+00:00 stdout good\n"
+        b"2026-13-03T10:00:02.000000+00:00 stdout month 13\n"
+    )
+    store = LogStore(str(live))
+    entries = store.read_forward(None, 10).entries
+    assert record_time(store, 0) == 1796292001.5
+    assert record_time(store, entries[-1].offset) is None

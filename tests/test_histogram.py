@@ -10,7 +10,8 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from supervisor_streamlog.logread import histogram
+from supervisor_streamlog.logread import histogram, histscan
+from supervisor_streamlog.logread.blocks import Vanished
 from supervisor_streamlog.logread.histogram import (
     MAX_BUCKETS,
     HistogramIndex,
@@ -33,7 +34,7 @@ def expected(live: str, since: float, until: float, buckets: int) -> Tuple[Count
     counts in the bucket holding the start of its second."""
     width = (until - since) / buckets
     edges = [since + i * width for i in range(buckets)] + [until]
-    counts: Counts = {name: [0] * buckets for name in histogram.COLUMNS}
+    counts: Counts = {name: [0] * buckets for name in histscan.COLUMNS}
     exits: List[float] = []
     before = None  # the record before, in its file
     for entry in reference(live):
@@ -218,7 +219,7 @@ def test_lines_in_another_layout_are_read_and_garbage_is_not(tmp_path: Path) -> 
 def test_a_file_with_many_seconds_gets_wider_slots(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(histogram, "SLOT_LIMIT", 16)
+    monkeypatch.setattr(histscan, "SLOT_LIMIT", 16)
     log = Log(tmp_path, maxbytes="0")
     for n in range(200):
         log.write(b"tick %d\n" % n, step=1.5 if n % 3 else 0.1)
@@ -244,7 +245,7 @@ def test_a_closed_index_costs_arrays_not_dicts(tmp_path: Path) -> None:
     closed = [i for i in index.files.values() if i.complete is not None]
     assert closed and all(not i.slots and i.frozen is not None for i in closed)
     per_file = max(i.nbytes for i in closed)
-    assert per_file <= 48 * (histogram.SLOT_LIMIT + 1) + 8 * histogram.EXIT_LIMIT
+    assert per_file <= 48 * (histscan.SLOT_LIMIT + 1) + 8 * histscan.EXIT_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -284,7 +285,7 @@ def test_a_file_moved_under_a_step_is_found_again(
     log = Log(tmp_path)
     busy(log, 400)
     log.close()
-    real = histogram._open
+    real = histscan.opened
     misses = [0]
 
     def moved(f: LogFile) -> int:
@@ -292,10 +293,10 @@ def test_a_file_moved_under_a_step_is_found_again(
         the listing and the open)."""
         if misses[0] < 3:
             misses[0] += 1
-            raise histogram._Vanished(f.path)
+            raise Vanished(f)
         return real(f)
 
-    monkeypatch.setattr(histogram, "_open", moved)
+    monkeypatch.setattr(histscan, "opened", moved)
     index = HistogramIndex(log.live)
     assert index.step() is False  # listed again at the next step
     check(index, log.live, T0, T0 + 1000, 10)
@@ -313,7 +314,7 @@ def test_records_of_one_pipe_read_share_a_stamp_and_are_counted_by_runs(
         log.write(lines, "stderr" if n % 4 == 1 else "stdout", step=0.3)
         if n % 50 == 7:
             exited(log, False)
-    assert histogram._runs_pay(b"\n" + Path(log.live).read_bytes()[-65536:].split(b"\n", 1)[1])
+    assert histscan._runs_pay(b"\n" + Path(log.live).read_bytes()[-65536:].split(b"\n", 1)[1])
     log.close()
     check(HistogramIndex(log.live), log.live, T0, T0 + 200, 37)
     # A line that is not a record in the middle of a run is left out, the rest counted.
@@ -384,4 +385,4 @@ def test_every_error_level_line_of_the_tables_is_a_candidate() -> None:
         stamp = fmt.stamp(T0)
         for text, stream in errors:
             data = fmt.records(stamp, stream, 42, [(text.encode() + b"\n", False)])
-            assert histogram._candidates(data) == {0}, (fmt.name, text)
+            assert histscan._candidates(data) == {0}, (fmt.name, text)

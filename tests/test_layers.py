@@ -28,6 +28,7 @@ ORDER = [
     "ondisk.paths",
     "ondisk.logdir",
     "ondisk.formats",
+    "ondisk.gzipped",
     "ondisk.files",
     # settings and supervisord's XML-RPC, shared by both sides
     "config",
@@ -47,6 +48,7 @@ ORDER = [
     "logread.store",
     "logread.timeseek",
     "logread.levels",
+    "logread.histscan",
     "logread.histogram",
     "logread.logstore",
     "logread.restarts",

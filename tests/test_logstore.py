@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.capture.writer import Compressor
 from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.logread.blocks import Vanished, opened
 from supervisor_streamlog.logread.logstore import LogStore, Page, SearchResult
+from supervisor_streamlog.logread.timeseek import parse_time_param
 from supervisor_streamlog.ondisk.files import Entry, is_header, process_files
 from supervisor_streamlog.ondisk.formats import RecordError, parse
 
@@ -752,3 +754,55 @@ def test_export_is_the_log_as_it_was_when_it_began(tmp_path: Path) -> None:
     rest = b"".join(chunks)
     log.close()
     assert first + rest == before
+
+
+def test_a_request_time_reads_as_epoch_seconds_or_rfc_3339() -> None:
+    """The one parser of a client's time (``/api/log?time=``, a histogram's
+    ``since``/``until``): docs/protocol.md's "RFC 3339 time or epoch seconds"."""
+    assert parse_time_param("time", "0") == 0.0
+    assert parse_time_param("time", "1795742625.5") == 1795742625.5
+    assert parse_time_param("time", "1.7e9") == 1.7e9
+    assert parse_time_param("since", "2026-12-03T10:00:00Z") == 1796292000.0
+    assert parse_time_param("since", "2026-12-03T11:00:00.5+01:00") == 1796292000.5
+    local = datetime(2026, 12, 3, 10, 0).timestamp()
+    assert parse_time_param("until", "2026-12-03T10:00:00") == local
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("", "time must be RFC 3339 or epoch seconds"),
+        ("yesterday", "time must be RFC 3339 or epoch seconds"),
+        ("2026-13-01T00:00:00Z", "time must be RFC 3339 or epoch seconds"),
+        ("nan", "time must be a time after 1970 and before the year 36812"),
+        ("inf", "time must be a time after 1970 and before the year 36812"),
+        ("-1", "time must be a time after 1970 and before the year 36812"),
+        ("1969-12-31T23:59:59Z", "time must be a time after 1970 and before the year 36812"),
+        (str(2**40), "time must be a time after 1970 and before the year 36812"),
+        ("1796292000000", "time must be a time after 1970 and before the year 36812"),  # ms
+    ],
+)
+def test_a_request_time_that_does_not_read_says_which_and_why(raw: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_time_param("time", raw)
+    assert str(caught.value) == message
+
+
+def test_a_listed_file_that_moved_is_vanished_for_the_reader(tmp_path: Path) -> None:
+    """blocks.opened: the listed file, or Vanished (the reader lists again)."""
+    log = Log(tmp_path)
+    log.write(b"one\n")
+    log.close()
+    (listed,) = process_files(log.live)
+    fd = opened(listed)
+    try:
+        assert os.pread(fd, listed.size, 0) == Path(log.live).read_bytes()
+    finally:
+        os.close(fd)
+    os.rename(log.live, log.live + ".moved")
+    with pytest.raises(Vanished) as caught:
+        opened(listed)
+    assert caught.value.file is listed
+    Path(log.live).write_bytes(b"another file\n")
+    with pytest.raises(Vanished):
+        opened(listed)

@@ -42,11 +42,11 @@ import asyncio
 import bisect
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import List, Optional, Protocol, Sequence, Tuple
 
 from ..logread.logstore import LogStore
 from ..ondisk.files import is_header
+from ..ondisk.formats import record_seconds
 
 
 def count_records(store: LogStore, start: int, end: int) -> int:
@@ -57,20 +57,12 @@ def count_records(store: LogStore, start: int, end: int) -> int:
     return sum(chunk.count(b"\n") for chunk in store.export(start, end))
 
 
-def parse_time(stamp: str) -> Optional[float]:
-    """Epoch seconds of a record's RFC 3339 time (None if it has none)."""
-    try:
-        return datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return None
-
-
 def record_time(store: LogStore, offset: int) -> Optional[float]:
     """The time of the first record at or after ``offset`` (the header of a file left out)."""
     page = store.read_forward(offset, 2)
     for entry in page.entries:
         if not is_header(entry.record.stream, entry.record.data):
-            return parse_time(entry.record.time)
+            return record_seconds(entry.record.time)  # None: no age to tell
     return None
 
 

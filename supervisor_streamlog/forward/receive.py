@@ -65,7 +65,6 @@ ledger and the omprog loop are one protocol, best read in one place.)
 
 from __future__ import annotations
 
-import calendar
 import fcntl
 import functools
 import json
@@ -75,15 +74,14 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
 from typing import IO, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 from ..capture.core import report_to_stderr
 from ..capture.writer import Compressor, RotatingWriter, content_size
 from ..config import Config
-from ..ondisk.files import backup_path, header_base, is_header
-from ..ondisk.formats import Format, make_format
+from ..ondisk.files import backup_path, header_base, is_header, read_base
+from ..ondisk.formats import Format, make_format, record_seconds
 from ..ondisk.logdir import component
 from ..ondisk.paths import quote_name, relative_log_path
 from .syslog import SD_ID
@@ -341,28 +339,25 @@ def log_end(path: str) -> int:
     previous = backup_path(path, 1)
     if previous is None:
         return 0
-    with open(previous, "rb") as handle:
-        head = handle.read(4096) if not previous.endswith(".gz") else b""
-    if previous.endswith(".gz"):
-        import gzip
-
-        with gzip.open(previous, "rb") as packed:
-            head = packed.read(4096)
-    return (header_base(head) or 0) + content_size(previous)
+    return (read_base(previous) or 0) + content_size(previous)
 
 
 def micros(stamp: str) -> Optional[int]:
-    """An RFC 3339 time as microseconds since the epoch; None if it is not one."""
+    """An RFC 3339 time as microseconds since the epoch, exactly (a float of
+    seconds holds microseconds only until about 2242); None if it is not one.
+
+    Only a full stamp with an offset counts (what a message carries, not
+    local time); its second is read as every record's is
+    (:func:`~..ondisk.formats.record_seconds`), its fraction as digits.
+    """
     match = _TIME.fullmatch(stamp)
     if match is None:
         return None
     head, fraction, zone = match.groups()
-    fraction = (fraction or "")[:6].ljust(6, "0")
-    try:
-        moment = datetime.fromisoformat(f"{head}.{fraction}{'+00:00' if zone == 'Z' else zone}")
-    except ValueError:  # month 13, hour 25...
+    seconds = record_seconds(head + zone)  # whole seconds: exact as a float
+    if seconds is None:  # month 13, hour 25...
         return None
-    return (calendar.timegm(moment.utctimetuple()) * 1_000_000) + moment.microsecond
+    return int(seconds) * 1_000_000 + int((fraction or "")[:6].ljust(6, "0"))
 
 
 def _readable(name: str) -> str:

@@ -34,7 +34,8 @@ from typing import (
     Union,
 )
 
-from ..ondisk.files import FileKey, LogFile, ProcessFiles, gunzip, record_end
+from ..ondisk.files import FileKey, LogFile, ProcessFiles, open_listed, record_end
+from ..ondisk.gzipped import gunzip, read_whole
 
 T = TypeVar("T")
 
@@ -124,7 +125,7 @@ class Reader:
             return data[pos : pos + size]
         fd = self.fds.get(f.path)
         if fd is None:
-            fd = self.fds[f.path] = self._open(f)
+            fd = self.fds[f.path] = opened(f)
         data = os.pread(fd, size, pos)
         if len(data) < size:
             more = [data]
@@ -138,18 +139,6 @@ class Reader:
             data = b"".join(more)
         self.store._bytes_read += len(data)
         return data
-
-    @staticmethod
-    def _open(f: LogFile) -> int:
-        try:
-            fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise Vanished(f) from None
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != f.key[:2]:
-            os.close(fd)
-            raise Vanished(f)
-        return fd
 
     def close(self) -> None:
         """Close every file this call opened."""
@@ -344,14 +333,11 @@ class BlockStore:
             if data is not None:
                 self._gz.move_to_end(f.key)
                 return data
+        fd = opened(f)
         try:
-            with open(f.path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                if (st.st_dev, st.st_ino) != f.key[:2]:
-                    raise FileNotFoundError(f.path)
-                raw = handle.read()
-        except FileNotFoundError:
-            raise Vanished(f) from None
+            raw = read_whole(fd)
+        finally:
+            os.close(fd)
         self._bytes_read += len(raw)
         data = gunzip(raw)
         self.decompressed += 1
@@ -379,15 +365,26 @@ class BlockStore:
         if data is not None:
             return data[:size]
         try:
-            with open(f.path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                if (st.st_dev, st.st_ino) != f.key[:2]:
-                    return b""  # renamed meanwhile: the caller does without
-                raw = handle.read(max(size, 64 * 1024))
+            fd = open_listed(f)
+            if fd is None:
+                return b""  # renamed meanwhile: the caller does without
+            try:
+                raw = os.pread(fd, max(size, 64 * 1024), 0)
+            finally:
+                os.close(fd)
         except OSError:
             return b""
         self._bytes_read += len(raw)
         return gunzip(raw, size)
+
+
+def opened(f: LogFile) -> int:
+    """A descriptor on the file ``f`` lists (:func:`~..ondisk.files.open_listed`);
+    :class:`Vanished` when it is gone or is another file now."""
+    fd = open_listed(f)
+    if fd is None:
+        raise Vanished(f)
+    return fd
 
 
 def lines_forward(block: Block) -> Iterator[Tuple[int, int, bytes]]:

@@ -31,15 +31,15 @@ threads.  ``python -m bench.history`` measures them on a 1 GB file.
 
 from __future__ import annotations
 
-import gzip
+import functools
 import os
 import time
-import zlib
 from itertools import islice
-from typing import Any, BinaryIO, Callable, Generator, Iterator, List, Optional, Tuple, cast
+from typing import Any, Callable, Generator, Iterator, List, Optional, Tuple, Union, cast
 
-from ..ondisk.files import Entry, LogFile, header_base
+from ..ondisk.files import Entry, LogFile, header_base, open_listed
 from ..ondisk.formats import RecordError, parse
+from ..ondisk.gzipped import GzipStream
 from .blocks import (
     FIRST_BLOCK,
     MAX_BLOCK,
@@ -60,17 +60,15 @@ __all__ = ["LogStore", "Page", "SearchResult"]
 
 
 class LogStore(BlockStore):
-    """Reads one process's log (live file ``live_path`` and its backups) by offset."""
+    """Pages, time jumps, search and export over a :class:`~.blocks.BlockStore`
+    (whose constructor it takes as it is)."""
 
-    def __init__(
-        self,
-        live_path: str,
-        gz_cache_files: int = 3,
-        gz_cache_bytes: int = 256 * 1024 * 1024,
-        max_backups: int = 10_000,
-    ) -> None:
-        super().__init__(live_path, gz_cache_files, gz_cache_bytes, max_backups)
-        self._times = TimeSeek(self)
+    @functools.cached_property
+    def _times(self) -> TimeSeek:
+        """Time jumps in this store's files, with each file's first time cached
+        (made on first use; two threads racing to it may each make one: a cache,
+        either is right)."""
+        return TimeSeek(self)
 
     # ------------------------------------------------------------ the files
 
@@ -140,23 +138,19 @@ class LogStore(BlockStore):
         finally:
             _close_all(handles)
 
-    def _open_all(self) -> List[Tuple[LogFile, BinaryIO]]:
+    def _open_all(self) -> List[Tuple[LogFile, Opened]]:
         """Every file of the log, opened, each checked to be the file listed."""
         for attempt in range(RETRIES + 1):
             files = self._list_files()
-            opened: List[Tuple[LogFile, BinaryIO]] = []
+            opened: List[Tuple[LogFile, Opened]] = []
             for f in files:
                 try:
-                    handle: BinaryIO = open(f.path, "rb")
+                    fd = open_listed(f)
                 except OSError:
                     continue
-                st = os.fstat(handle.fileno())
-                if (st.st_dev, st.st_ino) != f.key[:2]:
-                    handle.close()
+                if fd is None:
                     continue
-                if f.compressed:
-                    handle = gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[assignment]
-                opened.append((f, handle))
+                opened.append((f, GzipStream(fd) if f.compressed else fd))
             if len(opened) == len(files) or attempt == RETRIES:
                 return opened  # at the last attempt, what could be opened
             _close_all(opened)
@@ -311,26 +305,40 @@ class LogStore(BlockStore):
 # ---------------------------------------------------------------- helpers
 
 
-def _close_all(handles: List[Tuple[LogFile, BinaryIO]]) -> None:
+#: An opened file of an export: a descriptor, or a ``.gz`` read forward.
+Opened = Union[int, GzipStream]
+
+
+def _close_all(handles: List[Tuple[LogFile, Opened]]) -> None:
     for _, handle in handles:
-        inner = handle.fileobj if isinstance(handle, gzip.GzipFile) else None
-        handle.close()  # a GzipFile does not close the file it was given
-        if inner is not None:
-            inner.close()
+        if isinstance(handle, GzipStream):
+            handle.close()
+        else:
+            os.close(handle)
 
 
-def _export_file(handle: BinaryIO, lo: int, hi: int, chunk_size: int) -> Iterator[bytes]:
+def _export_file(handle: Opened, lo: int, hi: int, chunk_size: int) -> Iterator[bytes]:
     """Bytes [lo, hi) of one opened file, without its header line."""
-    gz = isinstance(handle, gzip.GzipFile)
-    if gz:
-        handle.seek(lo)  # reads forward: a stream from the start
+    if isinstance(handle, GzipStream):
+        skip = lo  # a stream from the start: read up to lo, and drop it
+        while skip > 0:
+            try:
+                passed = handle.read(min(skip, 1024 * 1024))
+            except OSError:
+                return
+            if not passed:
+                return
+            skip -= len(passed)
     pos, first = lo, lo == 0
     while pos < hi:
         want = min(max(chunk_size, 4096) if first else chunk_size, hi - pos)
         try:
-            data = handle.read(want) if gz else os.pread(handle.fileno(), want, pos)
-        except (OSError, EOFError, zlib.error):
-            return  # a damaged .gz: what came out of it
+            # (a damaged .gz ends where its damage begins: what came out of it)
+            data = (
+                handle.read(want) if isinstance(handle, GzipStream) else os.pread(handle, want, pos)
+            )
+        except OSError:
+            return  # unreadable from here: what came out of it
         if not data:
             return
         pos += len(data)

@@ -17,11 +17,13 @@ request: ``/api/processes`` reads a :class:`RestartTally`'s figures.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ..ondisk.files import gunzip, process_files
+from ..ondisk.files import LogFile, open_listed, process_files
 from ..ondisk.formats import Record, RecordError, parse
+from ..ondisk.gzipped import gunzip, read_whole
 
 #: How much of a log's end is read at start to count its restarts (bytes).
 SCAN_BYTES = 16 * 1024 * 1024
@@ -150,18 +152,20 @@ class RestartTally:
         }
 
 
-def _tail_of(path: str, compressed: bool, hi: int, budget: int) -> Optional[bytes]:
-    """Bytes ``[hi - budget, hi)`` of a file's contents, from its first whole record."""
+def _tail_of(f: LogFile, hi: int, budget: int) -> Optional[bytes]:
+    """Bytes ``[hi - budget, hi)`` of a file's contents, from its first whole
+    record; None when it cannot be read in part (a ``.gz``), is gone or is
+    another file now."""
     lo = max(0, hi - budget)
-    if compressed:
-        if lo > 0:
-            return None  # cannot be read in part: the scan stops before it
-        with open(path, "rb") as handle:
-            data = gunzip(handle.read())[:hi]
-    else:
-        with open(path, "rb") as handle:
-            handle.seek(lo)
-            data = handle.read(hi - lo)
+    if f.compressed and lo > 0:
+        return None  # cannot be read in part: the scan stops before it
+    fd = open_listed(f)
+    if fd is None:
+        return None
+    try:
+        data = gunzip(read_whole(fd), hi) if f.compressed else os.pread(fd, hi - lo, lo)
+    finally:
+        os.close(fd)
     if lo > 0:
         data = data[data.find(b"\n") + 1 :]  # the cut record before the first newline
     return data
@@ -183,7 +187,7 @@ def scan(path: str, end: int, budget: int = SCAN_BYTES) -> RestartTally:
                 continue
             if left <= 0:
                 break
-            data = _tail_of(f.path, f.compressed, min(end, f.end) - f.base, left)
+            data = _tail_of(f, min(end, f.end) - f.base, left)
             if data is None:
                 break
             pieces.append(data)

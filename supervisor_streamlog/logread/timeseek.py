@@ -4,22 +4,26 @@ Picks the file by its first record's time, then bisects byte positions
 inside it: a jump into a 1 GB file reads a few dozen small blocks.  Records
 are in file order, which is time order short of the system clock going
 back; then the answer is one of the right neighbours.  Used by
-:meth:`~.logstore.LogStore.seek_time`.
+:meth:`~.logstore.LogStore.seek_time`.  :func:`parse_time_param` reads the
+time a request jumps to (or a histogram's ``since``/``until``), the one
+parser of a client's time for every handler.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
-from datetime import datetime
 from typing import Dict, List, Optional, Tuple
 
 from ..ondisk.files import LogFile, is_header
-from ..ondisk.formats import RecordError, parse
+from ..ondisk.formats import RecordError, parse, record_seconds
 from .blocks import FIRST_BLOCK, MAX_BLOCK, BadLines, BlockStore, Reader, lines_forward
 
 _SEEK_SPAN = 64 * 1024  # bisect down to this, then scan
 _JSON_TIME = re.compile(rb'\{\s*"time"\s*:\s*"([^"\\]{1,64})"')
+#: A request's time parameter is below this (2**40 s: the year 36812).
+MAX_TIME_PARAM = 2**40
 
 
 class TimeSeek:
@@ -83,7 +87,7 @@ class TimeSeek:
                     continue
                 if is_header(record.stream, record.data):
                     continue
-                stamp = parse_time(record.time)
+                stamp = record_seconds(record.time)
                 if stamp is not None and stamp >= when:
                     return offset
         return None
@@ -128,7 +132,7 @@ class TimeSeek:
                 record = parse(line)
             except RecordError:
                 continue
-            stamp = parse_time(record.time)
+            stamp = record_seconds(record.time)
             if stamp is None:
                 continue
             if not is_header(record.stream, record.data):
@@ -140,12 +144,26 @@ class TimeSeek:
         return found
 
 
-def parse_time(text: str) -> Optional[float]:
-    """Epoch seconds of a record's RFC 3339 timestamp; None if it does not read."""
+def parse_time_param(name: str, raw: str) -> float:
+    """A request's time parameter (``time``, ``since``, ``until``) as epoch seconds.
+
+    The one reading of a time a client sends (docs/protocol.md: "RFC 3339 time
+    or epoch seconds"): a number is epoch seconds, anything else is read as a
+    record's stamp is (:func:`~..ondisk.formats.record_seconds`).  ValueError,
+    its message naming the parameter, when it does not read or is no time
+    after 1970 and before the year 36812 (2**40 s: NaN, infinities, and epoch
+    milliseconds mistaken for seconds, are refused).
+    """
     try:
-        return datetime.fromisoformat(text).timestamp()
-    except (ValueError, OverflowError, OSError):
-        return None
+        value = float(raw)
+    except ValueError:
+        stamp = record_seconds(raw)
+        if stamp is None:
+            raise ValueError(f"{name} must be RFC 3339 or epoch seconds") from None
+        value = stamp
+    if not math.isfinite(value) or not 0 <= value < MAX_TIME_PARAM:
+        raise ValueError(f"{name} must be a time after 1970 and before the year 36812")
+    return value
 
 
 def _line_time(head: bytes) -> Optional[float]:
@@ -157,4 +175,4 @@ def _line_time(head: bytes) -> Optional[float]:
         stamp = head[: head.find(b" ")] if b" " in head else b""
     if not stamp:
         return None
-    return parse_time(stamp.decode("ascii", "replace"))
+    return record_seconds(stamp.decode("ascii", "replace"))

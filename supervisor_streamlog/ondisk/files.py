@@ -65,11 +65,11 @@ import dataclasses
 import os
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar
 
 from .formats import Record, RecordError, parse
+from .gzipped import gunzip
 
 T = TypeVar("T")
 
@@ -116,32 +116,6 @@ def header_base(line: bytes) -> Optional[int]:
 
 
 # ---------------------------------------------------------------- one file
-
-
-def gunzip(raw: bytes, limit: int = 0) -> bytes:
-    """Decompress gzip data: up to ``limit`` bytes (0: all), or what a damaged file gives."""
-    inflate = zlib.decompressobj(wbits=31)
-    out: List[bytes] = []
-    got = 0
-    view = memoryview(raw)
-    try:
-        while view:
-            chunk = inflate.decompress(view, limit - got if limit else 0)
-            out.append(chunk)
-            got += len(chunk)
-            if limit and got >= limit:
-                break
-            if inflate.unconsumed_tail:
-                view = memoryview(inflate.unconsumed_tail)
-            elif inflate.eof and inflate.unused_data:
-                # Another gzip member follows (concatenated files).
-                view = memoryview(inflate.unused_data)
-                inflate = zlib.decompressobj(wbits=31)
-            else:
-                break
-    except zlib.error:
-        pass  # a damaged or truncated file: keep what came out
-    return out[0] if len(out) == 1 else b"".join(out)
 
 
 def gzip_size(fd: int, file_size: int) -> int:
@@ -296,6 +270,29 @@ class LogFile:
     @property
     def compressed(self) -> bool:
         return self.path.endswith(".gz")
+
+
+def open_listed(f: LogFile) -> Optional[int]:
+    """A read descriptor on the file ``f`` lists; None when it is gone, or its
+    name is another file's now (not the device and inode listed).
+
+    Every reader opens a listed file through here: a listing is a moment's,
+    and between it and the open the capture may rotate, compress or delete
+    the file.  Other errors (permission) raise, as ``os.open``'s.
+    """
+    try:
+        fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if (st.st_dev, st.st_ino) != f.key[:2]:
+        os.close(fd)
+        return None
+    return fd
 
 
 class ProcessFiles:

@@ -64,6 +64,24 @@ def timestamp(now: float, utc: bool) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+def record_seconds(stamp: str) -> Optional[float]:
+    """Epoch seconds of a record's RFC 3339 time; None when it does not read.
+
+    The one reading of a record's stamp, for every reader (the time seek, the
+    histogram, ``tail``, the forwarder's age, the receiver's ledger), so they
+    agree on every stamp: a ``Z`` offset is UTC on every Python version, a
+    stamp without an offset is local time, and a stamp that does not read
+    (damaged, another writer's, a date out of range, not a string) is None:
+    what None means -- passed over, 0, "no age" -- is each caller's to say.
+    """
+    try:
+        if stamp[-1:] in ("Z", "z"):
+            stamp = stamp[:-1] + "+00:00"
+        return datetime.fromisoformat(stamp).timestamp()
+    except (ValueError, TypeError, OverflowError, OSError):
+        return None
+
+
 def status_text(state: str, fields: Dict[str, FieldValue]) -> str:
     """``EXITED pid=4242 exitstatus=1 expected=false``."""
     parts = [state]

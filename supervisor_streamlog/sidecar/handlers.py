@@ -16,7 +16,6 @@ import functools
 import html
 import os
 import re
-from datetime import datetime
 from typing import Any, Awaitable, Dict, List, Optional
 from urllib.parse import quote, urlparse
 
@@ -26,6 +25,7 @@ import tornado.websocket
 
 from ..logread.histogram import STEP_BYTES, Histograms, QueryError, parse_query
 from ..logread.searchworker import REGEX_DEADLINE, SEARCH_BUDGET, SearchWorker
+from ..logread.timeseek import parse_time_param
 from ..ondisk.files import is_header
 from .auth import refuse, send_refusal
 from .hub import Client, entry_json
@@ -149,17 +149,6 @@ def _int_arg(
     return value
 
 
-def _time_arg(raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise tornado.web.HTTPError(400, reason="time must be RFC 3339 or epoch seconds") from None
-
-
 class LogHandler(BaseHandler):
     """History of one process: pages by cursor, a jump to a time, or a search.
 
@@ -180,7 +169,10 @@ class LogHandler(BaseHandler):
             raise tornado.web.HTTPError(400, reason="direction must be backward or forward")
         query = self.get_argument("q", None)
         raw_time = self.get_argument("time", None)
-        when = None if raw_time is None else _time_arg(raw_time)
+        try:
+            when = None if raw_time is None else parse_time_param("time", raw_time)
+        except ValueError as exc:
+            raise tornado.web.HTTPError(400, reason=str(exc)) from None
         shown = self.sidecar.logs[spec]
         uncaptured = not shown.captured
         if when is not None and uncaptured:
