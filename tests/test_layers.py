@@ -35,6 +35,7 @@ ORDER = [
     # capture: chunks in, records on disk out
     "capture",
     "capture.assemble",
+    "capture.compressor",
     "capture.writer",
     "capture.core",
     "capture.listener",
