@@ -23,7 +23,7 @@ writer of that path across a supervisord reload.
 Example::
 
     writer = RotatingWriter("/var/log/app.log", maxbytes=50_000_000, backups=10)
-    writer.write(b"2026-12-07T21:36:23.000001+00:00 stdout hello\n")  # whole records
+    writer.write(b"2026-12-07T21:36:23.000001+00:00 stdout hello\\n")  # whole records
     writer.close()
 """
 
