@@ -4,6 +4,9 @@ It validates the ``[streamlog]`` section, reads the supervisord configuration
 with supervisord's own parser, finds how streamlog is wired in (plugin or
 listener) and lists every program: which streams are captured, where the file
 goes, and for each stream that is not captured, the reason and the fix.
+It changes nothing and starts nothing (one thread, reading files); its exit
+status is 0 when all is well, 1 with warnings, 2 when the configuration is
+invalid, so a deployment script can run it before a reload.
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 ``check``, ``tail``.
 
 Parsing builds a namespace in :func:`build_parser` (testable on its own);
-:func:`main` only dispatches.
+:func:`main` only dispatches, so it is the one module that may import every
+side (capture, the sidecar, the forwarder, ``tail``).  Example::
+
+    supervisor-streamlog check -c /etc/supervisor/supervisord.conf
+    supervisor-streamlog tail -f web
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ The section can live in supervisord.conf itself or in its own file::
 Each setting has a name, a parser, a default and a line of help, in ``SETTINGS``
 below.  A bad value raises :class:`ConfigError` whose message is one line naming
 the key, the value and what is accepted, so start-up fails loudly and clearly.
+A :class:`Config` is built once at start (threads only read it); the
+``forward`` URLs are checked here too, their clients made in
+:mod:`.forward.destinations`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import pytest
 
+from supervisor_streamlog.capture import compressor as compressor_module
 from supervisor_streamlog.capture import writer as writer_module
 from supervisor_streamlog.ondisk.formats import Record
 
@@ -99,9 +100,10 @@ class FlakyOs:
 
 
 def flaky_os(monkeypatch: pytest.MonkeyPatch) -> FlakyOs:
-    """A :class:`FlakyOs` put in place of the writer's ``os`` for this test."""
+    """A :class:`FlakyOs` put in place of the writer's and the compressor's ``os`` for this test."""
     fake = FlakyOs()
     monkeypatch.setattr(writer_module, "os", fake)
+    monkeypatch.setattr(compressor_module, "os", fake)
     return fake
 
 

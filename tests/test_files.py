@@ -11,6 +11,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
+from supervisor_streamlog.capture import compressor as compressor_module
 from supervisor_streamlog.capture import writer as writer_module
 from supervisor_streamlog.capture.core import Capture
 from supervisor_streamlog.capture.writer import Compressor
@@ -254,6 +255,7 @@ def test_every_state_of_a_rotation_and_compression_lists_each_byte_once(
     whole = b"".join(contents(f) for f in process_files(live))
     stepped = Stepped()
     monkeypatch.setattr(writer_module, "os", stepped)
+    monkeypatch.setattr(compressor_module, "os", stepped)
     thread = stepped.run(rotate_and_compress(cap, compressor, live))
     states = 0
     try:
@@ -302,6 +304,7 @@ def test_a_walk_racing_the_writer_meets_every_file(
         end = process_files(live)[-1].end
         stepped = Stepped()
         monkeypatch.setattr(writer_module, "os", stepped)
+        monkeypatch.setattr(compressor_module, "os", stepped)
         thread = stepped.run(rotate_and_compress(cap, compressor, live))
         real_stat = files_module._stat
 
@@ -321,6 +324,7 @@ def test_a_walk_racing_the_writer_meets_every_file(
                 pass
             thread.join()
         monkeypatch.setattr(writer_module, "os", os)
+        monkeypatch.setattr(compressor_module, "os", os)
         cap.close()
         # A file may be met twice (renamed, or compressed, between two looks):
         # as one range.  Every byte of the log before the rotation is in one.

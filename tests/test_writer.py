@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor_streamlog.capture import writer as writer_module
-from supervisor_streamlog.capture.writer import Compressor, RotatingWriter
+from supervisor_streamlog.capture.compressor import Compressor
+from supervisor_streamlog.capture.writer import RotatingWriter
 from supervisor_streamlog.ondisk.files import read_base
 
 from .helpers import FlakyOs, ProblemReports, flaky_os

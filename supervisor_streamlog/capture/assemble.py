@@ -14,7 +14,11 @@ the last chunk and returns *pieces*:
 Bytes are never changed: ``\\r``, NUL, escape sequences and invalid UTF-8 pass
 through.  ``\\r\\n`` ends a line like ``\\n`` (the ``\\r`` stays in its text).
 Lines are found with whole-chunk ``bytes`` operations; the per-line Python
-loop runs only for lines longer than the limit.
+loop runs only for lines longer than the limit.  Threads: none; called by the
+capture core under its front end's lock.  Example::
+
+    assembler = LineAssembler(max_line_length=16384)
+    assembler.feed(b"one\\ntw", time.time())  # [(b"one\\n", False)]; b"tw" waits
 """
 
 from __future__ import annotations

@@ -14,6 +14,14 @@ pieces with whole-chunk bytes operations and rendered by the configured
 :class:`~.formats.Format`, with the process's identity (program, group, and
 ``hostname`` when set: JSON records carry it) rendered once per process.
 Nothing here raises for bad input or a failing disk.
+
+Threads: not thread-safe on purpose (the per-chunk path takes no lock).  The
+listener calls it from its one thread; the plugin from supervisord's main loop
+and its timer thread, under one lock of its own.  Example::
+
+    capture = Capture(from_mapping({"logdir": "/var/log/streamlog"}, here="/etc"))
+    capture.log("web", "web", "stdout", 4242, b"GET / 200\\n")  # web.log, header first
+    capture.close()
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ The protocol, and what bites:
   answered ``OK`` -- ``FAIL`` would make supervisord re-send it forever;
 * SIGTERM writes the unfinished lines and exits cleanly; SIGUSR2 or SIGHUP
   reopens the files (for an external logrotate).
+
+Threads: one, the protocol loop, which also runs the core's timers; gzip runs
+on the compressor's thread.
 """
 
 from __future__ import annotations

@@ -22,12 +22,10 @@ for a newline, batched writes, retries after a disk error) and gzip run on
 threads started on ``SupervisorRunningEvent`` -- threads started earlier die
 when supervisord daemonizes -- and the core is guarded by one lock.
 
-A program's exit is written promptly: supervisord's loop sleeps up to 1 s in
-``poll()``, a signal does not end that sleep (Python retries the call), and it
-reaps children only between two sleeps, so an EXITED event (and the output
-drained at the reap) came up to 1 s after the exit.  :class:`SignalWake`
-makes a pending signal end the sleep -- see there for why that changes
-nothing else supervisord does.
+A program's exit is written promptly: supervisord reaps children only
+between two ``poll()`` sleeps that a signal does not cut short;
+:class:`SignalWake` makes a pending signal end the sleep (see there for why
+that changes nothing else supervisord does).
 
 Output events are turned on for captured programs without touching the
 ``ProcessConfig`` values (``supervisorctl update`` compares them and would

@@ -1,72 +1,49 @@
 """The rotating writer: whole records in, files that never split one out.
 
-Rotation follows the multilog/s6-log protocol:
+Role: :class:`RotatingWriter` appends records to ``<name>.log``, rotates it to
+``.1`` before a write would pass ``maxbytes`` (a record larger than that gets a
+file of its own), keeps ``backups`` files and ``max_total_bytes`` over them all
+(oldest removed first; the live file never, counted at ``maxbytes``), and hands
+rotated files to the :class:`~.compressor.Compressor`.
 
-* data comes in as whole records; before a write that would take the file past
-  ``maxbytes`` the writer writes the records that still fit, then rotates, then
-  goes on (a single record larger than ``maxbytes`` gets a file of its own);
-* rotation is a chain of renames -- ``.N`` is removed, ``.i`` becomes ``.i+1``,
-  the live file becomes ``.1`` -- so a crash between two steps leaves every byte
-  in some file; the next start finishes what was left (see :meth:`recover`);
-* ``compress`` gzips a rotated file on a background thread into ``.gz.tmp``
-  (held under an exclusive ``flock`` while written), renames that to ``.gz`` and
-  only then removes the plain file; a ``.gz.tmp`` nobody holds is left over
-  from a compression that was killed or cancelled: :meth:`recover` removes it
-  and submits the plain file again;
-* a supervisord reload makes new writers for the same files while the previous
-  load's compressor may still run: renames are serialised by one lock per path
-  (:func:`path_lock`), shared by every writer of that path in the process, and
-  the previous load's compressor is cancelled (:meth:`Compressor.cancel`), its
-  work left to the new load's :meth:`recover`;
-* retention: ``backups`` files by count, and ``max_total_bytes`` over the live
-  file and its backups together (oldest removed first; the live file never, and
-  it is counted at ``maxbytes``, the size it may reach before the next rotation).
+Invariants: a file holds whole records only, and every byte is in some file at
+every moment.  Rotation is a chain of renames (``.N`` removed, ``.i`` becomes
+``.i+1``, the live file ``.1``), so a crash between two steps loses nothing and
+:meth:`RotatingWriter.recover` finishes it at the next start.  A write error
+(full disk, vanished directory) never raises to the caller: records are held up
+to ``buffer_limit`` bytes and retried; past it, the oldest (how the trouble
+began) and the newest (the program's last words) are kept and the stretch
+between them becomes one :class:`Gap`, written in its place as one ``status
+STREAMLOG dropped ...`` record.
 
-A write error (full disk, vanished directory) never raises to the caller and
-never loses data silently: records are held in memory up to ``buffer_limit``
-bytes and retried on the next write or :meth:`retry`.  Past the limit, the
-writer keeps both ends of what it holds -- the oldest records (up to half the
-limit: how the trouble began) and the newest (the rest: what the program is
-doing now, its last words and its exit included) -- and drops the records
-between them.  Each stretch of dropped records is one :class:`Gap` in the
-queue, written as one ``status STREAMLOG dropped ...`` record at its place,
-so a reader sees exactly which stretch is missing (see :meth:`Gap.text`).
+Threads: called from capture's thread only.  The compressor's thread renames
+the same files: both hold one lock per path (:func:`path_lock`), shared by every
+writer of that path across a supervisord reload.
 
-The module is longer than most (about 800 lines) because the writer, what it
-holds while the disk refuses writes, and the :class:`Compressor` share one
-lock per path and one naming of the backups: the rename chain, crash recovery
-(stale ``.gz.tmp`` included), retention, the compressor's rename and the
-position of each ``dropped`` record are one protocol, best read in one place.
+Example::
+
+    writer = RotatingWriter("/var/log/app.log", maxbytes=50_000_000, backups=10)
+    writer.write(b"2026-12-07T21:36:23.000001+00:00 stdout hello\\n")  # whole records
+    writer.close()
 """
 
 from __future__ import annotations
 
 import collections
 import errno
-import fcntl
 import gzip
 import os
-import queue
 import threading
 from typing import Callable, Deque, Dict, List, Optional, Tuple, TypedDict, Union
 
 from ..ondisk.files import backup_path, header_text, read_base, uncompressed_size
 from ..ondisk.formats import RecordError, parse
+from .compressor import Compressor, ReportProblem, _quiet_report, claim
 
-#: How the writer and the compressor report a problem: ``(kind, message)``.
-#: ``kind`` names the problem (``write:ENOSPC``, ``moved:PATH``, ``gzip``) so the
-#: receiver can say each one once; ``KIND:ok`` says it is over.  The capture core
-#: passes its ``_report_kind``, which does that and hands the message on as a
-#: :data:`~.core.ReportMessage`.
-ReportProblem = Callable[[str, str], None]
 #: Renders a ``status`` record of the writer's own (a file header, a drop notice)
 #: from its text and the timestamp to give it (as found in the records), or None
 #: for the time the record is written.
 Notice = Callable[[str, Optional[str]], bytes]
-
-
-def _quiet_report(kind: str, message: str) -> None:
-    pass
 
 
 #: gzip's trailer holds the uncompressed size modulo this (RFC 1952's ISIZE).
@@ -160,30 +137,6 @@ def path_lock(path: str) -> threading.Lock:
     """
     with _path_locks_guard:
         return _path_locks.setdefault(os.path.abspath(path), threading.Lock())
-
-
-def _claim(tmp: str, create: bool) -> Optional[int]:
-    """Open ``tmp`` and hold it under an exclusive flock, or None if another
-    compressor holds it (or, with ``create`` false, it does not exist).  The
-    flock ends with the process, so a ``.gz.tmp`` nobody holds is stale."""
-    flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT if create else 0)
-    try:
-        fd = os.open(tmp, flags, 0o644)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # The holder we waited for may have renamed it to .gz meanwhile: then
-        # this descriptor is that .gz, not a .gz.tmp.
-        if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (
-            os.stat(tmp).st_ino,
-            os.stat(tmp).st_dev,
-        ):
-            raise BlockingIOError
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
 
 
 class WriterStats(TypedDict):
@@ -283,7 +236,7 @@ class RotatingWriter:
             for index in range(1, max(self.backups, 1) + 1):
                 plain, packed = self.backup_name(index), self.backup_name(index, True)
                 stale = packed + ".tmp"
-                fd = _claim(stale, create=False) if os.path.exists(stale) else None
+                fd = claim(stale, create=False) if os.path.exists(stale) else None
                 if fd is not None:
                     # Left by a compression that was killed or cancelled (one
                     # still running holds its flock): the plain file is intact.
@@ -655,146 +608,3 @@ class RotatingWriter:
             dropped_bytes=self.total_dropped_bytes,
             failing=self.failing,
         )
-
-
-class Compressor:
-    """Gzips rotated files on one background thread, so capture never waits.
-
-    A file is found again by its inode after compression, since more rotations
-    may have renamed it meanwhile; renames happen under the writer's lock.
-    """
-
-    def __init__(self, report: ReportProblem = _quiet_report, level: int = 6) -> None:
-        self.report = report
-        self.level = level
-        self.jobs: queue.Queue[Optional[Tuple[RotatingWriter, str]]] = queue.Queue()
-        self.thread: Optional[threading.Thread] = None
-        self.idle = threading.Event()
-        self.idle.set()
-        #: Set by :meth:`cancel`: jobs are left for the next load's recover().
-        self.cancelled = threading.Event()
-        #: Jobs submitted and not finished; ``idle`` is set exactly when it is 0.
-        self._pending = 0
-        self._pending_lock = threading.Lock()
-        self.compressed = 0
-
-    def start(self) -> None:
-        """Start the worker thread (call after supervisord has daemonized)."""
-        if self.thread is None or not self.thread.is_alive():
-            self.thread = threading.Thread(target=self._run, name="streamlog-gzip", daemon=True)
-            self.thread.start()
-
-    def submit(self, writer: RotatingWriter, name: str) -> None:
-        try:
-            st = os.stat(name)
-        except OSError:
-            return
-        with self._pending_lock:
-            self._pending += 1
-            self.idle.clear()
-        self.jobs.put((writer, f"{st.st_dev}:{st.st_ino}"))
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish queued work (up to ``timeout`` seconds) and stop the thread."""
-        if self.thread is not None and self.thread.is_alive():
-            self.jobs.put(None)
-            self.thread.join(timeout)
-        self.thread = None
-
-    def cancel(self, timeout: float = 5.0) -> None:
-        """Stop soon, leaving queued and running jobs undone (a reload).
-
-        The file being compressed stops within one block, its ``.gz.tmp`` is
-        removed and its plain file kept; the next load's writers find the plain
-        backups and compress them (:meth:`RotatingWriter.recover`).  Waiting
-        for a large file to finish instead would hold up supervisord's reload.
-        """
-        self.cancelled.set()
-        self.stop(timeout)
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until every submitted file is compressed (for tests, shutdown)."""
-        return self.idle.wait(timeout)
-
-    def _run(self) -> None:
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                self.idle.set()
-                return
-            writer, inode = job
-            try:
-                if not self.cancelled.is_set():
-                    self.compress(writer, inode)
-            except Exception as exc:  # a bad file must not stop the thread
-                self.report("gzip", f"compressing a backup of {writer.path} failed: {exc!r}")
-            # Not ``jobs.empty()``: a submit() between its clear() and its put()
-            # would then see idle set while its job is still to come.
-            with self._pending_lock:
-                self._pending -= 1
-                if self._pending == 0:
-                    self.idle.set()
-
-    @staticmethod
-    def _find(writer: RotatingWriter, inode: str) -> Optional[str]:
-        for index in range(1, writer.backups + 1):
-            name = writer.backup_name(index)
-            try:
-                st = os.stat(name)
-            except OSError:
-                continue
-            if f"{st.st_dev}:{st.st_ino}" == inode:
-                return name
-        return None
-
-    def compress(self, writer: RotatingWriter, inode: str) -> None:
-        """Gzip the backup of ``writer`` with this inode, if it still exists."""
-        with writer.lock:
-            name = self._find(writer, inode)
-            if name is None:
-                return
-            source = open(name, "rb")
-        tmp = name + ".gz.tmp"
-        # ``source`` stays open until the rename: while it is open, its inode
-        # number cannot be given to a new file, so the file found again by
-        # inode below is this one (and not, say, a newer backup that reused
-        # the number after retention removed this one).
-        with source:
-            fd = _claim(tmp, create=True)
-            if fd is None:
-                return  # another load's compressor is on it
-            try:
-                os.ftruncate(fd, 0)
-                with open(fd, "wb", closefd=False) as raw:
-                    with gzip.GzipFile(
-                        filename=os.path.basename(name),
-                        mode="wb",
-                        compresslevel=self.level,
-                        fileobj=raw,
-                    ) as packed:
-                        while not self.cancelled.is_set():
-                            block = source.read(1024 * 1024)
-                            if not block:
-                                break
-                            packed.write(block)
-                    raw.flush()
-                    os.fsync(fd)
-                with writer.lock:
-                    current = self._find(writer, inode)
-                    if current is None or self.cancelled.is_set():
-                        os.unlink(tmp)  # removed by retention meanwhile, or cancelled
-                        return
-                    os.replace(tmp, current + ".gz")
-                    os.unlink(current)
-                    self.compressed += 1
-                    writer._enforce_total()
-            except OSError as exc:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                self.report(
-                    "gzip", f"cannot compress {name}: {exc.strerror or exc}; kept uncompressed"
-                )
-            finally:
-                os.close(fd)  # after the rename: the flock covers it

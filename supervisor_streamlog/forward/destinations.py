@@ -15,7 +15,8 @@ Whitespace-separated URLs, one per destination:
 An IPv6 address goes in brackets.  The port is required (RELP has no
 standard one; rsyslog's examples use 2514; syslog over TLS is 6514).  The
 URLs are parsed where every setting is validated (:mod:`..config`); this
-module makes their clients.
+module makes their clients.  Threads: none; called by the forwarder on its
+asyncio loop when a lane connects.
 """
 
 from __future__ import annotations

@@ -1,39 +1,30 @@
 """``supervisor-streamlog forward``: every record, to the log engines a fleet already runs.
 
-Run it as a program of its own under supervisord, beside the sidecar::
+Role: one *lane* per destination reads each process's records through the
+read side (:class:`~supervisor_streamlog.logread.logstore.LogStore`: rotated
+and ``.gz`` backups included), renders them (:mod:`.syslog`) and sends them in
+pages of ``BATCH``; ``forward --status`` reads the same state and store.
+
+Invariants: per destination, the offset up to which every process is
+acknowledged is kept in :mod:`.state` and advanced only on acknowledgement; on
+any error a lane closes, waits (backoff up to 30 s) and resumes from its
+offsets: at-least-once, every duplicate carrying its offset.  Records that
+retention deleted before delivery are counted and reported, never skipped.
+
+Threads: one asyncio loop; while a page is sent a lane reads and renders the
+next one in a worker thread (one page ahead: two pages per lane in memory).
+Following live, records gather for ``LINGER`` between rounds.  With
+``forward_metrics`` set, ``GET /metrics`` there (:mod:`.metrics`, :mod:`.behind`)
+says how far behind each destination is.  Figures: docs/benchmarks.md,
+"Forwarder" (``python -m bench.forward``).
+
+Example, a program of its own under supervisord beside the sidecar::
 
     [streamlog]
     forward = relp://logs.example:2514
 
     [program:streamlog-forward]
     command = supervisor-streamlog forward -c %(here)s/supervisord.conf
-
-Like the sidecar it reads only the files, through the same store
-(:class:`~supervisor_streamlog.logread.logstore.LogStore`: rotated and ``.gz``
-backups included), and it keeps, per destination, the offset up to which
-every process is acknowledged (:mod:`.state`).  One *lane* per destination
-connects, sends each process's records in order in batches, advances the
-offsets on acknowledgement, and on any error closes, waits (backoff up to
-30 s) and resumes from its offsets: delivery is at-least-once, with
-duplicates only for records sent but not acknowledged, and every duplicate
-carries its offset.  Records retention deleted before they were delivered are
-counted and reported, never silently skipped.  With ``forward_metrics``
-set, ``GET /metrics`` there says how far behind each destination is, per
-process, in bytes, records and seconds (:mod:`.behind`, :mod:`.metrics`).
-
-Speed (``python3 -m bench.forward``): while catching up, a lane reads and
-renders the next page in a thread while the current one is sent and
-acknowledged (one page ahead, so memory stays at two pages per lane), and
-pages are ``BATCH`` records: the receiver rarely waits for the disk, and the
-RELP window drains only once per page -- without the 40 ms stall of delayed
-TCP acknowledgements (:data:`.relp._QUICKACK`).  Following live, it lets
-records gather for ``LINGER`` between rounds, so a busy process is sent in
-pages of thousands, not a page per round trip.  Text records are rendered
-from their lines (:meth:`.syslog.Encoder.text_line`, ``json_line``).
-
-(The module is over 500 lines: the loop, its pipelining and the pid bookkeeping that
-follows acknowledgements, the figures ``/metrics`` reports of them, and
-``forward --status``, which reads the same state and store, are kept together.)
 """
 
 from __future__ import annotations

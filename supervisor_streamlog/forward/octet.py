@@ -19,7 +19,8 @@ The receiver must accept the longest record (``max_line_length`` plus about
 longer message in two, the rest arriving as a message of its own.
 
 :class:`SendError` is the one error both senders raise for "not delivered,
-reconnect and send again from the last delivered record".
+reconnect and send again from the last delivered record".  Threads: one
+asyncio loop (the forwarder's); a sender is used by one lane at a time.
 """
 
 from __future__ import annotations

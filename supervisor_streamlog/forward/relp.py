@@ -1,39 +1,31 @@
 """A RELP client (rsyslog's Reliable Event Logging Protocol) over asyncio streams.
 
-RELP is what makes a record count as delivered only when the receiver said
-so: every frame ``TXNR SP COMMAND SP DATALEN [SP DATA] LF`` the client sends
-is answered by ``TXNR rsp DATALEN 200 OK`` once the receiver has taken the
-message.  A session that breaks before the answer means "not delivered": the
-caller reconnects and sends again from the last acknowledged record, so
-delivery is at least once, with duplicates only for messages sent but not
-acknowledged (carry the record's offset, as :mod:`.syslog` does, to tell them
-apart).  The receiving rsyslog::
+Role: a record counts as delivered only when the receiver said so.  Every frame
+``TXNR SP COMMAND SP DATALEN [SP DATA] LF`` (cut and made by :mod:`.relpframe`)
+is answered ``TXNR rsp DATALEN 200 OK`` once the receiver took the message.  A
+session: ``open`` (we offer ``relp_version=0``, our software and
+``commands=syslog``; the server must offer ``syslog`` back), ``syslog`` frames
+with at most ``window`` unacknowledged, ``close``; the server may end it at any
+time with ``0 serverclose 0``.  Transaction numbers run 1..999999999 and wrap to
+1.  TLS is an ``ssl.SSLContext`` around the same protocol (``imrelp tls="on"``).
+
+Invariants: a session that breaks before the answer means "not delivered": the
+caller reconnects and sends again from the last acknowledged record (at least
+once; duplicates carry their offset, :mod:`.syslog`).  The acknowledgement means
+what rsyslog makes it mean: in its default in-memory queue a message can be lost
+after it was acknowledged; docs/shipping.md ("The queue") says how to avoid that.
+
+Threads: one asyncio loop.  Answers are counted by an ``asyncio.Protocol``
+(:class:`_Session`) as they arrive; the sending coroutine waits only for a
+quarter of its window to be free, so the acknowledgements pace the writes and
+the transport's buffer holds at most a window of messages.
+
+Example, the receiving rsyslog (``maxDataSize``, and ``global(maxMessageSize=...)``,
+must hold ``max_line_length`` plus about 300 bytes: with rsyslog's default 8k,
+imrelp truncates a longer message and acknowledges it)::
 
     module(load="imrelp")
     input(type="imrelp" port="2514" maxDataSize="64k")
-
-(``maxDataSize``, and ``global(maxMessageSize=...)``, must hold the longest
-record: ``max_line_length`` plus about 300 bytes of header.  With rsyslog's
-default 8k, imrelp truncates a longer message and acknowledges it.)
-
-What the acknowledgement means is the receiver's business: rsyslog answers
-once the message is in the queue of the input's ruleset.  With its default
-in-memory queue a SIGKILL of rsyslog loses messages it already acknowledged
-(seen here in 4 of 10 runs); ``ruleset(... queue.type="Direct")`` (the
-action runs before the answer) or a disk queue keeps them.
-
-A session: ``open`` (we offer ``relp_version=0``, our software and
-``commands=syslog``; the server must offer ``syslog`` back), then ``syslog``
-frames with at most ``window`` unacknowledged, then ``close``.  The server
-may end the session at any time with ``0 serverclose 0``.  Transaction
-numbers run 1..999999999 and wrap to 1.  TLS is an ``ssl.SSLContext`` around
-the same protocol (rsyslog's ``imrelp`` with ``tls="on"``).
-
-Frames are cut and made by :mod:`.relpframe`.  The answers are taken by an
-``asyncio.Protocol`` (:class:`_Session`) as they arrive; the sending
-coroutine waits only for a quarter of its window to be free, not for each
-read.  The acknowledgements are what paces the writes, so the transport's
-buffer holds at most a window of messages.
 """
 
 from __future__ import annotations

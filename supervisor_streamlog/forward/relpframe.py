@@ -1,7 +1,11 @@
 """RELP's frames: cutting what a server sends into frames, and making the client's.
 
 A frame is ``TXNR SP COMMAND SP DATALEN [SP DATA] LF`` (:mod:`.relp` has the
-session around them).  Pure: bytes in, frames out.
+session around them), for example ``3 rsp 6 200 OK\\n`` answering frame 3.
+
+Invariants: a frame is taken only once whole (its DATALEN bytes and the LF);
+anything that breaks the grammar is an error, never a guess.  Threads: none;
+pure, bytes in, frames out (called from the RELP session's protocol).
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ acknowledged by the destination.  The file is replaced atomically (written
 beside, fsynced, renamed), so a crash leaves the old state or the new one,
 never half of either: the forwarder then re-sends what was sent after the
 last save (at-least-once; a receiver tells duplicates by their offsets).
+
+Threads: none of its own; each lane saves its :class:`State` from the
+forwarder's asyncio loop (every second while records flow, always at exit),
+and ``forward --status`` reads the files with :func:`read_only`.
 """
 
 from __future__ import annotations

@@ -1,47 +1,23 @@
 """RFC 5424 messages from records: what a receiver sees of each record (pure functions).
 
-One record becomes one message::
+Role: one record becomes one message, its parts described at :class:`Encoder`::
 
     <14>1 2026-11-27T01:23:45.678901+00:00 web1 web 4242 stdout [streamlog@32473
     group="web" stream="stdout" offset="1200" end="1251" file="web.log"] GET / 200
 
-(one line; wrapped here).  The parts:
+(one line; wrapped here).  File headers (``STREAMLOG file offset=N``) are
+bookkeeping, not output: :func:`wanted` says which entries to send.
 
-- PRI: ``facility * 8 + severity``; severities by stream in :class:`Severities`
-  (stdout info, stderr warning, status notice, an unexpected exit error, a
-  ``STREAMLOG dropped`` notice warning).
-- TIMESTAMP: the record's time as stored (RFC 3339, microseconds, numeric
-  offset), ``-`` when it has none.
-- HOSTNAME and APP-NAME (the program name): RFC 5424 allows only printable
-  US-ASCII (``!`` to ``~``) there, at most 255 and 48 characters.  Every other
-  character, and ``%``, is written as ``%XX`` per UTF-8 byte (as in the file
-  names), so ``my app`` is sent as ``my%20app`` and can be decoded back with
-  ``urllib.parse.unquote``; a longer name is cut at a whole character.
-- PROCID: for a status record the ``pid=`` in its text; else the ``pid``
-  given, else the record's own (JSON format); ``-`` when none is known.
-- MSGID: ``stdout``, ``stderr`` or ``status``.
-- STRUCTURED-DATA: one element ``streamlog@32473`` with group, stream, the
-  record's ``offset`` and ``end`` in the process's log and the log ``file``
-  (relative to logdir), so a receiver can de-duplicate what a reconnect sent
-  twice; ``partial="true"`` on a piece that no newline followed (join it with
-  the next one of its stream); for status records ``state`` and, when present,
-  ``exitstatus``, ``expected`` and a dropped notice's ``dropped_bytes`` and
-  ``dropped_records``.  Values are escaped as RFC 5424 says (``"``, ``\\``
-  and ``]`` get a backslash).
-- MSG: the record's exact bytes, without a BOM: RFC 5424 allows any octets
-  there when no BOM announces UTF-8, and the child's output may be invalid
-  UTF-8, hold NUL, ``\\r`` or escapes (a piece never holds ``\\n``).
+Invariants: MSG is the record's exact bytes (no BOM; invalid UTF-8, NUL, ``\\r``
+and escapes pass); names outside printable ASCII are ``%XX``-quoted and can be
+decoded back; every message carries its record's ``offset`` and ``end``, so a
+receiver drops what a reconnect sent twice.
 
-File headers (``STREAMLOG file offset=N``) are bookkeeping, not output:
-:func:`wanted` says which entries to send.
-
-Speed: the forwarder's budget is 50 000 records/s in under 0.3 core, so the
-per-origin parts are rendered once (:class:`Encoder`, cached by
-:func:`message`), and an entry costs one f-string and one bytes join
-(:meth:`Encoder.encode`).  The forwarder goes further: a stdout/stderr record
-is rendered from its line by one bytes formatting, with no record or entry
-made (:meth:`Encoder.text_line`; JSON Lines, :meth:`Encoder.json_line`, after
-one scan of the JSON); status records, which are rare, are parsed.
+Threads: none; pure functions, called from a lane's reading thread.  The
+per-origin parts are rendered once (:func:`encoder` caches an :class:`Encoder`
+per origin); a stdout/stderr line becomes a message by one bytes formatting
+(:meth:`Encoder.text_line`, :meth:`Encoder.json_line`), status records, which
+are rare, are parsed.  Figures: docs/benchmarks.md, "Forwarder".
 """
 
 from __future__ import annotations
@@ -161,7 +137,35 @@ def _status_facts(data: bytes) -> Tuple[Optional[int], str, bool, bool]:
 
 
 class Encoder:
-    """Renders the records of one origin; the per-origin parts are built once."""
+    """Renders the records of one origin; the per-origin parts are built once.
+
+    The parts of a message:
+
+    - PRI: ``facility * 8 + severity``; severities by stream in :class:`Severities`
+      (stdout info, stderr warning, status notice, an unexpected exit error, a
+      ``STREAMLOG dropped`` notice warning).
+    - TIMESTAMP: the record's time as stored (RFC 3339, microseconds, numeric
+      offset), ``-`` when it has none.
+    - HOSTNAME and APP-NAME (the program name): RFC 5424 allows only printable
+      US-ASCII (``!`` to ``~``) there, at most 255 and 48 characters.  Every other
+      character, and ``%``, is written as ``%XX`` per UTF-8 byte (as in the file
+      names), so ``my app`` is sent as ``my%20app`` and can be decoded back with
+      ``urllib.parse.unquote``; a longer name is cut at a whole character.
+    - PROCID: for a status record the ``pid=`` in its text; else the ``pid``
+      given, else the record's own (JSON format); ``-`` when none is known.
+    - MSGID: ``stdout``, ``stderr`` or ``status``.
+    - STRUCTURED-DATA: one element ``streamlog@32473`` with group, stream, the
+      record's ``offset`` and ``end`` in the process's log and the log ``file``
+      (relative to logdir), so a receiver can de-duplicate what a reconnect sent
+      twice; ``partial="true"`` on a piece that no newline followed (join it with
+      the next one of its stream); for status records ``state`` and, when present,
+      ``exitstatus``, ``expected`` and a dropped notice's ``dropped_bytes`` and
+      ``dropped_records``.  Values are escaped as RFC 5424 says (``"``, ``\\``
+      and ``]`` get a backslash).
+    - MSG: the record's exact bytes, without a BOM: RFC 5424 allows any octets
+      there when no BOM announces UTF-8, and the child's output may be invalid
+      UTF-8, hold NUL, ``\\r`` or escapes (a piece never holds ``\\n``).
+    """
 
     def __init__(
         self, origin: Origin, severities: Severities = Severities(), facility: int = FACILITY_USER

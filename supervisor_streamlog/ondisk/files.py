@@ -1,62 +1,23 @@
 """The files of one process: which exist, in what order, and where each begins.
 
-Every file the capture starts begins with a header record,
-``TIMESTAMP status STREAMLOG file offset=N``, where N is the number of bytes
-of this process's log written before this file (in all earlier files, those
-deleted by retention included).  So a position in a process's log is one
-integer, the *offset*, that stays valid across rotation, compression, the
-deletion of old backups and a restart of the reader: it is the file's N plus
-the position inside the (uncompressed) file.
+Role: the one owner of which files make up a process's log (the live
+``<name>.log`` and its backups ``.1`` ... ``.N``, plain or ``.gz``); the history
+store, the followers and ``tail`` ask :class:`ProcessFiles` and keep no rule of
+their own.  Also the header record, gzip sizes and the end of the last record.
 
-This module is the one owner of which files make up a process's log; the
-history store, the follower and ``tail`` ask it and keep no rule of their own.
+Invariants: every file the capture starts begins with a header record,
+``TIMESTAMP status STREAMLOG file offset=N``, N being the bytes of the
+process's log written before it (retention's deletions included).  So a
+position in a log is one integer, the *offset* (N plus the position inside the
+uncompressed file), valid across rotation, compression, retention and a
+reader's restart.  A listing taken while the writer renames files meets every
+file once, in order (the rule, at :class:`ProcessFiles`; tests/test_files.py
+steps the real writer through every state to hold it).
 
-What the writer does (capture/writer.py), while a reader looks
---------------------------------------------------------------
-The live file is ``<name>.log`` (index 0), backups ``<name>.log.1`` (the
-newest) ... ``.N``, each plain or ``.gz``.  Under the writer's lock a
-rotation removes ``.N``, renames ``.N-1`` to ``.N`` ... ``.1`` to ``.2``,
-then the live file to ``.1``, and creates a new live file, whose first line
-(the header) it writes at once.  The compressor writes ``.k.gz.tmp``, renames
-it to ``.k.gz`` and only then removes the plain ``.k``.  Retention removes
-the oldest files.  A reader looks at one name at a time while this goes on,
-so it can meet: a missing index (the one a rename just emptied), no live file
-(renamed to ``.1``, the new one not created yet), a live file whose header is
-not complete yet, ``.k`` and ``.k.gz`` both (the same bytes), one file at two
-indexes (moved between two looks), and ``.tmp`` files.
+Threads: any; :class:`ProcessFiles` is safe to share.  Example::
 
-The rule
---------
-1. Look at the live name first, then at the backups from ``.1`` upward;
-   for each index at ``.k.gz``, then ``.k``, then ``.k.gz`` once more
-   (:func:`names`), and take the first found.  Files only move to a higher
-   index, so a walk upward meets every file that stays in the log while it
-   runs: a file can move ahead of the walk, never behind it.  The compressor
-   renames the ``.gz`` into place before it removes the plain file, so
-   ``.k`` missing means ``.k.gz`` is there by the next look (the third): no
-   compression can slip between two looks unseen.  A ``.gz`` is complete
-   once it has its name, and holds the same bytes as the plain file, so it
-   is taken when both are there (and a backup that is compressed, the usual
-   kind, costs one look).  ``.tmp`` files never count.
-2. A missing backup index is passed over; the walk stops at the
-   ``HOLE + 1``-th missing index in a row (:func:`walk`).  A rename empties
-   one index at a time, so a hole of up to ``HOLE`` indexes is taken as
-   transient (or as a file deleted by hand) and the files past it still count.
-3. Newest first as met; a listing gives them oldest first.  A file met twice
-   counts once: the same device, inode and header, or a range that overlaps a
-   newer file's (compressed between the two looks).
-4. Where each begins: its header's offset; a file without one (written by
-   something else, or a live file whose header is not complete yet) begins
-   where the file before it ends (0 for the oldest).
-5. In a listing the files follow each other (each one's end is the next one's
-   base).  One that does not was probably taken in the middle of a rotation:
-   :class:`ProcessFiles` takes it again (a few times, 1 ms apart), and
-   remembers a shape that stays so (a hole that is really there) instead of
-   looking again on every call.
-
-tests/test_files.py holds the rule to this: it runs the real writer one file
-operation at a time and lists the files in every state it passes through,
-and walks while the writer moves files between any two looks.
+    for item in process_files("/var/log/streamlog/web.log"):   # oldest first
+        print(item.path, item.base, item.end)
 """
 
 from __future__ import annotations
@@ -222,7 +183,7 @@ def walk(
     ``look`` stats or opens one name and returns None when there is nothing
     (usable) by it; the first name of an index that gives something stands
     for that index.  The walk starts at index ``first`` (0: the live file) and
-    goes by the rule in the module docstring (1, 2); a caller that found what
+    goes by the rule at :class:`ProcessFiles` (1, 2); a caller that found what
     it looked for simply stops iterating.  Repeats are the caller's to drop
     (rule 3): it knows what identifies what ``look`` gave.
     """
@@ -301,6 +262,53 @@ class ProcessFiles:
     Each file's header offset and size are cached by :data:`FileKey`, so a
     listing per request costs a few ``stat`` calls and no reads.  Safe to
     share between threads.
+
+    What the writer and compressor do (capture/), while a reader looks
+    ------------------------------------------------------------------
+    The live file is ``<name>.log`` (index 0), backups ``<name>.log.1`` (the
+    newest) ... ``.N``, each plain or ``.gz``.  Under the writer's lock a
+    rotation removes ``.N``, renames ``.N-1`` to ``.N`` ... ``.1`` to ``.2``,
+    then the live file to ``.1``, and creates a new live file, whose first line
+    (the header) it writes at once.  The compressor writes ``.k.gz.tmp``, renames
+    it to ``.k.gz`` and only then removes the plain ``.k``.  Retention removes
+    the oldest files.  A reader looks at one name at a time while this goes on,
+    so it can meet: a missing index (the one a rename just emptied), no live file
+    (renamed to ``.1``, the new one not created yet), a live file whose header is
+    not complete yet, ``.k`` and ``.k.gz`` both (the same bytes), one file at two
+    indexes (moved between two looks), and ``.tmp`` files.
+
+    The rule
+    --------
+    1. Look at the live name first, then at the backups from ``.1`` upward;
+       for each index at ``.k.gz``, then ``.k``, then ``.k.gz`` once more
+       (:func:`names`), and take the first found.  Files only move to a higher
+       index, so a walk upward meets every file that stays in the log while it
+       runs: a file can move ahead of the walk, never behind it.  The compressor
+       renames the ``.gz`` into place before it removes the plain file, so
+       ``.k`` missing means ``.k.gz`` is there by the next look (the third): no
+       compression can slip between two looks unseen.  A ``.gz`` is complete
+       once it has its name, and holds the same bytes as the plain file, so it
+       is taken when both are there (and a backup that is compressed, the usual
+       kind, costs one look).  ``.tmp`` files never count.
+    2. A missing backup index is passed over; the walk stops at the
+       ``HOLE + 1``-th missing index in a row (:func:`walk`).  A rename empties
+       one index at a time, so a hole of up to ``HOLE`` indexes is taken as
+       transient (or as a file deleted by hand) and the files past it still count.
+    3. Newest first as met; a listing gives them oldest first.  A file met twice
+       counts once: the same device, inode and header, or a range that overlaps a
+       newer file's (compressed between the two looks).
+    4. Where each begins: its header's offset; a file without one (written by
+       something else, or a live file whose header is not complete yet) begins
+       where the file before it ends (0 for the oldest).
+    5. In a listing the files follow each other (each one's end is the next one's
+       base).  One that does not was probably taken in the middle of a rotation:
+       :class:`ProcessFiles` takes it again (a few times, 1 ms apart), and
+       remembers a shape that stays so (a hole that is really there) instead of
+       looking again on every call.
+
+    tests/test_files.py holds the rule to this: it runs the real writer one file
+    operation at a time and lists the files in every state it passes through,
+    and walks while the writer moves files between any two looks.
     """
 
     def __init__(self, live: str, max_backups: int = MAX_BACKUPS) -> None:

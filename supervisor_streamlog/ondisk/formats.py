@@ -1,5 +1,9 @@
 """Record formats: how pieces become lines in the files, and how to read them back.
 
+Role: a front end's pieces become one record per line, in the text format
+(the default, below) or JSON Lines (:class:`JsonFormat`); :func:`parse` reads
+either back, with or without the optional fields.  docs/format.md is the contract.
+
 Text format (the default), one record per line, single spaces::
 
     2026-11-27T01:23:45.678901+00:00 stdout GET / 200
@@ -14,24 +18,10 @@ of a stream are therefore: each record's text, plus ``\\n`` unless the tag ends
 in ``+``, in file order.  TEXT is the child's bytes unchanged (``\\r``, NUL,
 escapes and invalid UTF-8 included) -- only ``\\n`` cannot occur in it.
 
-JSON Lines format: one object per line with ``time``, ``stream``, ``pid`` and
-``text``; ``"partial": true`` plays the role of ``+``; where the bytes are not
-UTF-8, ``text`` has U+FFFD replacements and ``b64`` holds the exact bytes.
-Status records add ``state`` and the event's fields; streamlog's own notices
-(a file's header, a ``dropped`` stretch) add ``notice`` and their figures.
-Every record the capture writes ends with the process's identity, ``program``,
-``group`` and (when ``hostname`` is set) ``host``, so a file shipper needs no
-path parsing::
+Threads: parsing is pure; a :class:`Format` caches the current second's stamp,
+so one thread at a time uses it (the capture core's, under its lock).  Example::
 
-    {"time": "...", "stream": "stdout", "pid": 4242, "text": "GET / 200",
-     "program": "web", "group": "web"}
-
-(one line; wrapped here).
-
-The identity is rendered once per process (:meth:`Format.identity`) and
-appended as text; a record costs one string literal per line (the JSON
-encoder's C function) and one join per chunk.  Readers take records with or
-without any of these fields (files written before they existed included).
+    reassemble(iter_records(blob), "stdout")   # a stream's exact bytes again
 """
 
 from __future__ import annotations
@@ -184,7 +174,26 @@ class TextFormat(Format):
 
 
 class JsonFormat(Format):
-    """JSON Lines (the module docstring), each record ending in the process's identity.
+    """JSON Lines, each record ending in the process's identity.
+
+    JSON Lines format: one object per line with ``time``, ``stream``, ``pid`` and
+    ``text``; ``"partial": true`` plays the role of ``+``; where the bytes are not
+    UTF-8, ``text`` has U+FFFD replacements and ``b64`` holds the exact bytes.
+    Status records add ``state`` and the event's fields; streamlog's own notices
+    (a file's header, a ``dropped`` stretch) add ``notice`` and their figures.
+    Every record the capture writes ends with the process's identity, ``program``,
+    ``group`` and (when ``hostname`` is set) ``host``, so a file shipper needs no
+    path parsing::
+
+        {"time": "...", "stream": "stdout", "pid": 4242, "text": "GET / 200",
+         "program": "web", "group": "web"}
+
+    (one line; wrapped here).
+
+    The identity is rendered once per process (:meth:`Format.identity`) and
+    appended as text; a record costs one string literal per line (the JSON
+    encoder's C function) and one join per chunk.  Readers take records with or
+    without any of these fields (files written before they existed included).
 
     A record is built as text, not as a dict for :func:`json.dumps`: the same
     bytes ``json.dumps(record, ensure_ascii=False)`` gives, with the identity

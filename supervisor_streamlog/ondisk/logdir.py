@@ -10,6 +10,11 @@ is :mod:`.files`'s to say).  Anything else -- hidden files, names
 ``logdir`` -- is not ours and is ignored.  The sidecar discovers processes
 with :func:`discover` and tells, from an inotify event's name alone, which
 process a file belongs to with :func:`parse_name`.
+
+Threads: none; each call lists the directory afresh.  Example::
+
+    discover("/var/log/streamlog")
+    # {"web:web": ".../web.log", "workers:worker_0": ".../workers/worker_0.log"}
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ Process and group names come from supervisord.conf and are not trusted: every
 character outside ``[A-Za-z0-9_.@+=,-]`` is written as ``%XX`` (its UTF-8
 bytes), and so is a leading dot, so a name can never be ``..``, a hidden file,
 a path separator or a NUL.  The mapping is reversible with :func:`unquote_name`.
+
+Threads: none; pure functions.  Example::
+
+    log_path("/var/log/streamlog", "workers", "worker 0")
+    # "/var/log/streamlog/workers/worker%200.log"
 """
 
 from __future__ import annotations
