@@ -14,15 +14,27 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 import supervisor_streamlog
 
+from .browsing import (
+    answers,
+    assert_contiguous,
+    in_view,
+    last_number_on_screen,
+    numbers,
+    record,
+    rows,
+    script,
+    wait_lines,
+    wait_paused,
+    wait_text,
+)
 from .helpers import LEVEL_CASES
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & &amp;'
 LONG = "long " + "y" * 5000
 # A program of mixed levels, JSON and logfmt lines, and JSON whose keys and values are HTML.
@@ -46,34 +58,6 @@ LEVELLED = [
     ),
     ("out", '{"looks": "like json", but not}'),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        # Never a downloaded browser: Debian's chromium, as the README says.
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
-
-
-def script(path: Path, steps: List[Any]) -> Path:
-    path.write_text(json.dumps(steps))
-    return path
-
-
-def answers(url: str) -> bool:
-    return get(url)[0] == 200
 
 
 @pytest.fixture(scope="module")
@@ -133,104 +117,6 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
         yield sup
     finally:
         sup.stop()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 700})
-    page = context.new_page()
-    errors: List[str] = []
-    # Script errors and CSP violations; the browser's own notes about refused
-    # connections (a sidecar stopped on purpose) are not the page's errors.
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error"
-            and "net::ERR_" not in m.text
-            and "WebSocket connection" not in m.text
-            else None
-        ),
-    )
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    # No script error and no CSP violation on any page of any test.
-    assert not errors, errors
-
-
-def numbers(page: Page, process: str) -> List[int]:
-    """The numbered lines the page holds for a process, in the order it holds them."""
-    return list(
-        page.evaluate(
-            """(p) => window.streamlog.store.lines
-                .filter(l => l.process === p && l.stream === 'stdout' && l.text.startsWith('line '))
-                .map(l => Number(l.text.slice(5, 14)))""",
-            process,
-        )
-    )
-
-
-def record(sup: Supervisor, process: str, start: str) -> Dict[str, Any]:
-    """The first record of a process starting with ``start``, once it is written."""
-
-    def find() -> Any:
-        url = f"{sup.url}/api/log/{process}?cursor=0&direction=forward&limit=1000"
-        found = [e for e in get(url)[1]["entries"] if e["text"].startswith(start)]
-        return found[0] if found else None
-
-    return dict(wait_for(find, 30, f"{process}'s {start!r}"))
-
-
-def assert_contiguous(found: List[int]) -> None:
-    assert found, "no lines"
-    assert found == list(range(found[0], found[0] + len(found))), f"a gap or a duplicate: {found}"
-
-
-def rows(page: Page) -> List[str]:
-    return [t for t in page.locator("#log .row .text").all_inner_texts()]
-
-
-def wait_text(page: Page, text: str, timeout: float = 20_000) -> None:
-    """Wait until a row starting with ``text`` is rendered."""
-    page.locator("#log .row .text", has_text=text).first.wait_for(timeout=timeout)
-
-
-def wait_lines(page: Page, count: int, timeout: float = 20_000) -> None:
-    """Wait until the page holds ``count`` lines (on screen or scrolled away)."""
-    page.wait_for_function(
-        "(n) => window.streamlog.store.lines.length >= n", arg=count, timeout=timeout
-    )
-
-
-def wait_paused(page: Page, paused: bool = True) -> None:
-    """Wait until the pause button says following is paused (or not)."""
-    page.wait_for_function(
-        "(p) => document.getElementById('pause').getAttribute('aria-pressed') === String(p)",
-        arg=paused,
-    )
-
-
-def in_view(page: Page, text: str) -> bool:
-    """Whether a row starting with ``text`` is inside the log's visible box."""
-    return bool(
-        page.evaluate(
-            """(text) => {
-                const box = document.getElementById('log').getBoundingClientRect();
-                return [...document.querySelectorAll('#log .row')].some(row => {
-                    const r = row.getBoundingClientRect();
-                    return row.querySelector('.text').textContent.startsWith(text)
-                        && r.top >= box.top && r.bottom <= box.bottom;
-                });
-            }""",
-            text,
-        )
-    )
-
-
-def last_number_on_screen(page: Page) -> int:
-    texts = [t for t in rows(page) if t.startswith("line ")]
-    return int(texts[-1][5:14]) if texts else -1
 
 
 # ------------------------------------------------------------------ basics

@@ -2,7 +2,7 @@
 against the real sidecar under a real supervisord: a crash loop shown as such,
 "choose a process" before one is chosen, a time-jump field that reads what
 people type, a toolbar that fits, lines before the WebSocket is up, names as
-supervisorctl shows them.  Fixtures and helpers come from tests/test_browser.py.
+supervisorctl shows them.  Fixtures and helpers come from tests/browsing.py.
 """
 
 from __future__ import annotations
@@ -15,21 +15,21 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 from playwright.sync_api import Page, WebSocketRoute
 
-from .sidecar import get, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
-from .test_browser import (  # noqa: F401  (browser and page are fixtures)
+from .browsing import (
+    GEOMETRY,
     answers,
     assert_contiguous,
-    browser,
     in_view,
     numbers,
-    page,
+    overlaps,
     record,
     script,
     wait_lines,
     wait_paused,
     wait_text,
 )
+from .sidecar import get, with_sidecar
+from .supervisor import Supervisor, emit, program, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -280,35 +280,6 @@ def test_jumping_to_a_typed_time_and_a_clear_error(page: Page, stack: Supervisor
 
 
 # ------------------------------------------------------------------ the toolbar
-
-GEOMETRY = """() => {
-    const bar = document.querySelector('.toolbar').getBoundingClientRect();
-    const boxes = [...document.querySelectorAll(
-        '.toolbar h2, .toolbar > button, .toolbar .group > button, .toolbar .levels > button,'
-        + ' .toolbar input, .toolbar summary')]
-      .filter(e => e.offsetParent && !e.closest('.menu'))
-      .map(e => { const r = e.getBoundingClientRect();
-                  return {id: e.id || e.textContent, top: r.top, bottom: r.bottom,
-                          left: r.left, right: r.right, height: r.height}; });
-    return {bar: {top: bar.top, bottom: bar.bottom, left: bar.left, right: bar.right,
-                  height: bar.height},
-            boxes, width: document.documentElement.clientWidth,
-            scrollWidth: document.documentElement.scrollWidth};
-}"""
-
-
-def overlaps(boxes: List[Dict[str, Any]]) -> List[str]:
-    found = []
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1 :]:
-            if (
-                a["left"] < b["right"] - 0.5
-                and b["left"] < a["right"] - 0.5
-                and a["top"] < b["bottom"] - 0.5
-                and b["top"] < a["bottom"] - 0.5
-            ):
-                found.append(f"{a['id']} / {b['id']}")
-    return found
 
 
 def test_the_toolbar_fits_one_row_at_1280_and_wraps_cleanly_at_800(

@@ -11,13 +11,11 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from playwright.sync_api import Page
 
+from .browsing import in_view, wait_paused
 from .helpers import LEVEL_EXTRA_CASES
 from .sidecar import get, history, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
-from .test_browser import browser, in_view, page, wait_paused  # noqa: F401 (fixtures)
 from .test_integration_histogram import counted, is_error, seconds
-
-__all__ = ["browser", "page"]
 
 
 def text(prefix: str, n: int, levels: bool) -> str:
