@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Sequence
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from .page import TailPage
 from .sidecar import get
 from .supervisor import Supervisor, wait_for
 
@@ -71,6 +72,12 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 700})
     with checked_page(context) as opened:
         yield opened
+
+
+@pytest.fixture
+def tail(page: Page) -> TailPage:
+    """The ``page`` fixture, as the tail page a user sees (tests/page.py)."""
+    return TailPage(page)
 
 
 def script(path: Path, steps: List[Any]) -> Path:
@@ -172,19 +179,3 @@ def in_view(page: Page, text: str) -> bool:
 def last_number_on_screen(page: Page) -> int:
     texts = [t for t in rows(page) if t.startswith("line ")]
     return int(texts[-1][5:14]) if texts else -1
-
-
-GEOMETRY = """() => {
-    const bar = document.querySelector('.toolbar').getBoundingClientRect();
-    const boxes = [...document.querySelectorAll(
-        '.toolbar h2, .toolbar > button, .toolbar .group > button, .toolbar .levels > button,'
-        + ' .toolbar input, .toolbar summary')]
-      .filter(e => e.offsetParent && !e.closest('.menu'))
-      .map(e => { const r = e.getBoundingClientRect();
-                  return {id: e.id || e.textContent, top: r.top, bottom: r.bottom,
-                          left: r.left, right: r.right, height: r.height}; });
-    return {bar: {top: bar.top, bottom: bar.bottom, left: bar.left, right: bar.right,
-                  height: bar.height},
-            boxes, width: document.documentElement.clientWidth,
-            scrollWidth: document.documentElement.scrollWidth};
-}"""

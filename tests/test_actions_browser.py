@@ -11,7 +11,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 from playwright.sync_api import Browser, Page
 
-from .browsing import GEOMETRY, overlaps
+from .browsing import overlaps
+from .page import GEOMETRY
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 from .test_actions import AUTH, GUARDED, PASSWORD, USER

@@ -16,7 +16,6 @@ import pytest
 from playwright.sync_api import Page, WebSocketRoute
 
 from .browsing import (
-    GEOMETRY,
     answers,
     assert_contiguous,
     in_view,
@@ -28,6 +27,7 @@ from .browsing import (
     wait_paused,
     wait_text,
 )
+from .page import GEOMETRY
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 
