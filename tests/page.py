@@ -123,6 +123,7 @@ class TailPage:
         self.search_button = page.locator("#search")
         self.results = page.locator("#results-list button")
         self.results_title = page.locator("#results-title")
+        self.results_where = page.locator("#results-list .where")
         self.jump_field = page.get_by_role("textbox", name="Jump to time (j)")
         self.jump_button = page.locator("#jump-go")
         self.more_menu = page.locator("#more")
@@ -241,14 +242,31 @@ class TailPage:
             )
         )
 
-    def held_records(self) -> List[str]:
-        """Each held record as "process@offset" (internal: which file record a line
-        is, and off-screen lines, are not shown)."""
+    def held_records(self, unplaced: bool = False) -> List[str]:
+        """Each held record as "process@offset" (``unplaced``: lines without an offset
+        too, as "process@null") (internal: which file record a line is, and
+        off-screen lines, are not shown)."""
         return list(
             self.page.evaluate(
-                "() => window.streamlog.store.lines.filter(l => l.offset !== null)"
-                ".map(l => l.process + '@' + l.offset)"
+                "(all) => window.streamlog.store.lines.filter(l => all || l.offset !== null)"
+                ".map(l => l.process + '@' + l.offset)",
+                unplaced,
             )
+        )
+
+    def held_end(self) -> int:
+        """The end offset of the newest record held (internal: offsets are not shown)."""
+        return int(
+            self.page.evaluate(
+                "() => Math.max(...window.streamlog.store.lines.filter(l => l.end).map(l => l.end))"
+            )
+        )
+
+    def wait_attached(self, process: str) -> None:
+        """Wait until the page has asked for ``process``'s live lines (internal: the
+        subscription's state is not shown while the socket stays silent)."""
+        self.page.wait_for_function(
+            "(p) => window.streamlog.session.subs.get(p).attached", arg=process
         )
 
     def held_keys(self) -> List[Any]:
@@ -412,6 +430,12 @@ class TailPage:
     def level_count(self, level: str) -> str:
         """A level's count in the counts bar ("E 2"; "" when it holds none)."""
         return self.page.locator(f"#count-{level}").text_content() or ""
+
+    def next_frames(self) -> None:
+        """Wait for two animation frames: whatever a change makes the page lay out is drawn."""
+        self.page.evaluate(
+            "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        )
 
     def background(self) -> str:
         """The page's background colour, as drawn."""
