@@ -452,6 +452,52 @@ class TailPage:
             "(bar, px) => { bar.style.paddingBottom = px; }", padding
         )
 
+    # ------------------------------------------------------------ the timeline
+    # The canvas draws bars a test cannot read back; what it drew is in its data-*
+    # attributes (data-counts, data-since, data-until, data-buckets, data-window,
+    # data-error-marks, data-jumped), read here in one look so they agree.
+
+    def drawn(self) -> Dict[str, Any]:
+        """What the timeline last drew: its span, buckets, counts, window, error marks."""
+        expect(self.canvas).to_have_attribute("data-counts", re.compile("."))
+        data = self.canvas.evaluate(
+            """(c) => ({since: Number(c.dataset.since), until: Number(c.dataset.until),
+                        buckets: Number(c.dataset.buckets), counts: JSON.parse(c.dataset.counts),
+                        width: c.clientWidth, window: c.dataset.window,
+                        errorMarks: JSON.parse(c.dataset.errorMarks)})"""
+        )
+        return dict(data)
+
+    def wait_drawn(self, column: str, at_least: int) -> None:
+        """Wait until the timeline has drawn ``at_least`` records of ``column`` in all."""
+        self.page.wait_for_function(
+            """([column, n]) => JSON.parse(
+                    document.getElementById('timeline-canvas')?.dataset.counts ?? 'null')
+                ?.[column].reduce((a, b) => a + b, 0) >= n""",
+            arg=[column, at_least],
+        )
+
+    def jumped(self) -> str:
+        """The time the timeline last jumped to (a click or a drag), once it has."""
+        expect(self.canvas).to_have_attribute("data-jumped", re.compile("."))
+        return self.canvas.get_attribute("data-jumped") or ""
+
+    def wait_window_covers(self, when: float) -> None:
+        """Wait until the timeline's outline of the lines in view covers ``when`` (s)."""
+        self.page.wait_for_function(
+            """(t) => {
+                const w = document.getElementById('timeline-canvas').dataset.window.split(',');
+                return Number(w[0]) <= t && t <= Number(w[1]);
+            }""",
+            arg=when,
+        )
+
+    def flashed(self, text: str) -> Locator:
+        """The rows starting with ``text`` flashed as the line jumped to."""
+        return self.rows.and_(self.page.locator(".flash")).filter(
+            has=self.page.locator(".text", has_text=re.compile("^" + re.escape(text)))
+        )
+
     # ------------------------------------------------------------ downloads
 
     def download(self, control: Locator) -> str:
