@@ -117,6 +117,8 @@ class TailPage:
         self.row_texts = self.rows.locator(".text")
         self.connection = page.locator("#connection")  # role=status: its text, its data-state
         self.action_status = page.locator("#action-status")
+        self.actions = page.get_by_role("group", name="Process control")
+        self.action_menu = page.locator("#action-more")
         self.pause_button = page.locator("#pause")
         self.filter_box = page.get_by_role("searchbox", name="Filter lines")
         self.regex_button = page.locator("#regex")
@@ -509,9 +511,39 @@ class TailPage:
     # ------------------------------------------------------------ process control
 
     def action_said(self) -> Tuple[str, str]:
-        """The action status: its text ("" when hidden) and its kind (ok, error)."""
-        hidden = self.action_status.is_hidden()
-        return (
-            "" if hidden else self.action_status.inner_text(),
-            self.action_status.get_attribute("data-kind") or "",
+        """The action status, in one look: its text ("" when hidden) and its kind
+        (data-kind: ok, error)."""
+        said = self.action_status.evaluate(
+            "(s) => [s.hidden ? '' : s.textContent, s.dataset.kind || '']"
         )
+        return str(said[0]), str(said[1])
+
+    def wait_action(self, kind: str, start: str, timeout: float = 60_000) -> str:
+        """Wait until the action status shows a ``kind`` message starting with
+        ``start``; the message."""
+        self.page.wait_for_function(
+            """([kind, start]) => {
+                const s = document.getElementById('action-status');
+                return !s.hidden && s.dataset.kind === kind && s.textContent.startsWith(start);
+            }""",
+            arg=[kind, start],
+            timeout=timeout,
+        )
+        return self.action_said()[0]
+
+    def wait_held_status(self, *starts: str, timeout: float = 30_000) -> None:
+        """Wait until, for each of ``starts``, a state record starting with it is held
+        (internal: the raw records behind the markers, maybe scrolled away already)."""
+        self.page.wait_for_function(
+            """(starts) => {
+                const texts = window.streamlog.store.lines
+                    .filter(l => l.stream === 'status').map(l => l.text);
+                return starts.every(s => texts.some(t => t.startsWith(s)));
+            }""",
+            arg=list(starts),
+            timeout=timeout,
+        )
+
+    def action_token(self) -> str:
+        """The token the page sends with actions (internal: never shown)."""
+        return str(self.page.evaluate("() => window.streamlog.actions.token"))
