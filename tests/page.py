@@ -164,6 +164,10 @@ class TailPage:
         """Click a process's "+" (or "−"): added to the view, merged by time (or taken out)."""
         self.process(name).locator(".add").click()
 
+    def hosts(self) -> Locator:
+        """The host headings of a central page's process list."""
+        return self.page.locator("#processes li.host")
+
     def listed(self) -> List[str]:
         """The processes' names as the list shows them."""
         return self.page.locator("#processes li[data-process] .name").all_text_contents()
@@ -270,6 +274,16 @@ class TailPage:
         self.page.wait_for_function(
             "(p) => window.streamlog.session.subs.get(p).attached", arg=process
         )
+
+    def held_lines(self) -> List[Tuple[str, str]]:
+        """(process, text) of each line held, in the order held (internal: the
+        merge order of lines scrolled off screen)."""
+        return [
+            (p, t)
+            for p, t in self.page.evaluate(
+                "window.streamlog.store.lines.map(l => [l.process, l.text])"
+            )
+        ]
 
     def held_keys(self) -> List[Any]:
         """The sort key of each line held, in the order held (internal: the merge order)."""
