@@ -11,6 +11,7 @@ from typing import Any, Iterator, List
 import pytest
 from playwright.sync_api import Page
 
+from .browsing import answers
 from .helpers import LEVEL_EXTRA_CASES
 from .page import TailPage
 from .sidecar import get, history, with_sidecar
@@ -77,10 +78,6 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
         yield sup
     finally:
         sup.stop()
-
-
-def answers(url: str) -> bool:
-    return get(url)[0] == 200
 
 
 def finished(sup: Supervisor, name: str, text: str) -> bool:
