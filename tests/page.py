@@ -173,7 +173,7 @@ class TailPage:
         return self.page.locator("#processes li[data-process] .name").all_text_contents()
 
     def opened(self) -> Locator:
-        """The list's items whose open button is pressed (the processes in view)."""
+        """The list's open buttons that are pressed (aria-pressed): the processes in view."""
         return self.page.locator("#processes .open[aria-pressed=true]")
 
     # ------------------------------------------------------------ reading the lines
