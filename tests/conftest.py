@@ -8,6 +8,9 @@ import pytest
 
 from .supervisor import Supervisor
 
+# The browser tests' fixtures (browser, page): tests/browsing.py.
+pytest_plugins = ["tests.browsing"]
+
 
 @pytest.fixture
 def stopper() -> Iterator[List[Supervisor]]:

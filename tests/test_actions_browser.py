@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 from playwright.sync_api import Browser, Page
 
+from .browsing import checked_page, overlaps
+from .page import TailPage
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 from .test_actions import AUTH, GUARDED, PASSWORD, USER
-from .test_browser import browser  # noqa: F401 (a fixture: Debian's chromium)
-from .test_page_newcomer import GEOMETRY, overlaps
 
 
 @pytest.fixture(scope="module")
@@ -91,134 +91,104 @@ def test_cross_origin_and_tokenless_posts_are_refused(control: Supervisor) -> No
 
 @pytest.fixture
 def page(browser: Browser, control: Supervisor) -> Iterator[Page]:
+    """A page logged in to the guarded sidecar (tail, the page object, is on it)."""
     context = browser.new_context(
         http_credentials={"username": USER, "password": PASSWORD},
         viewport={"width": 1200, "height": 700},
     )
-    page = context.new_page()
-    errors: List[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
     # Refused actions are answers, and a sidecar restarted on purpose drops the
     # WebSocket: neither is the page's error. No script error, no CSP violation.
-    expected = ("Failed to load resource", "WebSocket connection")
-    assert not [e for e in errors if not any(text in e for text in expected)], errors
+    with checked_page(context, ("Failed to load resource", "WebSocket connection")) as opened:
+        yield opened
 
 
-def status(page: Page) -> Tuple[str, str]:
-    return page.evaluate(
-        "() => { const s = document.getElementById('action-status');"
-        " return [s.hidden ? '' : s.textContent, s.dataset.kind || '']; }"
-    )
-
-
-def wait_status(page: Page, kind: str, start: str) -> str:
-    page.wait_for_function(
-        """([kind, start]) => {
-            const s = document.getElementById('action-status');
-            return !s.hidden && s.dataset.kind === kind && s.textContent.startsWith(start);
-        }""",
-        arg=[kind, start],
-        timeout=60_000,
-    )
-    return status(page)[0]
-
-
-def test_restart_from_the_page_restarts_the_process(control: Supervisor, page: Page) -> None:
+def test_restart_from_the_page_restarts_the_process(control: Supervisor, tail: TailPage) -> None:
     sup = control
     sup.wait_state("app", "RUNNING")
     old = sup.info("app")["pid"]
-    page.goto(sup.url + "/?process=app")
-    page.locator("#action-more summary").wait_for()
+    tail.open(sup.url, "app")
+    tail.action_menu.locator("summary").wait_for()
     # The list has buttons too, but not for the sidecar serving the page.
-    page.locator('li[data-process="app:app"] .act-restart').wait_for()
-    assert page.locator('li[data-process="sidecar:sidecar"] [class^="act-"]').count() == 0
-    # Clicked: the buttons are disabled until the answer comes.
-    disabled = page.evaluate(
-        """() => {
-            document.querySelector('#actions .act-restart').click();
-            return [...document.querySelectorAll('#actions button')].every(b => b.disabled);
+    tail.process("app:app").locator(".act-restart").wait_for()
+    assert tail.process("sidecar:sidecar").locator('[class^="act-"]').count() == 0
+    # Clicked: the buttons are disabled until the answer comes (read in the click's
+    # own task: the answer may come before another look).
+    disabled = tail.actions.evaluate(
+        """(group) => {
+            group.querySelector('.act-restart').click();
+            return [...group.querySelectorAll('button')].every(b => b.disabled);
         }"""
     )
     assert disabled is True
-    message = wait_status(page, "ok", "restarted app (pid ")
+    message = tail.wait_action("ok", "restarted app (pid ")
     new = sup.info("app")["pid"]
     assert new != old and message == f"restarted app (pid {new})"
-    assert page.locator("#actions .act-restart").is_enabled()
+    assert tail.actions.locator(".act-restart").is_enabled()
     # The list shows the new pid, and the log the state records of the restart.
-    page.locator('li[data-process="app:app"] .detail', has_text=f"pid {new}").wait_for()
-    page.wait_for_function(
-        """(pid) => {
-            const texts = window.streamlog.store.lines
-                .filter(l => l.stream === 'status').map(l => l.text);
-            return texts.some(t => t.startsWith(`RUNNING pid=${pid}`))
-                && texts.some(t => t.startsWith('STOPPED'));
-        }""",
-        arg=new,
-        timeout=30_000,
-    )
+    tail.process("app:app").locator(".detail", has_text=f"pid {new}").wait_for()
+    tail.wait_held_status(f"RUNNING pid={new}", "STOPPED")
     # The sidecar's log says who did it, from where, and what came of it.
     line = f"{USER} from 127.0.0.1: restart app:app: restarted app (pid {new})"
     wait_for(lambda: line in sidecar_log(sup), 10, "the action in the sidecar's log")
 
 
-def test_a_fault_of_supervisord_shows_as_a_clear_message(control: Supervisor, page: Page) -> None:
+def test_a_fault_of_supervisord_shows_as_a_clear_message(
+    control: Supervisor, tail: TailPage
+) -> None:
     sup = control
     sup.wait_state("app", "RUNNING")
-    page.goto(sup.url + "/?process=app")
-    page.locator("#action-more summary").click()  # the header's menu
-    page.locator("#actions .act-start").click()
-    assert wait_status(page, "error", "app") == "app is already running (ALREADY_STARTED)"
+    tail.open(sup.url, "app")
+    tail.action_menu.locator("summary").click()  # the header's menu
+    tail.actions.locator(".act-start").click()
+    assert tail.wait_action("error", "app") == "app is already running (ALREADY_STARTED)"
     assert sup.state("app") == "RUNNING"
 
 
 def test_stop_asks_to_be_confirmed_then_start_from_the_list(
-    control: Supervisor, page: Page
+    control: Supervisor, tail: TailPage
 ) -> None:
     sup = control
     sup.wait_state("app", "RUNNING")
-    page.goto(sup.url + "/")
-    item = page.locator('li[data-process="app:app"]')
+    tail.open(sup.url)
+    item = tail.process("app:app")
     item.locator(".act-stop").click()
     # One click arms it; nothing happens until the second.
     assert item.locator(".act-stop").inner_text() == "stop?"
     assert sup.state("app") == "RUNNING"
     item.locator(".act-stop").click()
-    assert wait_status(page, "ok", "stopped") == "stopped app"
+    assert tail.wait_action("ok", "stopped") == "stopped app"
     assert sup.state("app") == "STOPPED"
     # Stopped: the list offers start in its place.
     item.locator(".state", has_text="STOPPED").wait_for()
     item.locator(".act-start").click()
-    assert wait_status(page, "ok", "started").startswith("started app (pid ")
+    assert tail.wait_action("ok", "started").startswith("started app (pid ")
     assert sup.state("app") == "RUNNING"
 
 
-def test_a_signal_from_the_header(control: Supervisor, page: Page) -> None:
+def test_a_signal_from_the_header(control: Supervisor, tail: TailPage) -> None:
     sup = control
     sup.rpc.supervisor.startProcess("idle")
-    page.goto(sup.url + "/?process=idle")
-    page.locator("#action-more summary").click()  # the header's menu
-    page.select_option("#action-signal", "USR1")
-    page.locator("#actions .act-signal").click()
-    assert page.locator("#actions .act-signal").inner_text() == "send signal?"
-    page.locator("#actions .act-signal").click()
-    assert wait_status(page, "ok", "sent") == "sent SIGUSR1 to idle"
+    tail.open(sup.url, "idle")
+    tail.action_menu.locator("summary").click()  # the header's menu
+    tail.page.select_option("#action-signal", "USR1")
+    tail.actions.locator(".act-signal").click()
+    assert tail.actions.locator(".act-signal").inner_text() == "send signal?"
+    tail.actions.locator(".act-signal").click()
+    assert tail.wait_action("ok", "sent") == "sent SIGUSR1 to idle"
     # Python dies of an unhandled SIGUSR1: supervisord and the page see it exit.
     sup.wait_state("idle", "EXITED")
-    page.locator('li[data-process="idle:idle"] .state', has_text="EXITED").wait_for()
+    tail.process("idle:idle").locator(".state", has_text="EXITED").wait_for()
 
 
 def test_after_the_sidecar_restarts_the_page_gets_a_new_token(
-    control: Supervisor, page: Page
+    control: Supervisor, tail: TailPage
 ) -> None:
     sup = control
     sup.wait_state("app", "RUNNING")
     old = sup.info("app")["pid"]
-    page.goto(sup.url + "/?process=app")
-    page.locator("#action-more summary").wait_for()
-    stale = page.evaluate("() => window.streamlog.actions.token")
+    tail.open(sup.url, "app")
+    tail.action_menu.locator("summary").wait_for()
+    stale = tail.action_token()
     # A new sidecar has a new secret: the page's token no longer passes.
     sup.rpc.supervisor.stopProcess("sidecar")
     sup.rpc.supervisor.startProcess("sidecar")
@@ -226,33 +196,33 @@ def test_after_the_sidecar_restarts_the_page_gets_a_new_token(
     states = lambda: "app:app" in json.dumps(get(sup.url + "/api/processes", AUTH)[1])  # noqa: E731
     wait_for(states, 30, "the new sidecar to read supervisord's states")
     assert token(sup) != stale
-    page.locator("#action-more summary").click()
-    page.locator("#actions .act-restart").click()
-    message = wait_status(page, "ok", "restarted app (pid ")
+    tail.action_menu.locator("summary").click()
+    tail.actions.locator(".act-restart").click()
+    message = tail.wait_action("ok", "restarted app (pid ")
     assert sup.info("app")["pid"] != old and message.endswith(f"{sup.info('app')['pid']})")
-    assert page.evaluate("() => window.streamlog.actions.token") == token(sup)
+    assert tail.action_token() == token(sup)
 
 
 def test_the_toolbar_keeps_one_row_at_1280_with_process_control(
-    control: Supervisor, page: Page
+    control: Supervisor, tail: TailPage
 ) -> None:
     """The header's start, stop and signal fold into its "control" menu."""
     sup = control
     sup.wait_state("app", "RUNNING")
-    page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(sup.url + "/?process=app")
-    page.locator("#action-more summary").wait_for()
-    wide = page.evaluate(GEOMETRY)
+    tail.page.set_viewport_size({"width": 1280, "height": 800})
+    tail.open(sup.url, "app")
+    tail.action_menu.locator("summary").wait_for()
+    wide = tail.toolbar_geometry()
     tops = [b["top"] for b in wide["boxes"]]
     assert max(tops) - min(tops) < 6, [(b["id"], b["top"], b["left"]) for b in wide["boxes"]]
     assert not overlaps(wide["boxes"])
     # The menu opens inside the window and stays open while a stop is confirmed.
-    page.locator("#action-more summary").click()
-    menu = page.locator("#action-more .menu").bounding_box()
+    tail.action_menu.locator("summary").click()
+    menu = tail.action_menu.locator(".menu").bounding_box()
     assert menu is not None and menu["x"] >= 0 and menu["x"] + menu["width"] <= 1280
-    page.locator("#actions .act-stop").click()
-    assert page.locator("#actions .act-stop").inner_text() == "stop?"
-    assert page.locator("#action-more").get_attribute("open") is not None
-    page.keyboard.press("Escape")
-    assert page.locator("#action-more").get_attribute("open") is None
+    tail.actions.locator(".act-stop").click()
+    assert tail.actions.locator(".act-stop").inner_text() == "stop?"
+    assert tail.action_menu.get_attribute("open") is not None
+    tail.key("Escape")
+    assert tail.action_menu.get_attribute("open") is None
     assert sup.state("app") == "RUNNING"

@@ -11,18 +11,19 @@ import json
 import re
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 import supervisor_streamlog
 
+from .browsing import answers, assert_contiguous, record, script
 from .helpers import LEVEL_CASES
+from .page import TailPage
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & &amp;'
 LONG = "long " + "y" * 5000
 # A program of mixed levels, JSON and logfmt lines, and JSON whose keys and values are HTML.
@@ -46,34 +47,6 @@ LEVELLED = [
     ),
     ("out", '{"looks": "like json", but not}'),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        # Never a downloaded browser: Debian's chromium, as the README says.
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
-
-
-def script(path: Path, steps: List[Any]) -> Path:
-    path.write_text(json.dumps(steps))
-    return path
-
-
-def answers(url: str) -> bool:
-    return get(url)[0] == 200
 
 
 @pytest.fixture(scope="module")
@@ -135,173 +108,66 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
         sup.stop()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 700})
-    page = context.new_page()
-    errors: List[str] = []
-    # Script errors and CSP violations; the browser's own notes about refused
-    # connections (a sidecar stopped on purpose) are not the page's errors.
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error"
-            and "net::ERR_" not in m.text
-            and "WebSocket connection" not in m.text
-            else None
-        ),
-    )
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    # No script error and no CSP violation on any page of any test.
-    assert not errors, errors
-
-
-def numbers(page: Page, process: str) -> List[int]:
-    """The numbered lines the page holds for a process, in the order it holds them."""
-    return list(
-        page.evaluate(
-            """(p) => window.streamlog.store.lines
-                .filter(l => l.process === p && l.stream === 'stdout' && l.text.startsWith('line '))
-                .map(l => Number(l.text.slice(5, 14)))""",
-            process,
-        )
-    )
-
-
-def record(sup: Supervisor, process: str, start: str) -> Dict[str, Any]:
-    """The first record of a process starting with ``start``, once it is written."""
-
-    def find() -> Any:
-        url = f"{sup.url}/api/log/{process}?cursor=0&direction=forward&limit=1000"
-        found = [e for e in get(url)[1]["entries"] if e["text"].startswith(start)]
-        return found[0] if found else None
-
-    return dict(wait_for(find, 30, f"{process}'s {start!r}"))
-
-
-def assert_contiguous(found: List[int]) -> None:
-    assert found, "no lines"
-    assert found == list(range(found[0], found[0] + len(found))), f"a gap or a duplicate: {found}"
-
-
-def rows(page: Page) -> List[str]:
-    return [t for t in page.locator("#log .row .text").all_inner_texts()]
-
-
-def wait_text(page: Page, text: str, timeout: float = 20_000) -> None:
-    """Wait until a row starting with ``text`` is rendered."""
-    page.locator("#log .row .text", has_text=text).first.wait_for(timeout=timeout)
-
-
-def wait_lines(page: Page, count: int, timeout: float = 20_000) -> None:
-    """Wait until the page holds ``count`` lines (on screen or scrolled away)."""
-    page.wait_for_function(
-        "(n) => window.streamlog.store.lines.length >= n", arg=count, timeout=timeout
-    )
-
-
-def wait_paused(page: Page, paused: bool = True) -> None:
-    """Wait until the pause button says following is paused (or not)."""
-    page.wait_for_function(
-        "(p) => document.getElementById('pause').getAttribute('aria-pressed') === String(p)",
-        arg=paused,
-    )
-
-
-def in_view(page: Page, text: str) -> bool:
-    """Whether a row starting with ``text`` is inside the log's visible box."""
-    return bool(
-        page.evaluate(
-            """(text) => {
-                const box = document.getElementById('log').getBoundingClientRect();
-                return [...document.querySelectorAll('#log .row')].some(row => {
-                    const r = row.getBoundingClientRect();
-                    return row.querySelector('.text').textContent.startsWith(text)
-                        && r.top >= box.top && r.bottom <= box.bottom;
-                });
-            }""",
-            text,
-        )
-    )
-
-
-def last_number_on_screen(page: Page) -> int:
-    texts = [t for t in rows(page) if t.startswith("line ")]
-    return int(texts[-1][5:14]) if texts else -1
-
-
 # ------------------------------------------------------------------ basics
 
 
-def test_a_line_a_child_writes_appears_on_screen(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=app")
-    wait_lines(page, 20)
-    page.wait_for_function("() => document.getElementById('connection').dataset.state === 'live'")
-    assert page.locator("#connection").inner_text() == "live"
-    shown = page.locator("#processes .open[aria-pressed=true] .name")
+def test_a_line_a_child_writes_appears_on_screen(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "app")
+    tail.wait_held(20)
+    tail.wait_connection("live")
+    assert tail.connection.inner_text() == "live"
+    shown = tail.opened().locator(".name")
     assert shown.inner_text() == "app"  # as supervisorctl shows it
     assert shown.get_attribute("title") == "app:app"  # the whole name on hover
     # The newest line keeps arriving on screen while following.
-    seen = last_number_on_screen(page)
-    page.wait_for_function(
-        """(n) => [...document.querySelectorAll('#log .row .text')]
-            .some(e => e.textContent.startsWith('line ')
-                       && Number(e.textContent.slice(5, 14)) > n)""",
-        arg=seen + 10,
-        timeout=20_000,
-    )
-    assert page.url.endswith("?process=app%3Aapp")
+    seen = (tail.numbers_on_screen() or [-1])[-1]
+    tail.wait_number_above(seen + 10)
+    assert tail.page.url.endswith("?process=app%3Aapp")
 
 
 def test_log_text_with_html_is_shown_as_text_and_nothing_runs(
-    page: Page, sidecar: Supervisor
+    tail: TailPage, sidecar: Supervisor
 ) -> None:
-    page.goto(sidecar.url + "/?process=hostile")
-    line = page.locator(".row .text", has_text="line 000000001")
+    tail.open(sidecar.url, "hostile")
+    line = tail.row_texts.filter(has_text="line 000000001")
     line.wait_for(timeout=20_000)
     assert line.inner_text() == f"line 000000001 {HOSTILE}"
-    assert page.locator("#log img, #log script").count() == 0
-    assert page.evaluate("window.__pwned") is None
-    assert page.locator(".row.stderr .text").inner_text() == "line 000000002 to stderr"
+    assert tail.log.locator("img, script").count() == 0
+    assert tail.page.evaluate("window.__pwned") is None  # the test's canary, not the page's
+    assert [r.text for r in tail.shown() if r.tag == "err"] == ["line 000000002 to stderr"]
     # A prompt written out after partial_timeout, then finished: one line on screen.
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.row .text')]"
-        ".some(e => e.textContent === 'Password: typed')",
-        timeout=20_000,
+    expect(tail.row_texts.filter(has_text=re.compile(r"^Password: typed$"))).to_have_count(
+        1, timeout=20_000
     )
-    assert page.locator(".row .text", has_text="Password:").count() == 1
+    assert tail.row_texts.filter(has_text="Password:").count() == 1
 
 
-def test_ansi_colours_long_lines_and_lifecycle_markers(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=colours")
-    wait_text(page, "red alert")
-    text = page.locator(".row .text", has_text="red alert")
+def test_ansi_colours_long_lines_and_lifecycle_markers(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "colours")
+    tail.wait_text("red alert")
+    text = tail.row_texts.filter(has_text="red alert")
     assert text.inner_text() == "red alert then <b>plain</b>"  # escapes gone, HTML as text
     styled = text.locator("span.fg1.sgr-bold")
     assert styled.inner_text() == "red alert"
     assert text.locator("b").count() == 0
     # The exit, inline: with its code, and flagged as unexpected.
-    marker = page.locator(".row.marker.bad .text", has_text="exited with code 3")
-    marker.wait_for(timeout=20_000)
-    assert "(unexpected)" in marker.inner_text()
-    assert page.locator(".row.marker.good .text", has_text="started").count() == 1
+    tail.wait_text("exited with code 3")
+    exits = [r for r in tail.shown() if "exited with code 3" in r.text]
+    assert [(r.marker, r.tone) for r in exits] == [(True, "bad")]
+    assert "(unexpected)" in exits[0].text
+    started = [r for r in tail.shown() if r.marker and r.tone == "good" and "started" in r.text]
+    assert len(started) == 1
     # A 5005-character line is collapsed, and expands in place.
-    long = page.locator(".row", has_text="long yyy")
+    long = tail.line("long yyy")
     assert len(long.locator(".text").inner_text()) == 2000
     long.get_by_role("button", name="… 3005 more characters").click()
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.row .text')]"
-        ".some(e => e.textContent.length === 5005)"
-    )
-    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=sidecar.url)
-    page.locator(".row", has_text="long yyy").get_by_role("button", name="copy").click()
-    page.locator(".row", has_text="long yyy").get_by_role("button", name="copied").wait_for()
-    assert page.evaluate("navigator.clipboard.readText()") == LONG
+    expect(long.locator(".text")).to_have_text(LONG)
+    tail.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=sidecar.url)
+    long.get_by_role("button", name="copy").click()
+    long.get_by_role("button", name="copied").wait_for()
+    assert tail.page.evaluate("navigator.clipboard.readText()") == LONG
     # The process list shows the exit status.
-    listed = page.locator("#processes li[data-process='colours:colours']")
+    listed = tail.process("colours:colours")
     assert "EXITED" in listed.locator(".state").inner_text()
     assert "exit 3" in listed.locator(".detail").inner_text()
 
@@ -310,302 +176,271 @@ def test_ansi_colours_long_lines_and_lifecycle_markers(page: Page, sidecar: Supe
 
 
 def test_scrolling_up_pauses_and_new_lines_resume_without_a_lost_line(
-    page: Page, sidecar: Supervisor
+    tail: TailPage, sidecar: Supervisor
 ) -> None:
-    page.goto(sidecar.url + "/?process=app")
-    wait_lines(page, 20)
-    page.locator("#log").hover()
-    page.mouse.wheel(0, -400)
-    wait_paused(page)
-    first = rows(page)[0]
+    tail.open(sidecar.url, "app")
+    tail.wait_held(20)
+    tail.scroll(-400)
+    tail.wait_paused()
+    first = tail.texts()[0]
     # New lines keep arriving and are counted, while the screen stays still.
-    button = page.locator("#new-lines")
-    button.wait_for(state="visible", timeout=20_000)
-    page.wait_for_function(
-        "() => parseInt(document.getElementById('new-lines').textContent) >= 15", timeout=20_000
-    )
-    assert rows(page)[0] == first
-    assert re.match(r"\d+ new lines ↓", button.inner_text())
-    newest = max(numbers(page, "app:app"))
-    button.click()
-    assert page.locator("#pause").get_attribute("aria-pressed") == "false"
-    page.wait_for_function(
-        """(n) => [...document.querySelectorAll('#log .row .text')]
-            .some(e => e.textContent.startsWith('line ')
-                       && Number(e.textContent.slice(5, 14)) >= n)""",
-        arg=newest,
-        timeout=20_000,
-    )
-    assert_contiguous(numbers(page, "app:app"))
+    tail.new_lines.wait_for(state="visible", timeout=20_000)
+    tail.wait_new_lines(15)
+    assert tail.texts()[0] == first
+    assert re.match(r"\d+ new lines ↓", tail.new_lines.inner_text())
+    newest = max(tail.held_numbers("app:app"))
+    tail.go_live()
+    assert not tail.paused()
+    tail.wait_number_above(newest - 1)
+    assert_contiguous(tail.held_numbers("app:app"))
 
 
-def test_selecting_text_pauses_and_keys_pause_and_resume(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=app")
-    wait_lines(page, 20)
-    page.locator("#log .row .text").nth(3).dblclick()  # selects a word
-    wait_paused(page)
-    page.locator("#log").focus()
-    page.keyboard.press("End")
-    assert page.locator("#pause").get_attribute("aria-pressed") == "false"
-    page.keyboard.press("p")
-    assert page.locator("#pause").inner_text() == "resume"
-    page.keyboard.press("p")
-    assert page.locator("#pause").inner_text() == "pause"
+def test_selecting_text_pauses_and_keys_pause_and_resume(
+    tail: TailPage, sidecar: Supervisor
+) -> None:
+    tail.open(sidecar.url, "app")
+    tail.wait_held(20)
+    tail.row_texts.nth(3).dblclick()  # selects a word
+    tail.wait_paused()
+    tail.key_in_log("End")
+    assert not tail.paused()
+    tail.key("p")
+    assert tail.pause_button.inner_text() == "resume"
+    tail.key("p")
+    assert tail.pause_button.inner_text() == "pause"
     # "/" goes to the filter; t cycles the timestamps (local, UTC, hidden).
-    page.keyboard.press("/")
-    assert page.evaluate("document.activeElement.id") == "filter"
-    page.keyboard.press("Escape")
-    page.keyboard.press("t")
-    assert page.locator("#time").text_content() == "time: utc"  # folded under "more"
-    title, shown = page.evaluate(
-        "() => { const e = [...document.querySelectorAll('#log .row .ts')].at(-1);"
-        " return [e.title, e.textContent]; }"
-    )
-    assert title.endswith("Z") and shown == title[11:23]
-    page.keyboard.press("t")
-    page.wait_for_function("() => document.querySelectorAll('#log .row .ts').length === 0")
-    page.keyboard.press("t")
-    assert page.locator("#time").text_content() == "time: local"
-    page.keyboard.press("?")
-    assert page.locator("#help").is_visible()
+    tail.key("/")
+    expect(tail.filter_box).to_be_focused(timeout=1)
+    tail.key("Escape")
+    tail.key("t")
+    assert tail.time_button.text_content() == "time: utc"  # folded under "more"
+    last = tail.shown()[-1]
+    assert last.time_title.endswith("Z") and last.time == last.time_title[11:23]
+    tail.key("t")
+    expect(tail.rows.locator("time")).to_have_count(0)
+    tail.key("t")
+    assert tail.time_button.text_content() == "time: local"
+    tail.key("?")
+    assert tail.help.is_visible()
 
 
 # ------------------------------------------------------------------ finding things
 
 
-def test_filter_hides_and_highlights_and_lives_in_the_url(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=app")
-    wait_lines(page, 20)
-    page.locator("#filter").fill("7 xx")
-    page.wait_for_function("() => document.getElementById('counts').textContent.includes('shown')")
-    texts = rows(page)
+def test_filter_hides_and_highlights_and_lives_in_the_url(
+    tail: TailPage, sidecar: Supervisor
+) -> None:
+    tail.open(sidecar.url, "app")
+    tail.wait_held(20)
+    tail.filter("7 xx")
+    tail.wait_filtered()
+    texts = tail.texts()
     assert texts and all("7 xx" in t for t in texts), texts
-    marks = page.locator("#log .row .text mark").all_inner_texts()
+    marks = tail.row_texts.locator("mark").all_inner_texts()
     assert marks and all(m == "7 xx" for m in marks)
-    page.wait_for_function("() => location.search.includes('q=7+xx')")
+    expect(tail.page).to_have_url(re.compile(r"[?&]q=7\+xx"))
     # A regular expression, from a link.
-    page.goto(sidecar.url + "/?process=app&q=%5Eline+0%2B%5Cd*%5B05%5D+&re=1")
-    wait_text(page, "line ")
-    assert page.locator("#filter").input_value() == r"^line 0+\d*[05] "
-    assert page.locator("#regex").get_attribute("aria-pressed") == "true"
-    numbers_shown = [int(t[5:14]) for t in rows(page)]
-    assert numbers_shown and all(n % 5 == 0 for n in numbers_shown)
+    tail.page.goto(sidecar.url + "/?process=app&q=%5Eline+0%2B%5Cd*%5B05%5D+&re=1")
+    tail.wait_text("line ")
+    assert tail.filter_box.input_value() == r"^line 0+\d*[05] "
+    assert tail.regex_button.get_attribute("aria-pressed") == "true"
+    texts = tail.texts()
+    assert texts and all(t.startswith("line ") for t in texts), texts
+    assert all(n % 5 == 0 for n in tail.numbers_on_screen())
     # A bad expression is flagged, not thrown.
-    page.locator("#filter").fill("(unclosed")
-    page.wait_for_function(
-        "() => document.getElementById('filter').getAttribute('aria-invalid') === 'true'"
-    )
+    tail.filter("(unclosed")
+    expect(tail.filter_box).to_have_attribute("aria-invalid", "true")
 
 
-def test_stream_toggles_hide_stdout_or_stderr(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=hostile")
-    wait_text(page, "to stderr")
-    page.locator("#more summary").click()
-    page.locator("#stderr").click()
-    page.wait_for_function("() => document.querySelectorAll('#log .row.stderr').length === 0")
-    assert page.locator("#log .row.stdout").count() > 0
-    page.keyboard.press("e")
-    wait_text(page, "to stderr")
-    page.keyboard.press("o")
-    page.wait_for_function("() => document.querySelectorAll('#log .row.stdout').length === 0")
-    page.keyboard.press("o")
+def test_stream_toggles_hide_stdout_or_stderr(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "hostile")
+    tail.wait_text("to stderr")
+    tail.open_more()
+    tail.stream_button("stderr").click()
+    expect(tail.tagged("err")).to_have_count(0)
+    assert tail.tagged("out").count() > 0
+    tail.key("e")
+    tail.wait_text("to stderr")
+    tail.key("o")
+    expect(tail.tagged("out")).to_have_count(0)
+    tail.key("o")
 
 
 def test_scrolling_up_reads_history_back_through_rotated_files(
-    page: Page, sidecar: Supervisor
+    tail: TailPage, sidecar: Supervisor
 ) -> None:
     assert any(p.suffix == ".gz" for p in sidecar.log_files("history"))
-    page.goto(sidecar.url + "/?process=history")
-    wait_text(page, "line 000004999")
-    assert min(numbers(page, "history:history")) > 0  # a tail, not everything
+    tail.open(sidecar.url, "history")
+    tail.wait_text("line 000004999")
+    assert min(tail.held_numbers("history:history")) > 0  # a tail, not everything
     for _ in range(30):
-        if 0 in numbers(page, "history:history"):
+        if 0 in tail.held_numbers("history:history"):
             break
-        held = len(numbers(page, "history:history"))
-        page.locator("#log").focus()
-        page.keyboard.press("Home")
-        page.wait_for_function(
-            "(n) => window.streamlog.store.lines.length > n || !window.streamlog.session.subs"
-            ".get('history:history').hasBefore",
-            arg=held,
-        )
-    found = numbers(page, "history:history")
+        held = len(tail.held_numbers("history:history"))
+        tail.key_in_log("Home")
+        tail.wait_older_read("history:history", held)
+    found = tail.held_numbers("history:history")
     assert found == list(range(5000))
-    wait_text(page, "line 000000000")
+    tail.wait_text("line 000000000")
 
 
 def test_past_the_retention_limit_older_and_newer_lines_are_a_scroll_away(
-    page: Page, sidecar: Supervisor
+    tail: TailPage, sidecar: Supervisor
 ) -> None:
     record(sidecar, "app", "line 000000400 ")  # more than the page will hold
-    page.goto(sidecar.url + "/?process=app&retain=300")
-    wait_lines(page, 100)
-    assert len(numbers(page, "app:app")) <= 300
-    assert min(numbers(page, "app:app")) > 0
-    page.locator("#log").focus()
+    tail.open(sidecar.url, "app", retain=300)
+    tail.wait_held(100)
+    assert len(tail.held_numbers("app:app")) <= 300
+    assert min(tail.held_numbers("app:app")) > 0
     for _ in range(30):
-        if 0 in numbers(page, "app:app"):
+        if 0 in tail.held_numbers("app:app"):
             break
-        oldest = min(numbers(page, "app:app"))
-        page.keyboard.press("Home")
-        page.wait_for_function(
-            """(n) => window.streamlog.store.lines.some(l => l.process === 'app:app'
-                && l.text.startsWith('line ') && Number(l.text.slice(5, 14)) < n)""",
-            arg=oldest,
-        )
-    found = numbers(page, "app:app")
+        oldest = min(tail.held_numbers("app:app"))
+        tail.key_in_log("Home")
+        tail.wait_held_below("app:app", oldest)
+    found = tail.held_numbers("app:app")
     assert found[0] == 0 and len(found) <= 300 + 500
     assert_contiguous(found)
     # Reading old lines, the newest were let go: live is a click away.
-    button = page.locator("#new-lines")
-    assert button.inner_text() == "newer lines below — jump to live ↓"
+    assert tail.new_lines.inner_text() == "newer lines below — jump to live ↓"
     newest = record(sidecar, "app", f"line {found[-1] + 200:09d} ")
-    button.click()
-    wait_text(page, newest["text"][:15])
-    wait_paused(page, False)
+    tail.go_live()
+    tail.wait_text(newest["text"][:15])
+    tail.wait_paused(False)
 
 
-def test_search_across_history_jumps_to_the_match(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=history")
-    wait_text(page, "line 000004999")
-    page.locator("#filter").fill("line 000000123 ")
-    page.locator("#search").click()
-    result = page.locator("#results-list button")
-    result.first.wait_for(timeout=20_000)
-    assert result.count() == 1
-    assert page.locator("#results-title").inner_text().startswith("1 match")
-    page.locator("#filter").fill("")  # show everything around the match
-    result.first.click()
-    wait_text(page, "line 000000123 ")
-    assert in_view(page, "line 000000123 ")
-    assert page.locator("#pause").get_attribute("aria-pressed") == "true"
-    assert_contiguous(numbers(page, "history:history"))
-    wait_for(lambda: "at=" in page.url, 5, "the position in the URL")
+def test_search_across_history_jumps_to_the_match(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "history")
+    tail.wait_text("line 000004999")
+    tail.search("line 000000123 ")
+    tail.results.first.wait_for(timeout=20_000)
+    assert tail.results.count() == 1
+    assert tail.results_title.inner_text().startswith("1 match")
+    tail.filter("")  # show everything around the match
+    tail.results.first.click()
+    tail.wait_text("line 000000123 ")
+    assert tail.in_view("line 000000123 ")
+    assert tail.paused()
+    assert_contiguous(tail.held_numbers("history:history"))
+    expect(tail.page).to_have_url(re.compile(r"[?&]at="), timeout=5_000)
 
 
-def test_a_link_with_a_time_opens_the_view_there(page: Page, sidecar: Supervisor) -> None:
+def test_a_link_with_a_time_opens_the_view_there(tail: TailPage, sidecar: Supervisor) -> None:
     target = record(sidecar, "app", "line 000000050 ")
-    query = f"process=app&at={target['time'].replace('+', '%2B')}"
-    page.goto(f"{sidecar.url}/?{query}")
-    wait_text(page, "line 000000050 ")
-    assert page.locator("#pause").get_attribute("aria-pressed") == "true"
-    found = numbers(page, "app:app")
+    tail.open(sidecar.url, "app", at=target["time"])
+    tail.wait_text("line 000000050 ")
+    assert tail.paused()
+    found = tail.held_numbers("app:app")
     assert_contiguous(found)
     assert found[0] == 0 and found[-1] > 50
-    assert in_view(page, "line 000000050 ")
+    assert tail.in_view("line 000000050 ")
 
 
-def test_jump_to_a_time_from_the_form(page: Page, sidecar: Supervisor) -> None:
+def test_jump_to_a_time_from_the_form(tail: TailPage, sidecar: Supervisor) -> None:
     target = record(sidecar, "app", "line 000000060 ")
-    page.goto(sidecar.url + "/?process=app")
-    wait_lines(page, 20)
-    page.keyboard.press("t")  # UTC: the form's time is read as UTC too
-    page.keyboard.press("j")
-    assert page.evaluate("document.activeElement.id") == "jump-time"
+    tail.open(sidecar.url, "app")
+    tail.wait_held(20)
+    tail.key("t")  # UTC: the form's time is read as UTC too
+    tail.key("j")
+    expect(tail.jump_field).to_be_focused(timeout=1)
     # The form takes milliseconds: the record is the first at or after them.
-    page.locator("#jump-time").fill(target["time"][:23])
-    page.locator("#jump button").click()
-    wait_text(page, "line 000000060 ")
-    assert in_view(page, "line 000000060 ")
-    wait_paused(page)
-    assert_contiguous(numbers(page, "app:app"))
+    tail.jump_to(target["time"][:23])
+    tail.wait_text("line 000000060 ")
+    assert tail.in_view("line 000000060 ")
+    tail.wait_paused()
+    assert_contiguous(tail.held_numbers("app:app"))
 
 
 # ------------------------------------------------------------------ views and sharing
 
 
-def test_merged_view_interleaves_processes_by_time(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=app&process=hostile")
-    wait_lines(page, 20)
-    page.wait_for_function(
-        "() => window.streamlog.store.lines.some(l => l.process === 'hostile:hostile')"
-    )
-    keys = page.evaluate("window.streamlog.store.lines.map(l => l.key)")
+def test_merged_view_interleaves_processes_by_time(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "app", "hostile")
+    tail.wait_held(20)
+    tail.wait_held_from("hostile:hostile")
+    keys = tail.held_keys()
     assert keys == sorted(keys)
-    assert page.locator("#title").inner_text() == "app + hostile"  # as supervisorctl shows them
+    assert tail.title.inner_text() == "app + hostile"  # as supervisorctl shows them
     # Line 1 of each, on screen together, each with its process badge.
-    page.locator("#filter").fill("line 000000001 ")
-    page.wait_for_function("() => document.querySelectorAll('#log .row .proc').length === 2")
-    assert sorted(page.locator("#log .row .proc").all_inner_texts()) == ["app", "hostile"]
+    tail.filter("line 000000001 ")
+    expect(tail.rows.locator(".proc")).to_have_count(2)
+    assert sorted(r.process for r in tail.shown()) == ["app", "hostile"]
     # "+" in the list adds a third process to the view.
-    page.locator("#filter").fill("")
-    page.locator("#processes li[data-process='colours:colours'] .add").click()
-    page.wait_for_function(
-        "() => window.streamlog.store.lines.some(l => l.text.includes('red alert'))"
-    )
-    page.wait_for_function("() => location.search.includes('process=colours%3Acolours')")
+    tail.filter("")
+    tail.add_process("colours:colours")
+    tail.wait_held_text("red alert")
+    expect(tail.page).to_have_url(re.compile(r"process=colours%3Acolours"))
 
 
-def download(page: Page, sup: Supervisor, choice: str) -> str:
-    """Open hostile's log, pick ``choice`` in the download menu, read the file."""
-    page.goto(sup.url + "/?process=hostile")
-    wait_text(page, "Password: typed")
-    page.locator("#more summary").click()
-    with page.expect_download() as started:
-        page.locator(choice).click()
-    return Path(started.value.path()).read_text()
+def download(tail: TailPage, sup: Supervisor, control: str) -> str:
+    """Open hostile's log, pick ``control`` in the download menu, read the file."""
+    tail.open(sup.url, "hostile")
+    tail.wait_text("Password: typed")
+    tail.open_more()
+    if control == "shown":
+        return tail.download(tail.page.get_by_role("button", name="download shown lines"))
+    return tail.download(tail.download_links)
 
 
-def test_download_of_the_lines_shown(page: Page, sidecar: Supervisor) -> None:
-    text = download(page, sidecar, "#download-shown")
+def test_download_of_the_lines_shown(tail: TailPage, sidecar: Supervisor) -> None:
+    text = download(tail, sidecar, "shown")
     assert f"stdout line 000000001 {HOSTILE}\n" in text
     assert "stderr line 000000002 to stderr\n" in text
     assert "stdout Password: typed\n" in text
-    whole = page.locator("#download-links a")
-    assert whole.get_attribute("href") == "/api/log/hostile%3Ahostile/download"
+    assert tail.download_links.get_attribute("href") == "/api/log/hostile%3Ahostile/download"
 
 
-def test_whole_log_download(page: Page, sidecar: Supervisor) -> None:
-    text = download(page, sidecar, "#download-links a")
+def test_whole_log_download(tail: TailPage, sidecar: Supervisor) -> None:
+    text = download(tail, sidecar, "whole")
     assert f" stdout line 000000001 {HOSTILE}\n" in text
     assert " stderr line 000000002 to stderr\n" in text
 
 
-def test_wrap_toggle_and_themes(page: Page, sidecar: Supervisor) -> None:
-    page.emulate_media(color_scheme="dark")
-    page.goto(sidecar.url + "/?process=colours")
-    wait_text(page, "exited with code 3")
-    background = "() => getComputedStyle(document.body).backgroundColor"
-    assert page.evaluate(background) == "rgb(21, 23, 26)"  # the system's dark theme
-    page.locator("#theme").click()
-    assert page.locator("#theme").inner_text() == "theme: light"
-    assert page.evaluate(background) == "rgb(255, 255, 255)"
-    page.emulate_media(color_scheme="light")
-    page.locator("#theme").click()
-    assert page.locator("#theme").inner_text() == "theme: dark"
-    assert page.evaluate(background) == "rgb(21, 23, 26)"  # chosen over the system's
+def long_row(tail: TailPage) -> Tuple[float, float]:
+    """The long line's row: its height, and the gap to the row after it."""
+    texts = [r.text for r in tail.shown()]
+    index = next(i for i, t in enumerate(texts) if "long yyy" in t)
+    a, b = tail.rows.nth(index).bounding_box(), tail.rows.nth(index + 1).bounding_box()
+    assert a is not None and b is not None
+    return a["height"], b["y"] - (a["y"] + a["height"])
+
+
+def test_wrap_toggle_and_themes(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.page.emulate_media(color_scheme="dark")
+    tail.open(sidecar.url, "colours")
+    tail.wait_text("exited with code 3")
+    assert tail.background() == "rgb(21, 23, 26)"  # the system's dark theme
+    tail.theme_button.click()
+    assert tail.theme_button.inner_text() == "theme: light"
+    assert tail.background() == "rgb(255, 255, 255)"
+    tail.page.emulate_media(color_scheme="light")
+    tail.theme_button.click()
+    assert tail.theme_button.inner_text() == "theme: dark"
+    assert tail.background() == "rgb(21, 23, 26)"  # chosen over the system's
     # Wrapped, the collapsed long line takes several rows' height, and the
     # rows after it start below it.
-    geometry = """() => {
-        const rows = [...document.querySelectorAll('#log .row')];
-        const long = rows.findIndex(r => r.textContent.includes('long yyy'));
-        const a = rows[long].getBoundingClientRect(), b = rows[long + 1].getBoundingClientRect();
-        return [a.height, b.top - a.bottom];
-    }"""
-    height, after = page.evaluate(geometry)
+    height, after = long_row(tail)
     assert height < 20
-    page.keyboard.press("w")
-    assert page.locator("#wrap").get_attribute("aria-pressed") == "true"
-    page.wait_for_function(
-        geometry.replace("return [a.height, b.top - a.bottom]", "return a.height > 100")
-    )
-    height, after = page.evaluate(geometry)
+    tail.key("w")
+    assert tail.wrap_button.get_attribute("aria-pressed") == "true"
+    wait_for(lambda: long_row(tail)[0] > 100, 10, "the long line wrapped")
+    height, after = long_row(tail)
     assert height > 100 and abs(after) < 1
 
 
 def test_an_uncaptured_process_is_shown_from_its_supervisord_log(
-    page: Page, sidecar: Supervisor
+    tail: TailPage, sidecar: Supervisor
 ) -> None:
     wait_for(lambda: (sidecar.workdir / "plain.out").exists(), 20, "plain's log")
-    page.goto(sidecar.url + "/?process=plain")
-    wait_lines(page, 5)
-    listed = page.locator("#processes li[data-process='plain:plain']")
+    tail.open(sidecar.url, "plain")
+    tail.wait_held(5)
+    listed = tail.process("plain:plain")
     assert "uncaptured" in (listed.get_attribute("class") or "")
     assert "not captured" in listed.locator(".detail").inner_text()
-    found = numbers(page, "plain:plain")
+    found = tail.held_numbers("plain:plain")
     assert_contiguous(found)
     # supervisord's file has no times: none are shown, or made up.
-    assert page.locator("#log .row .ts").first.inner_text() == ""
+    assert tail.shown()[0].time == ""
 
 
 # ------------------------------------------------------------------ the page's own modules
@@ -813,30 +648,26 @@ def test_structured_lines_and_field_filters(page: Page, sidecar: Supervisor) -> 
     assert result["chip"] is True
 
 
-def test_level_marks_counts_and_the_level_filter(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=levelled")
-    wait_text(page, "plain stdout line")
-    wait_lines(page, len(LEVELLED) + 1)  # and the start marker
-    marks = page.evaluate(
-        """() => Object.fromEntries([...document.querySelectorAll('#log .row')]
-            .filter(r => !r.classList.contains('marker'))
-            .map(r => [r.querySelector('.text').textContent,
-                       r.querySelector('.lvl').textContent]))"""
-    )
+def test_level_marks_counts_and_the_level_filter(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "levelled")
+    tail.wait_text("plain stdout line")
+    tail.wait_held(len(LEVELLED) + 1)  # and the start marker
+    marks = {r.text: r.level for r in tail.shown() if not r.marker}
     assert marks["INFO:app:ready"] == "I"
     assert marks["WARNING:app:slow start"] == "W"
     assert marks["ERROR:app:it failed"] == "E"
     assert marks["DEBUG:app:details"] == "D"
     assert marks["plain stderr line"] == "" and marks["plain stdout line"] == ""
     assert marks["request failed"] == "E" and marks["cache miss"] == "W"
-    # Not colour only: the letter, and the level's class on the row.
-    assert page.locator(".row.l-stderr .text").inner_text() == "plain stderr line"
-    assert page.locator(".row.l-error.stderr .text").inner_text() == "ERROR:app:it failed"
+    # Not colour only: the letter, and the level's colour on the row.
+    colours = {r.text: (r.colour, r.tag) for r in tail.shown() if not r.marker}
+    assert [t for t, (c, _) in colours.items() if c == "l-stderr"] == ["plain stderr line"]
+    assert [t for t, c in colours.items() if c == ("l-error", "err")] == ["ERROR:app:it failed"]
     # The counts of the lines held, in the counts bar (levels with none: not shown),
     # brought up to date a few times a second.
-    page.wait_for_function("() => document.getElementById('count-info').textContent === 'I 3'")
+    expect(tail.page.locator("#count-info")).to_have_text("I 3")
     counts = {
-        level: page.locator(f"#count-{level}").text_content()
+        level: tail.level_count(level)
         for level in ("fatal", "error", "warn", "info", "debug", "trace", "other")
     }
     assert counts == {
@@ -848,73 +679,64 @@ def test_level_marks_counts_and_the_level_filter(page: Page, sidecar: Supervisor
         "trace": "",
         "other": "– 3",  # plain stdout, plain stderr, and the not-quite-JSON line
     }
-    assert page.locator("#level-error").inner_text() == "E"  # the toggles keep their size
+    assert tail.level_button("error").inner_text() == "E"  # the toggles keep their size
     # Hide info and debug, then the lines with no level.
-    page.locator("#level-info").click()
-    page.locator("#level-debug").click()
-    page.wait_for_function("() => !document.querySelector('#log .row.l-info')")
-    assert page.locator("#level-info").get_attribute("aria-pressed") == "false"
-    assert page.locator("#log .row.l-debug").count() == 0
-    assert "ERROR:app:it failed" in rows(page)
-    page.locator("#level-other").click()
-    page.wait_for_function("() => !document.querySelector('#log .row.l-none, #log .row.l-stderr')")
-    assert sorted(page.locator("#log .row:not(.marker) .text").all_inner_texts()) == sorted(
+    tail.level_button("info").click()
+    tail.level_button("debug").click()
+    expect(tail.of_level("info")).to_have_count(0)
+    assert tail.level_button("info").get_attribute("aria-pressed") == "false"
+    assert tail.of_level("debug").count() == 0
+    assert "ERROR:app:it failed" in tail.texts()
+    tail.level_button("other").click()
+    expect(tail.of_level("none")).to_have_count(0)
+    expect(tail.of_level("stderr")).to_have_count(0)
+    assert sorted(r.text for r in tail.shown() if not r.marker) == sorted(
         ["WARNING:app:slow start", "ERROR:app:it failed", "request failed", "cache miss"]
     )
-    assert "shown" in page.locator("#counts").inner_text()
-    page.locator("#level-info").click()
-    wait_text(page, "INFO:app:ready")
+    assert "shown" in tail.counts.inner_text()
+    tail.level_button("info").click()
+    tail.wait_text("INFO:app:ready")
 
 
-def test_json_lines_show_chips_expand_and_filter_by_field(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=levelled")
-    wait_text(page, "request failed")
-    row = page.locator(".row.structured", has_text="request failed")
-    assert row.locator(".chip").all_inner_texts() == [
-        "level=error",
-        "status=500",
-        "user.id=42",
-        "path=/api",
-    ]
-    assert page.locator(".row.structured", has_text="cache miss").locator(
-        ".chip"
-    ).all_inner_texts() == ["level=warn", "key=user:42", "status=500"]
+def test_json_lines_show_chips_expand_and_filter_by_field(
+    tail: TailPage, sidecar: Supervisor
+) -> None:
+    tail.open(sidecar.url, "levelled")
+    tail.wait_text("request failed")
+    chips = {r.text: r.chips for r in tail.shown()}
+    assert chips["request failed"] == ["level=error", "status=500", "user.id=42", "path=/api"]
+    assert chips["cache miss"] == ["level=warn", "key=user:42", "status=500"]
     # Text that only looks like JSON stays a plain line.
-    assert page.locator(".row .text", has_text="like json").inner_text() == (
-        '{"looks": "like json", but not}'
-    )
+    assert chips['{"looks": "like json", but not}'] == []
     # A chip expands the line's fields to pretty JSON.
-    row.locator(".chip", has_text="user.id=42").click()
-    page.locator("#fields").wait_for(state="visible")
-    assert json.loads(page.locator("#fields-json").inner_text()) == json.loads(LEVELLED[6][1])
-    assert page.locator("#fields-json").inner_text().startswith('{\n  "level": "error",')
-    page.keyboard.press("Escape")
-    page.locator("#fields").wait_for(state="hidden")
+    tail.line("request failed").locator(".chip", has_text="user.id=42").click()
+    tail.fields.wait_for(state="visible")
+    assert json.loads(tail.fields_json.inner_text()) == json.loads(LEVELLED[6][1])
+    assert tail.fields_json.inner_text().startswith('{\n  "level": "error",')
+    tail.key("Escape")
+    tail.fields.wait_for(state="hidden")
     # A field filter, nested keys included: JSON and logfmt lines alike.
-    page.locator("#filter").fill("status=500")
-    page.wait_for_function("() => document.getElementById('counts').textContent.includes('shown')")
-    assert sorted(rows(page)) == ["cache miss", "request failed"]
-    assert page.locator(".chip.hit").all_inner_texts() == ["status=500", "status=500"]
-    page.locator("#filter").fill("user.id=7")
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#log .row .text')].map(e => e.textContent)"
-        ".join() === 'request ok'"
-    )
-    page.wait_for_function("() => location.search.includes('q=user.id%3D7')")
+    tail.filter("status=500")
+    tail.wait_filtered()
+    assert sorted(tail.texts()) == ["cache miss", "request failed"]
+    assert tail.rows.locator(".chip.hit").all_inner_texts() == ["status=500", "status=500"]
+    tail.filter("user.id=7")
+    expect(tail.row_texts).to_have_text(["request ok"])
+    expect(tail.page).to_have_url(re.compile(r"[?&]q=user\.id%3D7"))
 
 
-def test_hostile_json_keys_and_values_stay_text(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=levelled")
-    wait_text(page, "<img src=x")
-    row = page.locator(".row.structured", has_text="<img src=x")
+def test_hostile_json_keys_and_values_stay_text(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "levelled")
+    tail.wait_text("<img src=x")
+    row = tail.line("<img src=x")
     assert row.locator(".text").inner_text() == '<img src=x onerror="window.__pwned=3">'
     chip = "<img src=x onerror=window.__pwned=4>=<script>window.__pwned=5</script>"
     assert row.locator(".chip").all_inner_texts() == ["level=info", chip]
     row.locator(".chip").nth(1).click()
-    page.locator("#fields").wait_for(state="visible")
-    assert "<script>window.__pwned=5</script>" in page.locator("#fields-json").inner_text()
-    assert page.locator("#log img, #log script, #fields img, #fields script").count() == 0
-    assert page.evaluate("window.__pwned") is None
+    tail.fields.wait_for(state="visible")
+    assert "<script>window.__pwned=5</script>" in tail.fields_json.inner_text()
+    assert tail.page.locator("#log img, #log script, #fields img, #fields script").count() == 0
+    assert tail.page.evaluate("window.__pwned") is None  # the test's canary, not the page's
 
 
 # ------------------------------------------------------------------ scale
@@ -930,53 +752,40 @@ def flood(tmp_path: Path) -> Iterator[Supervisor]:
     sup.stop()
 
 
-def test_dom_stays_small_with_200000_lines(flood: Supervisor, page: Page) -> None:
+def test_dom_stays_small_with_200000_lines(flood: Supervisor, tail: TailPage) -> None:
     wait_for(lambda: get(flood.url + "/api/processes")[0] == 200, 20, "the sidecar")
-    page.goto(flood.url + "/?process=big")
-    page.wait_for_function("() => document.getElementById('connection').dataset.state === 'live'")
+    tail.open(flood.url, "big")
+    tail.wait_connection("live")
     flood.rpc.supervisor.startProcess("big")
-    page.wait_for_function(
-        "() => window.streamlog.store.lines.filter(l => l.stream === 'stdout').length >= 200000",
-        timeout=120_000,
-        polling=500,
-    )
-    assert_contiguous(numbers(page, "big:big"))
-    nodes = page.evaluate("document.getElementsByTagName('*').length")
+    tail.wait_held_stream("stdout", 200_000, timeout=120_000)
+    assert_contiguous(tail.held_numbers("big:big"))
+    nodes = tail.page.evaluate("document.getElementsByTagName('*').length")
     assert nodes < 2000, nodes
-    assert page.locator("#log .row").count() < 150
-    wait_text(page, "line 000199999")
+    assert tail.rows.count() < 150
+    tail.wait_text("line 000199999")
     # Scrolling to the middle shows the lines there, and only those.
-    page.evaluate(
-        "() => { const l = document.getElementById('log'); l.scrollTop = l.scrollHeight / 2; }"
-    )
-    page.wait_for_function(
-        """() => [...document.querySelectorAll('#log .row .text')].some(e =>
-            Math.abs(Number(e.textContent.slice(5, 14)) - 100000) < 200)"""
-    )
-    assert page.locator("#pause").get_attribute("aria-pressed") == "true"
+    tail.scroll_to(0.5)
+    tail.wait_number_near(100_000, 200)
+    assert tail.paused()
 
 
 def test_a_merged_view_with_an_uncaptured_process_jumps_and_scrolls_back(
-    page: Page, sidecar: Supervisor
+    tail: TailPage, sidecar: Supervisor
 ) -> None:
     target = record(sidecar, "app", "line 000000030 ")
     wait_for(lambda: (sidecar.workdir / "plain.out").exists(), 20, "plain's log")
-    at = target["time"].replace("+", "%2B")
-    page.goto(f"{sidecar.url}/?process=app&process=plain&at={at}")
-    wait_text(page, "line 000000030 ")
-    assert page.locator("#notice").is_hidden()
-    page.wait_for_function(
-        "() => window.streamlog.store.lines.some(l => l.process === 'plain:plain')"
-    )
-    assert_contiguous(numbers(page, "app:app"))
-    assert_contiguous(numbers(page, "plain:plain"))
+    tail.open(sidecar.url, "app", "plain", at=target["time"])
+    tail.wait_text("line 000000030 ")
+    assert tail.notice.is_hidden()
+    tail.wait_held_from("plain:plain")
+    assert_contiguous(tail.held_numbers("app:app"))
+    assert_contiguous(tail.held_numbers("plain:plain"))
     # Scrolling back: older lines of both, still no gap and no duplicate.
-    page.locator("#log").focus()
-    page.keyboard.press("Home")
-    page.wait_for_function("() => window.streamlog.history.loading === null")
-    assert numbers(page, "app:app")[0] == 0
-    assert_contiguous(numbers(page, "app:app"))
-    assert_contiguous(numbers(page, "plain:plain"))
+    tail.key_in_log("Home")
+    tail.wait_history_read()
+    assert tail.held_numbers("app:app")[0] == 0
+    assert_contiguous(tail.held_numbers("app:app"))
+    assert_contiguous(tail.held_numbers("plain:plain"))
 
 
 @pytest.fixture
@@ -989,53 +798,42 @@ def busy(tmp_path: Path) -> Iterator[Supervisor]:
 
 
 def test_changing_the_view_while_lines_pour_in_never_duplicates(
-    busy: Supervisor, page: Page
+    busy: Supervisor, tail: TailPage
 ) -> None:
     for name in ("a", "b"):
         record(busy, name, "line 000000500 ")
-    page.goto(busy.url + "/?process=a")
-    wait_lines(page, 500)
+    tail.open(busy.url, "a")
+    tail.wait_held(500)
     for name in ("b", "b", "b", "a"):  # add b, remove it, add it, remove a
-        page.locator(f"#processes li[data-process='{name}:{name}'] .add").click()
-        page.wait_for_function(
-            "(n) => [...window.streamlog.session.subs.values()].every(s => !s.waiting)"
-            " && window.streamlog.store.lines.length > n",
-            arg=200,
-        )
-    assert page.locator("#title").inner_text() == "b"
-    held = page.evaluate(
-        "() => window.streamlog.store.lines.filter(l => l.offset !== null)"
-        ".map(l => l.process + '@' + l.offset)"
-    )
+        tail.add_process(f"{name}:{name}")
+        tail.wait_settled(200)
+    assert tail.title.inner_text() == "b"
+    held = tail.held_records()
     assert len(held) == len(set(held)), "a record shown twice"
-    assert_contiguous(numbers(page, "b:b"))
+    assert_contiguous(tail.held_numbers("b:b"))
 
 
-def test_a_history_answer_for_a_view_since_left_is_dropped(page: Page, sidecar: Supervisor) -> None:
+def test_a_history_answer_for_a_view_since_left_is_dropped(
+    tail: TailPage, sidecar: Supervisor
+) -> None:
     held: List[Any] = []
-    page.route(
+    tail.page.route(
         # Older lines (by cursor), not the newest page the view opens with.
         lambda url: "/api/log/history" in url and "direction=backward" in url and "cursor=" in url,
         lambda route: held.append(route),
     )
-    page.goto(sidecar.url + "/?process=history")
-    wait_text(page, "line 000004999")
-    page.locator("#log").focus()
-    page.keyboard.press("Home")
-    for _ in range(200):  # route handlers run while Playwright is waiting
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the history read did not start"
-    page.locator("#processes li[data-process='hostile:hostile'] .open").click()
-    wait_text(page, "to stderr")
-    with page.expect_response(lambda response: "/api/log/history" in response.url) as answered:
+    tail.open(sidecar.url, "history")
+    tail.wait_text("line 000004999")
+    tail.key_in_log("Home")
+    # Route handlers run while Playwright is at work: each look asks the page something.
+    wait_for(lambda: held or tail.page.evaluate("false"), 10, "the history read to be held")
+    tail.open_process("hostile:hostile")
+    tail.wait_text("to stderr")
+    with tail.page.expect_response(lambda response: "/api/log/history" in response.url) as answered:
         held[0].continue_()
     assert answered.value.ok
-    page.wait_for_function("() => window.streamlog.history.loading === null")
-    assert page.evaluate(
-        "() => [...new Set(window.streamlog.store.lines.map(l => l.process))]"
-    ) == ["hostile:hostile"]
+    tail.wait_history_read()
+    assert tail.held_processes() == ["hostile:hostile"]
 
 
 # ------------------------------------------------------------------ connection
@@ -1057,22 +855,18 @@ def test_page_says_so_when_its_credentials_stop_working(
 ) -> None:
     context = browser.new_context(http_credentials={"username": "ops", "password": "right"})
     try:
-        page = context.new_page()
-        page.goto(guarded.url + "/?process=app")
-        wait_lines(page, 5)
-        page.wait_for_function(
-            "() => document.getElementById('connection').dataset.state === 'live'"
-        )
+        tail = TailPage(context.new_page())
+        tail.open(guarded.url, "app")
+        tail.wait_held(5)
+        tail.wait_connection("live")
         # The password changes and the sidecar restarts: the page cannot get back in.
         guarded.conf.write_text(
             guarded.conf.read_text().replace("password = right", "password = new")
         )
         guarded.rpc.supervisor.stopProcess("sidecar")
         guarded.rpc.supervisor.startProcess("sidecar")
-        page.wait_for_function(
-            "() => document.getElementById('connection').dataset.state === 'auth'", timeout=30_000
-        )
-        assert "not authorised" in page.locator("#connection").inner_text()
+        tail.wait_connection("auth", timeout=30_000)
+        assert "not authorised" in tail.connection.inner_text()
     finally:
         context.close()
 
@@ -1085,21 +879,17 @@ def restartable(tmp_path: Path) -> Iterator[Supervisor]:
 
 
 def test_page_resumes_after_the_sidecar_restarts_with_no_gap_and_no_duplicate(
-    restartable: Supervisor, page: Page
+    restartable: Supervisor, tail: TailPage
 ) -> None:
     wait_for(lambda: get(restartable.url + "/api/log/app")[0] == 200, 20, "app's log")
-    page.goto(restartable.url + "/?process=app")
+    tail.open(restartable.url, "app")
     # Held, not necessarily on screen: at 50 lines/s a following view has
     # scrolled line 10 away by the time a check for its row runs.
-    wait_lines(page, 11)
+    tail.wait_held(11)
     restartable.rpc.supervisor.stopProcess("sidecar")
-    page.wait_for_function(
-        # Read together: the status says "reconnecting…" again at each retry.
-        "() => { const c = document.getElementById('connection');"
-        " return c.dataset.state === 'down' && c.textContent.includes('unreachable'); }",
-        timeout=20_000,
-    )
-    before = max(numbers(page, "app:app"))
+    # Read together: the status says "reconnecting…" again at each retry.
+    tail.wait_connection("down", "unreachable")
+    before = max(tail.held_numbers("app:app"))
     # The child goes on writing while the sidecar is away.
     wait_for(
         lambda: f"line {before + 100:09d}" in restartable.read_bytes("app").decode(),
@@ -1107,13 +897,6 @@ def test_page_resumes_after_the_sidecar_restarts_with_no_gap_and_no_duplicate(
         "more lines while the sidecar is down",
     )
     restartable.rpc.supervisor.startProcess("sidecar")
-    page.wait_for_function(
-        "() => document.getElementById('connection').dataset.state === 'live'", timeout=30_000
-    )
-    page.wait_for_function(
-        "(n) => window.streamlog.store.lines"
-        ".some(l => l.text.startsWith('line ' + String(n).padStart(9, '0')))",
-        arg=before + 150,
-        timeout=30_000,
-    )
-    assert_contiguous(numbers(page, "app:app"))
+    tail.wait_connection("live", timeout=30_000)
+    tail.wait_held_text(f"line {before + 150:09d}", timeout=30_000)
+    assert_contiguous(tail.held_numbers("app:app"))

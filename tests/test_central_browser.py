@@ -6,18 +6,20 @@ served by a real ``serve`` with ``layout = hosts``."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from .browsing import checked_page
+from .page import TailPage
 from .sidecar import free_port, get
 from .supervisor import wait_for
 
-CHROMIUM = "/usr/bin/chromium"
 HOSTS = ("hostA", "hostB")
 
 
@@ -82,50 +84,39 @@ def central(tmp_path: Path) -> Iterator[Tuple[str, Path]]:
 
 
 @pytest.fixture
-def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1200, "height": 700})
-        errors: List[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
-        browser.close()
-        assert not errors, errors
+def page(browser: Browser) -> Iterator[Page]:
+    """A page on which any console error at all fails the test (none is expected here)."""
+    with checked_page(browser.new_context(viewport={"width": 1200, "height": 700}), ()) as opened:
+        yield opened
 
 
 def test_the_central_page_lists_hosts_and_merges_them(
-    central: Tuple[str, Path], page: Page
+    central: Tuple[str, Path], tail: TailPage
 ) -> None:
     base, conf = central
-    page.goto(base + "/")
-    page.wait_for_function("() => document.querySelectorAll('#processes li.host').length === 2")
-    assert page.locator("#processes li.host").all_inner_texts() == ["hostA", "hostB"]
-    names = page.locator("#processes li[data-process] .name").all_text_contents()
-    assert [name.replace("\xa0", " ") for name in names] == ["hostA / web", "hostB / web"]
+    tail.open(base)
+    expect(tail.hosts()).to_have_count(2)
+    assert tail.hosts().all_inner_texts() == ["hostA", "hostB"]
+    assert [name.replace("\xa0", " ") for name in tail.listed()] == ["hostA / web", "hostB / web"]
     # A host that starts sending later appears in the open page.
     receive(conf, [omprog_line("hostC", 1, 999_000)])
-    page.wait_for_function("() => document.querySelectorAll('#processes li.host').length === 3")
-    assert page.locator("#processes li.host").all_inner_texts() == ["hostA", "hostB", "hostC"]
+    expect(tail.hosts()).to_have_count(3)
+    assert tail.hosts().all_inner_texts() == ["hostA", "hostB", "hostC"]
 
     # One view of both hosts: their lines interleaved by time, each badged with its host.
-    page.goto(base + "/?process=hostA/web&process=hostB/web")
-    page.wait_for_function("() => window.streamlog.store.lines.length >= 100")
-    held = page.evaluate("window.streamlog.store.lines.map(l => [l.process, l.text.slice(0, 14)])")
+    tail.open(base, "hostA/web", "hostB/web")
+    tail.wait_held(100)
+    held = [[process, text[:14]] for process, text in tail.held_lines()]
     assert held[:4] == [
         ["hostA/web:web", "line 000000001"],
         ["hostB/web:web", "line 000000001"],
         ["hostA/web:web", "line 000000002"],
         ["hostB/web:web", "line 000000002"],
     ]
-    page.locator("#filter").fill("line 000000050 ")
-    page.wait_for_function("() => document.querySelectorAll('#log .row .proc').length === 2")
-    assert page.locator("#log .row .proc").all_inner_texts() == ["hostA / web", "hostB / web"]
-    assert page.locator("#log .row").first.inner_text().count("<b>not bold</b>") == 1
+    tail.filter("line 000000050 ")
+    expect(tail.rows.locator(".proc")).to_have_count(2)
+    assert [r.process for r in tail.shown()] == ["hostA / web", "hostB / web"]
+    assert tail.rows.first.inner_text().count("<b>not bold</b>") == 1
     # Both are open in the list, and the address names both.
-    pressed = page.locator("#processes .open[aria-pressed=true] .own-part").all_inner_texts()
-    assert pressed == ["web", "web"]
-    page.wait_for_function("() => location.search.includes('process=hostA%2Fweb%3Aweb')")
+    assert tail.opened().locator(".own-part").all_inner_texts() == ["web", "web"]
+    expect(tail.page).to_have_url(re.compile(r"process=hostA%2Fweb%3Aweb"))

@@ -2,34 +2,24 @@
 against the real sidecar under a real supervisord: a crash loop shown as such,
 "choose a process" before one is chosen, a time-jump field that reads what
 people type, a toolbar that fits, lines before the WebSocket is up, names as
-supervisorctl shows them.  Fixtures and helpers come from tests/test_browser.py.
+supervisorctl shows them.  Fixtures and helpers come from tests/browsing.py.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import xmlrpc.client
 from functools import partial
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
-from playwright.sync_api import Page, WebSocketRoute
+from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
+from .browsing import answers, assert_contiguous, overlaps, record, script
+from .page import TailPage
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
-from .test_browser import (  # noqa: F401  (browser and page are fixtures)
-    answers,
-    assert_contiguous,
-    browser,
-    in_view,
-    numbers,
-    page,
-    record,
-    script,
-    wait_lines,
-    wait_paused,
-    wait_text,
-)
 
 
 @pytest.fixture(scope="module")
@@ -99,32 +89,26 @@ def test_a_crash_loop_is_counted_from_the_files_and_served(stack: Supervisor) ->
     assert (app["starts"], app["crashes"], app["last_exit"]) == (1, 0, None)
 
 
+def starts_said(item: Locator) -> int:
+    """The starts a process's list item counts ("... 7 starts ..."), 0 if none."""
+    found = re.search(r"(\d+) starts", item.locator(".detail").inner_text())
+    return int(found.group(1)) if found else 0
+
+
 def test_the_process_list_shows_a_crash_loop_and_keeps_counting(
-    page: Page, stack: Supervisor
+    tail: TailPage, stack: Supervisor
 ) -> None:
-    page.goto(stack.url + "/")
-    item = page.locator("#processes li[data-process='crashy:crashy']")
-    page.wait_for_function(
-        "() => document.querySelector(\"#processes li[data-process='crashy:crashy']\")"
-        "?.classList.contains('looping')",
-        timeout=30_000,
-    )
+    tail.open(stack.url)
+    item = tail.process("crashy:crashy")
+    expect(item).to_have_class(re.compile(r"\blooping\b"), timeout=30_000)
     detail = item.locator(".detail").inner_text()
     assert "crash loop" in detail.lower() and "last exit 3" in detail
     starts = int(detail.split(" starts")[0].split()[-1])
     # Kept current by state frames, without reloading the page.
-    page.wait_for_function(
-        """(n) => {
-            const d = document.querySelector("#processes li[data-process='crashy:crashy'] .detail");
-            const m = d && d.textContent.match(/(\\d+) starts/);
-            return m && Number(m[1]) >= n + 2;
-        }""",
-        arg=starts,
-        timeout=30_000,
-    )
+    wait_for(lambda: starts_said(item) >= starts + 2, 30, "two more starts counted")
     assert "crashes" in (item.locator(".detail").get_attribute("title") or "")
     # A program that runs on shows no such thing.
-    app = page.locator("#processes li[data-process='app:app']")
+    app = tail.process("app:app")
     assert "looping" not in (app.get_attribute("class") or "")
     assert "starts" not in app.locator(".detail").inner_text()
 
@@ -157,26 +141,36 @@ def test_after_a_sidecar_restart_the_counts_come_from_the_files(stack: Superviso
 # ------------------------------------------------------------------ before a process is chosen
 
 
+def waiting_controls(tail: TailPage) -> List[Locator]:
+    """The controls that need a process: pause, search, the jump field and go, download."""
+    return [
+        tail.pause_button,
+        tail.search_button,
+        tail.jump_field,
+        tail.jump_button,
+        tail.page.get_by_role("button", name="download shown lines", include_hidden=True),
+    ]
+
+
 def test_with_no_process_chosen_the_page_says_so_and_buttons_wait(
-    page: Page, stack: Supervisor
+    tail: TailPage, stack: Supervisor
 ) -> None:
-    page.goto(stack.url + "/")
-    page.locator("#processes li").first.wait_for()
-    empty = page.locator("#log .empty")
+    tail.open(stack.url)
+    tail.process("app:app").wait_for()
+    empty = tail.log.locator(".empty")
     assert empty.is_visible()
-    said = page.evaluate(
-        "() => getComputedStyle(document.querySelector('#log .empty'), '::after').content"
-    )
+    # Said by the stylesheet (::after), as drawn.
+    said = empty.evaluate("(e) => getComputedStyle(e, '::after').content")
     assert "choose a process" in said
-    for control in ("#pause", "#search", "#jump-time", "#jump-go", "#download-shown"):
-        assert page.locator(control).is_disabled(), control
-    page.keyboard.press("p")  # nothing to pause: nothing happens
-    assert page.locator("#pause").get_attribute("aria-pressed") == "false"
-    page.locator("#processes li[data-process='app:app'] .open").click()
-    wait_lines(page, 5)
+    for control in waiting_controls(tail):
+        assert control.is_disabled(), control
+    tail.key("p")  # nothing to pause: nothing happens
+    assert not tail.paused()
+    tail.open_process("app:app")
+    tail.wait_held(5)
     assert not empty.is_visible()
-    for control in ("#pause", "#search", "#jump-time", "#jump-go", "#download-shown"):
-        assert page.locator(control).is_enabled(), control
+    for control in waiting_controls(tail):
+        assert control.is_enabled(), control
 
 
 # ------------------------------------------------------------------ the time-jump field
@@ -246,198 +240,128 @@ def test_the_time_parser_reads_what_people_type(page: Page, stack: Supervisor) -
     assert local
 
 
-def test_jumping_to_a_typed_time_and_a_clear_error(page: Page, stack: Supervisor) -> None:
+def test_jumping_to_a_typed_time_and_a_clear_error(tail: TailPage, stack: Supervisor) -> None:
     target = record(stack, "app", "line 000000060 ")
-    page.goto(stack.url + "/?process=app")
-    wait_lines(page, 20)
-    field = page.locator("#jump-time")
+    tail.open(stack.url, "app")
+    tail.wait_held(20)
+    field = tail.jump_field
     assert field.get_attribute("type") == "text"
     assert field.get_attribute("placeholder") == "2026-12-02 14:05"
     # A mistake is said in the page, not thrown.
-    field.fill("half past two")
-    page.locator("#jump-go").click()
+    tail.jump_to("half past two")
     assert field.get_attribute("aria-invalid") == "true"
-    assert "Cannot read" in page.locator("#notice").inner_text()
-    assert page.locator("#notice").is_visible()
+    assert "Cannot read" in tail.notice.inner_text()
+    assert tail.notice.is_visible()
     # An RFC 3339 time (with its offset) jumps there.
     field.fill(target["time"])
-    page.keyboard.press("Enter")
-    wait_text(page, "line 000000060 ")
-    wait_for(lambda: in_view(page, "line 000000060 "), 10, "the line jumped to, in view")
-    wait_paused(page)
+    tail.key("Enter")
+    tail.wait_text("line 000000060 ")
+    wait_for(lambda: tail.in_view("line 000000060 "), 10, "the line jumped to, in view")
+    tail.wait_paused()
     assert field.get_attribute("aria-invalid") is None
-    assert page.locator("#notice").is_hidden()
-    assert_contiguous(numbers(page, "app:app"))
+    assert tail.notice.is_hidden()
+    assert_contiguous(tail.held_numbers("app:app"))
     # A relative time: a second ago, past every line held until now.
-    held = max(numbers(page, "app:app"))
+    held = max(tail.held_numbers("app:app"))
     field.fill("1s ago")
-    page.keyboard.press("Enter")
-    page.wait_for_function(
-        """(n) => [...document.querySelectorAll('#log .row .text')].some(e =>
-            e.textContent.startsWith('line ') && Number(e.textContent.slice(5, 14)) > n)""",
-        arg=held,
-    )
+    tail.key("Enter")
+    tail.wait_number_above(held)
 
 
 # ------------------------------------------------------------------ the toolbar
 
-GEOMETRY = """() => {
-    const bar = document.querySelector('.toolbar').getBoundingClientRect();
-    const boxes = [...document.querySelectorAll(
-        '.toolbar h2, .toolbar > button, .toolbar .group > button, .toolbar .levels > button,'
-        + ' .toolbar input, .toolbar summary')]
-      .filter(e => e.offsetParent && !e.closest('.menu'))
-      .map(e => { const r = e.getBoundingClientRect();
-                  return {id: e.id || e.textContent, top: r.top, bottom: r.bottom,
-                          left: r.left, right: r.right, height: r.height}; });
-    return {bar: {top: bar.top, bottom: bar.bottom, left: bar.left, right: bar.right,
-                  height: bar.height},
-            boxes, width: document.documentElement.clientWidth,
-            scrollWidth: document.documentElement.scrollWidth};
-}"""
-
-
-def overlaps(boxes: List[Dict[str, Any]]) -> List[str]:
-    found = []
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1 :]:
-            if (
-                a["left"] < b["right"] - 0.5
-                and b["left"] < a["right"] - 0.5
-                and a["top"] < b["bottom"] - 0.5
-                and b["top"] < a["bottom"] - 0.5
-            ):
-                found.append(f"{a['id']} / {b['id']}")
-    return found
-
 
 def test_the_toolbar_fits_one_row_at_1280_and_wraps_cleanly_at_800(
-    page: Page, stack: Supervisor
+    tail: TailPage, stack: Supervisor
 ) -> None:
-    page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(stack.url + "/?process=app&process=web")
-    wait_lines(page, 5)
-    wide = page.evaluate(GEOMETRY)
+    tail.page.set_viewport_size({"width": 1280, "height": 800})
+    tail.open(stack.url, "app", "web")
+    tail.wait_held(5)
+    wide = tail.toolbar_geometry()
     tallest = max(b["height"] for b in wide["boxes"])
     assert len(wide["boxes"]) >= 15
     # One row: every control on the same line, the bar one control high.
     assert max(b["top"] for b in wide["boxes"]) - min(b["top"] for b in wide["boxes"]) < 6
     assert wide["bar"]["height"] < 2 * tallest, wide["bar"]
     assert not overlaps(wide["boxes"])
-    page.set_viewport_size({"width": 800, "height": 700})
-    page.wait_for_function("() => document.querySelector('.toolbar').offsetHeight > 60")
-    narrow = page.evaluate(GEOMETRY)
+    tail.page.set_viewport_size({"width": 800, "height": 700})
+    wait_for(lambda: tail.toolbar_geometry()["bar"]["height"] > 60, 10, "the toolbar wrapped")
+    narrow = tail.toolbar_geometry()
     assert not overlaps(narrow["boxes"]), overlaps(narrow["boxes"])
     for box in narrow["boxes"]:  # nothing cut off
         assert narrow["bar"]["left"] <= box["left"] and box["right"] <= narrow["bar"]["right"]
         assert narrow["bar"]["top"] <= box["top"] and box["bottom"] <= narrow["bar"]["bottom"]
     assert narrow["scrollWidth"] <= narrow["width"]
     # The folded controls are a click away, inside the window.
-    page.locator("#more summary").click()
-    menu = page.locator("#more .menu").bounding_box()
+    tail.open_more()
+    menu = tail.more_menu.locator(".menu").bounding_box()
     assert menu is not None and menu["x"] >= 0 and menu["x"] + menu["width"] <= 800
-    page.locator("#wrap").click()
-    assert page.locator("#wrap").get_attribute("aria-pressed") == "true"
-    assert page.locator("#more").get_attribute("open") is not None
-    page.locator("#title").click()  # a click elsewhere closes it
-    assert page.locator("#more").get_attribute("open") is None
+    tail.wrap_button.click()
+    assert tail.wrap_button.get_attribute("aria-pressed") == "true"
+    assert tail.more_menu.get_attribute("open") is not None
+    tail.title.click()  # a click elsewhere closes it
+    assert tail.more_menu.get_attribute("open") is None
 
 
-GROW = "(px) => { document.querySelector('.toolbar').style.paddingBottom = px; }"
-
-
-def test_a_toolbar_height_change_does_not_pause_following(page: Page, stack: Supervisor) -> None:
-    page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(stack.url + "/?process=app")
-    wait_lines(page, 40)
+def test_a_toolbar_height_change_does_not_pause_following(
+    tail: TailPage, stack: Supervisor
+) -> None:
+    tail.page.set_viewport_size({"width": 1280, "height": 800})
+    tail.open(stack.url, "app")
+    tail.wait_held(40)
     for grow in ("40px", "0px", "90px"):
         # The toolbar grows or shrinks without a window resize (a wrapped row,
         # a longer title, another helper's control).
-        page.evaluate(
-            f"() => {{ document.querySelector('.toolbar').style.paddingBottom = '{grow}'; }}"
-        )
-        newest = max(numbers(page, "app:app"))
-        page.wait_for_function(
-            """(n) => [...document.querySelectorAll('#log .row .text')].some(e => {
-                const box = document.getElementById('log').getBoundingClientRect();
-                const r = e.getBoundingClientRect();
-                return e.textContent.startsWith('line ') && Number(e.textContent.slice(5, 14)) > n
-                    && r.bottom <= box.bottom + 1 && r.top >= box.top;
-            })""",
-            arg=newest + 5,
-            timeout=20_000,
-        )
-        assert page.locator("#pause").get_attribute("aria-pressed") == "false", grow
-
-
-NEXT_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
-
-
-def bottom_row_in_view(page: Page, text: str) -> bool:
-    """Whether the row starting with ``text`` is inside the log's box (to a pixel)."""
-    return bool(
-        page.evaluate(
-            """(text) => {
-                const box = document.getElementById('log').getBoundingClientRect();
-                return [...document.querySelectorAll('#log .row')].some(row => {
-                    const r = row.getBoundingClientRect();
-                    const t = row.querySelector('.text');
-                    return t && t.textContent.startsWith(text)
-                        && r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
-                });
-            }""",
-            text,
-        )
-    )
+        tail.grow_toolbar(grow)
+        newest = max(tail.held_numbers("app:app"))
+        tail.wait_number_above(newest + 5, seen=True)
+        assert not tail.paused(), grow
 
 
 def test_a_quiet_log_stays_at_its_newest_line_when_the_toolbar_grows(
-    page: Page, stack: Supervisor
+    tail: TailPage, stack: Supervisor
 ) -> None:
-    page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(stack.url + "/?process=quiet")
-    wait_lines(page, 300)
-    page.wait_for_function("() => document.querySelectorAll('#log .row').length > 10")
-    assert bottom_row_in_view(page, "line 000000299 ")
+    tail.page.set_viewport_size({"width": 1280, "height": 800})
+    tail.open(stack.url, "quiet")
+    tail.wait_held(300)
+    wait_for(lambda: tail.rows.count() > 10, 20, "the rows drawn")
+    assert tail.in_view("line 000000299 ", slack=1)
     for grow in ("120px", "0px", "60px"):
-        page.evaluate(
-            f"() => {{ document.querySelector('.toolbar').style.paddingBottom = '{grow}'; }}"
-        )
-        page.evaluate(NEXT_FRAMES)
-        assert bottom_row_in_view(page, "line 000000299 "), grow
+        tail.grow_toolbar(grow)
+        tail.next_frames()
+        assert tail.in_view("line 000000299 ", slack=1), grow
         # Nothing paused it: the newest line is still followed.
-        assert page.locator("#pause").get_attribute("aria-pressed") == "false", grow
+        assert not tail.paused(), grow
 
 
 # ------------------------------------------------------------------ lines before the WebSocket
 
 
-def test_lines_show_from_http_before_the_websocket_answers(page: Page, stack: Supervisor) -> None:
+def test_lines_show_from_http_before_the_websocket_answers(
+    tail: TailPage, stack: Supervisor
+) -> None:
     sent: List[str] = []
 
     def silent(ws: WebSocketRoute) -> None:
         ws.on_message(lambda message: sent.append(str(message)))  # never answered
 
-    page.route_web_socket("**/ws", silent)
-    page.goto(stack.url + "/?process=app", wait_until="load")
-    wait_lines(page, 100)
-    page.wait_for_selector("#log .row .text")
-    shot = page.screenshot()
+    tail.page.route_web_socket("**/ws", silent)
+    tail.page.goto(stack.url + "/?process=app", wait_until="load")
+    tail.wait_held(100)
+    tail.row_texts.first.wait_for()
+    shot = tail.page.screenshot()
     assert len(shot) > 1000
-    assert page.locator("#log .empty").is_hidden()
-    assert_contiguous(numbers(page, "app:app"))
+    assert tail.log.locator(".empty").is_hidden()
+    assert_contiguous(tail.held_numbers("app:app"))
     # Then live from the end of that page, by cursor.
-    page.wait_for_function("() => window.streamlog.session.subs.get('app:app').attached")
+    tail.wait_attached("app:app")
     wait_for(lambda: any('"subscribe"' in m for m in sent), 10, "the subscription")
     asked = json.loads([m for m in sent if '"subscribe"' in m][0])
-    held_end = page.evaluate(
-        "() => Math.max(...window.streamlog.store.lines.filter(l => l.end).map(l => l.end))"
-    )
-    assert asked == {"type": "subscribe", "process": "app:app", "cursor": held_end}
+    assert asked == {"type": "subscribe", "process": "app:app", "cursor": tail.held_end()}
 
 
 def test_the_page_names_its_first_pages_for_the_browser_to_preload(
-    page: Page, stack: Supervisor
+    tail: TailPage, stack: Supervisor
 ) -> None:
     status, body = get(stack.url + "/?process=app&process=web%3Aweb&process=%3Cimg%3E&process=app")
     assert status == 200
@@ -454,51 +378,45 @@ def test_the_page_names_its_first_pages_for_the_browser_to_preload(
     assert 'rel="preload"' not in body.decode()  # a jump reads other pages
     # The browser fetches the page once: the page's own request takes the preload.
     asked: List[str] = []
-    page.on("request", lambda r: asked.append(r.url) if "/api/log/" in r.url else None)
-    page.goto(stack.url + "/?process=app")
-    wait_lines(page, 100)
+    tail.page.on("request", lambda r: asked.append(r.url) if "/api/log/" in r.url else None)
+    tail.open(stack.url, "app")
+    tail.wait_held(100)
     assert [u for u in asked if "direction=backward" in u] == [
         stack.url + "/api/log/app?limit=1000&direction=backward"
     ]
 
 
 def test_the_first_page_then_live_lines_have_no_gap_or_duplicate(
-    page: Page, stack: Supervisor
+    tail: TailPage, stack: Supervisor
 ) -> None:
-    page.goto(stack.url + "/?process=app&process=web")
-    wait_lines(page, 200)
-    first = max(numbers(page, "app:app"))
-    page.wait_for_function(
-        "(n) => window.streamlog.store.lines.some(l => l.process === 'app:app'"
-        " && l.text.startsWith('line ' + String(n).padStart(9, '0')))",
-        arg=first + 40,
-        timeout=20_000,
-    )
+    tail.open(stack.url, "app", "web")
+    tail.wait_held(200)
+    first = max(tail.held_numbers("app:app"))
+    tail.wait_held_text(f"line {first + 40:09d}", "app:app")
     for name in ("app:app", "web:web"):
-        assert_contiguous(numbers(page, name))
-    held = page.evaluate("() => window.streamlog.store.lines.map(l => l.process + '@' + l.offset)")
+        assert_contiguous(tail.held_numbers(name))
+    held = tail.held_records(unplaced=True)
     assert len(held) == len(set(held))
 
 
 # ------------------------------------------------------------------ names as supervisorctl shows
 
 
-def test_merged_badges_and_title_use_display_names(page: Page, stack: Supervisor) -> None:
-    page.goto(stack.url + "/?process=app&process=web")
-    wait_lines(page, 20)
-    page.wait_for_function("() => document.querySelectorAll('#log .row .proc').length > 2")
-    badges = set(page.locator("#log .row .proc").all_inner_texts())
-    assert badges == {"app", "web"}
-    assert page.locator("#log .row .proc").first.get_attribute("title") in ("app:app", "web:web")
-    assert page.locator("#title").inner_text() == "app + web"
-    assert page.locator("#title").get_attribute("title") == "app:app + web:web"
-    page.locator("#more summary").click()
-    links = page.locator("#download-links a").all_inner_texts()
-    assert links == ["whole log of app", "whole log of web"]
+def test_merged_badges_and_title_use_display_names(tail: TailPage, stack: Supervisor) -> None:
+    tail.open(stack.url, "app", "web")
+    tail.wait_held(20)
+    wait_for(lambda: tail.rows.locator(".proc").count() > 2, 20, "badged rows")
+    shown = tail.shown()
+    assert {r.process for r in shown} == {"app", "web"}
+    assert shown[0].process_title in ("app:app", "web:web")
+    assert tail.title.inner_text() == "app + web"
+    assert tail.title.get_attribute("title") == "app:app + web:web"
+    tail.open_more()
+    assert tail.download_links.all_inner_texts() == ["whole log of app", "whole log of web"]
     # and the history search's results
-    page.locator("#title").click()
-    page.locator("#filter").fill("line 000000010 ")
-    page.keyboard.press("Enter")
-    page.wait_for_function("() => document.querySelectorAll('#results-list .where').length === 2")
-    wheres = sorted(page.locator("#results-list .where").all_inner_texts())
+    tail.title.click()
+    tail.filter("line 000000010 ")
+    tail.key("Enter")
+    expect(tail.results_where).to_have_count(2)
+    wheres = sorted(tail.results_where.all_inner_texts())
     assert [w.split(" · ")[0] for w in wheres] == ["app", "web"]

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any, Dict, Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 from playwright.sync_api import Page
 
+from .browsing import answers
 from .helpers import LEVEL_EXTRA_CASES
+from .page import TailPage
 from .sidecar import get, history, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
-from .test_browser import browser, in_view, page, wait_paused  # noqa: F401 (fixtures)
 from .test_integration_histogram import counted, is_error, seconds
-
-__all__ = ["browser", "page"]
 
 
 def text(prefix: str, n: int, levels: bool) -> str:
@@ -81,34 +80,13 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
         sup.stop()
 
 
-def answers(url: str) -> bool:
-    return get(url)[0] == 200
-
-
 def finished(sup: Supervisor, name: str, text: str) -> bool:
     return text in json.dumps(get(f"{sup.url}/api/log/{name}?limit=40")[1])
 
 
-def drawn(page: Page) -> Dict[str, Any]:
-    """What the timeline last drew: its span, buckets and counts."""
-    page.wait_for_function(
-        "() => document.getElementById('timeline-canvas')?.dataset.counts !== undefined"
-    )
-    data = page.evaluate(
-        """() => {
-            const c = document.getElementById('timeline-canvas');
-            return {since: Number(c.dataset.since), until: Number(c.dataset.until),
-                    buckets: Number(c.dataset.buckets), counts: JSON.parse(c.dataset.counts),
-                    width: c.clientWidth, window: c.dataset.window,
-                    errorMarks: JSON.parse(c.dataset.errorMarks)};
-        }"""
-    )
-    return dict(data)
-
-
-def test_the_bars_are_the_records_of_each_bucket(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=spread")
-    shown = drawn(page)
+def test_the_bars_are_the_records_of_each_bucket(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "spread")
+    shown = tail.drawn()
     entries = history(sidecar.url, "spread:spread", 0, 2**62)
     assert len(sidecar.log_files("spread")) > 5  # rotated, the older files compressed
     counts, exits = counted(entries, shown["since"], shown["until"], shown["buckets"])
@@ -126,13 +104,10 @@ def test_the_bars_are_the_records_of_each_bucket(page: Page, sidecar: Supervisor
     assert first <= last == pytest.approx(seconds(entries[-1]["time"]), abs=1e-3)
 
 
-def test_a_merged_view_counts_every_process_in_view(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=spread&process=other")
-    page.wait_for_function(
-        "() => JSON.parse(document.getElementById('timeline-canvas')?.dataset.counts ?? 'null')"
-        "?.stdout.reduce((a, b) => a + b, 0) >= 550"
-    )
-    shown = drawn(page)
+def test_a_merged_view_counts_every_process_in_view(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "spread", "other")
+    tail.wait_drawn("stdout", 550)
+    shown = tail.drawn()
     entries = history(sidecar.url, "spread:spread", 0, 2**62)
     entries += history(sidecar.url, "other:other", 0, 2**62)
     counts, _ = counted(entries, shown["since"], shown["until"], shown["buckets"])
@@ -141,36 +116,30 @@ def test_a_merged_view_counts_every_process_in_view(page: Page, sidecar: Supervi
     assert sum(counts["stdout"]) + sum(counts["stderr"]) == 690
 
 
-def test_a_process_without_times_is_left_out(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=spread&process=plain")
-    page.wait_for_function(
-        "() => JSON.parse(document.getElementById('timeline-canvas')?.dataset.counts ?? 'null')"
-        "?.stdout.reduce((a, b) => a + b, 0) >= 480"
-    )
-    shown = drawn(page)
+def test_a_process_without_times_is_left_out(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "spread", "plain")
+    tail.wait_drawn("stdout", 480)
+    shown = tail.drawn()
     entries = history(sidecar.url, "spread:spread", 0, 2**62)
     counts, _ = counted(entries, shown["since"], shown["until"], shown["buckets"])
     assert shown["counts"]["stdout"] == counts["stdout"]
     # Only uncaptured processes: no timeline at all.
-    page.goto(sidecar.url + "/?process=plain")
-    page.wait_for_function("() => window.streamlog.store.lines.length > 3")
-    assert page.locator("#timeline").is_hidden()
+    tail.open(sidecar.url, "plain")
+    tail.wait_held(4)
+    assert tail.timeline.is_hidden()
 
 
-def test_a_click_jumps_to_that_time(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=spread")
-    shown = drawn(page)
+def test_a_click_jumps_to_that_time(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "spread")
+    shown = tail.drawn()
     entries = history(sidecar.url, "spread:spread", 0, 2**62)
     target = next(e for e in entries if e["text"].startswith("line 000000300 "))
     x = (seconds(target["time"]) - shown["since"]) / (shown["until"] - shown["since"])
-    box = page.locator("#timeline-canvas").bounding_box()
+    box = tail.canvas.bounding_box()
     assert box is not None
-    page.mouse.click(box["x"] + x * box["width"], box["y"] + box["height"] / 2)
-    wait_paused(page)
-    jumped = page.wait_for_function(
-        "() => document.getElementById('timeline-canvas').dataset.jumped"
-    ).json_value()
-    when = seconds(jumped)
+    tail.page.mouse.click(box["x"] + x * box["width"], box["y"] + box["height"] / 2)
+    tail.wait_paused()
+    when = seconds(tail.jumped())
     # Within the time one pixel stands for, of the record aimed at.
     pixel = (shown["until"] - shown["since"]) / box["width"]
     assert abs(when - seconds(target["time"])) <= pixel
@@ -179,49 +148,37 @@ def test_a_click_jumps_to_that_time(page: Page, sidecar: Supervisor) -> None:
     first = next(e for e in entries if seconds(e["time"]) >= when)
     before = entries[entries.index(first) - 1]
     assert seconds(before["time"]) < when
-    page.wait_for_function(
-        """(text) => [...document.querySelectorAll('#log .row.flash .text')]
-            .some((e) => e.textContent.startsWith(text))""",
-        arg=first["text"],
-    )
-    assert in_view(page, first["text"])
+    tail.flashed(first["text"]).first.wait_for()
+    assert tail.in_view(first["text"])
     # And the outline moved there.
-    page.wait_for_function(
-        """(t) => {
-            const w = document.getElementById('timeline-canvas').dataset.window.split(',');
-            return Number(w[0]) <= t && t <= Number(w[1]);
-        }""",
-        arg=seconds(first["time"]),
-    )
+    tail.wait_window_covers(seconds(first["time"]))
 
 
-def test_a_drag_jumps_where_it_is_let_go(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=spread")
-    drawn(page)
-    box = page.locator("#timeline-canvas").bounding_box()
+def test_a_drag_jumps_where_it_is_let_go(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "spread")
+    tail.drawn()
+    box = tail.canvas.bounding_box()
     assert box is not None
     y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.9, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=5)
-    page.mouse.move(box["x"] + box["width"] * 0.3, y, steps=5)
-    page.mouse.up()
-    wait_paused(page)
-    shown = drawn(page)
-    jumped = seconds(
-        page.wait_for_function(
-            "() => document.getElementById('timeline-canvas').dataset.jumped"
-        ).json_value()
-    )
+    mouse = tail.page.mouse
+    mouse.move(box["x"] + box["width"] * 0.9, y)
+    mouse.down()
+    mouse.move(box["x"] + box["width"] * 0.5, y, steps=5)
+    mouse.move(box["x"] + box["width"] * 0.3, y, steps=5)
+    mouse.up()
+    tail.wait_paused()
+    shown = tail.drawn()
+    jumped = seconds(tail.jumped())
     share = (jumped - shown["since"]) / (shown["until"] - shown["since"])
     assert share == pytest.approx(0.3, abs=2 / box["width"])
 
 
-def grows_live(page: Page, column: str, marked: bool = False) -> None:
+def grows_live(tail: TailPage, column: str, marked: bool = False) -> None:
     """Wait until the drawn count of ``column`` grew between two looks 0.7 s
     apart with no histogram request in between (and, ``marked``, with error
-    marks drawn): the page counted live records itself."""
-    page.wait_for_function(
+    marks drawn): the page counted live records itself (the requests made are
+    the browser's resource timings; the last look is kept on window)."""
+    tail.page.wait_for_function(
         """([column, marked]) => {
             const n = performance.getEntriesByType('resource')
                 .filter((e) => e.name.includes('/histogram')).length;
@@ -239,13 +196,15 @@ def grows_live(page: Page, column: str, marked: bool = False) -> None:
     )
 
 
-def test_live_records_make_the_newest_bucket_grow(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=ticker")
-    drawn(page)
+def test_live_records_make_the_newest_bucket_grow(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "ticker")
+    tail.drawn()
     # Grown between two looks with no histogram request in between: counted live.
-    grows_live(page, "stdout")
+    grows_live(tail, "stdout")
     # Exactly the records up to where it counted, whether read or counted live.
-    state = page.evaluate(
+    # Internal: the offset it has counted up to is not shown, and the counts must
+    # be read with it in one look.
+    state = tail.page.evaluate(
         """() => {
             const t = window.streamlog.timeline;
             return {counts: t.data.stdout, status: t.data.status,
@@ -257,13 +216,16 @@ def test_live_records_make_the_newest_bucket_grow(page: Page, sidecar: Superviso
     assert sum(state["status"]) == sum(1 for e in entries if e["stream"] == "status")
 
 
-def test_live_error_level_lines_are_marked_as_they_come(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=alarm")
-    drawn(page)
+def test_live_error_level_lines_are_marked_as_they_come(
+    tail: TailPage, sidecar: Supervisor
+) -> None:
+    tail.open(sidecar.url, "alarm")
+    tail.drawn()
     # More errors between two looks with no histogram request in between: counted live.
-    grows_live(page, "errors", marked=True)
+    grows_live(tail, "errors", marked=True)
     # Exactly the error-level lines up to where it counted, whether read or counted live.
-    state = page.evaluate(
+    # Internal: the offset it has counted errors up to is not shown (read in one look).
+    state = tail.page.evaluate(
         """() => {
             const t = window.streamlog.timeline;
             return {errors: t.data.errors, stdout: t.data.stdout,
@@ -275,14 +237,15 @@ def test_live_error_level_lines_are_marked_as_they_come(page: Page, sidecar: Sup
     assert sum(1 for e in entries if e["text"].startswith("calm ")) > 0  # not errors
 
 
-def test_readable_in_both_themes(page: Page, sidecar: Supervisor) -> None:
-    page.goto(sidecar.url + "/?process=spread")
-    drawn(page)
+def test_readable_in_both_themes(tail: TailPage, sidecar: Supervisor) -> None:
+    tail.open(sidecar.url, "spread")
+    tail.drawn()
     seen = {}
     for _ in range(3):
-        page.locator("#theme").click()
-        theme = page.evaluate("document.documentElement.dataset.theme")
-        colours = page.evaluate(
+        tail.theme_button.click()
+        theme = tail.theme_button.inner_text().removeprefix("theme: ")
+        # The colours the bars are drawn in, as the stylesheet gives them.
+        colours = tail.page.evaluate(
             """() => {
                 const style = (s) => getComputedStyle(document.querySelector(s));
                 return {bar: style('.tl-stdout').color, err: style('.tl-stderr').color,
