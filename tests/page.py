@@ -7,9 +7,8 @@ Built on Playwright locators and on what the page shows: roles, labels, text,
 aria-pressed, the rows' parts.  The view is virtualized (only the rows near the
 screen are in the document), so what the page *holds* beyond them cannot be
 seen; the few readers of ``window.streamlog`` below say so, and are the only ones.
-
-Over 500 lines because it is the one place the browser tests know the page's
-markup: a change of the page is met here, not in five test modules.
+It is the one place the browser tests know the page's markup: a change of the
+page is met here, not in five test modules.
 """
 
 from __future__ import annotations
