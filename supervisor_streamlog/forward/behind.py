@@ -1,39 +1,19 @@
 """How far one destination is behind on one process: bytes, records, seconds.
 
-What ``forward_metrics`` serves and ``forward --status`` prints (docs/shipping.md,
-"Watching the forwarder").  Bytes and seconds are cheap by nature: offsets are
-byte positions, so bytes behind are the end of the last complete record minus
-the acknowledged offset, and the age is the time of the record at that offset
-(one small read, kept while the offset does not move).  Records are not: an
-offset says nothing about how many records lie before it, and counting the
-backlog from the acknowledged offset at every scrape would read it all again
-each time -- gigabytes after a long outage.
+Role: what ``forward_metrics`` serves and ``forward --status`` prints
+(docs/shipping.md, "Watching the forwarder").  Bytes behind are the end of
+the last complete record minus the acknowledged offset; the age is the time of
+the record at that offset (one small read, kept while the offset stays).
 
-So each feed keeps a :class:`Backlog`: the number of records between its
-acknowledged offset and a *counted-up-to* offset, kept exact as things move,
-and a scrape counts only the bytes past that offset, once:
-
-- a page the forwarder sends was read anyway: its records past the
-  counted-up-to offset are added (a bisection of the page's record ends), and
-  the offset moves to the page's end;
-- an acknowledgement subtracts the records it covers;
-- a scrape counts the newline-terminated records (file headers left out)
-  between the counted-up-to offset and the end of the log, in a thread, by
-  chunks (:func:`count_records`), then adds them: every byte is counted at
-  most once per destination -- by the reader or by a scrape -- except after
-  a retention gap, which drops the count and counts from the oldest record
-  on disk again (what was counted in the deleted files cannot be told from
-  what was counted after them);
-- once delivery reaches the counted-up-to offset the count is zero by
-  definition, which also forgets any line that is not a record (damage:
-  counted by newline, never sent) at the latest when delivery catches up.
-
-Cost of a scrape: per process, one look at the log's bounds (cached file
-listing, a small read at the live file's end), the new bytes since the last
-scrape or page (``bytes.count`` over chunks: memory one chunk; a ``.gz`` in
-the range is decompressed from its start), and one small read for the age
-when the acknowledged offset moved.  A destination that keeps up costs only
-what was written since its last page.
+Records are counted exactly without re-reading the backlog at every scrape
+(gigabytes after a long outage): each feed keeps a :class:`Backlog` of the
+records between its acknowledged offset and a *counted-up-to* offset.  Pages
+the forwarder read anyway add their records, acknowledgements subtract, and a
+scrape counts only the bytes past the counted-up-to offset, once
+(:func:`count_records`, in a thread).  Invariant: every byte is counted at
+most once per destination, except after a retention gap, which drops the
+count and counts from the oldest record on disk again.  Threads: the
+:class:`Backlog` changes on the event loop only.
 """
 
 from __future__ import annotations
@@ -74,6 +54,18 @@ class Backlog:
     where counting (re)started: acknowledgements of records before it were
     never counted and subtract nothing.  ``epoch`` changes whenever the count
     starts again, so a scrape's count of a range taken before that is dropped.
+
+    How the count moves: a page the forwarder sends was read anyway, so its
+    records past ``counted_to`` are added (a bisection of the page's record
+    ends) and ``counted_to`` moves to the page's end; an acknowledgement
+    subtracts the records it covers; a scrape counts the newline-terminated
+    records (file headers left out) past ``counted_to`` by chunks and adds
+    them.  Once delivery reaches ``counted_to`` the count is zero by
+    definition, which also forgets any line that is not a record (damage:
+    counted by newline, never sent).  A scrape costs, per process, a look at
+    the log's bounds, the new bytes since the last scrape or page (a ``.gz``
+    in the range decompressed from its start) and one small read for the age
+    when the acknowledged offset moved.
     """
 
     def __init__(self, offset: int) -> None:

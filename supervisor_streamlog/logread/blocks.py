@@ -1,17 +1,17 @@
 """One process's log read by offset, as blocks of whole records: what the store pages over.
 
-The layer under :class:`~.logstore.LogStore` (and its time seek and search):
-which files to read comes from :class:`~..ondisk.files.ProcessFiles` (the one
-listing rule); this module reads them.  Files are opened per call and checked
-by inode: if the capture rotates, compresses or deletes a file under a
-reader, the file list is taken again and the call retried (a few times; then
-the files that keep vanishing count as deleted, never an exception).
-Decompressed ``.gz`` backups are kept in a small cache (a few files, bounded
-in bytes), since paging through one reads it many times.
+Role: the layer under :class:`~.logstore.LogStore` (and its time seek and
+search).  Which files to read comes from :class:`~..ondisk.files.ProcessFiles`
+(the one listing rule); this module reads them.  A *block* is a run of whole
+records of one file; blocks go forward from an offset or backward from one,
+and a :class:`DeletedRange` stands for a range no file holds any more.
 
-A *block* is a run of whole records of one file; blocks go forward from an
-offset or backward from one, and a :class:`DeletedRange` stands for a range of the log
-that no file holds any more (deleted by retention, or by hand).
+Invariants: a listed file is opened by :func:`opened` and checked by inode; if
+the capture rotates, compresses or deletes a file under a reader, the listing
+is taken again and the call retried (a few times; then the files that keep
+vanishing count as deleted, never an exception).  Decompressed ``.gz``
+backups are kept in a small cache bounded in bytes, since paging through one
+reads it many times.  Threads: blocking file I/O; the cache has a lock.
 """
 
 from __future__ import annotations

@@ -1,32 +1,21 @@
 """One process's history, read by offset across its live file and every backup.
 
-The sidecar serves ``GET /api/log/NAME`` (paging by cursor), time jumps and
-search from here::
+Role: what ``GET /api/log/NAME`` pages, what a time jump, a search, an export,
+``tail``'s backlog and the forwarder read::
 
     store = LogStore("/var/log/streamlog/web.log")
     page = store.read_backward(None, 200)           # the newest 200 records
     older = store.read_backward(page.start, 200)    # the 200 before them
     newer = store.read_forward(page.end, 200)       # what came after (live)
     store.read_forward(store.seek_time(time.time() - 3600), 200)  # an hour ago
-    store.search("Traceback", limit=50)              # newest matches first
 
-Positions are *offsets* in the process's whole log (see :mod:`..ondisk.files`):
-a file's header base plus the position inside the uncompressed file, so they
-stay valid across rotation, compression, retention and a restart of either
-side.  A *cursor* is an offset at a record boundary: an
-:class:`~..ondisk.files.Entry`'s ``offset`` or ``end``.  A record is complete
-only once its newline is written; the partial last record of the live file is
-never returned, and ``bounds()[1]`` is the end of the last complete record.
-
-This module pages (and exports); reading the files by blocks, retried when
-the capture moves them, is :mod:`.blocks`; time jumps :mod:`.timeseek`;
-search :mod:`.search`.  Reading is by blocks, from the end backwards when
-going back (the newest page of a 1 GB file costs two small reads).
-
-The methods do blocking file I/O -- a first look into a 50 MB ``.gz``
-decompresses it (~0.1 s), a search runs up to its budget -- so a Tornado
-server should call them through an executor.  A store may be shared by
-threads.  ``python -m bench.history`` measures them on a 1 GB file.
+Invariants: positions are offsets in the whole log (a file's header base plus
+the position in its contents, ondisk/files.py), valid across rotation,
+compression, retention and restarts; a cursor is a record boundary; the
+partial last record of the live file is never returned.  Reading by blocks is
+:mod:`.blocks`, time jumps :mod:`.timeseek`, search :mod:`.search`.
+Threads: blocking file I/O (call it through an executor); a store may be
+shared by threads.
 """
 
 from __future__ import annotations

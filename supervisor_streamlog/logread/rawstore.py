@@ -1,44 +1,20 @@
 """supervisord's own child logs, for the processes streamlog does not capture.
 
-An existing deployment sees every process on day one: a process without a
-streamlog file (``captured: false``) is shown from the files supervisord
-itself writes for it, the ``stdout_logfile`` / ``stderr_logfile`` paths its
-XML-RPC ``getAllProcessInfo`` reports (``AUTO`` ones resolved into
-``childlogdir``; ``NONE`` gives no file).  Only those paths are ever opened,
-and only when they are regular files: a process name never becomes a path.
+Role: an existing deployment sees every process on day one.  A process
+without a streamlog file (``captured: false``) is shown from the files
+supervisord itself writes for it, the ``stdout_logfile``/``stderr_logfile``
+paths its XML-RPC ``getAllProcessInfo`` reports (``AUTO`` ones resolved into
+``childlogdir``).  :class:`RawStore` pages them like a streamlog log;
+rawfollow.py follows them live by the same rules.
 
-Those files carry no timestamps and no headers, so:
+Invariants: only those paths are opened, and only regular files (a process
+name never becomes a path); a position packs the two files' byte positions
+into one integer below 2**53; the follower and history cut the same records
+(the rules: :class:`RawStore`).  Blocking file I/O; a store may be shared
+by threads::
 
-* **Offsets.**  A raw log has two *lanes*, its stdout file and its stderr
-  file (one with ``redirect_stderr``).  A position is the pair of byte
-  positions (stdout, stderr) in the two files, packed into one integer,
-  ``offset = stdout + stderr * LANE`` (``LANE`` = 2**26), so that a cursor
-  stays one number below 2**53 (exact in JavaScript) and grows with every
-  record of either lane.  A file that grows past ``LANE`` bytes (only with
-  ``stdout_logfile_maxbytes`` above 64MB, or 0) is seen from a later point,
-  as after a rotation.
-* **Records.**  A record is a line, or a piece of a long one: a line is cut
-  at every lane position ``A`` that is a multiple of ``PIECE`` (256 KiB,
-  the read budget) and follows ``PIECE`` bytes without a newline.  So a
-  line of ``PIECE`` bytes or more comes as ``partial`` records (the first
-  ``PIECE`` to ``2 * PIECE - 1`` bytes, the others ``PIECE``), then the rest
-  of the line, with its newline, as an ordinary record (maybe empty).
-  Whether a position is a boundary depends only on the ``PIECE`` bytes
-  before it: the follower and history find the same records, a line still
-  being written is sent piece by piece as it grows, and no read needs more
-  than ``2 * PIECE`` bytes to find the next or the last record.  A read from
-  any other position (a cursor inside a line) takes it as a record start:
-  the rest of that line comes first.  The lane's start is a record start
-  too, even where it cuts a line.  ``PIECE`` divides ``LANE // 2``.
-* **Order.**  Live records come in the order they were read; history cannot
-  know how the two files interleaved, so a page interleaves them by position
-  in their files.
-* **Rotation.**  supervisord renames ``NAME`` to ``NAME.1`` and starts a new
-  file: the follower keeps the old file open, reads it to its end (bytes
-  after its last newline, half a line the rotation cut, as a ``partial``
-  record), then reports a reset (offsets of that lane start again at 0).  History covers
-  the live files only, not the ``.1`` ... ``.N`` backups.
-* ``time`` is empty (sent as null): the records have none.
+    store = RawStore(raw_files(info))   # info: getAllProcessInfo's entry
+    page = store.read_backward(None, 200)   # the newest 200 records of both lanes
 """
 
 from __future__ import annotations
@@ -256,7 +232,40 @@ def _backward(fd: int, end: int, low: int, limit: int) -> List[Line]:
 
 
 class RawStore:
-    """History of a raw log: its live files read by lane positions (see module doc).
+    """History of a raw log: its live files read by lane positions.
+
+    Those files carry no timestamps and no headers, so:
+
+    * **Offsets.**  A raw log has two *lanes*, its stdout file and its stderr
+      file (one with ``redirect_stderr``).  A position is the pair of byte
+      positions (stdout, stderr) in the two files, packed into one integer,
+      ``offset = stdout + stderr * LANE`` (``LANE`` = 2**26), so that a cursor
+      stays one number below 2**53 (exact in JavaScript) and grows with every
+      record of either lane.  A file that grows past ``LANE`` bytes (only with
+      ``stdout_logfile_maxbytes`` above 64MB, or 0) is seen from a later point,
+      as after a rotation.
+    * **Records.**  A record is a line, or a piece of a long one: a line is cut
+      at every lane position ``A`` that is a multiple of ``PIECE`` (256 KiB,
+      the read budget) and follows ``PIECE`` bytes without a newline.  So a
+      line of ``PIECE`` bytes or more comes as ``partial`` records (the first
+      ``PIECE`` to ``2 * PIECE - 1`` bytes, the others ``PIECE``), then the rest
+      of the line, with its newline, as an ordinary record (maybe empty).
+      Whether a position is a boundary depends only on the ``PIECE`` bytes
+      before it: the follower and history find the same records, a line still
+      being written is sent piece by piece as it grows, and no read needs more
+      than ``2 * PIECE`` bytes to find the next or the last record.  A read from
+      any other position (a cursor inside a line) takes it as a record start:
+      the rest of that line comes first.  The lane's start is a record start
+      too, even where it cuts a line.  ``PIECE`` divides ``LANE // 2``.
+    * **Order.**  Live records come in the order they were read; history cannot
+      know how the two files interleaved, so a page interleaves them by position
+      in their files.
+    * **Rotation.**  supervisord renames ``NAME`` to ``NAME.1`` and starts a new
+      file: the follower keeps the old file open, reads it to its end (bytes
+      after its last newline, half a line the rotation cut, as a ``partial``
+      record), then reports a reset (offsets of that lane start again at 0).  History covers
+      the live files only, not the ``.1`` ... ``.N`` backups.
+    * ``time`` is empty (sent as null): the records have none.
 
     Same calls as :class:`~.logstore.LogStore` where they make sense: pages
     forward and backward, search, bounds and a whole-log export; no time seek

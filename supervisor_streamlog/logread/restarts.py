@@ -1,18 +1,19 @@
 """What a process's status records say about its restarts: starts, crashes, the last exit.
 
-The files already hold every state change (``status STARTING``, ``status
-EXITED pid=… exitstatus=3 expected=false``, docs/format.md), so a program
-that crash-loops can be shown as such -- how many times it started, how many
-of its exits were crashes, its last exit code -- from the files alone, with
-or without supervisord's XML-RPC (whose state, polled once a second, mostly
-says RUNNING for a program that restarts at once).
+Role: the files hold every state change (``status STARTING``, ``status EXITED
+pid=… exitstatus=3 expected=false``, docs/format.md), so a program that
+crash-loops is shown as such -- starts, crashes, its last exit code -- from
+the files alone, where supervisord's state (polled) mostly says RUNNING.
 
-Cheap by construction: the sidecar counts once when it finds a log, over the
-newest :data:`SCAN_BYTES` before the follower's start (:func:`scan`, off the
-IOLoop), and from then on adds the status records its follower reads
-(:func:`status_lines` finds them with a byte search, so the records of a
-process nobody watches are still not parsed).  Nothing rescans a history per
-request: ``/api/processes`` reads a :class:`RestartTally`'s figures.
+Invariants: nothing rescans a history per request.  The sidecar counts once
+when it finds a log, over the newest :data:`SCAN_BYTES` before its follower's
+start (:func:`scan`, off the IOLoop), then adds the status records its
+follower reads (:func:`status_lines` finds them with a byte search, so the
+records of a process nobody watches are still not parsed); ``/api/processes``
+reads a :class:`RestartTally`::
+
+    tally = scan(path, end)                 # once, over the newest SCAN_BYTES
+    tally.add_lines(status_lines(data))     # then what the follower reads
 """
 
 from __future__ import annotations

@@ -1,21 +1,20 @@
 """Regular-expression searches of history, in a worker process that can be killed.
 
-Python cannot interrupt a regular expression that backtracks (``(a+)+$`` over a
-long run of ``a`` takes hours on one line), so a regex search runs in another
-process, and one that is not done in time is killed and answered as an error.
+Role: Python cannot interrupt a regular expression that backtracks (``(a+)+$``
+over a long run of ``a`` takes hours), so a regex search runs in another
+process, and one not done in time is killed and answered as an error.
 
-That process must not be forked from the sidecar itself: the sidecar runs an
-IOLoop and thread pools, and a child forked while another thread holds a lock
-(the logging module's, a store's, the allocator's) can deadlock on it and be
-reported as "took too long".  So the worker comes from a ``forkserver``: a
-fresh interpreter that only imports the store modules and forks workers from
-its single thread.  One worker lives on between searches and keeps its stores,
-so paging through a ``.gz`` backup decompresses it once, not per request; it
-is replaced only after a timeout (or if it dies).
+Invariants: the worker is never forked from the sidecar itself (a child forked
+while another of its threads holds a lock can deadlock): it comes from a
+``forkserver``, a fresh interpreter that only imports the store modules.  One
+worker lives on between searches and keeps the last few stores it built, so
+paging through a ``.gz`` decompresses it once; it is replaced only after a
+timeout or if it dies.  A store is described by a *recipe*, a picklable
+callable that builds it::
 
-A store is described to the worker by a *recipe*: a picklable callable that
-builds it (``functools.partial(LogStore, path)``); the worker keeps the last
-few stores it built, by the recipe's pickled form.
+    worker.search(functools.partial(LogStore, path), "a+$", {"regex": True}, timeout=5)
+
+Threads: calls block until the answer or the deadline; one search at a time.
 """
 
 from __future__ import annotations
