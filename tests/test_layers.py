@@ -47,6 +47,7 @@ ORDER = [
     "logread.store",
     "logread.timeseek",
     "logread.levels",
+    "logread.prefilter",
     "logread.histogram",
     "logread.logstore",
     "logread.restarts",
