@@ -196,8 +196,8 @@ def check_gaps(
 
 
 # The level the tail page gives real-world lines (stdout unless said): run through the
-# page in tests/test_browser.py and through the sidecar's port of its rules
-# (supervisor_streamlog/logread/levels.py) in tests/test_levels.py.
+# page in tests/test_browser.py and through the sidecar's reading of the same rules
+# (static/levels.json, by supervisor_streamlog/logread/levels.py) in tests/test_levels.py.
 LEVEL_CASES = [
     # Python logging: the default layout, asctime layouts, uvicorn, tracebacks
     ("WARNING:root:disk almost full", "stdout", "warn"),
@@ -354,11 +354,11 @@ LEVEL_CASES = [
 ]
 
 
-PARSE_LIMIT = 2000  # structured.js's: longer lines are read from their head
+PARSE_LIMIT = 2000  # levels.json's parseLimit: longer lines are read from their head
 
 # Lines beyond LEVEL_CASES, for the paths the table does not reach (escapes as
 # real ESC characters, logfmt, long and numeric JSON, JavaScript's own ways of
-# reading text): tests/test_levels.py checks the sidecar's port against these,
+# reading text): tests/test_levels.py checks the sidecar's reading against these,
 # tests/test_timeline.py the page. None: not a line (a status record).
 LEVEL_EXTRA_CASES: List[Tuple[str, str, Optional[str]]] = [
     # escape sequences are not part of the visible text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import os
 from pathlib import Path
@@ -19,7 +20,14 @@ from supervisor_streamlog.logread.histogram import (
     QueryError,
     parse_query,
 )
-from supervisor_streamlog.logread.levels import level_of_line
+from supervisor_streamlog.logread.levels import (
+    ERROR_LEVELS,
+    RULES,
+    RULES_PATH,
+    LevelRules,
+    level_of_line,
+)
+from supervisor_streamlog.logread.prefilter import derive
 from supervisor_streamlog.ondisk.files import LogFile, is_header, process_files
 from supervisor_streamlog.ondisk.formats import FieldValue, JsonFormat, TextFormat
 
@@ -386,3 +394,40 @@ def test_every_error_level_line_of_the_tables_is_a_candidate() -> None:
         for text, stream in errors:
             data = fmt.records(stamp, stream, 42, [(text.encode() + b"\n", False)])
             assert histscan._candidates(data) == {0}, (fmt.name, text)
+
+
+def test_the_candidate_searches_are_derived_from_the_rules_file() -> None:
+    """A level word, a prefix or a level number added only to static/levels.json is
+    classified and its lines are found, in either format; before, they were not."""
+    with open(RULES_PATH, encoding="utf-8") as handle:
+        data = json.load(handle)
+    data["words"]["fatal"].append("kaput")
+    data["text"]["upper"].append("KAPUT")
+    data["text"]["prefixes"].append(["Oops! ", "error"])
+    data["numbers"] = [[n, "error" if level == "warn" else level] for n, level in data["numbers"]]
+    rules = LevelRules(data)
+    changed = derive(rules, histscan._FRAMING, histscan._TEXT_STARTS)
+    lines = ["KAPUT: disk gone", '{"level":"kaput"}', "Oops! it broke", '{"level":40,"msg":"x"}']
+    for fmt in (TextFormat(True), JsonFormat(True)):
+        for text in lines:
+            records = fmt.records(fmt.stamp(T0), "stderr", 42, [(text.encode() + b"\n", False)])
+            assert rules.level_of_line(text, "stderr") in ERROR_LEVELS, text
+            assert changed.line_starts(records) == {0}, (fmt.name, text)
+            assert histscan._candidates(records) == set(), (fmt.name, text)
+    # The rules as shipped give the searches the histogram uses.
+    shipped = derive(RULES, histscan._FRAMING, histscan._TEXT_STARTS)
+    assert shipped.finds == histscan._PREFILTER.finds == (b"crit", b"fatal", b"panic")
+    assert [p.pattern for p in shipped.lowered] == [p.pattern for p in histscan._PREFILTER.lowered]
+
+
+def test_the_stream_tags_are_not_candidates_but_what_the_page_reads_is() -> None:
+    """``stderr`` holds ``err`` and is in every stderr record: not a candidate by
+    itself; the error words the old hand-written searches missed are found."""
+    fmt = TextFormat(True)
+    quiet = fmt.records(fmt.stamp(T0), "stderr", 42, [(b"reading from stderr: ok\n", False)])
+    assert histscan._candidates(quiet) == set()
+    long_head = b'{"level"\xc2\xa0:3,"m":"' + b"z" * 2000 + b'"}'  # NBSP: JavaScript's \s
+    for text in (b'{"level" \r: 3}', b'{"level":-1e-400}', long_head):
+        assert level_of_line(text.decode(), "stdout") in ERROR_LEVELS, text
+        data = fmt.records(fmt.stamp(T0), "stdout", 42, [(text + b"\n", False)])
+        assert histscan._candidates(data) == {0}, text

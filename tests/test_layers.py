@@ -49,6 +49,7 @@ ORDER = [
     "logread.store",
     "logread.timeseek",
     "logread.levels",
+    "logread.prefilter",
     "logread.histscan",
     "logread.histogram",
     "logread.logstore",

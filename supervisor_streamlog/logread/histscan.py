@@ -30,7 +30,8 @@ from ..ondisk.files import LogFile, header_base
 from ..ondisk.formats import RecordError, parse, record_seconds
 from ..ondisk.gzipped import GzipStream
 from .blocks import opened
-from .levels import ERROR_LEVELS, level_of_line
+from .levels import ERROR_LEVELS, RULES, level_of_line
+from .prefilter import derive
 
 #: Slots one file's index keeps at most (its slot width doubles past that).
 SLOT_LIMIT = 2048
@@ -68,50 +69,18 @@ _PARTIAL = (b"stdout+ ", b"stderr+ ", b'"partial": true')
 # ---------------------------------------------------------------- the error-level pre-filter
 
 # Lines that may be error-level: a superset of what :mod:`.levels` reads as
-# error or fatal, in both formats, the child's text JSON-escaped or not.  Each
-# is looked for with a literal first (the fast searches of bytes and of the re
-# module), never one alternation tried at every byte (twenty times slower):
-# level words in any case, in the block lowered once ...
-_WORDS = (b"fatal", b"crit", b"panic")
-# err, error, eror, severe, alert, emerg: one search for their "er" (not the
-# ``stderr`` stream tag, nor any stderr)
-_ER = re.compile(rb"er(?:r(?<!stderr)|or|e(?<=severe)|t(?<=alert)|g(?<=emerg))")
-# ... and, as written: a level field with a number that may be error or fatal
-# (0-3 syslog, 50 and up, -0, fractions, exponents; not pino's 30 or 40), a
-# syslog priority, a glog prefix, a traceback, an escape sequence, a JSON escape.
-_NUMBER = (
-    rb'\\?"?(?:[ \t]|\\t)*[:=](?:[ \t]|\\t)*(?:\\?")?'
-    rb"(?:-?0|[1-3](?![0-9])|[5-9][0-9]|[0-9]{3}|[0-9]{1,2}[.eE])"
-)
-# (a single byte is looked for first: memchr is ten times faster than the re
-# module's own search; longer literals are not)
-_LITERAL = (
-    (b"", re.compile(rb"level(?:name)?" + _NUMBER)),
-    (b"", re.compile(rb"severity" + _NUMBER)),
-    (b"", re.compile(rb"lvl" + _NUMBER)),
-    (b"<", re.compile(rb"<[^\n>]{1,3}>")),
-    # glog and tracebacks open the text: after the stream tag, or the JSON format's "text"
-    (b"", re.compile(rb"td(?:out|err)\+? (?:[EF][0-9]{4} [0-9][0-9]:|Traceback)")),
-    (b"", re.compile(rb'"text": "(?:[EF][0-9]{4} [0-9][0-9]:|Traceback)')),
-    (b"\x1b", re.compile(rb"\x1b")),
-    (b"\\", re.compile(rb"\\u[0-9A-Fa-f]{4}")),
-)
+# error or fatal, in both formats, the child's text JSON-escaped or not, derived
+# from the level rules' file (:mod:`.prefilter`).  The layout's own words are
+# never a level (the ``stderr`` tag holds ``err``); a level read from the text's
+# start (glog, a traceback) follows a stream tag or the JSON format's "text" key.
+_FRAMING = (b"stdout", b"stderr", b"status", b"time", b"stream", b"pid", b"text", b"partial")
+_TEXT_STARTS = (rb"td(?:out|err)\+? ", rb'"text": "')
+_PREFILTER = derive(RULES, _FRAMING, _TEXT_STARTS)
 
 
 def _candidates(data: bytes) -> Set[int]:
     """Where the lines of ``data`` that may be error-level start."""
-    hits: List[int] = []
-    low = data.lower()
-    for word in _WORDS:
-        pos = low.find(word)
-        while pos >= 0:
-            hits.append(pos)
-            pos = low.find(word, pos + len(word))
-    hits.extend(m.start() for m in _ER.finditer(low))
-    for literal, pattern in _LITERAL:
-        if literal in data:
-            hits.extend(m.start() for m in pattern.finditer(data))
-    return {data.rfind(b"\n", 0, pos) + 1 for pos in hits}
+    return _PREFILTER.line_starts(data)
 
 
 # ---------------------------------------------------------------- one file's counts

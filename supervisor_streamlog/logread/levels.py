@@ -1,43 +1,43 @@
-"""A line's level, read from its text exactly as the tail page reads it.
+"""A line's level, read by the tail page's rules, from the file the page reads them from.
 
-The page detects levels in ``static/levels.js`` (``levelOf``, ``levelOfText``,
-``levelOfJsonHead``) and ``static/structured.js`` (``levelAndKind``), on the
-visible text (``static/ansi.js`` drops escape sequences; ``lines.js`` reads
-the text without them).  This is a port of those rules, so that the
-histogram's error counts (:mod:`.histogram`) are the lines the page marks
-error or fatal::
+The rules (level words, which of them count standing alone in capitals or in
+brackets, level fields, syslog and bunyan/pino numbers, glog letters, ...) are
+data: ``static/levels.json``, served with the page and read there by
+``static/levels.js`` and ``static/structured.js``.  :class:`LevelRules` reads
+the same file and applies it as the page does, so that the histogram's error
+counts (:mod:`.histogram`) are the lines the page marks error or fatal::
 
     level_of_line("2026/12/03 07:00:00 [error] 12#12: open() failed", "stderr")  # "error"
     level_of_line("something unlevelled", "stderr")                            # "stderr"
 
-Pure functions, no I/O.  JavaScript strings are UTF-16: lengths, slices and
-regular expressions count code units, so a text with characters beyond the
-BMP is first spelled as code units (each such character as its surrogate
-pair) -- the same positions as the page's.  ``\\s`` and ``\\d`` are spelled
-as JavaScript's classes, ``$`` as the end of the text, case folding as
-JavaScript's (ASCII letters only, for the ``i`` flag), and JSON as
-``JSON.parse`` reads it (numbers as doubles; no ``NaN``).  One difference
-is left: a JSON object nested deeper than Python's recursion limit (about a
-thousand levels, which fits in the 2000 characters parsed) is not parsed
-here, where the page would parse it.
+:mod:`.prefilter` derives from the same data the histogram's cheap byte
+searches for lines that may be error-level (a superset of what the rules call
+error or fatal), so a word added to the file is classified and found.
 
-When levels.js or structured.js change their rules, change this module with
-them: tests/test_levels.py runs the page's own table of real-world lines
-(tests/helpers.py's ``LEVEL_CASES``) through both.
+Invariant: the page's result, for any text.  JavaScript strings are UTF-16,
+so a text beyond the BMP is spelled as code units first (:func:`_units`);
+``\\s``, ``\\d``, ``^``/``$``, the ``i`` flag (ASCII only) and ``JSON.parse``
+are spelled as JavaScript reads them.  Left: a JSON object nested deeper than
+Python's recursion limit is not parsed here.  Pure functions, no I/O after
+import; tests/test_levels.py runs tests/helpers.py's tables through both.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from array import array
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 __all__ = [
     "ERROR_LEVELS",
     "LEVELS",
     "PARSE_LIMIT",
+    "RULES",
+    "RULES_PATH",
+    "LevelRules",
     "level_and_kind",
     "level_of",
     "level_of_json_head",
@@ -46,56 +46,16 @@ __all__ = [
     "visible_text",
 ]
 
-#: The levels, most severe first (levels.js's LEVELS).
-LEVELS = ("fatal", "error", "warn", "info", "debug", "trace")
+#: The rules' one file, shipped and served with the page's static files.
+RULES_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static", "levels.json"
+)
 #: The levels the histogram counts as errors.
 ERROR_LEVELS = frozenset({"fatal", "error"})
-#: Longer lines are not parsed as JSON or logfmt (structured.js's PARSE_LIMIT).
-PARSE_LIMIT = 2000
-# How far into a plain line a level is looked for (levels.js's HEAD).
-_HEAD = 160
-
-_WORDS: Dict[str, str] = {
-    "fatal": "fatal", "critical": "fatal", "crit": "fatal", "emerg": "fatal",
-    "emergency": "fatal", "alert": "fatal", "panic": "fatal", "dpanic": "fatal",
-    "error": "error", "err": "error", "severe": "error", "eror": "error",
-    "warn": "warn", "warning": "warn", "wrn": "warn",
-    "info": "info", "information": "info", "informational": "info", "notice": "info",
-    "inf": "info",
-    "debug": "debug", "dbg": "debug", "fine": "debug", "config": "debug",
-    "trace": "trace", "finer": "trace", "finest": "trace", "verbose": "trace",
-    "trc": "trace",
-}  # fmt: skip
-
-# syslog severities 0-7 (RFC 5424): emerg, alert, crit, err, warning, notice, info, debug.
-_SYSLOG = ("fatal", "fatal", "fatal", "error", "warn", "info", "info", "debug")
 
 # JavaScript's \s (WhiteSpace and LineTerminator), as a class body.
 _S = "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
 _DIGITS = re.compile(r"[0-9]+\Z")
-
-_UPPER = re.compile(
-    rf"(?:\A|[{_S}\[(|:<,-])"
-    r"(FATAL|CRITICAL|CRIT|EMERG|EMERGENCY|ALERT|PANIC|SEVERE|ERROR|ERR|WARNING|WARN|NOTICE|"
-    r"INFO|DEBUG|TRACE|FINEST|FINER|FINE|VERBOSE)"
-    rf"(?=\Z|[{_S}\]):|/,>!-])"
-)
-_BRACKETED = re.compile(
-    r"\[(fatal|critical|crit|emerg|alert|panic|error|err|warn|warning|notice|info|debug|trace)\]",
-    re.IGNORECASE | re.ASCII,
-)
-_OPENING = re.compile(
-    r"(Fatal error|Fatal|Panic|Error|Warning|Warn|Notice|Info|Debug|Trace):" f"[{_S}]"
-)
-_FIELD = re.compile(
-    rf'(?:\A|[{_S}])(?:level|lvl|severity)=("?)([A-Za-z]{{3,13}}|[0-9]{{1,2}})\1(?=[{_S}]|\Z)'
-)
-_GLOG = re.compile(r"([IWEF])[0-9]{4} [0-9][0-9]:[0-9][0-9]:[0-9][0-9]")
-_GLOG_LEVELS = {"I": "info", "W": "warn", "E": "error", "F": "fatal"}
-_JSON_FIELD = re.compile(
-    r'"(?:level|severity|lvl|levelname|log\.level)"'
-    rf'[{_S}]*:[{_S}]*("?)([A-Za-z]{{3,13}}|[0-9]{{1,2}})\1[{_S}]*[,}}]'
-)
 # ansi.js's ESCAPES: CSI, OSC, and two-byte escapes (all dropped from the visible text).
 _ESCAPES = re.compile(
     "\x1b\\[[0-9;:?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x1b[ -/]*[0-~]?"
@@ -107,9 +67,6 @@ _WHITESPACE = (
     "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
-
-_MESSAGE_KEYS = ("msg", "message", "event")
-_LEVEL_KEYS = ("level", "severity", "lvl", "levelname", "log.level", "loglevel")
 _MISSING = object()
 
 
@@ -135,88 +92,206 @@ def _js_number(text: str) -> float:
     return math.nan
 
 
-def level_of(value: Any) -> Optional[str]:
-    """The level a field's value names, or None: a word (``"WARN"``), a bunyan/pino
-    number (10 trace ... 60 fatal) or a syslog severity (0-7); levels.js's levelOf."""
-    if isinstance(value, str):
-        if len(value) > 13:
+def _alternatives(items: Iterable[str]) -> str:
+    """A regular expression's alternation of literal strings (levels.js's ``oneOf``)."""
+    return "|".join(re.escape(item) for item in items)
+
+
+def _class_body(chars: str) -> str:
+    """Characters for a ``[...]`` class (levels.js's ``classOf``)."""
+    return "".join("\\" + c if c in "\\]^-[" else c for c in chars)
+
+
+class LevelRules:
+    """The page's level rules (``static/levels.json``'s data), applied as the page does."""
+
+    def __init__(self, data: Dict[str, Any]) -> None:
+        self.levels: Tuple[str, ...] = tuple(data["levels"])
+        self.words: Dict[str, str] = {
+            word: level for level, words in data["words"].items() for word in words
+        }
+        lengths = [len(word) for word in self.words]
+        self.word_limit = max(lengths)  # a longer value names no level
+        word = f"[A-Za-z]{{{min(lengths)},{self.word_limit}}}"
+        self.syslog: Tuple[str, ...] = tuple(data["syslog"])
+        self.numbers: List[Tuple[float, str]] = [(float(n), lvl) for n, lvl in data["numbers"]]
+        fields = data["fields"]
+        self.level_keys: Tuple[str, ...] = tuple(fields["keys"])
+        self.message_keys: Tuple[str, ...] = tuple(fields["message"])
+        self.parse_limit: int = data["parseLimit"]
+        self.max_fields: int = data["maxFields"]
+        text = data["text"]
+        self.head: int = text["head"]
+        self.prefixes: List[Tuple[str, str]] = [(p, lvl) for p, lvl in text["prefixes"]]
+        self._prefix_firsts = frozenset(p[:1] for p, _ in self.prefixes)
+        self.glog: Dict[str, str] = dict(text["glog"])
+        self.opening: Dict[str, str] = {phrase: lvl for phrase, lvl in text["opening"]}
+        self.upper_words: Tuple[str, ...] = tuple(text["upper"])
+        self.bracketed_words: Tuple[str, ...] = tuple(text["bracketed"])
+        self.text_fields: Tuple[str, ...] = tuple(fields["inText"])
+        self.json_head_fields: Tuple[str, ...] = tuple(fields["inJsonHead"])
+        # levels.js builds the same expressions from the same data.
+        self._upper = re.compile(
+            rf"(?:\A|[{_S}{_class_body(text['upperBefore'])}])"
+            rf"({_alternatives(self.upper_words)})"
+            rf"(?=\Z|[{_S}{_class_body(text['upperAfter'])}])"
+        )
+        self._bracketed = re.compile(
+            rf"\[({_alternatives(self.bracketed_words)})\]", re.IGNORECASE | re.ASCII
+        )
+        self._opening = re.compile(rf"({_alternatives(self.opening)}):[{_S}]")
+        self._field = re.compile(
+            rf"(?:\A|[{_S}])(?:{_alternatives(self.text_fields)})"
+            rf'=("?)({word}|[0-9]{{1,2}})\1(?=[{_S}]|\Z)'
+        )
+        self._glog = re.compile(
+            rf"([{_class_body(''.join(self.glog))}])[0-9]{{4}} [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+        )
+        self._json_field = re.compile(
+            rf'"(?:{_alternatives(self.json_head_fields)})"'
+            rf'[{_S}]*:[{_S}]*("?)({word}|[0-9]{{1,2}})\1[{_S}]*[,}}]'
+        )
+
+    @classmethod
+    def load(cls, path: str = RULES_PATH) -> LevelRules:
+        """The rules of a levels.json file (by default the one the page reads)."""
+        with open(path, encoding="utf-8") as handle:
+            return cls(json.load(handle))
+
+    def level_of(self, value: Any) -> Optional[str]:
+        """The level a field's value names, or None: a word (``"WARN"``), a bunyan/pino
+        number (10 trace ... 60 fatal) or a syslog severity (0-7); levels.js's levelOf."""
+        if isinstance(value, str):
+            if len(value) > self.word_limit:
+                return None
+            word = self.words.get(value.lower())
+            if word is not None:
+                return word
+            if len(value) <= 2 and _DIGITS.match(value):
+                return self.level_of(float(value))
             return None
-        word = _WORDS.get(value.lower())
-        if word is not None:
-            return word
-        if len(value) <= 2 and _DIGITS.match(value):
-            return level_of(float(value))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        try:
+            number = float(value)
+        except OverflowError:
+            return None  # beyond doubles: JavaScript's Infinity
+        if not math.isfinite(number):
+            return None
+        if 0 <= number < len(self.syslog) and number.is_integer():
+            return self.syslog[int(number)]
+        for least, level in self.numbers:
+            if number >= least:
+                return level
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+
+    def level_of_text(self, text: str) -> Optional[str]:
+        """The level of a plain (not JSON) line, or None; levels.js's levelOfText
+        (``text`` in code units, see :func:`_units`)."""
+        head = text[: self.head]
+        first = ord(head[0]) if head else -1
+        if first == 60:  # "<": a syslog priority, "<11>..."
+            close = head.find(">")
+            if 1 < close <= 4:
+                priority = _js_number(head[1:close])
+                if priority.is_integer() and 0 <= priority <= 191:
+                    return self.syslog[int(priority) & 7]
+        if head[:1] in self._prefix_firsts:
+            for prefix, level in self.prefixes:
+                if head.startswith(prefix):
+                    return level
+        if 65 <= first <= 90:  # an upper-case letter opens it
+            if head[0] in self.glog:
+                glog = self._glog.match(head)
+                if glog:
+                    return self.glog[glog.group(1)]
+            opening = self._opening.match(head)
+            if opening:
+                return self.opening[opening.group(1)]
+        upper = self._upper.search(head)
+        if upper:
+            return self.words.get(upper.group(1).lower())
+        if "[" in head:
+            bracketed = self._bracketed.search(head)
+            if bracketed:
+                return self.words.get(bracketed.group(1).lower())
+        if "=" in head:
+            field = self._field.search(head)
+            if field:
+                return self.level_of(field.group(2))
         return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None  # beyond doubles: JavaScript's Infinity
-    if not math.isfinite(number):
+
+    def level_of_json_head(self, text: str) -> Optional[str]:
+        """The level a long JSON line's head names, or None (read as text, not parsed)."""
+        found = self._json_field.search(text[: self.head * 4])
+        if not found:
+            return None
+        value = found.group(2)
+        return self.level_of(float(value) if len(value) <= 2 and _DIGITS.match(value) else value)
+
+    def _level_of_object(self, obj: Dict[str, Any]) -> Optional[str]:
+        for key in self.level_keys:
+            value = obj.get(key, _MISSING)
+            if value is _MISSING and "." in key:
+                outer, inner = key.split(".")[:2]
+                nested = obj.get(outer)
+                if isinstance(nested, dict):
+                    value = nested.get(inner, _MISSING)
+            if value is _MISSING or isinstance(value, (dict, list)):
+                continue
+            level = self.level_of(value)
+            if level is not None:
+                return level
         return None
-    if 0 <= number <= 7 and number.is_integer():
-        return _SYSLOG[int(number)]
-    if number >= 60:
-        return "fatal"
-    if number >= 50:
-        return "error"
-    if number >= 40:
-        return "warn"
-    if number >= 30:
-        return "info"
-    if number >= 20:
-        return "debug"
-    if number >= 10:
-        return "trace"
-    return None
 
-
-def level_of_text(text: str) -> Optional[str]:
-    """The level of a plain (not JSON) line, or None; levels.js's levelOfText
-    (``text`` in code units, see :func:`_units`)."""
-    head = text[:_HEAD]
-    first = ord(head[0]) if head else -1
-    if first == 60:  # "<": a syslog priority, "<11>..."
-        close = head.find(">")
-        if 1 < close <= 4:
-            priority = _js_number(head[1:close])
-            if priority.is_integer() and 0 <= priority <= 191:
-                return _SYSLOG[int(priority) & 7]
-    if 65 <= first <= 90:  # an upper-case letter opens it
-        if head.startswith("Traceback (most recent call last)"):
-            return "error"
-        if head.startswith("panic: "):
-            return "fatal"
-        glog = _GLOG.match(head) if first <= 87 else None
-        if glog:
-            return _GLOG_LEVELS[glog.group(1)]
-        opening = _OPENING.match(head)
-        if opening:
-            return _WORDS.get(opening.group(1).lower().replace("fatal error", "fatal"))
-    elif first == 112 and head.startswith("panic: "):
-        return "fatal"
-    upper = _UPPER.search(head)
-    if upper:
-        return _WORDS.get(upper.group(1).lower())
-    if "[" in head:
-        bracketed = _BRACKETED.search(head)
-        if bracketed:
-            return _WORDS.get(bracketed.group(1).lower())
-    if "=" in head:
-        field = _FIELD.search(head)
-        if field:
-            return level_of(field.group(2))
-    return None
-
-
-def level_of_json_head(text: str) -> Optional[str]:
-    """The level a long JSON line's head names, or None (read as text, not parsed)."""
-    found = _JSON_FIELD.search(text[: _HEAD * 4])
-    if not found:
+    def _level_of_fields(self, fields: List[str]) -> Optional[str]:
+        for key in self.level_keys:
+            for i in range(0, len(fields), 2):
+                if fields[i] == key:
+                    level = self.level_of(fields[i + 1])
+                    if level is not None:
+                        return level
         return None
-    value = found.group(2)
-    return level_of(float(value) if len(value) <= 2 and _DIGITS.match(value) else value)
+
+    def level_and_kind(self, text: str, stream: str) -> Tuple[Optional[str], Optional[str]]:
+        """``(level, kind)`` of a line's visible text, as structured.js's levelAndKind:
+        level one of :data:`LEVELS`, ``"stderr"`` or ``"none"`` (no level found), None
+        for a status record; kind ``"json"``, ``"logfmt"`` or None."""
+        if stream != "stdout" and stream != "stderr":
+            return None, None
+        text = _units(text)
+        if text.endswith("\r"):
+            text = text[:-1]
+        start = 0
+        while start < len(text) and text[start] in " \t":
+            start += 1
+        first = text[start] if start < len(text) else ""
+        kind: Optional[str] = None
+        level: Optional[str] = None
+        if first == "{":
+            if len(text) <= self.parse_limit:
+                obj = _parse_object(text)
+                if obj is not None:
+                    kind = "json"
+                    level = self._level_of_object(obj)
+            else:
+                level = self.level_of_json_head(text)
+        elif (
+            first and _is_key_start(first) and len(text) <= self.parse_limit and text.find("=") > 0
+        ):
+            fields = _parse_logfmt(text, start, self)
+            if fields is not None:
+                kind = "logfmt"
+                level = self._level_of_fields(fields)
+        if kind is None and level is None:
+            level = self.level_of_text(text)
+        if level is None:
+            level = "stderr" if stream == "stderr" else "none"
+        return level, kind
+
+    def level_of_line(self, text: str, stream: str) -> Optional[str]:
+        """The level the page gives a record's text (see :meth:`level_and_kind`)."""
+        return self.level_and_kind(visible_text(text), stream)[0]
 
 
 def _reject_constant(name: str) -> Any:
@@ -238,22 +313,6 @@ def _parse_object(text: str) -> Optional[Dict[str, Any]]:
     return value if isinstance(value, dict) else None
 
 
-def _level_of_object(obj: Dict[str, Any]) -> Optional[str]:
-    for key in _LEVEL_KEYS:
-        value = obj.get(key, _MISSING)
-        if value is _MISSING and "." in key:
-            outer, inner = key.split(".")[:2]
-            nested = obj.get(outer)
-            if isinstance(nested, dict):
-                value = nested.get(inner, _MISSING)
-        if value is _MISSING or isinstance(value, (dict, list)):
-            continue
-        level = level_of(value)
-        if level is not None:
-            return level
-    return None
-
-
 def _is_key_start(c: str) -> bool:
     return ("a" <= c <= "z") or ("A" <= c <= "Z") or c == "_" or c == "@"
 
@@ -270,7 +329,7 @@ def _unquote(quoted: str) -> str:
     return value if isinstance(value, str) else quoted[1:-1]
 
 
-def _parse_logfmt(text: str, start: int) -> Optional[List[str]]:
+def _parse_logfmt(text: str, start: int, rules: LevelRules) -> Optional[List[str]]:
     """A logfmt line's fields (key, value, ...), or None when it is not logfmt."""
     fields: List[str] = []
     found = False
@@ -306,61 +365,16 @@ def _parse_logfmt(text: str, start: int) -> Optional[List[str]]:
             while i < n and text[i] != " ":
                 i += 1
             value = text[value_start:i]
-        if not found and key in _MESSAGE_KEYS:
+        if not found and key in rules.message_keys:
             found = True
-        elif len(fields) < 400:
+        elif len(fields) < rules.max_fields * 2:
             fields.extend((key, value))
     pairs = len(fields) // 2 + (1 if found else 0)
     if pairs == 0:
         return None
-    if pairs == 1 and not found and fields[0] not in _LEVEL_KEYS:
+    if pairs == 1 and not found and fields[0] not in rules.level_keys:
         return None
     return fields
-
-
-def _level_of_fields(fields: List[str]) -> Optional[str]:
-    for key in _LEVEL_KEYS:
-        for i in range(0, len(fields), 2):
-            if fields[i] == key:
-                level = level_of(fields[i + 1])
-                if level is not None:
-                    return level
-    return None
-
-
-def level_and_kind(text: str, stream: str) -> Tuple[Optional[str], Optional[str]]:
-    """``(level, kind)`` of a line's visible text, as structured.js's levelAndKind:
-    level one of :data:`LEVELS`, ``"stderr"`` or ``"none"`` (no level found), None
-    for a status record; kind ``"json"``, ``"logfmt"`` or None."""
-    if stream != "stdout" and stream != "stderr":
-        return None, None
-    text = _units(text)
-    if text.endswith("\r"):
-        text = text[:-1]
-    start = 0
-    while start < len(text) and text[start] in " \t":
-        start += 1
-    first = text[start] if start < len(text) else ""
-    kind: Optional[str] = None
-    level: Optional[str] = None
-    if first == "{":
-        if len(text) <= PARSE_LIMIT:
-            obj = _parse_object(text)
-            if obj is not None:
-                kind = "json"
-                level = _level_of_object(obj)
-        else:
-            level = level_of_json_head(text)
-    elif first and _is_key_start(first) and len(text) <= PARSE_LIMIT and text.find("=") > 0:
-        fields = _parse_logfmt(text, start)
-        if fields is not None:
-            kind = "logfmt"
-            level = _level_of_fields(fields)
-    if kind is None and level is None:
-        level = level_of_text(text)
-    if level is None:
-        level = "stderr" if stream == "stderr" else "none"
-    return level, kind
 
 
 def visible_text(text: str) -> str:
@@ -373,6 +387,14 @@ def visible_text(text: str) -> str:
     return _ESCAPES.sub("", text)
 
 
-def level_of_line(text: str, stream: str) -> Optional[str]:
-    """The level the page gives a record's text (see :func:`level_and_kind`)."""
-    return level_and_kind(visible_text(text), stream)[0]
+#: The rules the page reads (static/levels.json).
+RULES = LevelRules.load()
+#: The levels, most severe first (levels.js's LEVELS).
+LEVELS = RULES.levels
+#: Longer lines are not parsed as JSON or logfmt (structured.js's PARSE_LIMIT).
+PARSE_LIMIT = RULES.parse_limit
+level_of = RULES.level_of
+level_of_text = RULES.level_of_text
+level_of_json_head = RULES.level_of_json_head
+level_and_kind = RULES.level_and_kind
+level_of_line = RULES.level_of_line

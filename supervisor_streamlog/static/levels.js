@@ -3,24 +3,39 @@
 // frame. Pure functions, no DOM; tests/test_browser.py runs a table of
 // real-world lines through them. The JSON and logfmt fields themselves are
 // read by structured.js, which asks levelOf() about a field's value.
+// The rules are data, in levels.json: the sidecar's histogram reads the same
+// file (logread/levels.py) and builds the same expressions from it. It is
+// fetched once, as this module loads (index.html preloads it beside the
+// modules): the page's modules start when it has come.
+
+/** The rules (levels.json): words, fields, numbers, the plain-text patterns' parts. */
+export const RULES = await loadRules();
+
+async function loadRules() {
+  const response = await fetch(new URL("./levels.json", import.meta.url));
+  if (!response.ok) throw new Error(`levels.json: ${response.status}`);
+  return response.json();
+}
 
 /** The levels, most severe first, and the letter each is marked with. */
-export const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
-export const LETTERS = { fatal: "F", error: "E", warn: "W", info: "I", debug: "D", trace: "T" };
+export const LEVELS = RULES.levels;
+export const LETTERS = RULES.letters;
 
 // Level words as written by logging libraries, lower-cased.
-const WORDS = new Map([
-  ["fatal", "fatal"], ["critical", "fatal"], ["crit", "fatal"], ["emerg", "fatal"],
-  ["emergency", "fatal"], ["alert", "fatal"], ["panic", "fatal"], ["dpanic", "fatal"],
-  ["error", "error"], ["err", "error"], ["severe", "error"], ["eror", "error"],
-  ["warn", "warn"], ["warning", "warn"], ["wrn", "warn"],
-  ["info", "info"], ["information", "info"], ["informational", "info"], ["notice", "info"], ["inf", "info"],
-  ["debug", "debug"], ["dbg", "debug"], ["fine", "debug"], ["config", "debug"],
-  ["trace", "trace"], ["finer", "trace"], ["finest", "trace"], ["verbose", "trace"], ["trc", "trace"],
-]);
+const WORDS = new Map();
+for (const [level, words] of Object.entries(RULES.words)) for (const word of words) WORDS.set(word, level);
+const LENGTHS = [...WORDS.keys()].map((word) => word.length);
+const WORD_LIMIT = Math.max(...LENGTHS); // a longer value names no level
+const WORD = `[A-Za-z]{${Math.min(...LENGTHS)},${WORD_LIMIT}}`;
 
 // syslog severities 0-7 (RFC 5424): emerg, alert, crit, err, warning, notice, info, debug.
-const SYSLOG = ["fatal", "fatal", "fatal", "error", "warn", "info", "info", "debug"];
+const SYSLOG = RULES.syslog;
+// bunyan/pino: [least, level], highest first.
+const NUMBERS = RULES.numbers;
+
+// Literal strings as an alternation, characters as a class's body.
+const oneOf = (items) => items.map((item) => item.replace(/[\\^$.*+?()[\]{}|\/-]/g, "\\$&")).join("|");
+const classOf = (chars) => chars.replace(/[\\\]^[-]/g, "\\$&");
 
 /**
  * The level a field's value names, or null: a word ("WARN", "warning",
@@ -29,37 +44,38 @@ const SYSLOG = ["fatal", "fatal", "fatal", "error", "warn", "info", "info", "deb
  */
 export function levelOf(value) {
   if (typeof value === "string") {
-    if (value.length > 13) return null;
+    if (value.length > WORD_LIMIT) return null;
     const word = WORDS.get(value.toLowerCase());
     if (word) return word;
     const number = value.length <= 2 && /^\d+$/.test(value) ? Number(value) : NaN;
     return Number.isNaN(number) ? null : levelOf(number);
   }
   if (typeof value !== "number" || !Number.isFinite(value)) return null;
-  if (value >= 0 && value <= 7 && Number.isInteger(value)) return SYSLOG[value];
-  if (value >= 60) return "fatal";
-  if (value >= 50) return "error";
-  if (value >= 40) return "warn";
-  if (value >= 30) return "info";
-  if (value >= 20) return "debug";
-  if (value >= 10) return "trace";
+  if (value >= 0 && value < SYSLOG.length && Number.isInteger(value)) return SYSLOG[value];
+  for (const [least, level] of NUMBERS) if (value >= least) return level;
   return null;
 }
 
+const TEXT = RULES.text;
 // How far into a plain line a level is looked for (it is a prefix, in practice).
-const HEAD = 160;
+const HEAD = TEXT.head;
+// Prefixes that name a level ("Traceback (most recent call last)", "panic: ").
+const PREFIXES = TEXT.prefixes;
 // An upper-case level word standing alone: "ERROR:", " WARNING ", "[INFO]",
 // ": WARNING/MainProcess]", "| DEBUG |". Not inside a word or a path.
-const UPPER = /(?:^|[\s[(|:<,-])(FATAL|CRITICAL|CRIT|EMERG|EMERGENCY|ALERT|PANIC|SEVERE|ERROR|ERR|WARNING|WARN|NOTICE|INFO|DEBUG|TRACE|FINEST|FINER|FINE|VERBOSE)(?=$|[\s\]):|/,>!-])/;
+const UPPER = new RegExp(
+  `(?:^|[\\s${classOf(TEXT.upperBefore)}])(${oneOf(TEXT.upper)})(?=$|[\\s${classOf(TEXT.upperAfter)}])`,
+);
 // A level word in any case, bracketed (nginx "[error]", "[Warning]").
-const BRACKETED = /\[(fatal|critical|crit|emerg|alert|panic|error|err|warn|warning|notice|info|debug|trace)\]/i;
+const BRACKETED = new RegExp(`\\[(${oneOf(TEXT.bracketed)})\\]`, "i");
 // A capitalised word that opens the line ("Error: ...", "Warning: ...").
-const OPENING = /^(Fatal error|Fatal|Panic|Error|Warning|Warn|Notice|Info|Debug|Trace):\s/;
+const OPENING_LEVELS = new Map(TEXT.opening);
+const OPENING = new RegExp(`^(${oneOf([...OPENING_LEVELS.keys()])}):\\s`);
 // logfmt's level field inside a line that is not all logfmt ("12:00 level=warn ...").
-const FIELD = /(?:^|\s)(?:level|lvl|severity)=("?)([A-Za-z]{3,13}|\d{1,2})\1(?=\s|$)/;
+const FIELD = new RegExp(`(?:^|\\s)(?:${oneOf(RULES.fields.inText)})=("?)(${WORD}|\\d{1,2})\\1(?=\\s|$)`);
 // glog/klog: "E1203 07:00:00.123456   42 file.go:12] ...".
-const GLOG = /^([IWEF])\d{4} \d\d:\d\d:\d\d/;
-const GLOG_LEVELS = { I: "info", W: "warn", E: "error", F: "fatal" };
+const GLOG_LEVELS = TEXT.glog;
+const GLOG = new RegExp(`^([${classOf(Object.keys(GLOG_LEVELS).join(""))}])\\d{4} \\d\\d:\\d\\d:\\d\\d`);
 
 /**
  * The level of a plain (not JSON) line, or null. Cheap first: the first
@@ -77,15 +93,12 @@ export function levelOfText(text) {
       if (Number.isInteger(priority) && priority >= 0 && priority <= 191) return SYSLOG[priority & 7];
     }
   }
+  for (const [prefix, level] of PREFIXES) if (head.startsWith(prefix)) return level;
   if (first >= 65 && first <= 90) { // an upper-case letter opens it
-    if (head.startsWith("Traceback (most recent call last)")) return "error";
-    if (head.startsWith("panic: ")) return "fatal";
-    const glog = first <= 87 && GLOG.exec(head);
+    const glog = GLOG_LEVELS[head[0]] !== undefined && GLOG.exec(head);
     if (glog) return GLOG_LEVELS[glog[1]];
     const opening = OPENING.exec(head);
-    if (opening) return WORDS.get(opening[1].toLowerCase().replace("fatal error", "fatal"));
-  } else if (first === 112 && head.startsWith("panic: ")) {
-    return "fatal";
+    if (opening) return OPENING_LEVELS.get(opening[1]);
   }
   const upper = UPPER.exec(head);
   if (upper) return WORDS.get(upper[1].toLowerCase());
@@ -102,7 +115,7 @@ export function levelOfText(text) {
 
 // A JSON line too long to parse (collapsed on the page): its level field, read
 // from the head, as text.
-const JSON_FIELD = /"(?:level|severity|lvl|levelname|log\.level)"\s*:\s*("?)([A-Za-z]{3,13}|\d{1,2})\1\s*[,}]/;
+const JSON_FIELD = new RegExp(`"(?:${oneOf(RULES.fields.inJsonHead)})"\\s*:\\s*("?)(${WORD}|\\d{1,2})\\1\\s*[,}]`);
 
 /** The level a long JSON line's head names, or null (not parsed: read as text). */
 export function levelOfJsonHead(text) {

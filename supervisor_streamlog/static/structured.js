@@ -9,13 +9,14 @@
 // their head). Text that only looks like JSON (it does not parse, or is not
 // an object) stays plain.
 
-import { levelOf, levelOfJsonHead, levelOfText } from "./levels.js";
+import { RULES, levelOf, levelOfJsonHead, levelOfText } from "./levels.js";
 
 // Longer lines are collapsed on the page (view.js's COLLAPSE): not parsed.
-export const PARSE_LIMIT = 2000;
-const MESSAGE_KEYS = ["msg", "message", "event"];
-const LEVEL_KEYS = ["level", "severity", "lvl", "levelname", "log.level", "loglevel"];
-const MAX_FIELDS = 200; // fields kept of one line (a chip each, at most)
+export const PARSE_LIMIT = RULES.parseLimit;
+// The fields that hold a line's message and its level (levels.json).
+const MESSAGE_KEYS = RULES.fields.message;
+const LEVEL_KEYS = RULES.fields.keys;
+const MAX_FIELDS = RULES.maxFields; // fields kept of one line (a chip each, at most)
 const MAX_DEPTH = 4; // nested objects flattened to dotted keys this deep
 
 /**
