@@ -1,28 +1,22 @@
 """``supervisor-streamlog tail``: the last records of processes, merged into one
 timeline, and new ones as they come.
 
-Reads the files the capture writes (the live file and its backups), so it
-works whether or not the sidecar runs: the backlog through
-:class:`.logread.logstore.LogStore`, new records through
-:class:`.logread.follow.FileFollower` -- the sidecar's follower, which
-crosses rotation the way ``tail -F`` does (the old file is drained before
-switching) and knows files by their header's offset.
-
-What it prints, one line per line of the child's output::
+Role: reads the files the capture writes, so it works whether or not the
+sidecar runs: the backlog through :class:`.logread.logstore.LogStore`, new
+records through :class:`.logread.follow.FileFollower` (the sidecar's
+follower: it crosses rotation and gzip by the headers' offsets).  Prints one
+line per line of the child's output::
 
     TIME [NAME] STREAM TEXT
 
-NAME (as supervisorctl shows it: ``web``, not ``web:web``) only when several
-processes are tailed; STREAM always (``stdout``, ``stderr``, ``status``).
-Pieces of a line (``stdout+`` records, JSON ``partial``) are joined; a piece
-nothing follows within the reorder window (a prompt) is printed alone, and
-what completes it later is printed as a line of its own: no byte twice.
-The backlog of several processes is merged by record time (each process's
-own order kept); live lines are held at most ``window`` seconds to put them
-in time order across processes.  SGR colours are kept for a terminal and
-stripped otherwise; every other control character or escape sequence (except
-tab) is shown escaped as text (``\\x1b[2J``), so a log cannot retitle, move
-the cursor in, or clear the user's terminal.
+NAME (as supervisorctl shows it) only when several processes are tailed.
+Invariants: no byte twice -- pieces of a line are joined, a piece nothing
+follows within the reorder window (a prompt) is printed alone and what
+completes it later as a line of its own; each process's order is kept, and
+live lines are held at most ``window`` seconds to be put in time order across
+processes; SGR colours are kept for a terminal, every other control character
+or escape is printed as text (``\\x1b[2J``), so a log cannot take over the
+terminal.  One thread.
 """
 
 from __future__ import annotations

@@ -1,66 +1,21 @@
 """``supervisor-streamlog receive``: the central sink behind rsyslog's omprog.
 
-A central rsyslog receives what every host's ``supervisor-streamlog forward``
-sends (RELP, TCP or TLS; forward/syslog.py says what a message holds) and
+Role: a central rsyslog receives what every host's ``forward`` sends and
 hands each message to this program through ``omprog`` with
-``confirmMessages="on"`` (the whole rsyslog configuration is
-conf/central-rsyslog.conf, quoted in docs/shipping.md)::
+``confirmMessages="on"`` (conf/central-rsyslog.conf, quoted in
+docs/shipping.md)::
 
-    action(type="omprog" template="streamlog_receive"
-           binary="/usr/local/bin/supervisor-streamlog receive -c /etc/streamlog/central.conf"
-           "streamlog_receive" confirmMessages="on" forceSingleInstance="on" ...)
+    action(type="omprog" template="streamlog_receive" confirmMessages="on"
+           binary="/usr/local/bin/supervisor-streamlog receive -c /etc/streamlog/central.conf")
 
-Each message is written, with capture's own rotating writer, into
-``<logdir>/<host>/`` laid out exactly as that host's logdir
-(``<name>.log`` or ``<group>/<name>.log``, every component quoted by
-ondisk/paths.py), so the central files have headers, offsets, rotation,
-compression and retention like any host's, and ``serve`` with ``layout =
-hosts`` follows them.  A record keeps its original time, stream, pid, ``+``
-marker and status fields.
-
-The conversation (rsyslog's omprog protocol):
-
-- at start, once the logdir is locked, the sink writes ``OK``: rsyslog sends
-  nothing before it;
-- rsyslog writes one line per message: a JSON object (the template
-  ``streamlog_receive``: ``host``, ``app``, ``procid``, ``msgid``, ``time``,
-  ``sd``, ``msg``), which survives any MSG bytes -- rsyslog's ``jsonf``
-  escapes control characters and quotes, and leaves other bytes, invalid
-  UTF-8 included, as they are; lines are decoded with ``surrogateescape`` so
-  every byte comes back;
-- for each line the sink answers one line: ``OK`` once the record is written
-  (or known to be written already, or refused for good), or
-  ``ERROR <reason>`` when it cannot write *now* (the disk refuses): rsyslog
-  then keeps the message and sends it again after ``action.resumeInterval``.
-
-What is refused for good (answered ``OK``, counted, and reported on stderr,
-which omprog's ``output=`` file keeps): a line that is not such a JSON
-object, a message without the ``streamlog@32473`` element or with a bad one
-(missing or non-numeric ``offset``/``end``, a ``file`` or ``group`` that is
-not a name the writer would produce, an unknown ``stream``), a MSG holding a
-newline (no record can), a status record posing as a file header, a line
-longer than :data:`MAX_LINE`.  Answering ``ERROR`` for those would make
-rsyslog send the same message again forever and hold up every host behind
-it (the reason supervisord listeners must never answer FAIL for their own
-bugs).  Messages that are not ours (syslog from elsewhere) are refused the
-same way: route only the forwarders' input to this action.
-
-De-duplication: the forwarder delivers at least once, and every message
-carries its origin ``offset`` and ``end``.  Per (host, process) the sink keeps
-the highest origin ``end`` written, and the latest record time, and drops
-(confirms, without writing) a message whose ``end`` is not above it -- unless
-its time is later than every record written: then the origin's log started
-over (its logdir deleted, offsets back at 0; a repeat is a record already
-written, never a later one), which is reported and taken.  That survives a
-restart of the sink: before each write it records in a small *ledger* file,
-``<logdir>/.receive/<host>/<file>.end``, the previous end and latest time, the
-message's, and the central log's end offset before the write (one
-``pwrite`` of 128 bytes); at start, the central log's end tells whether the
-write happened (``end > position``: the message's values count, else the
-previous ones).  So a kill at any point neither repeats nor loses a record.
-
-(It is over 500 lines: the SD parser, the checks of a message, its rendering, the
-ledger and the omprog loop are one protocol, best read in one place.)
+Each message becomes one record, written with capture's own rotating writer
+into ``<logdir>/<host>/`` laid out as that host's logdir, so central files
+have headers, offsets, rotation and retention like any host's and ``serve``
+with ``layout = hosts`` follows them.  Invariants: every message is answered
+``OK`` (written, a repeat, or refused for good) or ``ERROR`` only when the
+disk may take it later; a kill at any point neither repeats nor loses a
+record (the ledger).  One thread; diagnostics on stderr, never stdout.  The
+protocol, the refusals and the de-duplication: :class:`Sink`.
 """
 
 from __future__ import annotations
@@ -432,7 +387,49 @@ def report(message: str) -> None:
 
 
 class Sink:
-    """Turns message lines into central records; :meth:`handle` answers each one."""
+    """Turns message lines into central records; :meth:`handle` answers each one.
+
+    The conversation (rsyslog's omprog protocol):
+
+    - at start, once the logdir is locked, the sink writes ``OK``: rsyslog sends
+      nothing before it;
+    - rsyslog writes one line per message: a JSON object (the template
+      ``streamlog_receive``: ``host``, ``app``, ``procid``, ``msgid``, ``time``,
+      ``sd``, ``msg``), which survives any MSG bytes -- rsyslog's ``jsonf``
+      escapes control characters and quotes, and leaves other bytes, invalid
+      UTF-8 included, as they are; lines are decoded with ``surrogateescape`` so
+      every byte comes back;
+    - for each line the sink answers one line: ``OK`` once the record is written
+      (or known to be written already, or refused for good), or
+      ``ERROR <reason>`` when it cannot write *now* (the disk refuses): rsyslog
+      then keeps the message and sends it again after ``action.resumeInterval``.
+
+    What is refused for good (answered ``OK``, counted, and reported on stderr,
+    which omprog's ``output=`` file keeps): a line that is not such a JSON
+    object, a message without the ``streamlog@32473`` element or with a bad one
+    (missing or non-numeric ``offset``/``end``, a ``file`` or ``group`` that is
+    not a name the writer would produce, an unknown ``stream``), a MSG holding a
+    newline (no record can), a status record posing as a file header, a line
+    longer than :data:`MAX_LINE`.  Answering ``ERROR`` for those would make
+    rsyslog send the same message again forever and hold up every host behind
+    it (the reason supervisord listeners must never answer FAIL for their own
+    bugs).  Messages that are not ours (syslog from elsewhere) are refused the
+    same way: route only the forwarders' input to this action.
+
+    De-duplication: the forwarder delivers at least once, and every message
+    carries its origin ``offset`` and ``end``.  Per (host, process) the sink keeps
+    the highest origin ``end`` written, and the latest record time, and drops
+    (confirms, without writing) a message whose ``end`` is not above it -- unless
+    its time is later than every record written: then the origin's log started
+    over (its logdir deleted, offsets back at 0; a repeat is a record already
+    written, never a later one), which is reported and taken.  That survives a
+    restart of the sink: before each write it records in a small *ledger* file,
+    ``<logdir>/.receive/<host>/<file>.end``, the previous end and latest time, the
+    message's, and the central log's end offset before the write (one
+    ``pwrite`` of 128 bytes); at start, the central log's end tells whether the
+    write happened (``end > position``: the message's values count, else the
+    previous ones).  So a kill at any point neither repeats nor loses a record.
+    """
 
     def __init__(
         self,
