@@ -30,6 +30,14 @@ DEFAULT_CONFIGS = (
 )
 
 
+def _config_option(
+    parser: argparse.ArgumentParser,
+    text: str = "file with the [streamlog] section (e.g. supervisord.conf)",
+) -> None:
+    """The ``-c FILE`` every long-running subcommand requires."""
+    parser.add_argument("-c", "--config", required=True, metavar="FILE", help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -46,13 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Speak supervisord's event listener protocol on stdin/stdout and "
         "write every captured line to the [streamlog] files.",
     )
-    listen.add_argument(
-        "-c",
-        "--config",
-        required=True,
-        metavar="FILE",
-        help="file with the [streamlog] section (e.g. supervisord.conf)",
-    )
+    _config_option(listen)
 
     serve = sub.add_parser(
         "serve",
@@ -60,13 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow the [streamlog] files and serve them to browsers "
         "(address from bind = ..., default 127.0.0.1:9002).",
     )
-    serve.add_argument(
-        "-c",
-        "--config",
-        required=True,
-        metavar="FILE",
-        help="file with the [streamlog] section (e.g. supervisord.conf)",
-    )
+    _config_option(serve)
 
     forward = sub.add_parser(
         "forward",
@@ -77,13 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: forward = relp://logs.example:2514 in [streamlog], then run "
         "supervisor-streamlog forward -c /etc/supervisor/supervisord.conf as a [program:]",
     )
-    forward.add_argument(
-        "-c",
-        "--config",
-        required=True,
-        metavar="FILE",
-        help="file with the [streamlog] section (e.g. supervisord.conf)",
-    )
+    _config_option(forward)
     forward.add_argument(
         "--status",
         action="store_true",
@@ -97,13 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "each forwarded record to <logdir>/<host>/, answering OK per message "
         "(confirmMessages); see docs/shipping.md, 'One page for many hosts'.",
     )
-    receive.add_argument(
-        "-c",
-        "--config",
-        required=True,
-        metavar="FILE",
-        help="file with the central [streamlog] section (layout = hosts)",
-    )
+    _config_option(receive, "file with the central [streamlog] section (layout = hosts)")
 
     check = sub.add_parser(
         "check",
@@ -111,9 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate [streamlog] and list, for every program in the supervisord "
         "config, what will and will not be captured, and why.",
     )
-    check.add_argument(
-        "-c", "--config", required=True, metavar="FILE", help="the supervisord config file"
-    )
+    _config_option(check, "the supervisord config file")
 
     tail = sub.add_parser(
         "tail",
