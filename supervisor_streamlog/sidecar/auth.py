@@ -7,7 +7,8 @@
 * **Host** -- a sidecar bound to loopback answers only to loopback names (DNS
   rebinding).
 * **Client address** -- behind a reverse proxy listed in ``trusted_proxies``,
-  per-address limits count the browser, not the proxy.
+  per-address limits count the browser, not the proxy; :class:`AddressCounts`
+  counts open connections per address, under a cap.
 
 The WebSocket Origin check lives with the WebSocket handler (``handlers``).
 """
@@ -19,7 +20,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 from urllib.parse import urlparse
 
 import tornado.httputil
@@ -143,6 +144,38 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class AddressCounts:
+    """Open connections per client address, under a cap: the one place they are counted.
+
+    A connection is counted from :meth:`add` (or an :meth:`admit` that said yes)
+    until its :meth:`release`; an address with none left is forgotten.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: Dict[str, int] = {}
+
+    def has_room(self, address: str) -> bool:
+        return self._counts.get(address, 0) < self.limit
+
+    def add(self, address: str) -> None:
+        self._counts[address] = self._counts.get(address, 0) + 1
+
+    def admit(self, address: str) -> bool:
+        """Count a connection if the address is under the cap; False when it is not."""
+        if not self.has_room(address):
+            return False
+        self.add(address)
+        return True
+
+    def release(self, address: str) -> None:
+        left = self._counts.get(address, 1) - 1
+        if left > 0:
+            self._counts[address] = left
+        else:
+            self._counts.pop(address, None)
 
 
 def refuse(config: Config, request: tornado.httputil.HTTPServerRequest) -> Optional[Refusal]:

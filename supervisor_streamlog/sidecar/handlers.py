@@ -27,7 +27,7 @@ import tornado.websocket
 from ..logread.histogram import STEP_BYTES, Histograms, QueryError, parse_query
 from ..logread.searchworker import REGEX_DEADLINE, SEARCH_BUDGET, SearchWorker
 from ..ondisk.files import is_header
-from .auth import refuse, send_refusal
+from .auth import AddressCounts, refuse, send_refusal
 from .hub import Client, entry_json
 from .metrics import render
 from .processes import ServedProcess, Sidecar
@@ -340,8 +340,10 @@ class SidecarMetricsHandler(BaseHandler):
 class LiveHandler(tornado.websocket.WebSocketHandler):
     """``/ws``: subscriptions, live records, state changes (docs/protocol.md)."""
 
-    def initialize(self, sidecar: Sidecar) -> None:
+    def initialize(self, sidecar: Sidecar, connections: AddressCounts) -> None:
         self.sidecar = sidecar
+        #: Open WebSocket connections per client address (MAX_CONNECTIONS_PER_ADDRESS).
+        self.connections = connections
         self.client: Optional[Client] = None
         self.bad_messages = 0
         self.address = ""
@@ -357,7 +359,7 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
             self.finish({"error": "live streaming is off (websocket_enabled = false)"})
             return
         self.address = self.sidecar.proxies.client(self.request)
-        if self.sidecar.connections.get(self.address, 0) >= MAX_CONNECTIONS_PER_ADDRESS:
+        if not self.connections.has_room(self.address):
             self.set_status(429)
             self.finish({"error": "too many connections"})
             return
@@ -375,8 +377,7 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
         # Frames are small and latency matters: without this, Nagle's algorithm
         # and delayed ACKs hold a frame back ~16-40 ms (bench/sidecar.py).
         self.set_nodelay(True)
-        connections = self.sidecar.connections
-        connections[self.address] = connections.get(self.address, 0) + 1
+        self.connections.add(self.address)
         self.client = self.sidecar.hub.connect(self)
         self.client.send(
             {
@@ -436,11 +437,7 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
         if self.client is not None:
             self.client.close()
             self.client = None
-            count = self.sidecar.connections.get(self.address, 1) - 1
-            if count <= 0:
-                self.sidecar.connections.pop(self.address, None)
-            else:
-                self.sidecar.connections[self.address] = count
+            self.connections.release(self.address)
 
 
 class HistogramHandler(BaseHandler):

@@ -103,8 +103,6 @@ class Sidecar:
         #: supervisord's view of every process (``state`` frames), by spec.
         self.states: Dict[str, Dict[str, Any]] = {}
         self.rpc_error: Optional[str] = None
-        #: Open WebSocket connections per client address.
-        self.connections: Dict[str, int] = {}
         self.proxies = ProxyTrust(config)
         self.started = time.time()
         self._pollers: List[tornado.ioloop.PeriodicCallback] = []

@@ -35,8 +35,9 @@ from ..config import Config
 from ..logread.histogram import Histograms
 from ..rpc import supervisor_proxy
 from .actions import action_routes
-from .auth import ProxyTrust
+from .auth import AddressCounts, ProxyTrust
 from .handlers import (
+    MAX_CONNECTIONS_PER_ADDRESS,
     STATIC,
     DownloadHandler,
     HealthHandler,
@@ -69,7 +70,11 @@ def make_app(sidecar: Sidecar) -> tornado.web.Application:
             (r"/api/log/([^/]+)", LogHandler, kwargs),
             (r"/api/log/([^/]+)/download", DownloadHandler, kwargs),
             (r"/api/log/([^/]+)/histogram", HistogramHandler, histograms),
-            (r"/ws", LiveHandler, kwargs),
+            (
+                r"/ws",
+                LiveHandler,
+                {"sidecar": sidecar, "connections": AddressCounts(MAX_CONNECTIONS_PER_ADDRESS)},
+            ),
             (r"/healthz", HealthHandler, kwargs),
             (r"/metrics", SidecarMetricsHandler, kwargs),
             *action_routes(sidecar),
@@ -107,8 +112,7 @@ class LimitedHTTPServer(tornado.httpserver.HTTPServer):
     ) -> None:
         super().initialize(*args, **kwargs)
         self.proxies = proxies
-        self.limit = limit
-        self.per_address: Dict[str, int] = {}
+        self.per_address = AddressCounts(limit)
         self._address_of: Dict[Any, str] = {}
         #: Connections closed at once because their address had too many (metrics, tests).
         self.refused = 0
@@ -116,22 +120,17 @@ class LimitedHTTPServer(tornado.httpserver.HTTPServer):
     def handle_stream(self, stream: tornado.iostream.IOStream, address: Any) -> None:
         peer = address[0] if isinstance(address, tuple) and address else ""
         if peer and not self.proxies.trusted(peer):
-            if self.per_address.get(peer, 0) >= self.limit:
+            if not self.per_address.admit(peer):
                 self.refused += 1
                 stream.close()
                 return
-            self.per_address[peer] = self.per_address.get(peer, 0) + 1
             self._address_of[stream] = peer
         super().handle_stream(stream, address)
 
     def on_close(self, server_conn: Any) -> None:
         peer = self._address_of.pop(getattr(server_conn, "stream", None), None)
         if peer is not None:
-            left = self.per_address.get(peer, 1) - 1
-            if left > 0:
-                self.per_address[peer] = left
-            else:
-                self.per_address.pop(peer, None)
+            self.per_address.release(peer)
         super().on_close(server_conn)
 
 
