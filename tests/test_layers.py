@@ -65,6 +65,7 @@ ORDER = [
     "sidecar.auth",
     "sidecar.processes",
     "sidecar.handlers",
+    "sidecar.live",
     "sidecar.actions",
     "sidecar.server",
     # the forwarder: files in, RFC 5424 messages to a log engine out

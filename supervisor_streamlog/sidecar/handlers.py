@@ -1,12 +1,12 @@
-"""The sidecar's HTTP and WebSocket handlers (the surface docs/protocol.md describes).
+"""The sidecar's HTTP handlers (the surface docs/protocol.md describes; ``/ws`` is ``live``).
 
 ``/`` the tail page and ``/static/`` its assets, ``/api/processes``,
 ``/api/log/NAME`` (history by cursor, a jump to a time, a search),
-``/api/log/NAME/download``, ``/ws`` (live), ``/healthz``, ``/metrics``.
-Each handler gets the :class:`~.processes.Sidecar` through ``initialize``;
-anything that reads files runs on the sidecar's history thread, so the IOLoop
-never waits for the disk.  Log text is only ever sent as JSON strings or
-``text/plain``, under a strict Content-Security-Policy.
+``/api/log/NAME/download``, ``/api/log/NAME/histogram``, ``/healthz``,
+``/metrics``.  Each handler gets the :class:`~.processes.Sidecar` through
+``initialize``; anything that reads files runs on the sidecar's history
+thread, so the IOLoop never waits for the disk.  Log text is only ever sent as
+JSON strings or ``text/plain``, under a strict Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -18,29 +18,24 @@ import os
 import re
 from datetime import datetime
 from typing import Any, Awaitable, Dict, List, Optional
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import tornado.iostream
 import tornado.web
-import tornado.websocket
 
 from ..logread.histogram import STEP_BYTES, Histograms, QueryError, parse_query
 from ..logread.searchworker import REGEX_DEADLINE, SEARCH_BUDGET, SearchWorker
 from ..ondisk.files import is_header
-from .auth import AddressCounts, refuse, send_refusal
-from .hub import Client, entry_json
+from .auth import refuse, send_refusal
+from .hub import entry_json
 from .metrics import render
 from .processes import ServedProcess, Sidecar
-from .protocol import MAX_MESSAGE, MessageError, parse_message
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-MAX_SUBSCRIPTIONS = 32
-MAX_CONNECTIONS_PER_ADDRESS = 32
-MAX_BAD_MESSAGES = 20
 MAX_PAGE = 1000
 
 
@@ -335,109 +330,6 @@ class SidecarMetricsHandler(BaseHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(render(self.sidecar.snapshot()))
-
-
-class LiveHandler(tornado.websocket.WebSocketHandler):
-    """``/ws``: subscriptions, live records, state changes (docs/protocol.md)."""
-
-    def initialize(self, sidecar: Sidecar, connections: AddressCounts) -> None:
-        self.sidecar = sidecar
-        #: Open WebSocket connections per client address (MAX_CONNECTIONS_PER_ADDRESS).
-        self.connections = connections
-        self.client: Optional[Client] = None
-        self.bad_messages = 0
-        self.address = ""
-
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        config = self.sidecar.config
-        refusal = refuse(config, self.request)
-        if refusal is not None:
-            send_refusal(self, refusal)
-            return
-        if not config.websocket_enabled:
-            self.set_status(404)
-            self.finish({"error": "live streaming is off (websocket_enabled = false)"})
-            return
-        self.address = self.sidecar.proxies.client(self.request)
-        if not self.connections.has_room(self.address):
-            self.set_status(429)
-            self.finish({"error": "too many connections"})
-            return
-        await super().get(*args, **kwargs)
-
-    def check_origin(self, origin: str) -> bool:
-        parsed = urlparse(origin)
-        host = self.request.headers.get("Host", "")
-        if parsed.netloc and parsed.netloc.lower() == host.lower():
-            return True
-        allowed = (self.sidecar.config.allowed_origins or "").replace(",", " ").split()
-        return origin.rstrip("/") in {item.rstrip("/") for item in allowed}
-
-    def open(self, *args: str, **kwargs: str) -> None:
-        # Frames are small and latency matters: without this, Nagle's algorithm
-        # and delayed ACKs hold a frame back ~16-40 ms (bench/sidecar.py).
-        self.set_nodelay(True)
-        self.connections.add(self.address)
-        self.client = self.sidecar.hub.connect(self)
-        self.client.send(
-            {
-                "type": "hello",
-                "version": 1,
-                "max_message": MAX_MESSAGE,
-                "max_subscriptions": MAX_SUBSCRIPTIONS,
-            }
-        )
-
-    def send(self, message: str) -> Any:
-        """For the hub: write one frame; the future completes once it is written."""
-        try:
-            return self.write_message(message)
-        except tornado.websocket.WebSocketClosedError:
-            if self.client is not None:
-                self.client.close()
-            return None
-
-    def on_message(self, message: Any) -> None:
-        client = self.client
-        if client is None:
-            return
-        try:
-            request = parse_message(message)
-            self._handle(client, request)
-        except MessageError as exc:
-            self.bad_messages += 1
-            client.send({"type": "error", "error": str(exc)})
-            if self.bad_messages >= MAX_BAD_MESSAGES:
-                self.close(1008, "too many bad messages")
-
-    def _handle(self, client: Client, request: Dict[str, Any]) -> None:
-        kind = request["type"]
-        if kind == "ping":
-            client.send({"type": "pong", "id": request["id"]})
-            return
-        spec = self.sidecar.lookup(request["process"])
-        if spec is None:
-            raise MessageError("no such process log")
-        if kind == "unsubscribe":
-            self.sidecar.hub.unsubscribe(client, spec)
-            client.send({"type": "unsubscribed", "process": spec})
-            return
-        if spec not in client.subscriptions and len(client.subscriptions) >= MAX_SUBSCRIPTIONS:
-            raise MessageError(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
-        states = [
-            {"type": "state", **state}
-            for state in self.sidecar.states.values()
-            if state["process"] == spec
-        ]
-        self.sidecar.hub.subscribe(
-            client, spec, tail=request["tail"], cursor=request["cursor"], then=states
-        )
-
-    def on_close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-            self.connections.release(self.address)
 
 
 class HistogramHandler(BaseHandler):

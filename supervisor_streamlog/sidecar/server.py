@@ -37,18 +37,17 @@ from ..rpc import supervisor_proxy
 from .actions import action_routes
 from .auth import AddressCounts, ProxyTrust
 from .handlers import (
-    MAX_CONNECTIONS_PER_ADDRESS,
     STATIC,
     DownloadHandler,
     HealthHandler,
     HistogramHandler,
-    LiveHandler,
     LogHandler,
     PageHandler,
     ProcessesHandler,
     SidecarMetricsHandler,
     StaticHandler,
 )
+from .live import MAX_CONNECTIONS_PER_ADDRESS, LiveHandler
 from .processes import Sidecar
 from .protocol import MAX_MESSAGE
 
