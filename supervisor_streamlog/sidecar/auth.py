@@ -7,10 +7,12 @@
 * **Host** -- a sidecar bound to loopback answers only to loopback names (DNS
   rebinding).
 * **Client address** -- behind a reverse proxy listed in ``trusted_proxies``,
-  per-address limits count the browser, not the proxy; :class:`AddressCounts`
-  counts open connections per address, under a cap.
+  per-address limits count the browser, not the proxy.
 
-The WebSocket Origin check lives with the WebSocket handler (``handlers``).
+Handlers get an :class:`Access` (these rules, from the config) and, where they
+hold connections open, an :class:`AddressCounts` they ask to admit and release
+an address.  The WebSocket Origin check lives with the WebSocket handler
+(``live``).
 """
 
 from __future__ import annotations
@@ -176,6 +178,32 @@ class AddressCounts:
             self._counts[address] = left
         else:
             self._counts.pop(address, None)
+
+
+class Access:
+    """The rules of who may talk to one sidecar, from its config, for its handlers.
+
+    Handlers ask it whether to refuse a request, which address a request
+    comes from (:class:`ProxyTrust`) and which other origins may use the page;
+    they never see the rest of the config.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.proxies = ProxyTrust(config)
+
+    @property
+    def allowed_origins(self) -> Optional[str]:
+        """``allowed_origins`` as configured (origins separated by commas or spaces)."""
+        return self.config.allowed_origins
+
+    def refusal(self, request: tornado.httputil.HTTPServerRequest) -> Optional[Refusal]:
+        """(status, reason) when ``request`` must be refused before anything else."""
+        return refuse(self.config, request)
+
+    def client(self, request: tornado.httputil.HTTPServerRequest) -> str:
+        """The address ``request`` comes from, for per-address limits and logs."""
+        return self.proxies.client(request)
 
 
 def refuse(config: Config, request: tornado.httputil.HTTPServerRequest) -> Optional[Refusal]:

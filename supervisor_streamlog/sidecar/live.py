@@ -6,21 +6,21 @@ parses client messages (``protocol``) and turns them into subscriptions.
 Limits: :data:`MAX_SUBSCRIPTIONS` per connection, :data:`MAX_BAD_MESSAGES`
 before it is closed, :data:`MAX_CONNECTIONS_PER_ADDRESS` open connections per
 client address (counted by an :class:`~.auth.AddressCounts` at the URL spec,
-the address as :class:`~.auth.ProxyTrust` finds it behind trusted proxies).  The
+the address as :class:`~.auth.Access` finds it behind trusted proxies).  The
 Origin must be this server's or one of ``allowed_origins``.  Everything runs
 on the IOLoop.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 from urllib.parse import urlparse
 
 import tornado.websocket
 
-from .auth import AddressCounts, refuse, send_refusal
-from .hub import Client
-from .processes import Sidecar
+from .auth import Access, AddressCounts, send_refusal
+from .hub import Client, Hub
+from .processes import ProcessRegistry
 from .protocol import MAX_MESSAGE, MessageError, parse_message
 
 MAX_SUBSCRIPTIONS = 32
@@ -31,25 +31,38 @@ MAX_BAD_MESSAGES = 20
 class LiveHandler(tornado.websocket.WebSocketHandler):
     """``/ws``: subscriptions, live records, state changes (docs/protocol.md)."""
 
-    def initialize(self, sidecar: Sidecar, connections: AddressCounts) -> None:
-        self.sidecar = sidecar
+    def initialize(
+        self,
+        access: Access,
+        registry: ProcessRegistry,
+        hub: Hub,
+        states: Mapping[str, Dict[str, Any]],
+        connections: AddressCounts,
+        enabled: bool,
+    ) -> None:
+        self.access = access
+        self.registry = registry
+        self.hub = hub
+        #: supervisord's states, sent after a subscription's catch-up.
+        self.states = states
         #: Open WebSocket connections per client address (MAX_CONNECTIONS_PER_ADDRESS).
         self.connections = connections
+        #: ``websocket_enabled``.
+        self.enabled = enabled
         self.client: Optional[Client] = None
         self.bad_messages = 0
         self.address = ""
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        config = self.sidecar.config
-        refusal = refuse(config, self.request)
+        refusal = self.access.refusal(self.request)
         if refusal is not None:
             send_refusal(self, refusal)
             return
-        if not config.websocket_enabled:
+        if not self.enabled:
             self.set_status(404)
             self.finish({"error": "live streaming is off (websocket_enabled = false)"})
             return
-        self.address = self.sidecar.proxies.client(self.request)
+        self.address = self.access.client(self.request)
         if not self.connections.has_room(self.address):
             self.set_status(429)
             self.finish({"error": "too many connections"})
@@ -61,7 +74,7 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
         host = self.request.headers.get("Host", "")
         if parsed.netloc and parsed.netloc.lower() == host.lower():
             return True
-        allowed = (self.sidecar.config.allowed_origins or "").replace(",", " ").split()
+        allowed = (self.access.allowed_origins or "").replace(",", " ").split()
         return origin.rstrip("/") in {item.rstrip("/") for item in allowed}
 
     def open(self, *args: str, **kwargs: str) -> None:
@@ -69,7 +82,7 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
         # and delayed ACKs hold a frame back ~16-40 ms (bench/sidecar.py).
         self.set_nodelay(True)
         self.connections.add(self.address)
-        self.client = self.sidecar.hub.connect(self)
+        self.client = self.hub.connect(self)
         self.client.send(
             {
                 "type": "hello",
@@ -106,21 +119,19 @@ class LiveHandler(tornado.websocket.WebSocketHandler):
         if kind == "ping":
             client.send({"type": "pong", "id": request["id"]})
             return
-        spec = self.sidecar.lookup(request["process"])
+        spec = self.registry.lookup(request["process"])
         if spec is None:
             raise MessageError("no such process log")
         if kind == "unsubscribe":
-            self.sidecar.hub.unsubscribe(client, spec)
+            self.hub.unsubscribe(client, spec)
             client.send({"type": "unsubscribed", "process": spec})
             return
         if spec not in client.subscriptions and len(client.subscriptions) >= MAX_SUBSCRIPTIONS:
             raise MessageError(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
         states = [
-            {"type": "state", **state}
-            for state in self.sidecar.states.values()
-            if state["process"] == spec
+            {"type": "state", **state} for state in self.states.values() if state["process"] == spec
         ]
-        self.sidecar.hub.subscribe(
+        self.hub.subscribe(
             client, spec, tail=request["tail"], cursor=request["cursor"], then=states
         )
 
