@@ -160,9 +160,11 @@ class AddressCounts:
         self._counts: Dict[str, int] = {}
 
     def has_room(self, address: str) -> bool:
+        """Whether ``address`` may open one more connection."""
         return self._counts.get(address, 0) < self.limit
 
     def add(self, address: str) -> None:
+        """Count a connection that is open (its address was checked before)."""
         self._counts[address] = self._counts.get(address, 0) + 1
 
     def admit(self, address: str) -> bool:
@@ -173,6 +175,7 @@ class AddressCounts:
         return True
 
     def release(self, address: str) -> None:
+        """A counted connection closed."""
         left = self._counts.get(address, 1) - 1
         if left > 0:
             self._counts[address] = left

@@ -128,6 +128,7 @@ class Sidecar:
             self.raw.start()
 
     def stop(self) -> None:
+        """Stop watching and polling; let the threads and the search worker go."""
         if self.watcher is not None:
             self.watcher.stop()
         self.supervisor.stop()

@@ -63,6 +63,7 @@ class StatePoller:
         tornado.ioloop.IOLoop.current().add_callback(self.poll)
 
     def stop(self) -> None:
+        """Poll no more; a call under way finishes on its thread, unread."""
         if self._timer is not None:
             self._timer.stop()
         self._executor.shutdown(wait=False)
