@@ -24,12 +24,13 @@ from supervisor_streamlog.config import ConfigError, from_mapping
 from supervisor_streamlog.sidecar.actions import (
     SIGNALS,
     TOKEN_HEADER,
+    ProcessControl,
     action_routes,
     basic_user,
     same_origin,
 )
-from supervisor_streamlog.sidecar.processes import Sidecar
-from supervisor_streamlog.sidecar.server import make_app
+from supervisor_streamlog.sidecar.auth import Access
+from supervisor_streamlog.sidecar.server import Sidecar, make_app
 
 USER, PASSWORD = "ops", "s3cret"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
@@ -152,9 +153,9 @@ class ActionsAlone(tornado.testing.AsyncHTTPTestCase):
     def get_app(self) -> tornado.web.Application:
         self.fake = FakeSupervisor()
         config = from_mapping({**GUARDED, "bind": "127.0.0.1:9002"}, "/tmp", {})
-        sidecar = Sidecar(config, rpc=lambda: Proxy(self.fake))
-        sidecar.states = {"web:web": {}, "idle:idle": {}, "sidecar:sidecar": {}}
-        routes = action_routes(sidecar, rpc=lambda: Proxy(self.fake))
+        states: Dict[str, Dict[str, Any]] = {"web:web": {}, "idle:idle": {}, "sidecar:sidecar": {}}
+        control = ProcessControl(config, states, supervised=True, rpc=lambda: Proxy(self.fake))
+        routes = action_routes(Access(config), control)
         self.control = routes[0][2]["control"]
         self.control.own = "sidecar:sidecar"  # as if supervisord ran this sidecar
         return tornado.web.Application(routes)

@@ -67,8 +67,13 @@ ORDER = [
     "sidecar.hub",
     "sidecar.metrics",
     "sidecar.auth",
+    "sidecar.restartcount",
     "sidecar.processes",
+    "sidecar.rawpoll",
+    "sidecar.statepoll",
+    "sidecar.snapshots",
     "sidecar.handlers",
+    "sidecar.live",
     "sidecar.actions",
     "sidecar.server",
     # the forwarder: files in, RFC 5424 messages to a log engine out

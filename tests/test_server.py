@@ -13,7 +13,7 @@ from supervisor_streamlog.logread.rawstore import RawFile
 from supervisor_streamlog.sidecar.auth import ProxyTrust
 from supervisor_streamlog.sidecar.handlers import download_name
 from supervisor_streamlog.sidecar.metrics import render
-from supervisor_streamlog.sidecar.processes import Sidecar
+from supervisor_streamlog.sidecar.server import Sidecar
 
 
 def request(peer: str, headers: Dict[str, str]) -> tornado.httputil.HTTPServerRequest:
@@ -80,18 +80,18 @@ def test_the_metrics_counters_go_on_when_capture_takes_a_process_over(tmp_path: 
     raw = tmp_path / "app-stdout.log"
     raw.write_text("one\ntwo\nthree\n")
     sidecar = Sidecar(from_mapping({"logdir": str(tmp_path / "logs")}, str(tmp_path), {}))
-    sidecar.add_raw("app:app", [RawFile("stdout", str(raw)), RawFile("stderr", "")])
+    sidecar.raw.add("app:app", [RawFile("stdout", str(raw)), RawFile("stderr", "")])
     with open(raw, "a") as handle:
         handle.write("four\nfive\n")
-    sidecar.poll_raw()
+    sidecar.raw.poll()
 
     def lines() -> str:
-        text = render(sidecar.snapshot()).decode()
+        text = render(sidecar.snapshots.take()).decode()
         return next(
             line for line in text.splitlines() if line.startswith("streamlog_sidecar_lines")
         )
 
     assert lines().endswith(" 2.0")
-    sidecar.add_process("app:app", str(tmp_path / "logs" / "app.log"))
+    sidecar.registry.add_process("app:app", str(tmp_path / "logs" / "app.log"))
     assert lines().endswith(" 2.0")
     sidecar.stop()

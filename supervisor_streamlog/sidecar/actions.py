@@ -44,13 +44,14 @@ import logging
 import os
 import secrets
 import xmlrpc.client
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
+from ..config import Config
 from ..ondisk.paths import display_name
 from ..rpc import ProxyFactory, supervisor_proxy
+from .auth import Access
 from .handlers import BaseHandler
-from .processes import Sidecar
 
 log = logging.getLogger("supervisor_streamlog.actions")
 
@@ -130,13 +131,25 @@ def own_spec(environ: Any = os.environ) -> Optional[str]:
 
 
 class ProcessControl:
-    """The actions of one sidecar: the token secret, the XML-RPC proxy, its thread."""
+    """The actions of one sidecar: the token secret, the XML-RPC proxy, its thread.
 
-    def __init__(self, sidecar: Sidecar, rpc: Optional[ProxyFactory] = None) -> None:
-        self.sidecar = sidecar
-        self.enabled = sidecar.config.actions
-        if rpc is None and sidecar.rpc is not None and self.enabled:
-            rpc = supervisor_proxy(sidecar.config.source)  # a proxy of its own (one thread)
+    ``states`` is supervisord's view of its processes (statepoll's, read only):
+    only a process it reports can be acted on.  ``supervised`` says whether
+    the sidecar reads states from a supervisord at all; then, and with
+    ``actions = true``, the actions get an XML-RPC proxy of their own.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        states: Mapping[str, Dict[str, Any]],
+        supervised: bool,
+        rpc: Optional[ProxyFactory] = None,
+    ) -> None:
+        self.states = states
+        self.enabled = config.actions
+        if rpc is None and supervised and self.enabled:
+            rpc = supervisor_proxy(config.source)  # a proxy of its own (one thread)
         self.rpc = rpc
         self.secret = secrets.token_bytes(32)
         self.own = own_spec()
@@ -152,7 +165,7 @@ class ProcessControl:
 
     def lookup(self, name: str) -> Optional[str]:
         """The ``group:name`` of a process supervisord reports, for a client-given name."""
-        states = self.sidecar.states
+        states = self.states
         if name in states:
             return name
         if ":" not in name and f"{name}:{name}" in states:
@@ -193,8 +206,8 @@ class ProcessControl:
 class ActionsHandler(BaseHandler):
     """``GET /api/actions``: whether process control is on, and the page's token."""
 
-    def initialize(self, sidecar: Sidecar, control: ProcessControl) -> None:  # type: ignore[override]
-        super().initialize(sidecar)
+    def initialize(self, access: Access, control: ProcessControl) -> None:  # type: ignore[override]
+        super().initialize(access)
         self.control = control
 
     def get(self) -> None:
@@ -218,13 +231,13 @@ class ActionsHandler(BaseHandler):
 class ProcessActionHandler(BaseHandler):
     """``POST /api/process/NAME/ACTION``: start, stop, restart or signal a process."""
 
-    def initialize(self, sidecar: Sidecar, control: ProcessControl) -> None:  # type: ignore[override]
-        super().initialize(sidecar)
+    def initialize(self, access: Access, control: ProcessControl) -> None:  # type: ignore[override]
+        super().initialize(access)
         self.control = control
 
     async def post(self, name: str, action: str) -> None:
         user = basic_user(self.request.headers.get("Authorization"))
-        address = self.sidecar.proxies.client(self.request)
+        address = self.access.client(self.request)
         try:
             spec, signal = self._check(user, name, action)
         except ActionError as exc:
@@ -252,7 +265,7 @@ class ProcessActionHandler(BaseHandler):
             raise ActionError(404, "process control is off (actions = false)", "DISABLED")
         origin = request.headers.get("Origin") or request.headers.get("Referer") or ""
         host = request.headers.get("Host", "")
-        if not same_origin(origin, host, self.sidecar.config.allowed_origins):
+        if not same_origin(origin, host, self.access.allowed_origins):
             raise ActionError(403, "refused: not sent from this page's origin", "ORIGIN")
         if not control.token_ok(user, request.headers.get(TOKEN_HEADER)):
             raise ActionError(
@@ -281,9 +294,9 @@ class ProcessActionHandler(BaseHandler):
         self.finish({"error": str(error), "fault": error.fault})
 
 
-def action_routes(sidecar: Sidecar, rpc: Optional[ProxyFactory] = None) -> List[Tuple[Any, ...]]:
+def action_routes(access: Access, control: ProcessControl) -> List[Tuple[Any, ...]]:
     """The URL specs of process control, for ``server.make_app``."""
-    kwargs = {"sidecar": sidecar, "control": ProcessControl(sidecar, rpc)}
+    kwargs = {"access": access, "control": control}
     return [
         (r"/api/actions", ActionsHandler, kwargs),
         (r"/api/process/([^/]+)/([^/]+)", ProcessActionHandler, kwargs),

@@ -9,7 +9,10 @@
 * **Client address** -- behind a reverse proxy listed in ``trusted_proxies``,
   per-address limits count the browser, not the proxy.
 
-The WebSocket Origin check lives with the WebSocket handler (``handlers``).
+Handlers get an :class:`Access` (these rules, from the config) and, where they
+hold connections open, an :class:`AddressCounts` they ask to admit and release
+an address.  The WebSocket Origin check lives with the WebSocket handler
+(``live``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 from urllib.parse import urlparse
 
 import tornado.httputil
@@ -143,6 +146,67 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class AddressCounts:
+    """Open connections per client address, under a cap: the one place they are counted.
+
+    A connection is counted from :meth:`add` (or an :meth:`admit` that said yes)
+    until its :meth:`release`; an address with none left is forgotten.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: Dict[str, int] = {}
+
+    def has_room(self, address: str) -> bool:
+        """Whether ``address`` may open one more connection."""
+        return self._counts.get(address, 0) < self.limit
+
+    def add(self, address: str) -> None:
+        """Count a connection that is open (its address was checked before)."""
+        self._counts[address] = self._counts.get(address, 0) + 1
+
+    def admit(self, address: str) -> bool:
+        """Count a connection if the address is under the cap; False when it is not."""
+        if not self.has_room(address):
+            return False
+        self.add(address)
+        return True
+
+    def release(self, address: str) -> None:
+        """A counted connection closed."""
+        left = self._counts.get(address, 1) - 1
+        if left > 0:
+            self._counts[address] = left
+        else:
+            self._counts.pop(address, None)
+
+
+class Access:
+    """The rules of who may talk to one sidecar, from its config, for its handlers.
+
+    Handlers ask it whether to refuse a request, which address a request
+    comes from (:class:`ProxyTrust`) and which other origins may use the page;
+    they never see the rest of the config.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.proxies = ProxyTrust(config)
+
+    @property
+    def allowed_origins(self) -> Optional[str]:
+        """``allowed_origins`` as configured (origins separated by commas or spaces)."""
+        return self.config.allowed_origins
+
+    def refusal(self, request: tornado.httputil.HTTPServerRequest) -> Optional[Refusal]:
+        """(status, reason) when ``request`` must be refused before anything else."""
+        return refuse(self.config, request)
+
+    def client(self, request: tornado.httputil.HTTPServerRequest) -> str:
+        """The address ``request`` comes from, for per-address limits and logs."""
+        return self.proxies.client(request)
 
 
 def refuse(config: Config, request: tornado.httputil.HTTPServerRequest) -> Optional[Refusal]:

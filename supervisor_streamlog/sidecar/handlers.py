@@ -1,54 +1,55 @@
-"""The sidecar's HTTP and WebSocket handlers (the surface docs/protocol.md describes).
+"""The sidecar's HTTP handlers (the surface docs/protocol.md describes; ``/ws`` is ``live``).
 
 ``/`` the tail page and ``/static/`` its assets, ``/api/processes``,
 ``/api/log/NAME`` (history by cursor, a jump to a time, a search),
-``/api/log/NAME/download``, ``/ws`` (live), ``/healthz``, ``/metrics``.
-Each handler gets the :class:`~.processes.Sidecar` through ``initialize``;
-anything that reads files runs on the sidecar's history thread, so the IOLoop
-never waits for the disk.  Log text is only ever sent as JSON strings or
+``/api/log/NAME/download``, ``/api/log/NAME/histogram``, ``/healthz``,
+``/metrics``.  Each handler gets through ``initialize`` only what it uses,
+named at its URL spec in ``server.make_app``: the :class:`~.auth.Access`
+rules, the process registry, supervisord's states, the history thread
+(``history``: an executor), the search worker, the snapshots of ``/metrics``.
+Anything that reads files runs on that history thread, so the IOLoop never
+waits for the disk.  Log text is only ever sent as JSON strings or
 ``text/plain``, under a strict Content-Security-Policy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import html
 import os
 import re
 from typing import Any, Awaitable, Dict, List, Optional
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import tornado.iostream
 import tornado.web
-import tornado.websocket
 
 from ..logread.histogram import STEP_BYTES, Histograms, QueryError, parse_query
 from ..logread.searchworker import REGEX_DEADLINE, SEARCH_BUDGET, SearchWorker
 from ..logread.timeseek import parse_time_param
 from ..ondisk.files import is_header
-from .auth import refuse, send_refusal
-from .hub import Client, entry_json
+from .auth import Access, send_refusal
+from .hub import entry_json
 from .metrics import render
-from .processes import ServedProcess, Sidecar
-from .protocol import MAX_MESSAGE, MessageError, parse_message
+from .processes import ProcessRegistry, ServedProcess
+from .snapshots import Snapshots
+from .statepoll import StatePoller
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-MAX_SUBSCRIPTIONS = 32
-MAX_CONNECTIONS_PER_ADDRESS = 32
-MAX_BAD_MESSAGES = 20
 MAX_PAGE = 1000
 
 
 class BaseHandler(tornado.web.RequestHandler):
     """Security headers and auth for every page and API."""
 
-    def initialize(self, sidecar: Sidecar) -> None:
-        self.sidecar = sidecar
+    def initialize(self, access: Access) -> None:
+        self.access = access
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", CSP)
@@ -58,7 +59,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> Optional[Awaitable[None]]:
-        refusal = refuse(self.sidecar.config, self.request)
+        refusal = self.access.refusal(self.request)
         if refusal is not None:
             send_refusal(self, refusal)
         return None
@@ -72,12 +73,16 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 class PageHandler(BaseHandler):
+    def initialize(self, access: Access, registry: ProcessRegistry) -> None:  # type: ignore[override]
+        super().initialize(access)
+        self.registry = registry
+
     def get(self) -> None:
         with open(os.path.join(STATIC, "index.html"), "rb") as handle:
             page = handle.read()
         self.set_header("Content-Type", "text/html; charset=utf-8")
         if self.get_argument("at", None) is None:
-            names = [n for n in self.get_arguments("process") if self.sidecar.lookup(n)]
+            names = [n for n in self.get_arguments("process") if self.registry.lookup(n)]
             page = page.replace(FIRST_PAGE_MARK, first_page_links(names), 1)
         self.finish(page)
 
@@ -109,29 +114,31 @@ def first_page_links(names: List[str]) -> bytes:
 class StaticHandler(tornado.web.StaticFileHandler):
     """The page's assets, with the same headers and auth as the page."""
 
-    def initialize(self, path: str, sidecar: Sidecar) -> None:  # type: ignore[override]
+    def initialize(self, path: str, access: Access) -> None:  # type: ignore[override]
         super().initialize(path)
-        self.sidecar = sidecar
+        self.access = access
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", CSP)
         self.set_header("X-Content-Type-Options", "nosniff")
 
     def prepare(self) -> Optional[Awaitable[None]]:
-        refusal = refuse(self.sidecar.config, self.request)
+        refusal = self.access.refusal(self.request)
         if refusal is not None:
             send_refusal(self, refusal, body=False)
         return None
 
 
 class ProcessesHandler(BaseHandler):
+    def initialize(  # type: ignore[override]
+        self, access: Access, registry: ProcessRegistry, supervisor: StatePoller
+    ) -> None:
+        super().initialize(access)
+        self.registry = registry
+        self.supervisor = supervisor
+
     def get(self) -> None:
-        self.finish(
-            {
-                "processes": self.sidecar.processes(),
-                "supervisor": (self.sidecar.rpc_error or "ok") if self.sidecar.rpc else "n/a",
-            }
-        )
+        self.finish({"processes": self.registry.listing(), "supervisor": self.supervisor.status()})
 
 
 def _int_arg(
@@ -157,8 +164,20 @@ class LogHandler(BaseHandler):
     every live client, never waits for it.  That thread has stores of its own.
     """
 
+    def initialize(  # type: ignore[override]
+        self,
+        access: Access,
+        registry: ProcessRegistry,
+        history: concurrent.futures.Executor,
+        search_worker: SearchWorker,
+    ) -> None:
+        super().initialize(access)
+        self.registry = registry
+        self.history = history
+        self.search_worker = search_worker
+
     async def get(self, name: str) -> None:
-        spec = self.sidecar.lookup(name)
+        spec = self.registry.lookup(name)
         if spec is None:
             self.fail(404, "no such process log")
             return
@@ -173,7 +192,7 @@ class LogHandler(BaseHandler):
             when = None if raw_time is None else parse_time_param("time", raw_time)
         except ValueError as exc:
             raise tornado.web.HTTPError(400, reason=str(exc)) from None
-        shown = self.sidecar.logs[spec]
+        shown = self.registry.logs[spec]
         uncaptured = not shown.captured
         if when is not None and uncaptured:
             raise tornado.web.HTTPError(
@@ -188,7 +207,7 @@ class LogHandler(BaseHandler):
         read = functools.partial(
             self._read,
             shown,
-            self.sidecar.search_worker,
+            self.search_worker,
             limit,
             cursor,
             direction,
@@ -198,7 +217,7 @@ class LogHandler(BaseHandler):
         )
         loop = asyncio.get_running_loop()
         try:
-            body = await loop.run_in_executor(self.sidecar.history_executor, read)
+            body = await loop.run_in_executor(self.history, read)
         except ValueError as exc:  # a bad regular expression
             self.fail(400, str(exc)[:200])
             return
@@ -278,18 +297,25 @@ class DownloadHandler(BaseHandler):
     read, so memory stays at a chunk and the IOLoop never waits for the disk.
     """
 
+    def initialize(  # type: ignore[override]
+        self, access: Access, registry: ProcessRegistry, history: concurrent.futures.Executor
+    ) -> None:
+        super().initialize(access)
+        self.registry = registry
+        self.history = history
+
     async def get(self, name: str) -> None:
-        spec = self.sidecar.lookup(name)
+        spec = self.registry.lookup(name)
         if spec is None:
             self.fail(404, "no such process log")
             return
         start = _int_arg(self, "from", None, 0, 2**62)
         end = _int_arg(self, "to", None, 0, 2**62)
-        chunks = self.sidecar.logs[spec].history.export(start, end)
+        chunks = self.registry.logs[spec].history.export(start, end)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="{download_name(spec)}"')
         loop = asyncio.get_running_loop()
-        executor = self.sidecar.history_executor
+        executor = self.history
         try:
             while True:
                 chunk = await loop.run_in_executor(executor, next, chunks, None)
@@ -307,11 +333,11 @@ class DownloadHandler(BaseHandler):
 class HealthHandler(tornado.web.RequestHandler):
     """Liveness, without auth and without secrets."""
 
-    def initialize(self, sidecar: Sidecar) -> None:
-        self.sidecar = sidecar
+    def initialize(self, snapshots: Snapshots) -> None:
+        self.snapshots = snapshots
 
     def get(self) -> None:
-        snap = self.sidecar.snapshot()
+        snap = self.snapshots.take()
         up = snap.supervisor_up
         self.finish(
             {
@@ -324,115 +350,13 @@ class HealthHandler(tornado.web.RequestHandler):
 
 
 class SidecarMetricsHandler(BaseHandler):
+    def initialize(self, access: Access, snapshots: Snapshots) -> None:  # type: ignore[override]
+        super().initialize(access)
+        self.snapshots = snapshots
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(render(self.sidecar.snapshot()))
-
-
-class LiveHandler(tornado.websocket.WebSocketHandler):
-    """``/ws``: subscriptions, live records, state changes (docs/protocol.md)."""
-
-    def initialize(self, sidecar: Sidecar) -> None:
-        self.sidecar = sidecar
-        self.client: Optional[Client] = None
-        self.bad_messages = 0
-        self.address = ""
-
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        config = self.sidecar.config
-        refusal = refuse(config, self.request)
-        if refusal is not None:
-            send_refusal(self, refusal)
-            return
-        if not config.websocket_enabled:
-            self.set_status(404)
-            self.finish({"error": "live streaming is off (websocket_enabled = false)"})
-            return
-        self.address = self.sidecar.proxies.client(self.request)
-        if self.sidecar.connections.get(self.address, 0) >= MAX_CONNECTIONS_PER_ADDRESS:
-            self.set_status(429)
-            self.finish({"error": "too many connections"})
-            return
-        await super().get(*args, **kwargs)
-
-    def check_origin(self, origin: str) -> bool:
-        parsed = urlparse(origin)
-        host = self.request.headers.get("Host", "")
-        if parsed.netloc and parsed.netloc.lower() == host.lower():
-            return True
-        allowed = (self.sidecar.config.allowed_origins or "").replace(",", " ").split()
-        return origin.rstrip("/") in {item.rstrip("/") for item in allowed}
-
-    def open(self, *args: str, **kwargs: str) -> None:
-        # Frames are small and latency matters: without this, Nagle's algorithm
-        # and delayed ACKs hold a frame back ~16-40 ms (bench/sidecar.py).
-        self.set_nodelay(True)
-        connections = self.sidecar.connections
-        connections[self.address] = connections.get(self.address, 0) + 1
-        self.client = self.sidecar.hub.connect(self)
-        self.client.send(
-            {
-                "type": "hello",
-                "version": 1,
-                "max_message": MAX_MESSAGE,
-                "max_subscriptions": MAX_SUBSCRIPTIONS,
-            }
-        )
-
-    def send(self, message: str) -> Any:
-        """For the hub: write one frame; the future completes once it is written."""
-        try:
-            return self.write_message(message)
-        except tornado.websocket.WebSocketClosedError:
-            if self.client is not None:
-                self.client.close()
-            return None
-
-    def on_message(self, message: Any) -> None:
-        client = self.client
-        if client is None:
-            return
-        try:
-            request = parse_message(message)
-            self._handle(client, request)
-        except MessageError as exc:
-            self.bad_messages += 1
-            client.send({"type": "error", "error": str(exc)})
-            if self.bad_messages >= MAX_BAD_MESSAGES:
-                self.close(1008, "too many bad messages")
-
-    def _handle(self, client: Client, request: Dict[str, Any]) -> None:
-        kind = request["type"]
-        if kind == "ping":
-            client.send({"type": "pong", "id": request["id"]})
-            return
-        spec = self.sidecar.lookup(request["process"])
-        if spec is None:
-            raise MessageError("no such process log")
-        if kind == "unsubscribe":
-            self.sidecar.hub.unsubscribe(client, spec)
-            client.send({"type": "unsubscribed", "process": spec})
-            return
-        if spec not in client.subscriptions and len(client.subscriptions) >= MAX_SUBSCRIPTIONS:
-            raise MessageError(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
-        states = [
-            {"type": "state", **state}
-            for state in self.sidecar.states.values()
-            if state["process"] == spec
-        ]
-        self.sidecar.hub.subscribe(
-            client, spec, tail=request["tail"], cursor=request["cursor"], then=states
-        )
-
-    def on_close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-            count = self.sidecar.connections.get(self.address, 1) - 1
-            if count <= 0:
-                self.sidecar.connections.pop(self.address, None)
-            else:
-                self.sidecar.connections[self.address] = count
+        self.finish(render(self.snapshots.take()))
 
 
 class HistogramHandler(BaseHandler):
@@ -442,16 +366,24 @@ class HistogramHandler(BaseHandler):
     the history thread, so other history requests wait at most a step.
     """
 
-    def initialize(self, sidecar: Sidecar, histograms: Histograms) -> None:  # type: ignore[override]
-        super().initialize(sidecar)
+    def initialize(  # type: ignore[override]
+        self,
+        access: Access,
+        registry: ProcessRegistry,
+        history: concurrent.futures.Executor,
+        histograms: Histograms,
+    ) -> None:
+        super().initialize(access)
+        self.registry = registry
+        self.history = history
         self.histograms = histograms
 
     async def get(self, name: str) -> None:
-        spec = self.sidecar.lookup(name)
+        spec = self.registry.lookup(name)
         if spec is None:
             self.fail(404, "no such process log")
             return
-        shown = self.sidecar.logs[spec]
+        shown = self.registry.logs[spec]
         if shown.path is None:
             self.fail(400, "no histogram: supervisord's own child logs carry no timestamps")
             return
@@ -462,9 +394,9 @@ class HistogramHandler(BaseHandler):
             self.fail(400, str(exc))
             return
         loop = asyncio.get_running_loop()
-        executor = self.sidecar.history_executor
+        executor = self.history
         # Indexes of processes gone are closed there: never wait for a step here.
-        await loop.run_in_executor(executor, self.histograms.forget, set(self.sidecar.logs))
+        await loop.run_in_executor(executor, self.histograms.forget, set(self.registry.logs))
         index = self.histograms.index(spec, shown.path)
         while not await loop.run_in_executor(executor, index.step, STEP_BYTES):
             pass
