@@ -23,10 +23,10 @@ process has a :class:`Subscription`: a queue of records not yet sent and the
   on with live records.  Capture never waits for the sidecar, and the sidecar
   never waits for a client.
 
-The module is over 500 lines because subscription, client and channel are one
-state machine -- a cursor moving through catch-up, live, skipped and reset --
-whose invariants (every record once, in order, or an explicit skipped range)
-hold only across all three; split apart, each would reach into the others.
+Invariant: every record once, in order, or inside an explicit skipped range;
+subscription, client and channel hold it together (one cursor moving through
+catch-up, live, skipped and reset).  Threads: everything here runs on the
+IOLoop but the history reads handed to ``run_blocking``.
 """
 
 from __future__ import annotations
