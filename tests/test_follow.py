@@ -352,6 +352,37 @@ def test_a_damaged_backup_in_the_middle_of_a_follow_gives_what_comes_before_the_
     assert follower.position == files[-1].end
 
 
+def test_a_compressed_backup_is_read_at_any_position(tmp_path: Path) -> None:
+    """The follower reads a ``.gz`` forward; a position ahead is skipped to, one
+    behind starts the file over.  A read that meets damage raises (poll then
+    skips the rest of the file) and gives nothing; one that ends before it is whole."""
+    contents = b"".join(record(b"%06d" % n) for n in range(40_000))
+    path = tmp_path / "app.log.1.gz"
+    packed = gzip.compress(contents)
+    path.write_bytes(packed)
+    src = follow._open_source(str(path), 1)
+    assert src is not None and src.first_line == contents[: contents.index(b"\n") + 1]
+    try:
+        for pos, count in [(0, 100), (700_000, 10), (50, 300_000), (20, 1), (0, 2_000_000)]:
+            assert src.read(pos, count) == contents[pos : pos + count], (pos, count)
+        assert src.read(len(contents) - 5, 100) == contents[-5:]
+        assert src.read(len(contents), 100) == b"" == src.read(len(contents) + 10, 1)
+    finally:
+        src.close()
+    path.write_bytes(packed[: len(packed) // 2])
+    src = follow._open_source(str(path), 1)
+    assert src is not None
+    try:
+        assert src.read(100, 1000) == contents[100:1100]
+        with pytest.raises(OSError, match="damaged or truncated"):
+            src.read(1100, len(contents))
+        with pytest.raises(OSError):
+            src.read(len(contents) - 10, 1)  # past the damage
+        assert src.read(0, 10) == contents[:10]  # before it: from the start again
+    finally:
+        src.close()
+
+
 def test_records_written_just_before_a_rotation_are_drained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
