@@ -441,6 +441,75 @@ def test_a_gzip_stream_reads_a_file_forward_in_bounded_pieces(tmp_path: Path) ->
             stream.close()  # twice: harmless
 
 
+def drive(contents: Any) -> Tuple[bytes, bool]:
+    """All an :func:`inflate` generator gives, and the value it returns."""
+    got: List[bytes] = []
+    while True:
+        try:
+            got.append(next(contents))
+        except StopIteration as end:
+            return b"".join(got), end.value
+
+
+def test_inflate_says_whether_the_data_ended_cleanly_and_bounds_its_pieces() -> None:
+    """What the follower tells a damaged backup by: the value inflate returns is
+    True only for data read to a clean end; ``piece`` bounds every piece and,
+    as zlib drops a call's output with its damage, keeps what came before it."""
+    clean = {"one member": True, "two members": True, "empty": True}
+    for what, raw, contents in gz_kinds():
+        for size in (7, 4096, len(raw) or 1):
+            pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
+            got, ended = drive(inflate(pieces))
+            assert ended is clean.get(what, False), (what, size)
+            if what != "damaged":
+                assert got == contents, (what, size)
+        for piece in (1, 1000, 65536):
+            out = list(inflate((raw,), piece=piece))
+            assert all(0 < len(one) <= piece for one in out), (what, piece)
+            if what != "damaged":
+                assert b"".join(out) == contents, (what, piece)
+        assert drive(inflate((raw,), 100))[1] is (what == "empty")  # stopped at the limit
+    # A wrong checksum is met in the call that gives the last bytes: bounded
+    # pieces keep all but the last one; a whole piece would lose everything.
+    bad = bytearray(gzip.compress(GZ_CONTENTS))
+    bad[-6] ^= 1
+    assert drive(inflate((bytes(bad),))) == (b"", False)
+    got, ended = drive(inflate((bytes(bad),), piece=4096))
+    assert not ended and len(GZ_CONTENTS) - 4096 <= len(got) < len(GZ_CONTENTS)
+    assert GZ_CONTENTS.startswith(got)
+    # Output held back by the bound with no input left is given all the same.
+    runs = gzip.compress(b"a" * 3_000_000 + b"end")
+    for cut in range(10, len(runs), 97):
+        got, ended = drive(inflate((runs[:cut], runs[cut:]), piece=65536))
+        assert ended and len(got) == 3_000_003, cut
+
+
+def test_a_gzip_stream_says_how_it_ended_and_rewinds(tmp_path: Path) -> None:
+    for what, raw, contents in gz_kinds():
+        path = tmp_path / "x.gz"
+        path.write_bytes(raw)
+        stream = GzipStream(os.open(path, os.O_RDONLY), 100, piece=500)
+        first = stream.read(10)
+        assert first == contents[:10] or what == "damaged"
+        assert stream.complete is None or not first  # not at the end yet
+        rest = [first]
+        while True:
+            piece = stream.read()
+            assert len(piece) <= 500
+            if not piece:
+                break
+            rest.append(piece)
+        assert stream.complete is (what in ("one member", "two members", "empty")), what
+        assert stream.read() == b"" and stream.complete is not None  # stays as it was
+        got = b"".join(rest)
+        assert got == contents or what == "damaged"
+        stream.rewind()
+        assert stream.complete is None and stream.compressed == 0
+        again = b"".join(iter(stream.read, b""))
+        assert again == got and stream.complete is not None
+        stream.close()
+
+
 def test_open_listed_opens_only_the_file_listed(tmp_path: Path) -> None:
     """A listed file opens while it is the one listed (device and inode); a
     name that holds another file now, or nothing, gives None."""

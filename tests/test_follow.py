@@ -16,6 +16,7 @@ import shutil
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -289,6 +290,97 @@ def test_a_corrupt_compressed_backup_is_a_gap(
     assert before[-1].end == start and after[0].offset == end
     assert (before[0].offset, follower.gaps, follower.resets) == (0, 1, 0)
     assert after[-1].end == files[-1].end
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+def test_a_damaged_backup_in_the_middle_of_a_follow_gives_what_comes_before_the_damage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """Pinned beside the code it came from (gzip.GzipFile): a read that meets the
+    damage gives nothing, what reads before it gave is delivered, the rest of
+    the file is one gap up to the next file, reported once in the log.  The
+    damage is placed where every reader sees it at the same byte (just after a
+    full flush, the middle of a poll's reads), so the records are exact."""
+    compressor = Compressor()
+    compressor.start()
+    capture = make_capture(tmp_path / "logs", compressor, maxbytes="3MB")
+    live = tmp_path / "logs" / "app.log"
+    rnd = random.Random(18)
+    words = [b"GET", b"/api/items", b"took", b"ms", b"status=200", b"cache", b"miss", b"user"]
+    for n in range(13000):
+        text = b" ".join(rnd.choice(words) + b"=%d" % rnd.randrange(10**6) for _ in range(60))
+        capture.log("app", "app", "stdout", 42, b"line %06d %s\n" % (n, text))
+    assert compressor.wait_idle(30)
+    compressor.stop()
+    capture.close()
+    files = process_files(str(live))
+    assert len(files) >= 4 and all(item.compressed for item in files[:-1])
+    broken = files[1]
+    contents = gzip.decompress(Path(broken.path).read_bytes())
+    everything = Collector()
+    drain(everything.follower(live, 0))
+    # The damage goes at a record boundary in the middle of a poll's reads:
+    # a poll reads chunk_size bytes, so the reads end at multiples of it.
+    chunk = 1024 * 1024
+    at = next(
+        e.end - broken.base
+        for e in everything.entries
+        if e.end > broken.base + len(contents) // 3
+        and chunk // 4 <= e.end % chunk <= chunk * 3 // 4
+    )
+    pack = zlib.compressobj(6, zlib.DEFLATED, 31)
+    packed = pack.compress(contents[:at]) + pack.flush(zlib.Z_FULL_FLUSH)
+    rest = pack.compress(contents[at:]) + pack.flush()
+    if damage == "truncated":
+        Path(broken.path).write_bytes(packed)
+    else:  # a block of a type that does not exist, met right there
+        Path(broken.path).write_bytes(packed + b"\x06" + rest[1:])
+    got = Collector()
+    follower = got.follower(live, 0, chunk_size=chunk)
+    drain(follower)
+    read_to = (broken.base + at) // chunk * chunk  # the reads before the damage
+    start = max([broken.base] + [e.end for e in everything.entries if e.end <= read_to])
+    assert broken.base < start < broken.base + at
+    assert got.gaps == [(start, files[2].base)] and (follower.gaps, follower.resets) == (1, 0)
+    assert got.entries == [
+        e for e in everything.entries if e.end <= start or e.offset >= files[2].base
+    ]
+    [message] = [
+        r.getMessage() for r in caplog.records if r.name == "supervisor_streamlog.logread.follow"
+    ]
+    assert message.startswith(f"cannot read {broken.path} (") and "skipping the rest" in message
+    assert follower.position == files[-1].end
+
+
+def test_a_compressed_backup_is_read_at_any_position(tmp_path: Path) -> None:
+    """The follower reads a ``.gz`` forward; a position ahead is skipped to, one
+    behind starts the file over.  A read that meets damage raises (poll then
+    skips the rest of the file) and gives nothing; one that ends before it is whole."""
+    contents = b"".join(record(b"%06d" % n) for n in range(40_000))
+    path = tmp_path / "app.log.1.gz"
+    packed = gzip.compress(contents)
+    path.write_bytes(packed)
+    src = follow._open_source(str(path), 1)
+    assert src is not None and src.first_line == contents[: contents.index(b"\n") + 1]
+    try:
+        for pos, count in [(0, 100), (700_000, 10), (50, 300_000), (20, 1), (0, 2_000_000)]:
+            assert src.read(pos, count) == contents[pos : pos + count], (pos, count)
+        assert src.read(len(contents) - 5, 100) == contents[-5:]
+        assert src.read(len(contents), 100) == b"" == src.read(len(contents) + 10, 1)
+    finally:
+        src.close()
+    path.write_bytes(packed[: len(packed) // 2])
+    src = follow._open_source(str(path), 1)
+    assert src is not None
+    try:
+        assert src.read(100, 1000) == contents[100:1100]
+        with pytest.raises(OSError, match="damaged or truncated"):
+            src.read(1100, len(contents))
+        with pytest.raises(OSError):
+            src.read(len(contents) - 10, 1)  # past the damage
+        assert src.read(0, 10) == contents[:10]  # before it: from the start again
+    finally:
+        src.close()
 
 
 def test_records_written_just_before_a_rotation_are_drained(

@@ -52,15 +52,14 @@ state would be shared across modules.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import stat
-import zlib
-from typing import Any, BinaryIO, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 from ..ondisk.files import Entry, gzip_size, header_base, process_files, record_end, walk
 from ..ondisk.formats import RecordError, parse
+from ..ondisk.gzipped import GzipStream, inflate
 from .restarts import status_lines
 
 log = logging.getLogger(__name__)
@@ -76,6 +75,13 @@ AdvanceCallback = Callable[[int, int, int], None]
 _FIRST_LINE_LIMIT = 4096
 #: Size of one read() inside a poll.
 _READ_SIZE = 1024 * 1024
+#: Compressed bytes read at a time from a ``.gz`` backup, and the most
+#: decompressed at a time: zlib drops a call's output when it meets damage,
+#: so small pieces keep a damaged backup readable up to about where the damage
+#: is (as gzip.GzipFile, which the follower used before, did).  A header read
+#: takes the first piece.
+_GZ_CHUNK = 64 * 1024
+_GZ_PIECE = 64 * 1024
 
 
 def _first_line(head: bytes) -> Optional[bytes]:
@@ -91,8 +97,13 @@ def _first_line(head: bytes) -> Optional[bytes]:
 # ---------------------------------------------------------------- one file
 
 
+class _Damaged(OSError):
+    """A ``.gz`` backup whose contents end before a clean end (damaged or truncated)."""
+
+
 class _Source:
-    """One open file of a process's log: plain (read with pread) or a ``.gz`` backup."""
+    """One open file of a process's log: plain (read with pread) or a ``.gz`` backup
+    (read forward through a :class:`~..ondisk.gzipped.GzipStream`)."""
 
     def __init__(
         self,
@@ -101,8 +112,7 @@ class _Source:
         index: int,
         size: int,
         first_line: Optional[bytes],
-        packed: Optional[gzip.GzipFile] = None,
-        raw: Optional[BinaryIO] = None,
+        packed: Optional[GzipStream] = None,
     ) -> None:
         self.name = name
         self.fd = fd
@@ -114,8 +124,9 @@ class _Source:
         self.ino, self.dev = st.st_ino, st.st_dev
         self.size = size
         self.first_line = first_line
-        self.packed = packed
-        self.raw = raw  # owns ``fd`` when compressed
+        self.packed = packed  # owns ``fd`` when compressed
+        #: Where ``packed`` is in the contents.
+        self._read_to = 0
         self.base: Optional[int] = None if first_line is None else header_base(first_line)
 
     @property
@@ -125,23 +136,48 @@ class _Source:
     def read(self, pos: int, count: int) -> bytes:
         if self.packed is None:
             return os.pread(self.fd, count, pos)
-        if self.packed.tell() != pos:
-            self.packed.seek(pos)
-        return self.packed.read(count)
+        return self._read_packed(self.packed, pos, count)
+
+    def _read_packed(self, stream: GzipStream, pos: int, count: int) -> bytes:
+        """Up to ``count`` bytes of the contents from ``pos``: forward through the
+        stream, skipping what is before ``pos`` (from the start again for a
+        position behind it).  Raises :class:`_Damaged` when the contents end
+        early before ``count`` bytes: as with gzip.GzipFile before, a read that
+        meets the damage gives nothing, and the follower skips the rest of the file."""
+        if pos < self._read_to:
+            stream.rewind()
+            self._read_to = 0
+        while self._read_to < pos:  # skip forward
+            skipped = stream.read(min(pos - self._read_to, _READ_SIZE))
+            if not skipped:
+                break
+            self._read_to += len(skipped)
+        parts: List[bytes] = []
+        got = 0
+        while got < count and self._read_to == pos + got:
+            data = stream.read(count - got)
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+            self._read_to += len(data)
+        if got < count and stream.complete is False:
+            raise _Damaged(f"damaged or truncated: its contents end at byte {self._read_to}")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
+        if self.packed is not None:
+            self.packed.close()
+            return
         try:
-            if self.packed is not None and self.raw is not None:
-                self.packed.close()  # does not close the file object it was given
-                self.raw.close()
-            else:
-                os.close(self.fd)
+            os.close(self.fd)
         except OSError:
             pass
 
 
 def _open_source(name: str, index: int) -> Optional[_Source]:
-    """Open one file of the log; None if it is not there (or not a readable file)."""
+    """Open one file of the log; None if it is not there (or not a readable file,
+    or a ``.gz`` that is damaged before its first line)."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -155,18 +191,36 @@ def _open_source(name: str, index: int) -> Optional[_Source]:
             first = _first_line(os.pread(fd, _FIRST_LINE_LIMIT, 0))
             return _Source(name, fd, index, st.st_size, first)
         size = gzip_size(fd, st.st_size)
-        raw: BinaryIO = os.fdopen(fd, "rb")
+        head = os.pread(fd, _GZ_CHUNK, 0)
     except OSError:
         os.close(fd)
         return None
-    packed = gzip.GzipFile(fileobj=raw, mode="rb")
-    try:
-        first = _first_line(packed.readline(_FIRST_LINE_LIMIT)) or b""
-        return _Source(name, fd, index, size, first, packed, raw)
-    except (OSError, EOFError, zlib.error):
-        packed.close()
-        raw.close()
+    first = _packed_first_line(head, size)
+    if first is None:
+        os.close(fd)
         return None
+    return _Source(name, fd, index, size, first, GzipStream(fd, _GZ_CHUNK, _GZ_PIECE))
+
+
+def _packed_first_line(raw: bytes, size: int) -> Optional[bytes]:
+    """The first line of a ``.gz`` backup's contents from its first compressed
+    bytes ``raw`` (b"" when there is none); None when it is damaged before
+    that line ends -- where gzip.GzipFile's readline, which the follower used
+    before, raised: it decompressed 8 KiB at a time and checked the trailer
+    only after the contents.  So here too: pieces of 8 KiB, and never all of
+    the ``size`` the trailer gives (zlib checks the trailer in the call that
+    gives the last byte); damage after the line is met, reported and skipped
+    by the reads that come to it."""
+    contents = inflate((raw,), _FIRST_LINE_LIMIT, max(1, min(8192, size - 1)))
+    head = b""
+    while b"\n" not in head and len(head) < _FIRST_LINE_LIMIT:
+        try:
+            head += next(contents)
+        except StopIteration as end:
+            if not end.value and b"\n" not in head:
+                return None
+            break
+    return _first_line(head) or b""
 
 
 class FileFollower:
@@ -290,7 +344,7 @@ class FileFollower:
                     break
                 try:
                     data = src.read(self._pos + len(self._partial), want)
-                except (OSError, EOFError, zlib.error) as exc:
+                except OSError as exc:
                     if src.packed is None:
                         raise
                     self._skip_broken(src, exc)
@@ -442,7 +496,12 @@ class FileFollower:
         self._src = src
         self._pos = pos
         self._partial = b""
-        self._align = pos > 0 and src.read(pos - 1, 1) != b"\n"
+        try:
+            self._align = pos > 0 and src.read(pos - 1, 1) != b"\n"
+        except _Damaged:
+            # A .gz damaged before ``pos``: the next read meets it again and
+            # the rest of the file is skipped (see poll).
+            self._align = True
 
     def _open_next(self) -> bool:
         """Open the file holding the next record; False if there is none yet."""
