@@ -28,26 +28,11 @@ replaced by one that does not continue the log (no header, or a header that
 goes back), by ``on_reset(old, new)`` -- the follower then starts again at that
 file's beginning.
 
-One follower per process, fanned out by the server
---------------------------------------------------
-The intended use is ONE :class:`FileFollower` per process, created when the
-process is discovered (or first subscribed to), started at the current end,
-whose ``on_entries`` fans each batch out to the subscribed clients.  A client
-that asks for older records (``tail N``, resume by cursor) reads them as
-history (the same files, by offset) up to the follower's :attr:`position`, then
-joins the live fan-out.  Why: each record is read and parsed once whatever the
-number of clients, one file descriptor per process instead of one per client,
-and a slow client cannot hold the follower back -- the server buffers per
-client and sends a "skipped" notice (docs/protocol.md), while the follower
-never waits on anyone.  The :class:`~.watcher.Watcher`, which wakes followers
-when their files change, nevertheless accepts several followers for one
-process (each with its own position): it costs nothing and serves tools and
-tests.
-
-The module is over 500 lines because :class:`FileFollower` is one state
-machine (the open file, the partial record, the next offset, a pending reset)
-that reading, cutting records and crossing rotations all move; split, that
-state would be shared across modules.
+Threads: none of its own; blocking local file reads only, never a wait on a
+client.  One follower per process (the sidecar's registry makes it, the hub
+fans its records out, a client wanting older records reads them as history
+up to :attr:`FileFollower.position`): each record is read and parsed once
+whatever the number of clients.
 """
 
 from __future__ import annotations
