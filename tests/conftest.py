@@ -6,6 +6,7 @@ from typing import Iterator, List
 
 import pytest
 
+from .helpers import Cli
 from .supervisor import Supervisor
 
 
@@ -16,3 +17,9 @@ def stopper() -> Iterator[List[Supervisor]]:
     yield started
     for sup in started:
         sup.stop()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Runs ``supervisor-streamlog ARGV...`` in this process: ``cli("check", "-c", conf)``."""
+    return Cli(capsys)

@@ -11,9 +11,9 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 from playwright.sync_api import Browser, Page
 
+from .credentials import AUTH, GUARDED, PASSWORD, USER
 from .sidecar import get, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
-from .test_actions import AUTH, GUARDED, PASSWORD, USER
 from .test_browser import browser  # noqa: F401 (a fixture: Debian's chromium)
 from .test_page_newcomer import GEOMETRY, overlaps
 

@@ -10,7 +10,6 @@ not acknowledged), and each carries the offset that tells it apart.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -20,18 +19,14 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor_streamlog.ondisk.files import is_header, process_files
-from supervisor_streamlog.ondisk.formats import parse
-
+from .forwarder import HOST, file_records, forwarding, status_of
 from .rsyslog import Received, Rsyslog, environment_problem, free_port, make_ca
 from .supervisor import Supervisor, emit, program, wait_for
-
-HOST = "fleet-a"
 
 
 @pytest.fixture
@@ -41,33 +36,6 @@ def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
         pytest.fail(problem)  # never skipped: .ci/run installs rsyslog
     with Rsyslog(tmp_path / "rsyslog", relp=True, tcp=True, tls=True) as server:
         yield server
-
-
-def forwarding(
-    tmp_path: Path,
-    programs: Dict[str, Dict[str, object]],
-    forward: str,
-    **settings: object,
-) -> Supervisor:
-    """A plugin-mode supervisord capturing ``programs`` and running the forwarder."""
-    conf = tmp_path / "supervisord.conf"
-    streamlog: Dict[str, object] = {
-        "programs": " ".join(programs),
-        "hostname": HOST,
-        "forward": forward,
-        "timezone": "utc",
-    }
-    streamlog.update(settings)
-    everything = dict(programs)
-    everything["forward"] = program(
-        f"{sys.executable} -m supervisor_streamlog forward -c {conf}",
-        autorestart="true",
-        startsecs=0,
-        stdout_events_enabled="false",
-        stderr_events_enabled="false",
-        stderr_logfile=f"{tmp_path}/forward.err",
-    )
-    return Supervisor(tmp_path, everything, streamlog=streamlog, base="plugin.conf").start()
 
 
 def numbered(messages: List[Received], app: str) -> List[int]:
@@ -80,21 +48,6 @@ def numbered(messages: List[Received], app: str) -> List[int]:
 
 def stdout_of(app: str) -> Callable[[Received], bool]:
     return lambda m: m.appname == app and m.msgid == "stdout"
-
-
-def file_records(sup: Supervisor, name: str) -> Dict[int, Tuple[str, str, bytes]]:
-    """offset -> (time, stream, text) of every record in a process's files."""
-    found: Dict[int, Tuple[str, str, bytes]] = {}
-    for log in process_files(str(sup.logdir / f"{name}.log")):
-        opener = gzip.open if log.compressed else open
-        with opener(log.path, "rb") as handle:
-            position = log.base
-            for line in handle:
-                record = parse(line.rstrip(b"\n"))
-                if not is_header(record.stream, record.data):
-                    found[position] = (record.time, record.stream, record.data)
-                position += len(line)
-    return found
 
 
 def all_lines(rsyslog: Rsyslog, app: str, count: int, timeout: float) -> List[Received]:
@@ -306,15 +259,6 @@ def test_tls_with_a_test_ca_and_a_wrong_ca_is_refused_clearly(
         assert wrong.wait(30) == 0
     # Nothing came through it: every line is still there once.
     assert numbered(rsyslog.received(), "alpha") == list(range(2_000))
-
-
-def status_of(sup: Supervisor) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "supervisor_streamlog", "forward", "--status", "-c", str(sup.conf)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_a_bad_destination_or_a_state_of_another_logdir_is_a_one_line_error(

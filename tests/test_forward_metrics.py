@@ -34,10 +34,9 @@ from supervisor_streamlog.forward.relp import RelpClient
 from supervisor_streamlog.logread.logstore import LogStore
 from supervisor_streamlog.ondisk.files import process_files
 
+from .forwarder import answer_open, fake_server, file_records, forwarding, status_of
 from .rsyslog import Rsyslog, environment_problem, free_port
 from .supervisor import Supervisor, emit, program, wait_for
-from .test_forward import file_records, forwarding, status_of
-from .test_forward_proto import answer_open, fake_server
 
 Labels = Tuple[Tuple[str, str], ...]
 

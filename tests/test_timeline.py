@@ -12,10 +12,10 @@ import pytest
 from playwright.sync_api import Page
 
 from .helpers import LEVEL_EXTRA_CASES
+from .histogram_counts import counted, is_error, seconds
 from .sidecar import get, history, with_sidecar
 from .supervisor import Supervisor, emit, program, wait_for
 from .test_browser import browser, in_view, page, wait_paused  # noqa: F401 (fixtures)
-from .test_integration_histogram import counted, is_error, seconds
 
 __all__ = ["browser", "page"]
 
