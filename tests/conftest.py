@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List
+from typing import Iterator
 
 import pytest
 
 from .helpers import Cli
-from .supervisor import Supervisor
+from .supervisor import Supervisors
 
 
 @pytest.fixture
-def stopper() -> Iterator[List[Supervisor]]:
-    """Supervisors a test started (append them): stopped at the end, pass or fail."""
-    started: List[Supervisor] = []
-    yield started
-    for sup in started:
-        sup.stop()
+def supervisord() -> Iterator[Supervisors]:
+    """Starts a real supervisord: ``sup = supervisord(Supervisor(tmp_path, programs))``;
+    each is stopped by its pid when the test ends, pass or fail (tests/supervisor.py)."""
+    with Supervisors() as started:
+        yield started
 
 
 @pytest.fixture

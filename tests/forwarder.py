@@ -30,7 +30,8 @@ def forwarding(
     forward: str,
     **settings: object,
 ) -> Supervisor:
-    """A plugin-mode supervisord capturing ``programs`` and running the forwarder."""
+    """A plugin-mode supervisord capturing ``programs`` and running the forwarder,
+    not started yet: ``sup = supervisord(forwarding(tmp_path, programs, url))``."""
     conf = tmp_path / "supervisord.conf"
     streamlog: Dict[str, object] = {
         "programs": " ".join(programs),
@@ -48,7 +49,7 @@ def forwarding(
         stderr_events_enabled="false",
         stderr_logfile=f"{tmp_path}/forward.err",
     )
-    return Supervisor(tmp_path, everything, streamlog=streamlog, base="plugin.conf").start()
+    return Supervisor(tmp_path, everything, streamlog=streamlog, base="plugin.conf")
 
 
 def file_records(sup: Supervisor, name: str) -> Dict[int, Tuple[str, str, bytes]]:

@@ -1,9 +1,14 @@
 """Helpers shared by several test modules: a clock, report recorders, a flaky ``os``, ...
 
 Test modules import these from here, never from one another: a test module is
-a list of behaviours, and borrowing its helpers ties two lists together.  The
-harnesses that run a real supervisord or sidecar live in :mod:`tests.supervisor`
-and :mod:`tests.sidecar`.
+a list of behaviours, and borrowing its helpers ties two lists together
+(tests/test_suite_rules.py holds it).  The harnesses that run a real supervisord
+or sidecar live in :mod:`tests.supervisor` and :mod:`tests.sidecar` (the
+``supervisord`` fixture of conftest.py starts and stops every supervisord), the
+forwarder's in :mod:`tests.forwarder`, a real rsyslogd in :mod:`tests.rsyslog`;
+a log written through the capture in :mod:`tests.logfile`; the histogram's
+expected counts in :mod:`tests.histogram_counts`; the actions account in
+:mod:`tests.credentials`.
 """
 
 from __future__ import annotations

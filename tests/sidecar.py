@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import tornado.httpclient
 import tornado.websocket
 
-from .supervisor import Supervisor, program, wait_for
+from .supervisor import Supervisor, program
 
 
 def free_port() -> int:
@@ -25,13 +25,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def with_sidecar(
+def serving(
     tmp_path: Path,
     programs: Dict[str, Dict[str, object]],
     streamlog: Optional[Dict[str, object]] = None,
     **kwargs: Any,
 ) -> Supervisor:
-    """A plugin-mode supervisord that also runs the sidecar as a program."""
+    """A plugin-mode supervisord that also runs the sidecar as a program, not
+    started yet: ``sup = supervisord(serving(tmp_path, programs))``.  Once
+    started, ``sup.url`` answers (start waits for /healthz)."""
     port = free_port()
     settings: Dict[str, object] = {"bind": f"127.0.0.1:{port}"}
     settings.update(streamlog or {})
@@ -46,13 +48,20 @@ def with_sidecar(
     )
     sup = Supervisor(tmp_path, programs, streamlog=settings, base="plugin.conf", **kwargs)
     sup.url = f"http://127.0.0.1:{port}"
-    sup.start()
-    wait_for(
-        lambda: get(sup.url + "/healthz")[0] == 200,
-        30,
-        "the sidecar to answer",
-    )
+    sup.ready = lambda: get(sup.url + "/healthz")[0] == 200
+    sup.ready_what = "the sidecar to answer"
     return sup
+
+
+def with_sidecar(
+    tmp_path: Path,
+    programs: Dict[str, Dict[str, object]],
+    streamlog: Optional[Dict[str, object]] = None,
+    **kwargs: Any,
+) -> Supervisor:
+    """:func:`serving`, started: the caller stops it.  (For the browser tests
+    until they take the ``supervisord`` fixture; the others use that.)"""
+    return serving(tmp_path, programs, streamlog, **kwargs).start()
 
 
 def get(url: str, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import Cli, demo_copy, supervisord_conf
-from .supervisor import CONF, Supervisor, program, wait_for
+from .supervisor import CONF, Supervisor, Supervisors, program, wait_for
 
 
 def test_demo_config_is_clean(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,24 +127,23 @@ def test_plugin_without_http_server_is_a_warning(tmp_path: Path, cli: Cli) -> No
 
 
 def test_check_says_what_supervisord_logs_at_start_up_in_the_same_words(
-    tmp_path: Path, cli: Cli
+    tmp_path: Path, cli: Cli, supervisord: Supervisors
 ) -> None:
     """The "capturing …" line: INFO in supervisord's log (not WARN), and the
     same words, as information, from ``check`` on the same file."""
-    sup = Supervisor(
-        tmp_path,
-        {"web": program("/bin/sleep 30"), "other": program("/bin/sleep 30")},
-        streamlog={"programs": "web"},
-        base="plugin.conf",
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            {"web": program("/bin/sleep 30"), "other": program("/bin/sleep 30")},
+            streamlog={"programs": "web"},
+            base="plugin.conf",
+        )
     )
-    sup.start()
-    try:
-        said = f"streamlog: capturing web into {sup.logdir}; not matched by programs: other"
-        wait_for(lambda: said in sup.main_log(), 30, "the start-up message")
-        logged = [line for line in sup.main_log().splitlines() if said in line]
-        assert logged and all(" INFO " in line for line in logged), logged
-    finally:
-        sup.stop()
+    said = f"streamlog: capturing web into {sup.logdir}; not matched by programs: other"
+    wait_for(lambda: said in sup.main_log(), 30, "the start-up message")
+    logged = [line for line in sup.main_log().splitlines() if said in line]
+    assert logged and all(" INFO " in line for line in logged), logged
+    sup.stop()
     result = cli("check", "-c", sup.conf)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"info: {said}\n" in result.stdout

@@ -25,8 +25,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .forwarder import HOST, file_records, forwarding, status_of
+from .helpers import Cli
 from .rsyslog import Received, Rsyslog, environment_problem, free_port, make_ca
-from .supervisor import Supervisor, emit, program, wait_for
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 
 @pytest.fixture
@@ -93,15 +94,14 @@ def exactly_once_by_offset(messages: List[Received], app: str, count: int) -> in
 
 
 def test_two_programs_arrive_exactly_once_in_order_with_their_fields(
-    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, rsyslog: Rsyslog, supervisord: Supervisors
 ) -> None:
     count = 100_000
     programs = {
         name: program(emit("burst", count, 100, "block"), autostart="false")
         for name in ("alpha", "beta")
     }
-    sup = forwarding(tmp_path, programs, f"relp://127.0.0.1:{rsyslog.relp_port}")
-    stopper.append(sup)
+    sup = supervisord(forwarding(tmp_path, programs, f"relp://127.0.0.1:{rsyslog.relp_port}"))
     sup.rpc.supervisor.startProcess("alpha")
     sup.rpc.supervisor.startProcess("beta")
     got = rsyslog.wait_for(
@@ -130,7 +130,7 @@ def test_two_programs_arrive_exactly_once_in_order_with_their_fields(
 
 
 def test_receiver_down_10_s_mid_flood_with_rotation_to_gz_loses_nothing(
-    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, rsyslog: Rsyslog, supervisord: Supervisors
 ) -> None:
     """rsyslog killed for at least 10 s while a program writes 6 000 lines/s and
     its files rotate to .gz, then started again: every line arrives, and the
@@ -139,16 +139,17 @@ def test_receiver_down_10_s_mid_flood_with_rotation_to_gz_loses_nothing(
     count = 120_000  # 20 s of writing: it goes on through the outage
     metrics = free_port()
     programs = {"steady": program(emit("rate", count, 6_000), autostart="false")}
-    sup = forwarding(
-        tmp_path,
-        programs,
-        f"relp://127.0.0.1:{rsyslog.relp_port}",
-        maxbytes="256KB",
-        backups=400,
-        compress="true",
-        forward_metrics=f"127.0.0.1:{metrics}",
+    sup = supervisord(
+        forwarding(
+            tmp_path,
+            programs,
+            f"relp://127.0.0.1:{rsyslog.relp_port}",
+            maxbytes="256KB",
+            backups=400,
+            compress="true",
+            forward_metrics=f"127.0.0.1:{metrics}",
+        )
     )
-    stopper.append(sup)
     sup.rpc.supervisor.startProcess("steady")
     rsyslog.wait_for(5_000, 60, stdout_of("steady"))
     rsyslog.kill()
@@ -202,12 +203,11 @@ def state_of(sup: Supervisor) -> Dict[str, Any]:
 
 
 def test_forwarder_killed_mid_flood_resumes_from_its_offsets(
-    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, rsyslog: Rsyslog, supervisord: Supervisors
 ) -> None:
     count = 60_000
     programs = {"steady": program(emit("rate", count, 6_000), autostart="false")}
-    sup = forwarding(tmp_path, programs, f"tcp://127.0.0.1:{rsyslog.tcp_port}")
-    stopper.append(sup)
+    sup = supervisord(forwarding(tmp_path, programs, f"tcp://127.0.0.1:{rsyslog.tcp_port}"))
     sup.rpc.supervisor.startProcess("steady")
     rsyslog.wait_for(10_000, 60, stdout_of("steady"))
     first = int(sup.rpc.supervisor.getProcessInfo("forward")["pid"])
@@ -224,17 +224,18 @@ def test_forwarder_killed_mid_flood_resumes_from_its_offsets(
 
 
 def test_tls_with_a_test_ca_and_a_wrong_ca_is_refused_clearly(
-    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, rsyslog: Rsyslog, supervisord: Supervisors
 ) -> None:
     assert rsyslog.certs is not None
     programs = {"alpha": program(emit("burst", 2_000, 100, "block"), autostart="false")}
-    sup = forwarding(
-        tmp_path,
-        programs,
-        f"tls://127.0.0.1:{rsyslog.tls_port}",
-        forward_cafile=str(rsyslog.certs.ca),
+    sup = supervisord(
+        forwarding(
+            tmp_path,
+            programs,
+            f"tls://127.0.0.1:{rsyslog.tls_port}",
+            forward_cafile=str(rsyslog.certs.ca),
+        )
     )
-    stopper.append(sup)
     sup.rpc.supervisor.startProcess("alpha")
     got = rsyslog.wait_for(2_000, 60, stdout_of("alpha"))
     assert numbered(got, "alpha") == list(range(2_000))
@@ -262,16 +263,11 @@ def test_tls_with_a_test_ca_and_a_wrong_ca_is_refused_clearly(
 
 
 def test_a_bad_destination_or_a_state_of_another_logdir_is_a_one_line_error(
-    tmp_path: Path,
+    tmp_path: Path, cli: Cli
 ) -> None:
     conf = tmp_path / "streamlog.conf"
     conf.write_text(f"[streamlog]\nlogdir = {tmp_path}/logs\nforward = udp://x:514\n")
-    bad = subprocess.run(
-        [sys.executable, "-m", "supervisor_streamlog", "forward", "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = cli("forward", "-c", conf)  # a config check: in this process
     assert bad.returncode == 2
     assert "forward = 'udp://x:514' is not valid" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

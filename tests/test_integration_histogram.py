@@ -11,8 +11,8 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 from .histogram_counts import COLUMNS, counted, is_error, seconds
-from .sidecar import get, history, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
+from .sidecar import get, history, serving
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 
 def line(n: int) -> str:
@@ -49,21 +49,23 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             steps.append(["sleep", 0.4])  # spread over several seconds
     steps.append(["exit", 3])  # not an expected exit code: expected=false
     (tmp / "job.json").write_text(json.dumps(steps))
-    sup = with_sidecar(
-        tmp,
-        {
-            "job": program(emit("script", tmp / "job.json"), autorestart="false"),
-            "ticker": program(emit("tick", 0.05)),
-            "plain": program(emit("tick", 0.5), stdout_logfile=str(tmp / "plain.out")),
-        },
-        streamlog={
-            "maxbytes": "4KB",
-            "compress": "true",
-            "backups": "100",
-            "programs": "job ticker",
-        },
-    )
-    try:
+    with Supervisors() as supervisord:  # the one way, for a module's fixture
+        sup = supervisord(
+            serving(
+                tmp,
+                {
+                    "job": program(emit("script", tmp / "job.json"), autorestart="false"),
+                    "ticker": program(emit("tick", 0.05)),
+                    "plain": program(emit("tick", 0.5), stdout_logfile=str(tmp / "plain.out")),
+                },
+                streamlog={
+                    "maxbytes": "4KB",
+                    "compress": "true",
+                    "backups": "100",
+                    "programs": "job ticker",
+                },
+            )
+        )
         for name in ("job", "ticker", "plain"):
             wait_for(partial(answers, f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
         sup.wait_state("job", "EXITED")
@@ -73,8 +75,6 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "job's exit record",
         )
         yield sup
-    finally:
-        sup.stop()
 
 
 def test_counts_are_the_records_of_a_rotated_and_compressed_log(sidecar: Supervisor) -> None:

@@ -22,8 +22,8 @@ import tornado.websocket
 from supervisor_streamlog.ondisk.files import is_header
 from supervisor_streamlog.ondisk.formats import parse
 
-from .sidecar import Live, get, numbered, raw_handshake, read_frames, send_text, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
+from .sidecar import Live, get, numbered, raw_handshake, read_frames, send_text, serving
+from .supervisor import Supervisors, emit, program, wait_for
 
 
 def quiet(command: str, **options: object) -> dict:
@@ -33,15 +33,16 @@ def quiet(command: str, **options: object) -> dict:
 
 
 def test_rotation_during_a_50k_lines_per_second_stream_delivers_every_line_once(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     count = 150_000
-    sup = with_sidecar(
-        tmp_path,
-        {"fast": quiet(emit("rate", count, 50_000), autostart="false")},
-        streamlog={"maxbytes": "1MB", "backups": 100},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"fast": quiet(emit("rate", count, 50_000), autostart="false")},
+            streamlog={"maxbytes": "1MB", "backups": 100},
+        )
     )
-    stopper.append(sup)
     # The process's file exists once it has a record: start it, and subscribe
     # from offset 0 so that nothing it ever wrote can be missed.
     sup.rpc.supervisor.startProcess("fast")
@@ -75,14 +76,15 @@ def test_rotation_during_a_50k_lines_per_second_stream_delivers_every_line_once(
 
 
 def test_reconnect_with_cursor_has_no_gap_and_no_duplicate(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = with_sidecar(
-        tmp_path,
-        {"ticker": quiet(emit("tick", 0.002))},
-        streamlog={"maxbytes": "32KB", "backups": 100},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"ticker": quiet(emit("tick", 0.002))},
+            streamlog={"maxbytes": "32KB", "backups": 100},
+        )
     )
-    stopper.append(sup)
     wait_for(lambda: get(sup.url + "/api/log/ticker")[0] == 200, 20, "ticker's log")
 
     async def run() -> List[int]:
@@ -103,15 +105,16 @@ def test_reconnect_with_cursor_has_no_gap_and_no_duplicate(
 
 
 def test_a_client_that_stops_reading_is_skipped_while_another_keeps_up(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     count = 200_000  # 28 MB of records at 20 000 lines/s: far more than socket buffers hold
-    sup = with_sidecar(
-        tmp_path,
-        {"fast": quiet(emit("rate", count, 20_000), autostart="false")},
-        streamlog={"maxbytes": "10MB", "backups": 100},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"fast": quiet(emit("rate", count, 20_000), autostart="false")},
+            streamlog={"maxbytes": "10MB", "backups": 100},
+        )
     )
-    stopper.append(sup)
     sup.rpc.supervisor.startProcess("fast")
     wait_for(lambda: get(sup.url + "/api/log/fast")[0] == 200, 20, "fast's log")
     # A browser tab that stops reading: subscribed live, never reads again.
@@ -142,10 +145,9 @@ def test_a_client_that_stops_reading_is_skipped_while_another_keeps_up(
 
 
 def test_cross_origin_traversal_and_bad_messages_are_refused(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = with_sidecar(tmp_path, {"app": quiet(emit("tick", 0.05))})
-    stopper.append(sup)
+    sup = supervisord(serving(tmp_path, {"app": quiet(emit("tick", 0.05))}))
     wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
     for name in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "..", "app%00", "nope"]:
         assert get(sup.url + "/api/log/" + name)[0] == 404, name
@@ -178,15 +180,16 @@ def test_cross_origin_traversal_and_bad_messages_are_refused(
 
 
 def test_basic_auth_with_sha_password_guards_page_api_and_websocket(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     digest = hashlib.sha1(b"s3cret").hexdigest()
-    sup = with_sidecar(
-        tmp_path,
-        {"app": quiet(emit("tick", 0.05))},
-        streamlog={"username": "ops", "password": "{SHA}" + digest},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"app": quiet(emit("tick", 0.05))},
+            streamlog={"username": "ops", "password": "{SHA}" + digest},
+        )
     )
-    stopper.append(sup)
     good = {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()}
     bad = {"Authorization": "Basic " + base64.b64encode(b"ops:wrong").decode()}
     for path in ["/", "/api/processes", "/api/log/app", "/metrics", "/static/app.js"]:
@@ -207,13 +210,14 @@ def test_basic_auth_with_sha_password_guards_page_api_and_websocket(
     assert "s3cret" not in (tmp_path / "sidecar.err").read_text()
 
 
-def test_page_and_processes_api(tmp_path: Path, stopper: List[Supervisor]) -> None:
-    sup = with_sidecar(
-        tmp_path,
-        {"app": quiet(emit("tick", 0.05)), "other": quiet(emit("tick", 0.05))},
-        streamlog={"programs": "app"},
+def test_page_and_processes_api(tmp_path: Path, supervisord: Supervisors) -> None:
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"app": quiet(emit("tick", 0.05)), "other": quiet(emit("tick", 0.05))},
+            streamlog={"programs": "app"},
+        )
     )
-    stopper.append(sup)
     status, page = get(sup.url + "/")
     assert status == 200 and b"<title>streamlog</title>" in page
 
@@ -228,14 +232,15 @@ def test_page_and_processes_api(tmp_path: Path, stopper: List[Supervisor]) -> No
     assert processes["other:other"]["state"] == "RUNNING"
 
 
-def test_history_pages_search_and_time_jump(tmp_path: Path, stopper: List[Supervisor]) -> None:
+def test_history_pages_search_and_time_jump(tmp_path: Path, supervisord: Supervisors) -> None:
     count = 20_000
-    sup = with_sidecar(
-        tmp_path,
-        {"hist": quiet(emit("burst", count, 100, "block"))},
-        streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"hist": quiet(emit("burst", count, 100, "block"))},
+            streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+        )
     )
-    stopper.append(sup)
     sup.wait_state("hist", "EXITED")
     wait_for(lambda: get(sup.url + "/api/log/hist")[0] == 200, 20, "hist's log")
 
@@ -277,12 +282,13 @@ def test_history_pages_search_and_time_jump(tmp_path: Path, stopper: List[Superv
 
 
 def test_websocket_off_keeps_history_and_sigterm_stops_cleanly(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = with_sidecar(
-        tmp_path, {"app": quiet(emit("tick", 0.05))}, streamlog={"websocket_enabled": "false"}
+    sup = supervisord(
+        serving(
+            tmp_path, {"app": quiet(emit("tick", 0.05))}, streamlog={"websocket_enabled": "false"}
+        )
     )
-    stopper.append(sup)
     wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
     assert get(sup.url + "/api/log/app")[1]["entries"]
 
@@ -300,12 +306,11 @@ def test_websocket_off_keeps_history_and_sigterm_stops_cleanly(
 
 
 def test_dns_rebinding_and_catastrophic_regex_are_refused(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     steps = [["out", (b"a" * 40 + b"b\n").hex()], ["sleep", 3600]]
     (tmp_path / "redos.json").write_text(json.dumps(steps))
-    sup = with_sidecar(tmp_path, {"app": quiet(emit("script", tmp_path / "redos.json"))})
-    stopper.append(sup)
+    sup = supervisord(serving(tmp_path, {"app": quiet(emit("script", tmp_path / "redos.json"))}))
     wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
     port = urllib.parse.urlparse(sup.url).port
     # A page on another site whose name resolves to 127.0.0.1 (DNS rebinding).
@@ -339,16 +344,17 @@ def fetch(url: str) -> Tuple[int, Dict[str, str], bytes]:
 
 
 def test_download_streams_every_backup_without_headers(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     count = 20_000
     hostile = 'ev"il<b>&..'
-    sup = with_sidecar(
-        tmp_path,
-        {hostile: quiet(emit("burst", count, 100, "block"))},
-        streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {hostile: quiet(emit("burst", count, 100, "block"))},
+            streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+        )
     )
-    stopper.append(sup)
     sup.wait_state(hostile, "EXITED")
     url = sup.url + "/api/log/" + urllib.parse.quote(hostile, safe="")
     wait_for(lambda: get(url)[0] == 200, 20, "the log")
@@ -378,12 +384,13 @@ def test_download_streams_every_backup_without_headers(
 
 
 def test_connection_limit_counts_the_client_behind_a_trusted_proxy(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = with_sidecar(
-        tmp_path, {"app": quiet(emit("tick", 0.5))}, streamlog={"trusted_proxies": "127.0.0.1"}
+    sup = supervisord(
+        serving(
+            tmp_path, {"app": quiet(emit("tick", 0.5))}, streamlog={"trusted_proxies": "127.0.0.1"}
+        )
     )
-    stopper.append(sup)
 
     async def run() -> None:
         def behind(address: str) -> Dict[str, str]:
@@ -445,29 +452,30 @@ def raw_numbers(entries: List[dict], stream: str) -> List[int]:
 
 
 def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     (tmp_path / "raw_child.py").write_text(RAW_CHILD)
     (tmp_path / "cut_child.py").write_text(CUT_CHILD)
     child = f"{sys.executable} {tmp_path / 'raw_child.py'}"
-    sup = with_sidecar(
-        tmp_path,
-        {
-            "app": quiet(emit("tick", 0.5)),
-            # Not captured (programs = app): supervisord's own files, AUTO for stdout.
-            "plain": quiet(f"{child} 0.01", stderr_logfile=tmp_path / "plain.err"),
-            "rot": quiet(
-                f"{sys.executable} {tmp_path / 'cut_child.py'} 0.001",
-                stdout_logfile=tmp_path / "rot.out",
-                stdout_logfile_maxbytes="20KB",
-                stdout_logfile_backups=3,
-                stderr_logfile="NONE",
-            ),
-            "mute": quiet(f"{child} 1", stdout_logfile="NONE", stderr_logfile="NONE"),
-        },
-        streamlog={"programs": "app"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {
+                "app": quiet(emit("tick", 0.5)),
+                # Not captured (programs = app): supervisord's own files, AUTO for stdout.
+                "plain": quiet(f"{child} 0.01", stderr_logfile=tmp_path / "plain.err"),
+                "rot": quiet(
+                    f"{sys.executable} {tmp_path / 'cut_child.py'} 0.001",
+                    stdout_logfile=tmp_path / "rot.out",
+                    stdout_logfile_maxbytes="20KB",
+                    stdout_logfile_backups=3,
+                    stderr_logfile="NONE",
+                ),
+                "mute": quiet(f"{child} 1", stdout_logfile="NONE", stderr_logfile="NONE"),
+            },
+            streamlog={"programs": "app"},
+        )
     )
-    stopper.append(sup)
 
     def listed() -> Dict[str, dict]:
         return {p["name"]: p for p in get(sup.url + "/api/processes")[1]["processes"]}
@@ -548,23 +556,24 @@ def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
 
 
 def test_an_uncaptured_process_supervisord_removes_is_closed_and_forgotten(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     (tmp_path / "raw_child.py").write_text(RAW_CHILD)
     out, err = tmp_path / "gone.out", tmp_path / "gone.err"
-    sup = with_sidecar(
-        tmp_path,
-        {
-            "app": quiet(emit("tick", 0.5)),
-            "gone": quiet(
-                f"{sys.executable} {tmp_path / 'raw_child.py'} 0.01",
-                stdout_logfile=out,
-                stderr_logfile=err,
-            ),
-        },
-        streamlog={"programs": "app"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {
+                "app": quiet(emit("tick", 0.5)),
+                "gone": quiet(
+                    f"{sys.executable} {tmp_path / 'raw_child.py'} 0.01",
+                    stdout_logfile=out,
+                    stderr_logfile=err,
+                ),
+            },
+            streamlog={"programs": "app"},
+        )
     )
-    stopper.append(sup)
     sidecar_pid = int(str(sup.info("sidecar")["pid"]))
 
     def listed() -> Dict[str, dict]:
@@ -634,23 +643,24 @@ LONG_LINE = "".join(f"{i:07d}," for i in range(100000))
 
 
 def test_an_uncaptured_line_longer_than_a_read_comes_in_pieces(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     (tmp_path / "long_child.py").write_text(LONG_CHILD)
     go = tmp_path / "go"
-    sup = with_sidecar(
-        tmp_path,
-        {
-            "app": quiet(emit("tick", 0.5)),
-            "long": quiet(
-                f"{sys.executable} {tmp_path / 'long_child.py'} {go}",
-                stdout_logfile=tmp_path / "long.out",
-                stderr_logfile=tmp_path / "long.err",
-            ),
-        },
-        streamlog={"programs": "app"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {
+                "app": quiet(emit("tick", 0.5)),
+                "long": quiet(
+                    f"{sys.executable} {tmp_path / 'long_child.py'} {go}",
+                    stdout_logfile=tmp_path / "long.out",
+                    stderr_logfile=tmp_path / "long.err",
+                ),
+            },
+            streamlog={"programs": "app"},
+        )
     )
-    stopper.append(sup)
     wait_for(
         lambda: any(
             p["name"] == "long:long" and p.get("uncaptured")

@@ -16,8 +16,8 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from .sidecar import FrameReader, get, raw_handshake, send_text, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
+from .sidecar import FrameReader, get, raw_handshake, send_text, serving
+from .supervisor import Supervisors, emit, program, wait_for
 
 ATTACK = 200
 LIMIT = 64  # server.MAX_HTTP_CONNECTIONS_PER_ADDRESS
@@ -41,10 +41,11 @@ def _closed_by_server(sock: socket.socket) -> bool:
 
 
 def test_half_sent_requests_are_capped_per_address_and_time_out(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = with_sidecar(tmp_path, {"app": program(emit("tick", 0.05))}, {"request_timeout": "3"})
-    stopper.append(sup)
+    sup = supervisord(
+        serving(tmp_path, {"app": program(emit("tick", 0.05))}, {"request_timeout": "3"})
+    )
     port = int(sup.url.rsplit(":", 1)[1])
     attack = [_half_request(port) for _ in range(ATTACK)]
     try:
@@ -86,18 +87,19 @@ def _get_from(source: str, port: int, path: str) -> bytes:
 
 
 def test_a_websocket_without_origin_is_a_non_browser_client_and_still_needs_credentials(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     """Browsers always send Origin on a WebSocket handshake, so one without it
     cannot come from a page of another site: it is accepted (scripts, CLI
     clients) -- but with auth configured it needs the credentials like any
     request."""
-    sup = with_sidecar(
-        tmp_path,
-        {"app": program(emit("tick", 0.05))},
-        {"username": "ops", "password": "s3cret"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"app": program(emit("tick", 0.05))},
+            {"username": "ops", "password": "s3cret"},
+        )
     )
-    stopper.append(sup)
     good = {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()}
     url = sup.url.replace("http", "ws", 1) + "/ws"
 
@@ -120,14 +122,13 @@ def test_a_websocket_without_origin_is_a_non_browser_client_and_still_needs_cred
 
 
 def test_a_regex_bomb_is_cut_off_while_the_sidecar_keeps_serving(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     """``(a+)+$`` over runs of ``a`` backtracks for hours: it is stopped by the
     time limit with a clear error, and meanwhile the IOLoop answers others."""
     steps = [["out", (b"a" * 30 + b"b\n").hex()]] * 200 + [["sleep", 3600]]
     (tmp_path / "redos.json").write_text(json.dumps(steps))
-    sup = with_sidecar(tmp_path, {"app": program(emit("script", tmp_path / "redos.json"))})
-    stopper.append(sup)
+    sup = supervisord(serving(tmp_path, {"app": program(emit("script", tmp_path / "redos.json"))}))
     wait_for(lambda: len(get(sup.url + "/api/log/app")[1]["entries"]) >= 200, 20, "app's log")
     answer: Dict[str, Any] = {}
 
@@ -163,15 +164,16 @@ def _rss_kib(pid: int) -> int:
 
 
 def test_a_stalled_client_gets_an_exact_skipped_notice_then_live_lines_with_no_gap(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     """5 000 lines/s to a client that stops reading: past its 4 MiB budget it is
     skipped; once it reads again it gets the lines it was sent, a ``skipped``
     range, then live lines -- and the range, fetched by cursor, holds exactly
     the missing lines: every line once, none silently lost."""
     count = 60_000  # ~10 MB of frames: past the queue budget and the socket buffers
-    sup = with_sidecar(tmp_path, {"fast": program(emit("rate", count, 5_000), autostart="false")})
-    stopper.append(sup)
+    sup = supervisord(
+        serving(tmp_path, {"fast": program(emit("rate", count, 5_000), autostart="false")})
+    )
     sidecar_pid = int(sup.rpc.supervisor.getProcessInfo("sidecar")["pid"])
     sup.rpc.supervisor.startProcess("fast")
     wait_for(lambda: get(sup.url + "/api/log/fast")[0] == 200, 20, "fast's log")
