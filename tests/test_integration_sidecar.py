@@ -1,11 +1,11 @@
-"""The sidecar against a real supervisord, real capture, real WebSocket clients."""
+"""The sidecar against a real supervisord, real capture, real WebSocket clients; its
+refusals and limits over a written logdir, served from this process (tests.sidecar.in_process)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
-import json
 import os
 import re
 import sys
@@ -22,7 +22,8 @@ import tornado.websocket
 from supervisor_streamlog.ondisk.files import is_header
 from supervisor_streamlog.ondisk.formats import parse
 
-from .sidecar import Live, get, numbered, raw_handshake, read_frames, send_text, serving
+from .logfile import Log
+from .sidecar import Live, get, in_process, numbered, raw_handshake, read_frames, send_text, serving
 from .supervisor import Supervisors, emit, program, wait_for
 
 
@@ -30,6 +31,15 @@ def quiet(command: str, **options: object) -> dict:
     section = program(command, **options)
     del section["stdout_events_enabled"], section["stderr_events_enabled"]
     return section
+
+
+def written(tmp_path: Path, lines: List[bytes]) -> None:
+    """app:app's log in tmp_path/streamlog, as the capture writes it: for the tests
+    that serve it from this process (tests.sidecar.in_process)."""
+    log = Log(tmp_path, logdir=str(tmp_path / "streamlog"), maxbytes="10MB")
+    for line in lines:
+        log.write(line)
+    log.close()
 
 
 def test_rotation_during_a_50k_lines_per_second_stream_delivers_every_line_once(
@@ -144,39 +154,40 @@ def test_a_client_that_stops_reading_is_skipped_while_another_keeps_up(
     assert skipped and float(skipped[0].split()[-1]) > 0
 
 
-def test_cross_origin_traversal_and_bad_messages_are_refused(
-    tmp_path: Path, supervisord: Supervisors
-) -> None:
-    sup = supervisord(serving(tmp_path, {"app": quiet(emit("tick", 0.05))}))
-    wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
-    for name in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "..", "app%00", "nope"]:
-        assert get(sup.url + "/api/log/" + name)[0] == 404, name
-    status, body = get(sup.url + "/api/log/app?limit=100000")
-    assert status == 400
+def test_cross_origin_traversal_and_bad_messages_are_refused(tmp_path: Path) -> None:
+    written(tmp_path, [b"tick 1\n", b"tick 2\n"])
+    with in_process(tmp_path) as sup:
+        wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
+        for name in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "..", "app%00", "nope"]:
+            assert get(sup.url + "/api/log/" + name)[0] == 404, name
+        status, body = get(sup.url + "/api/log/app?limit=100000")
+        assert status == 400
 
-    async def run() -> None:
-        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
-            await Live.connect(sup.url, {"Origin": "http://evil.example"})
-        assert refused.value.code == 403
-        live = await Live.connect(sup.url)
-        await live.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
-        bad_messages = [
-            "not json",
-            '{"type": "subscribe", "process": "../../etc/passwd"}',
-            '{"type": "subscribe", "process": "app", "tail": -1}',
-            "[1, 2]",
-        ]
-        for number, bad in enumerate(bad_messages, 1):
-            await live.connection.write_message(bad)
-            await live.until(
-                lambda c, n=number: sum(f["type"] == "error" for f in c.frames) == n, 10, "an error"
-            )
-        await live.connection.write_message("x" * 100_000)  # over the message limit
-        closed = await asyncio.wait_for(live.connection.read_message(), 10)
-        assert closed is None  # the server closed the connection
+        async def run() -> None:
+            with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+                await Live.connect(sup.url, {"Origin": "http://evil.example"})
+            assert refused.value.code == 403
+            live = await Live.connect(sup.url)
+            await live.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
+            bad_messages = [
+                "not json",
+                '{"type": "subscribe", "process": "../../etc/passwd"}',
+                '{"type": "subscribe", "process": "app", "tail": -1}',
+                "[1, 2]",
+            ]
+            for number, bad in enumerate(bad_messages, 1):
+                await live.connection.write_message(bad)
+                await live.until(
+                    lambda c, n=number: sum(f["type"] == "error" for f in c.frames) == n,
+                    10,
+                    "an error",
+                )
+            await live.connection.write_message("x" * 100_000)  # over the message limit
+            closed = await asyncio.wait_for(live.connection.read_message(), 10)
+            assert closed is None  # the server closed the connection
 
-    asyncio.run(run())
-    assert get(sup.url + "/healthz")[0] == 200
+        asyncio.run(run())
+        assert get(sup.url + "/healthz")[0] == 200
 
 
 def test_basic_auth_with_sha_password_guards_page_api_and_websocket(
@@ -305,33 +316,31 @@ def test_websocket_off_keeps_history_and_sigterm_stops_cleanly(
     assert "Traceback" not in (tmp_path / "sidecar.err").read_text()
 
 
-def test_dns_rebinding_and_catastrophic_regex_are_refused(
-    tmp_path: Path, supervisord: Supervisors
-) -> None:
-    steps = [["out", (b"a" * 40 + b"b\n").hex()], ["sleep", 3600]]
-    (tmp_path / "redos.json").write_text(json.dumps(steps))
-    sup = supervisord(serving(tmp_path, {"app": quiet(emit("script", tmp_path / "redos.json"))}))
-    wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
-    port = urllib.parse.urlparse(sup.url).port
-    # A page on another site whose name resolves to 127.0.0.1 (DNS rebinding).
-    evil = {"Host": f"evil.example:{port}"}
-    assert get(sup.url + "/api/log/app", evil)[0] == 403
-    assert get(sup.url + "/", evil)[0] == 403
-    assert get(sup.url + "/api/log/app", {"Host": f"localhost:{port}"})[0] == 200
+def test_dns_rebinding_and_catastrophic_regex_are_refused(tmp_path: Path) -> None:
+    written(tmp_path, [b"a" * 40 + b"b\n"])
+    with in_process(tmp_path) as sup:
+        wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
+        port = urllib.parse.urlparse(sup.url).port
+        # A page on another site whose name resolves to 127.0.0.1 (DNS rebinding).
+        evil = {"Host": f"evil.example:{port}"}
+        assert get(sup.url + "/api/log/app", evil)[0] == 403
+        assert get(sup.url + "/", evil)[0] == 403
+        assert get(sup.url + "/api/log/app", {"Host": f"localhost:{port}"})[0] == 200
 
-    async def websocket_refused() -> int:
-        with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
-            await Live.connect(
-                sup.url, {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
-            )
-        return caught.value.code
+        async def websocket_refused() -> int:
+            with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
+                await Live.connect(
+                    sup.url,
+                    {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"},
+                )
+            return caught.value.code
 
-    assert asyncio.run(websocket_refused()) == 403
-    # (a+)+c backtracks for hours on 40 a's: stopped, and the server goes on.
-    pattern = urllib.parse.quote("(a+)+c")
-    status, body = get(sup.url + f"/api/log/app?q={pattern}&regex=1")
-    assert status == 400 and "took too long" in body["error"]
-    assert get(sup.url + "/api/log/app?q=aaab")[1]["entries"]
+        assert asyncio.run(websocket_refused()) == 403
+        # (a+)+c backtracks for hours on 40 a's: stopped, and the server goes on.
+        pattern = urllib.parse.quote("(a+)+c")
+        status, body = get(sup.url + f"/api/log/app?q={pattern}&regex=1")
+        assert status == 400 and "took too long" in body["error"]
+        assert get(sup.url + "/api/log/app?q=aaab")[1]["entries"]
 
 
 def fetch(url: str) -> Tuple[int, Dict[str, str], bytes]:
@@ -383,30 +392,24 @@ def test_download_streams_every_backup_without_headers(
     assert fetch(url + "/download?from=x")[0] == 400
 
 
-def test_connection_limit_counts_the_client_behind_a_trusted_proxy(
-    tmp_path: Path, supervisord: Supervisors
-) -> None:
-    sup = supervisord(
-        serving(
-            tmp_path, {"app": quiet(emit("tick", 0.5))}, streamlog={"trusted_proxies": "127.0.0.1"}
-        )
-    )
+def test_connection_limit_counts_the_client_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    with in_process(tmp_path, {"trusted_proxies": "127.0.0.1"}) as sup:
 
-    async def run() -> None:
-        def behind(address: str) -> Dict[str, str]:
-            return {"X-Forwarded-For": address}
+        async def run() -> None:
+            def behind(address: str) -> Dict[str, str]:
+                return {"X-Forwarded-For": address}
 
-        first = [await Live.connect(sup.url, behind("203.0.113.1")) for _ in range(32)]
-        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
-            await Live.connect(sup.url, behind("203.0.113.1"))
-        assert refused.value.code == 429
-        # Another browser behind the same proxy is not refused.
-        other = await Live.connect(sup.url, behind("203.0.113.2"))
-        await other.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
-        for live in first + [other]:
-            live.close()
+            first = [await Live.connect(sup.url, behind("203.0.113.1")) for _ in range(32)]
+            with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+                await Live.connect(sup.url, behind("203.0.113.1"))
+            assert refused.value.code == 429
+            # Another browser behind the same proxy is not refused.
+            other = await Live.connect(sup.url, behind("203.0.113.2"))
+            await other.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
+            for live in first + [other]:
+                live.close()
 
-    asyncio.run(run())
+        asyncio.run(run())
 
 
 RAW_CHILD = """
