@@ -1,9 +1,14 @@
 """Helpers shared by several test modules: a clock, report recorders, a flaky ``os``, ...
 
 Test modules import these from here, never from one another: a test module is
-a list of behaviours, and borrowing its helpers ties two lists together.  The
-harnesses that run a real supervisord or sidecar live in :mod:`tests.supervisor`
-and :mod:`tests.sidecar`.
+a list of behaviours, and borrowing its helpers ties two lists together
+(tests/test_suite_rules.py holds it).  The harnesses that run a real supervisord
+or sidecar live in :mod:`tests.supervisor` and :mod:`tests.sidecar` (the
+``supervisord`` fixture of conftest.py starts and stops every supervisord), the
+forwarder's in :mod:`tests.forwarder`, a real rsyslogd in :mod:`tests.rsyslog`;
+a log written through the capture in :mod:`tests.logfile`; the histogram's
+expected counts in :mod:`tests.histogram_counts`; the actions account in
+:mod:`tests.credentials`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import pytest
 
+from supervisor_streamlog import cli
 from supervisor_streamlog.capture import compressor as compressor_module
 from supervisor_streamlog.capture import writer as writer_module
 from supervisor_streamlog.ondisk.formats import Record
@@ -114,6 +120,39 @@ def demo_copy(tmp_path: Path) -> Tuple[Path, Dict[str, str]]:
     (tmp_path / "demo" / "childlogs").mkdir(parents=True)
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     return tmp_path / "conf" / "demo.conf", dict(os.environ, PATH=path)
+
+
+class Ran(NamedTuple):
+    """What a command run in this process did: its exit status and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Cli:
+    """``supervisor-streamlog ARGV...`` run in this process (``cli.main``), as the
+    console script runs it: for argument and config checks, where a process of
+    its own adds nothing but a second of start-up.  The ``cli`` fixture."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *argv: object) -> Ran:
+        self.capsys.readouterr()  # what the test printed before is not the command's
+        try:
+            code = cli.main([str(arg) for arg in argv])
+        except SystemExit as exc:  # argparse's usage errors, --help, --version
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = self.capsys.readouterr()
+        return Ran(code, out, err)
+
+
+def supervisord_conf(tmp_path: Path, body: str) -> Path:
+    """tmp_path/supervisord.conf: a minimal [supervisord] section, then ``body``."""
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[supervisord]\nlogfile = %(here)s/s.log\npidfile = %(here)s/s.pid\n" + body)
+    return conf
 
 
 def quiet_program(command: str, **options: object) -> Dict[str, object]:

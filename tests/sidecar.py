@@ -1,22 +1,29 @@
-"""Helpers to run the real sidecar under a real supervisord and talk to it."""
+"""Helpers to run the real sidecar -- under a real supervisord, or in this process
+over a logdir -- and talk to it."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import tornado.httpclient
 import tornado.websocket
 
-from .supervisor import Supervisor, program, wait_for
+from supervisor_streamlog.config import from_mapping
+from supervisor_streamlog.sidecar import server
+from supervisor_streamlog.sidecar.server import Sidecar
+
+from .supervisor import Supervisor, program
 
 
 def free_port() -> int:
@@ -25,13 +32,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def with_sidecar(
+def serving(
     tmp_path: Path,
     programs: Dict[str, Dict[str, object]],
     streamlog: Optional[Dict[str, object]] = None,
     **kwargs: Any,
 ) -> Supervisor:
-    """A plugin-mode supervisord that also runs the sidecar as a program."""
+    """A plugin-mode supervisord that also runs the sidecar as a program, not
+    started yet: ``sup = supervisord(serving(tmp_path, programs))``.  Once
+    started, ``sup.url`` answers (start waits for /healthz)."""
     port = free_port()
     settings: Dict[str, object] = {"bind": f"127.0.0.1:{port}"}
     settings.update(streamlog or {})
@@ -46,13 +55,67 @@ def with_sidecar(
     )
     sup = Supervisor(tmp_path, programs, streamlog=settings, base="plugin.conf", **kwargs)
     sup.url = f"http://127.0.0.1:{port}"
-    sup.start()
-    wait_for(
-        lambda: get(sup.url + "/healthz")[0] == 200,
-        30,
-        "the sidecar to answer",
-    )
+    sup.ready = lambda: get(sup.url + "/healthz")[0] == 200
+    sup.ready_what = "the sidecar to answer"
     return sup
+
+
+class InProcess:
+    """A sidecar served from this process: its URL and its logdir."""
+
+    def __init__(self, url: str, logdir: Path) -> None:
+        self.url = url
+        self.logdir = logdir
+
+
+@contextlib.contextmanager
+def in_process(
+    tmp_path: Path, streamlog: Optional[Dict[str, object]] = None
+) -> Iterator[InProcess]:
+    """The sidecar's application and HTTP server as ``serve`` builds them
+    (``server.make_app`` and ``server.listen``: per-address cap, timeouts,
+    auth) on an IOLoop of a thread of its own, over tmp_path/streamlog, with
+    no supervisord: for the HTTP and WebSocket limits, where a supervisord and
+    a process boundary add nothing but start-up time.  Stopped as ``serve`` is."""
+    port = free_port()
+    settings: Dict[str, object] = {"logdir": str(tmp_path / "streamlog")}
+    settings.update(streamlog or {}, bind=f"127.0.0.1:{port}")
+    config = from_mapping({k: str(v) for k, v in settings.items()}, str(tmp_path), {})
+    ready = threading.Event()
+    state: Dict[str, Any] = {}
+
+    async def serve() -> None:
+        state["loop"] = asyncio.get_running_loop()
+        state["stop"] = stop = asyncio.Event()
+        sidecar = Sidecar(config)
+        sidecar.start()
+        http = server.listen(server.make_app(sidecar), config)
+        ready.set()
+        await stop.wait()
+        http.stop()
+        await http.close_all_connections()
+        sidecar.stop()
+
+    def run() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # noqa: BLE001 -- raised in the test's thread
+            state["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=run, name="in-process-sidecar", daemon=True)
+    thread.start()
+    assert ready.wait(30), "the in-process sidecar did not start"
+    if "error" in state:
+        raise state["error"]
+    try:
+        yield InProcess(f"http://127.0.0.1:{port}", Path(config.logdir))
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(30)
+        assert not thread.is_alive(), "the in-process sidecar did not stop"
+        if "error" in state:
+            raise state["error"]
 
 
 def get(url: str, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Any]:

@@ -1,4 +1,14 @@
-"""Run a real supervisord (from pip) for the integration tests, and read back our files."""
+"""Run a real supervisord (from pip) for the integration tests, and read back our files.
+
+One way to run one: build a :class:`Supervisor` (a config generated from
+conf/tests/, or a builder such as :func:`tests.sidecar.serving` or
+:func:`tests.forwarder.forwarding`) and hand it to the ``supervisord`` fixture
+(conftest.py), a :class:`Supervisors`: it starts it, waits with a deadline until
+supervisord answers (and the builder's own condition holds), and stops it by
+its pid when the test ends, pass or fail::
+
+    sup = supervisord(Supervisor(tmp_path, {"app": program(emit("tick", 0.05))}))
+"""
 
 from __future__ import annotations
 
@@ -10,7 +20,8 @@ import sys
 import time
 import xmlrpc.client
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
 
 from supervisor_streamlog.ondisk.files import is_header
 from supervisor_streamlog.ondisk.formats import Record, iter_records
@@ -63,6 +74,7 @@ class Supervisor:
 
     ``base`` is a config from conf/tests/ (listener.conf or plugin.conf);
     ``daemon`` makes supervisord fork into the background as in production.
+    :meth:`from_file` runs a config of conf/ as it is instead.
     """
 
     def __init__(
@@ -75,13 +87,8 @@ class Supervisor:
         extra: str = "",
         daemon: bool = False,
     ) -> None:
-        self.workdir = workdir
-        self.conf = workdir / "supervisord.conf"
-        self.daemon = daemon
-        self.listener = base == "listener.conf"
         settings: Dict[str, object] = {"logdir": str(workdir / "streamlog")}
         settings.update(streamlog or {})
-        self.logdir = Path(str(settings["logdir"]))
         text = (CONF / "tests" / base).read_text()
         if daemon:
             text = text.replace("nodaemon = true", "nodaemon = false")
@@ -89,17 +96,43 @@ class Supervisor:
         for name, options in programs.items():
             text += f"\n[program:{name}]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
         text += extra
-        self.conf.write_text(text)
-        self.env = dict(
+        (workdir / "supervisord.conf").write_text(text)
+        env = dict(
             os.environ,
             STREAMLOG_PYTHON=sys.executable,
             STREAMLOG_BUFFER_SIZE=str(buffer_size),
             PYTHONUNBUFFERED="1",
         )
+        self._attach(
+            workdir, workdir / "supervisord.conf", Path(str(settings["logdir"])), env, daemon
+        )
+        self.listener = base == "listener.conf"
+
+    @classmethod
+    def from_file(cls, conf: Path, workdir: Path, logdir: Path, env: Dict[str, str]) -> Supervisor:
+        """A supervisord run from a config file as it is (conf/demo.conf, say):
+        ``workdir`` holds its socket (supervisor.sock) and its log."""
+        sup = cls.__new__(cls)
+        sup._attach(workdir, conf, logdir, env, daemon=False)
+        return sup
+
+    def _attach(
+        self, workdir: Path, conf: Path, logdir: Path, env: Dict[str, str], daemon: bool
+    ) -> None:
+        self.workdir = workdir
+        self.conf = conf
+        self.logdir = logdir
+        self.env = env
+        self.daemon = daemon
+        self.listener = False
         self.proc: Optional[subprocess.Popen] = None
         self.pid = 0
         #: The sidecar's base URL, when it runs one (tests/sidecar.py).
         self.url = ""
+        #: What else :meth:`start` waits for once supervisord answers (e.g. the
+        #: sidecar answering /healthz); None: nothing.
+        self.ready: Optional[Callable[[], object]] = None
+        self.ready_what = "the programs to be ready"
         (workdir / "childlogs").mkdir(exist_ok=True)
 
     # ------------------------------------------------------------ lifecycle
@@ -118,6 +151,8 @@ class Supervisor:
         self.pid = int(self.rpc.supervisor.getPID())
         if self.listener:
             self.wait_state("streamlog:streamlog", "RUNNING")
+        if self.ready is not None:
+            wait_for(self.ready, 30, self.ready_what)
         return self
 
     def _alive(self) -> bool:
@@ -143,6 +178,10 @@ class Supervisor:
             return False
 
     def stop(self, timeout: float = 60) -> None:
+        """SIGTERM to supervisord's pid and wait until it is gone (SIGKILL and fail
+        after ``timeout``).  Stopping a stopped one does nothing."""
+        if not self.pid and self.proc is not None and not self.daemon:
+            self.pid = self.proc.pid  # it never answered: stop it all the same
         if self.pid and self._alive():
             os.kill(self.pid, signal.SIGTERM)
             try:
@@ -226,3 +265,40 @@ class Supervisor:
         data = self.read_bytes(name)
         found = iter_records(data[: data.rfind(b"\n") + 1])
         return [r for r in found if not is_header(r.stream, r.data)]
+
+
+class Supervisors:
+    """The supervisords one test (or one module-scoped fixture) starts: each
+    started by :meth:`__call__`, every one stopped by its pid on :meth:`stop_all`
+    or when the ``with`` block ends, pass or fail.  The ``supervisord`` fixture."""
+
+    def __init__(self) -> None:
+        self.started: List[Supervisor] = []
+
+    def __call__(self, sup: Supervisor) -> Supervisor:
+        """Start ``sup`` (it is stopped at the end even if starting fails)."""
+        self.started.append(sup)
+        return sup.start()
+
+    def stop_all(self) -> None:
+        """Stop every one started, the last first; the first failure is raised
+        once all have been tried."""
+        failure: Optional[BaseException] = None
+        while self.started:
+            try:
+                self.started.pop().stop()
+            except BaseException as exc:  # noqa: BLE001 -- the others are stopped too
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def __enter__(self) -> Supervisors:
+        return self
+
+    def __exit__(
+        self,
+        kind: Optional[Type[BaseException]],
+        value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self.stop_all()

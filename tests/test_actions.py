@@ -8,10 +8,7 @@ page's buttons are in tests/test_actions_browser.py.
 
 from __future__ import annotations
 
-import base64
 import json
-import subprocess
-import sys
 import xmlrpc.client
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -32,10 +29,8 @@ from supervisor_streamlog.sidecar.actions import (
 from supervisor_streamlog.sidecar.auth import Access
 from supervisor_streamlog.sidecar.server import Sidecar, make_app
 
-USER, PASSWORD = "ops", "s3cret"
-AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
-GUARDED: Dict[str, str] = {"username": USER, "password": PASSWORD, "actions": "true"}
-
+from .credentials import AUTH, GUARDED, PASSWORD, USER
+from .helpers import Cli, supervisord_conf
 
 # ------------------------------------------------------------------ config
 
@@ -53,26 +48,18 @@ def test_actions_are_off_by_default_and_need_auth(tmp_path: Path) -> None:
         from_mapping({"actions": "maybe"}, str(tmp_path), {})
 
 
-def test_serve_refuses_actions_without_auth_in_one_line(tmp_path: Path) -> None:
+def test_serve_refuses_actions_without_auth_in_one_line(tmp_path: Path, cli: Cli) -> None:
     conf = tmp_path / "supervisord.conf"
     conf.write_text("[streamlog]\nactions = true\nbind = 127.0.0.1:1\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "supervisor_streamlog", "serve", "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    result = cli("serve", "-c", conf)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert "actions = true needs username and password" in result.stderr
 
 
-def test_check_refuses_actions_without_auth_in_one_line(tmp_path: Path) -> None:
-    from .test_check import run_check, write_conf
-
-    conf = write_conf(tmp_path, "[streamlog]\nactions = true\n")
-    result = run_check(conf)
+def test_check_refuses_actions_without_auth_in_one_line(tmp_path: Path, cli: Cli) -> None:
+    conf = supervisord_conf(tmp_path, "[streamlog]\nactions = true\n")
+    result = cli("check", "-c", conf)
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "actions = true needs username and password" in lines[0]

@@ -12,28 +12,28 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from .browsing import checked_page, overlaps
+from .credentials import AUTH, GUARDED, PASSWORD, USER
 from .page import TailPage
-from .sidecar import get, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
-from .test_actions import AUTH, GUARDED, PASSWORD, USER
+from .sidecar import get, serving
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 
 @pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     tmp = tmp_path_factory.mktemp("actions")
-    sup = with_sidecar(
-        tmp,
-        {
-            "app": program(emit("tick", 0.05)),
-            "idle": program(emit("tick", 0.05), autostart="false"),
-        },
-        streamlog=dict(GUARDED),
-    )
-    try:
+    with Supervisors() as started:
+        sup = started(
+            serving(
+                tmp,
+                {
+                    "app": program(emit("tick", 0.05)),
+                    "idle": program(emit("tick", 0.05), autostart="false"),
+                },
+                streamlog=dict(GUARDED),
+            )
+        )
         wait_for(lambda: get(f"{sup.url}/api/log/app", AUTH)[0] == 200, 30, "app's log")
         yield sup
-    finally:
-        sup.stop()
 
 
 def post(sup: Supervisor, path: str, headers: Dict[str, str]) -> Tuple[int, Any]:

@@ -21,8 +21,8 @@ import supervisor_streamlog
 from .browsing import answers, assert_contiguous, record, script
 from .helpers import LEVEL_CASES
 from .page import TailPage
-from .sidecar import get, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
+from .sidecar import get, serving
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & &amp;'
 LONG = "long " + "y" * 5000
@@ -76,26 +76,28 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
         [[stream, (text + "\n").encode().hex()] for stream, text in LEVELLED] + [["sleep", 3600]],
     )
     once = {"autorestart": "false", "startsecs": "0"}
-    sup = with_sidecar(
-        tmp,
-        {
-            "app": program(emit("tick", 0.05)),
-            "hostile": program(emit("script", hostile)),
-            "colours": program(emit("script", colours), **once),
-            # 5000 lines over several rotated files, the older ones compressed.
-            "history": program(emit("burst", 5000, 60, "block"), **once),
-            # Not captured by streamlog: shown from supervisord's own child log.
-            "plain": program(emit("tick", 0.1), stdout_logfile=str(tmp / "plain.out")),
-            "levelled": program(emit("script", levelled)),
-        },
-        streamlog={
-            "maxbytes": "64KB",
-            "compress": "true",
-            "backups": "20",
-            "programs": "app hostile colours history levelled",
-        },
-    )
-    try:
+    with Supervisors() as started:
+        sup = started(
+            serving(
+                tmp,
+                {
+                    "app": program(emit("tick", 0.05)),
+                    "hostile": program(emit("script", hostile)),
+                    "colours": program(emit("script", colours), **once),
+                    # 5000 lines over several rotated files, the older ones compressed.
+                    "history": program(emit("burst", 5000, 60, "block"), **once),
+                    # Not captured by streamlog: shown from supervisord's own child log.
+                    "plain": program(emit("tick", 0.1), stdout_logfile=str(tmp / "plain.out")),
+                    "levelled": program(emit("script", levelled)),
+                },
+                streamlog={
+                    "maxbytes": "64KB",
+                    "compress": "true",
+                    "backups": "20",
+                    "programs": "app hostile colours history levelled",
+                },
+            )
+        )
         for name in ("app", "hostile", "colours", "history", "levelled"):
             wait_for(partial(answers, f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
         wait_for(
@@ -104,8 +106,6 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "history's last line",
         )
         yield sup
-    finally:
-        sup.stop()
 
 
 # ------------------------------------------------------------------ basics
@@ -748,12 +748,14 @@ def test_hostile_json_keys_and_values_stay_text(tail: TailPage, sidecar: Supervi
 
 @pytest.fixture
 def flood(tmp_path: Path) -> Iterator[Supervisor]:
-    sup = with_sidecar(
-        tmp_path,
-        {"big": program(emit("rate", 200_000, 20_000), autostart="false", startsecs="0")},
-    )
-    yield sup
-    sup.stop()
+    with Supervisors() as started:
+        sup = started(
+            serving(
+                tmp_path,
+                {"big": program(emit("rate", 200_000, 20_000), autostart="false", startsecs="0")},
+            )
+        )
+        yield sup
 
 
 def test_dom_stays_small_with_200000_lines(flood: Supervisor, tail: TailPage) -> None:
@@ -794,11 +796,13 @@ def test_a_merged_view_with_an_uncaptured_process_jumps_and_scrolls_back(
 
 @pytest.fixture
 def busy(tmp_path: Path) -> Iterator[Supervisor]:
-    sup = with_sidecar(
-        tmp_path, {"a": program(emit("tick", 0.001)), "b": program(emit("tick", 0.001))}
-    )
-    yield sup
-    sup.stop()
+    with Supervisors() as started:
+        sup = started(
+            serving(
+                tmp_path, {"a": program(emit("tick", 0.001)), "b": program(emit("tick", 0.001))}
+            )
+        )
+        yield sup
 
 
 def test_changing_the_view_while_lines_pour_in_never_duplicates(
@@ -845,13 +849,15 @@ def test_a_history_answer_for_a_view_since_left_is_dropped(
 
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[Supervisor]:
-    sup = with_sidecar(
-        tmp_path,
-        {"app": program(emit("tick", 0.05))},
-        streamlog={"username": "ops", "password": "right"},
-    )
-    yield sup
-    sup.stop()
+    with Supervisors() as started:
+        sup = started(
+            serving(
+                tmp_path,
+                {"app": program(emit("tick", 0.05))},
+                streamlog={"username": "ops", "password": "right"},
+            )
+        )
+        yield sup
 
 
 def test_page_says_so_when_its_credentials_stop_working(
@@ -877,9 +883,9 @@ def test_page_says_so_when_its_credentials_stop_working(
 
 @pytest.fixture
 def restartable(tmp_path: Path) -> Iterator[Supervisor]:
-    sup = with_sidecar(tmp_path, {"app": program(emit("tick", 0.02))})
-    yield sup
-    sup.stop()
+    with Supervisors() as started:
+        sup = started(serving(tmp_path, {"app": program(emit("tick", 0.02))}))
+        yield sup
 
 
 def test_page_resumes_after_the_sidecar_restarts_with_no_gap_and_no_duplicate(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from supervisor_streamlog.ondisk.formats import iter_records
 
 from .helpers import demo_copy
-from .supervisor import wait_for
+from .supervisor import Supervisor, Supervisors, wait_for
 
 
 def page(url: str) -> bool:
@@ -22,15 +20,10 @@ def page(url: str) -> bool:
         return False
 
 
-def test_demo_config_captures_all_three_programs(tmp_path: Path) -> None:
+def test_demo_config_captures_all_three_programs(tmp_path: Path, supervisord: Supervisors) -> None:
     conf, env = demo_copy(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     logs = tmp_path / "demo" / "streamlog"
+    supervisord(Supervisor.from_file(conf, tmp_path / "demo", logs, env))
 
     def records(name: str) -> list:
         path = logs / f"{name}.log"
@@ -39,28 +32,22 @@ def test_demo_config_captures_all_three_programs(tmp_path: Path) -> None:
         data = path.read_bytes()
         return list(iter_records(data[: data.rfind(b"\n") + 1]))
 
-    try:
-        wait_for(lambda: any(r.stream == "stdout" for r in records("web")), 30, "web's lines")
-        # worker prints progress dots without a newline: they show up as a piece.
-        wait_for(
-            lambda: any(
-                r.partial and r.data.startswith(b"job 1: working") for r in records("worker")
-            ),
-            30,
-            "worker's unfinished line",
-        )
-        # flaky exits with status 3 after about 5 seconds.
-        wait_for(
-            lambda: any(
-                re.fullmatch(r"EXITED pid=\d+ exitstatus=3 expected=false", r.text)
-                for r in records("flaky")
-            ),
-            30,
-            "flaky's exit record",
-        )
-        assert any(r.stream == "stderr" and b"cannot reach" in r.data for r in records("flaky"))
-        # The sidecar serves the page the demo prints.
-        wait_for(lambda: page("http://127.0.0.1:9002/"), 30, "the demo's tail page")
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    wait_for(lambda: any(r.stream == "stdout" for r in records("web")), 30, "web's lines")
+    # worker prints progress dots without a newline: they show up as a piece.
+    wait_for(
+        lambda: any(r.partial and r.data.startswith(b"job 1: working") for r in records("worker")),
+        30,
+        "worker's unfinished line",
+    )
+    # flaky exits with status 3 after about 5 seconds.
+    wait_for(
+        lambda: any(
+            re.fullmatch(r"EXITED pid=\d+ exitstatus=3 expected=false", r.text)
+            for r in records("flaky")
+        ),
+        30,
+        "flaky's exit record",
+    )
+    assert any(r.stream == "stderr" and b"cannot reach" in r.data for r in records("flaky"))
+    # The sidecar serves the page the demo prints.
+    wait_for(lambda: page("http://127.0.0.1:9002/"), 30, "the demo's tail page")

@@ -10,7 +10,6 @@ not acknowledged), and each carries the offset that tells it apart.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -20,20 +19,18 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor_streamlog.forward.behind import record_time
 from supervisor_streamlog.logread.logstore import LogStore
-from supervisor_streamlog.ondisk.files import is_header, process_files
-from supervisor_streamlog.ondisk.formats import parse
 
+from .forwarder import HOST, file_records, forwarding, status_of
+from .helpers import Cli
 from .rsyslog import Received, Rsyslog, environment_problem, free_port, make_ca
-from .supervisor import Supervisor, emit, program, wait_for
-
-HOST = "fleet-a"
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 
 @pytest.fixture
@@ -43,33 +40,6 @@ def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
         pytest.fail(problem)  # never skipped: .ci/run installs rsyslog
     with Rsyslog(tmp_path / "rsyslog", relp=True, tcp=True, tls=True) as server:
         yield server
-
-
-def forwarding(
-    tmp_path: Path,
-    programs: Dict[str, Dict[str, object]],
-    forward: str,
-    **settings: object,
-) -> Supervisor:
-    """A plugin-mode supervisord capturing ``programs`` and running the forwarder."""
-    conf = tmp_path / "supervisord.conf"
-    streamlog: Dict[str, object] = {
-        "programs": " ".join(programs),
-        "hostname": HOST,
-        "forward": forward,
-        "timezone": "utc",
-    }
-    streamlog.update(settings)
-    everything = dict(programs)
-    everything["forward"] = program(
-        f"{sys.executable} -m supervisor_streamlog forward -c {conf}",
-        autorestart="true",
-        startsecs=0,
-        stdout_events_enabled="false",
-        stderr_events_enabled="false",
-        stderr_logfile=f"{tmp_path}/forward.err",
-    )
-    return Supervisor(tmp_path, everything, streamlog=streamlog, base="plugin.conf").start()
 
 
 def numbered(messages: List[Received], app: str) -> List[int]:
@@ -82,21 +52,6 @@ def numbered(messages: List[Received], app: str) -> List[int]:
 
 def stdout_of(app: str) -> Callable[[Received], bool]:
     return lambda m: m.appname == app and m.msgid == "stdout"
-
-
-def file_records(sup: Supervisor, name: str) -> Dict[int, Tuple[str, str, bytes]]:
-    """offset -> (time, stream, text) of every record in a process's files."""
-    found: Dict[int, Tuple[str, str, bytes]] = {}
-    for log in process_files(str(sup.logdir / f"{name}.log")):
-        opener = gzip.open if log.compressed else open
-        with opener(log.path, "rb") as handle:
-            position = log.base
-            for line in handle:
-                record = parse(line.rstrip(b"\n"))
-                if not is_header(record.stream, record.data):
-                    found[position] = (record.time, record.stream, record.data)
-                position += len(line)
-    return found
 
 
 def all_lines(rsyslog: Rsyslog, app: str, count: int, timeout: float) -> List[Received]:
@@ -142,15 +97,14 @@ def exactly_once_by_offset(messages: List[Received], app: str, count: int) -> in
 
 
 def test_two_programs_arrive_exactly_once_in_order_with_their_fields(
-    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, rsyslog: Rsyslog, supervisord: Supervisors
 ) -> None:
     count = 100_000
     programs = {
         name: program(emit("burst", count, 100, "block"), autostart="false")
         for name in ("alpha", "beta")
     }
-    sup = forwarding(tmp_path, programs, f"relp://127.0.0.1:{rsyslog.relp_port}")
-    stopper.append(sup)
+    sup = supervisord(forwarding(tmp_path, programs, f"relp://127.0.0.1:{rsyslog.relp_port}"))
     sup.rpc.supervisor.startProcess("alpha")
     sup.rpc.supervisor.startProcess("beta")
     got = rsyslog.wait_for(
@@ -179,7 +133,7 @@ def test_two_programs_arrive_exactly_once_in_order_with_their_fields(
 
 
 def test_receiver_down_10_s_mid_flood_with_rotation_to_gz_loses_nothing(
-    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, rsyslog: Rsyslog, supervisord: Supervisors
 ) -> None:
     """rsyslog killed for at least 10 s while a program writes 6 000 lines/s and
     its files rotate to .gz, then started again: every line arrives, and the
@@ -188,16 +142,17 @@ def test_receiver_down_10_s_mid_flood_with_rotation_to_gz_loses_nothing(
     count = 120_000  # 20 s of writing: it goes on through the outage
     metrics = free_port()
     programs = {"steady": program(emit("rate", count, 6_000), autostart="false")}
-    sup = forwarding(
-        tmp_path,
-        programs,
-        f"relp://127.0.0.1:{rsyslog.relp_port}",
-        maxbytes="256KB",
-        backups=400,
-        compress="true",
-        forward_metrics=f"127.0.0.1:{metrics}",
+    sup = supervisord(
+        forwarding(
+            tmp_path,
+            programs,
+            f"relp://127.0.0.1:{rsyslog.relp_port}",
+            maxbytes="256KB",
+            backups=400,
+            compress="true",
+            forward_metrics=f"127.0.0.1:{metrics}",
+        )
     )
-    stopper.append(sup)
     sup.rpc.supervisor.startProcess("steady")
     rsyslog.wait_for(5_000, 60, stdout_of("steady"))
     rsyslog.kill()
@@ -251,12 +206,11 @@ def state_of(sup: Supervisor) -> Dict[str, Any]:
 
 
 def test_forwarder_killed_mid_flood_resumes_from_its_offsets(
-    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, rsyslog: Rsyslog, supervisord: Supervisors
 ) -> None:
     count = 60_000
     programs = {"steady": program(emit("rate", count, 6_000), autostart="false")}
-    sup = forwarding(tmp_path, programs, f"tcp://127.0.0.1:{rsyslog.tcp_port}")
-    stopper.append(sup)
+    sup = supervisord(forwarding(tmp_path, programs, f"tcp://127.0.0.1:{rsyslog.tcp_port}"))
     sup.rpc.supervisor.startProcess("steady")
     rsyslog.wait_for(10_000, 60, stdout_of("steady"))
     first = int(sup.rpc.supervisor.getProcessInfo("forward")["pid"])
@@ -273,17 +227,18 @@ def test_forwarder_killed_mid_flood_resumes_from_its_offsets(
 
 
 def test_tls_with_a_test_ca_and_a_wrong_ca_is_refused_clearly(
-    tmp_path: Path, rsyslog: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, rsyslog: Rsyslog, supervisord: Supervisors
 ) -> None:
     assert rsyslog.certs is not None
     programs = {"alpha": program(emit("burst", 2_000, 100, "block"), autostart="false")}
-    sup = forwarding(
-        tmp_path,
-        programs,
-        f"tls://127.0.0.1:{rsyslog.tls_port}",
-        forward_cafile=str(rsyslog.certs.ca),
+    sup = supervisord(
+        forwarding(
+            tmp_path,
+            programs,
+            f"tls://127.0.0.1:{rsyslog.tls_port}",
+            forward_cafile=str(rsyslog.certs.ca),
+        )
     )
-    stopper.append(sup)
     sup.rpc.supervisor.startProcess("alpha")
     got = rsyslog.wait_for(2_000, 60, stdout_of("alpha"))
     assert numbered(got, "alpha") == list(range(2_000))
@@ -310,26 +265,12 @@ def test_tls_with_a_test_ca_and_a_wrong_ca_is_refused_clearly(
     assert numbered(rsyslog.received(), "alpha") == list(range(2_000))
 
 
-def status_of(sup: Supervisor) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "supervisor_streamlog", "forward", "--status", "-c", str(sup.conf)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_a_bad_destination_or_a_state_of_another_logdir_is_a_one_line_error(
-    tmp_path: Path,
+    tmp_path: Path, cli: Cli
 ) -> None:
     conf = tmp_path / "streamlog.conf"
     conf.write_text(f"[streamlog]\nlogdir = {tmp_path}/logs\nforward = udp://x:514\n")
-    bad = subprocess.run(
-        [sys.executable, "-m", "supervisor_streamlog", "forward", "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = cli("forward", "-c", conf)  # a config check: in this process
     assert bad.returncode == 2
     assert "forward = 'udp://x:514' is not valid" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

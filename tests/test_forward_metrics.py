@@ -34,10 +34,10 @@ from supervisor_streamlog.forward.relp import RelpClient
 from supervisor_streamlog.logread.logstore import LogStore
 from supervisor_streamlog.ondisk.files import process_files
 
+from .forwarder import answer_open, fake_server, file_records, forwarding, status_of
+from .helpers import Cli
 from .rsyslog import Rsyslog, environment_problem, free_port
-from .supervisor import Supervisor, emit, program, wait_for
-from .test_forward import file_records, forwarding, status_of
-from .test_forward_proto import answer_open, fake_server
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 Labels = Tuple[Tuple[str, str], ...]
 
@@ -149,13 +149,12 @@ def disconnected(port: int, url: str) -> Scrape:
 
 
 def test_behind_falls_to_zero_and_counts_exactly_what_was_written_during_an_outage(
-    tmp_path: Path, receiver: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, receiver: Rsyslog, supervisord: Supervisors
 ) -> None:
     port = free_port()
     url = f"relp://127.0.0.1:{receiver.relp_port}"
     programs = {"alpha": program(emit("rate", 20_000, 5_000), autostart="false")}
-    sup = forwarding(tmp_path, programs, url, forward_metrics=f"127.0.0.1:{port}")
-    stopper.append(sup)
+    sup = supervisord(forwarding(tmp_path, programs, url, forward_metrics=f"127.0.0.1:{port}"))
     first = scrape_when_up(port)
     assert first.content_type.startswith("text/plain; version=0.0.4")
     sup.rpc.supervisor.startProcess("alpha")
@@ -213,21 +212,22 @@ def test_behind_falls_to_zero_and_counts_exactly_what_was_written_during_an_outa
 
 
 def test_records_retention_deleted_before_delivery_are_lost_bytes_counted_once(
-    tmp_path: Path, receiver: Rsyslog, stopper: List[Supervisor]
+    tmp_path: Path, receiver: Rsyslog, supervisord: Supervisors
 ) -> None:
     port = free_port()
     url = f"relp://127.0.0.1:{receiver.relp_port}"
     programs = {"alpha": program(emit("rate", 30_000, 6_000), autostart="false")}
-    sup = forwarding(
-        tmp_path,
-        programs,
-        url,
-        forward_metrics=f"127.0.0.1:{port}",
-        maxbytes="128KB",
-        backups=3,
-        compress="true",
+    sup = supervisord(
+        forwarding(
+            tmp_path,
+            programs,
+            url,
+            forward_metrics=f"127.0.0.1:{port}",
+            maxbytes="128KB",
+            backups=3,
+            compress="true",
+        )
     )
-    stopper.append(sup)
     scrape_when_up(port)
     sup.rpc.supervisor.startProcess("alpha")
     wait_for(
@@ -329,8 +329,15 @@ def forward_once(tmp_path: Path, settings: str) -> subprocess.CompletedProcess[s
 
 
 @pytest.mark.parametrize("value", ["9718", "127.0.0.1", "127.0.0.1:0", "localhost:http", "unix:"])
-def test_a_bad_forward_metrics_address_is_a_one_line_error(tmp_path: Path, value: str) -> None:
-    bad = forward_once(tmp_path, f"forward_metrics = {value}\n")
+def test_a_bad_forward_metrics_address_is_a_one_line_error(
+    tmp_path: Path, value: str, cli: Cli
+) -> None:
+    conf = tmp_path / "streamlog.conf"
+    conf.write_text(
+        f"[streamlog]\nlogdir = {tmp_path}/logs\nforward = relp://127.0.0.1:{free_port()}\n"
+        f"forward_metrics = {value}\n"
+    )
+    bad = cli("forward", "-c", conf)  # a config check: in this process
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         f"supervisor-streamlog: [streamlog] forward_metrics = '{value}' is not valid: "

@@ -45,6 +45,7 @@ from supervisor_streamlog.forward.syslog import Origin, Severities, message, wan
 from supervisor_streamlog.ondisk.files import Entry
 from supervisor_streamlog.ondisk.formats import Record
 
+from .forwarder import Handler, answer_open, fake_server
 from .rsyslog import Received, Rsyslog, arrives_as, environment_problem, make_ca
 
 T = TypeVar("T")
@@ -348,20 +349,6 @@ def test_relp_frames_are_parsed_however_they_are_split() -> None:
 def test_relp_garbage_is_an_error(garbage: bytes) -> None:
     with pytest.raises(RelpError, match="not a RELP frame|not ended by a newline"):
         FrameParser().feed(garbage)
-
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def fake_server(handler: Handler) -> Tuple[asyncio.AbstractServer, int]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
-
-
-async def answer_open(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"commands=syslog\n")
-    offers = b"200 OK\nrelp_version=0\nrelp_software=fake\ncommands=syslog"
-    writer.write(frame(1, "rsp", offers))
 
 
 def test_relp_refusal_silence_and_serverclose_raise() -> None:

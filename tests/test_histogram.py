@@ -32,7 +32,7 @@ from supervisor_streamlog.ondisk.files import LogFile, is_header, process_files
 from supervisor_streamlog.ondisk.formats import FieldValue, JsonFormat, TextFormat
 
 from .helpers import LEVEL_CASES, LEVEL_EXTRA_CASES, T0
-from .test_logstore import Log, reference, time_of
+from .logfile import Log, reference, time_of
 
 Counts = Dict[str, List[int]]
 

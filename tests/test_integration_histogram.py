@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
 import urllib.parse
-from datetime import datetime
 from functools import partial
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from .sidecar import get, history, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
-
-COLUMNS = ("stdout", "stderr", "status", "exits", "errors")
+from .histogram_counts import COLUMNS, counted, is_error, seconds
+from .sidecar import get, history, serving
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 
 def line(n: int) -> str:
@@ -28,38 +25,6 @@ def line(n: int) -> str:
     if n % 13 == 6:
         return f"INFO line {n:09d}: no error, stderr is quiet"
     return f"line {n:09d} {'z' * (n % 50)}"
-
-
-def is_error(text: str) -> bool:
-    return text.startswith("ERROR: ") or text.startswith('{"level":"fatal"')
-
-
-def seconds(time: str) -> float:
-    return datetime.fromisoformat(time).timestamp()
-
-
-def counted(
-    entries: List[Dict[str, Any]], since: float, until: float, buckets: int
-) -> Tuple[Dict[str, List[int]], List[float]]:
-    """Per bucket, the entries of each stream and the unexpected exits (docs/protocol.md's
-    rule: a record counts in the bucket holding the start of its second)."""
-    width = (until - since) / buckets
-    edges = [since + i * width for i in range(buckets)] + [until]
-    counts = {name: [0] * buckets for name in COLUMNS}
-    exits: List[float] = []
-    for entry in entries:
-        moment = seconds(entry["time"])
-        bucket = bisect.bisect_right(edges, math.floor(moment)) - 1
-        if not 0 <= bucket < buckets:
-            continue
-        counts[entry["stream"]][bucket] += 1
-        if entry["stream"] != "status" and is_error(entry["text"]):
-            counts["errors"][bucket] += 1
-        words = entry["text"].split()
-        if entry["stream"] == "status" and words[0] == "EXITED" and "expected=false" in words:
-            counts["exits"][bucket] += 1
-            exits.append(moment)
-    return counts, exits
 
 
 def histogram(sup: Supervisor, process: str, **query: object) -> Dict[str, Any]:
@@ -84,21 +49,23 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             steps.append(["sleep", 0.4])  # spread over several seconds
     steps.append(["exit", 3])  # not an expected exit code: expected=false
     (tmp / "job.json").write_text(json.dumps(steps))
-    sup = with_sidecar(
-        tmp,
-        {
-            "job": program(emit("script", tmp / "job.json"), autorestart="false"),
-            "ticker": program(emit("tick", 0.05)),
-            "plain": program(emit("tick", 0.5), stdout_logfile=str(tmp / "plain.out")),
-        },
-        streamlog={
-            "maxbytes": "4KB",
-            "compress": "true",
-            "backups": "100",
-            "programs": "job ticker",
-        },
-    )
-    try:
+    with Supervisors() as supervisord:  # the one way, for a module's fixture
+        sup = supervisord(
+            serving(
+                tmp,
+                {
+                    "job": program(emit("script", tmp / "job.json"), autorestart="false"),
+                    "ticker": program(emit("tick", 0.05)),
+                    "plain": program(emit("tick", 0.5), stdout_logfile=str(tmp / "plain.out")),
+                },
+                streamlog={
+                    "maxbytes": "4KB",
+                    "compress": "true",
+                    "backups": "100",
+                    "programs": "job ticker",
+                },
+            )
+        )
         for name in ("job", "ticker", "plain"):
             wait_for(partial(answers, f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
         sup.wait_state("job", "EXITED")
@@ -108,8 +75,6 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
             "job's exit record",
         )
         yield sup
-    finally:
-        sup.stop()
 
 
 def test_counts_are_the_records_of_a_rotated_and_compressed_log(sidecar: Supervisor) -> None:

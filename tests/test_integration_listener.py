@@ -12,7 +12,7 @@ import pytest
 from supervisor_streamlog.ondisk.formats import reassemble
 
 from .helpers import line_numbers
-from .supervisor import Supervisor, emit, program, wait_for
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 STAMP = re.compile(
     rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d (stdout|stderr|status)\+? "
@@ -36,21 +36,9 @@ def err(data: bytes) -> list:
 PAUSE = ["sleep", 0.15]  # long enough for supervisord to read a separate chunk
 
 
-@pytest.fixture
-def supervisor_factory(tmp_path: Path):
-    started = []
-
-    def make(**kwargs: object) -> Supervisor:
-        sup = Supervisor(tmp_path, **kwargs)  # type: ignore[arg-type]
-        started.append(sup)
-        return sup.start()
-
-    yield make
-    for sup in started:
-        sup.stop()
-
-
-def test_hostile_bytes_arrive_byte_exact_per_stream(tmp_path: Path, supervisor_factory) -> None:
+def test_hostile_bytes_arrive_byte_exact_per_stream(
+    tmp_path: Path, supervisord: Supervisors
+) -> None:
     euro = "€".encode()  # three bytes, split across two chunks below
     long_line = b"L" * 100_000 + b"\n"
     stdout_steps = [
@@ -72,9 +60,12 @@ def test_hostile_bytes_arrive_byte_exact_per_stream(tmp_path: Path, supervisor_f
     stderr_steps = [err(b"to stderr 1\n"), PAUSE, err(b"to stderr \xc3"), PAUSE, err(b"\xa9 2\n")]
     steps = [s for pair in zip(stdout_steps, stderr_steps + [PAUSE] * 20) for s in pair]
     steps.append(["exit", 3])
-    sup = supervisor_factory(
-        programs={"hostile": program(script(tmp_path, "hostile", steps))},
-        streamlog={"partial_timeout": 60000},
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={"hostile": program(script(tmp_path, "hostile", steps))},
+            streamlog={"partial_timeout": 60000},
+        )
     )
     sup.wait_state("hostile", "EXITED")
     wait_for(
@@ -112,12 +103,15 @@ def test_hostile_bytes_arrive_byte_exact_per_stream(tmp_path: Path, supervisor_f
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_burst_across_many_rotated_files_complete_in_order(
-    tmp_path: Path, supervisor_factory, compress: bool
+    tmp_path: Path, supervisord: Supervisors, compress: bool
 ) -> None:
     count = 200_000
-    sup = supervisor_factory(
-        programs={"burst": program(emit("burst", count, 100, "block"))},
-        streamlog={"maxbytes": "1MB", "backups": 200, "compress": str(compress).lower()},
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={"burst": program(emit("burst", count, 100, "block"))},
+            streamlog={"maxbytes": "1MB", "backups": 200, "compress": str(compress).lower()},
+        )
     )
     sup.wait_state("burst", "EXITED")
     wait_for(
@@ -157,17 +151,20 @@ def assert_runs_contiguous(records: list) -> None:
 
 
 def test_sighup_reload_and_listener_restart_lose_nothing(
-    tmp_path: Path, supervisor_factory
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = supervisor_factory(
-        programs={
-            "ticker": program(
-                emit("tick", 0.005),
-                autorestart="true",
-                environment=f"EMIT_COUNT_FILE={tmp_path}/counts",
-            )
-        },
-        streamlog={"maxbytes": "64KB", "backups": 100},
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={
+                "ticker": program(
+                    emit("tick", 0.005),
+                    autorestart="true",
+                    environment=f"EMIT_COUNT_FILE={tmp_path}/counts",
+                )
+            },
+            streamlog={"maxbytes": "64KB", "backups": 100},
+        )
     )
     wait_for(lambda: len(line_numbers(sup.records("ticker"))) > 200, 30, "ticker lines")
 
@@ -200,11 +197,14 @@ def test_sighup_reload_and_listener_restart_lose_nothing(
         assert STAMP.match(line)
 
 
-def test_listener_stop_writes_unfinished_lines(tmp_path: Path, supervisor_factory) -> None:
+def test_listener_stop_writes_unfinished_lines(tmp_path: Path, supervisord: Supervisors) -> None:
     steps = [out(b"line one\n"), out(b"Password: "), ["sleep", 3600]]
-    sup = supervisor_factory(
-        programs={"prompt": program(script(tmp_path, "prompt", steps))},
-        streamlog={"partial_timeout": 3_600_000},
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={"prompt": program(script(tmp_path, "prompt", steps))},
+            streamlog={"partial_timeout": 3_600_000},
+        )
     )
     wait_for(lambda: any(r.data == b"line one" for r in sup.records("prompt")), 20, "line one")
     sup.rpc.supervisor.stopProcess("streamlog:streamlog")  # SIGTERM to the listener
@@ -213,11 +213,14 @@ def test_listener_stop_writes_unfinished_lines(tmp_path: Path, supervisor_factor
     assert "Traceback" not in sup.listener_err()
 
 
-def test_prompt_shows_up_after_partial_timeout(tmp_path: Path, supervisor_factory) -> None:
+def test_prompt_shows_up_after_partial_timeout(tmp_path: Path, supervisord: Supervisors) -> None:
     steps = [out(b"Continue? [y/N] "), ["sleep", 3600]]
-    sup = supervisor_factory(
-        programs={"prompt": program(script(tmp_path, "prompt", steps))},
-        streamlog={"partial_timeout": 200},
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={"prompt": program(script(tmp_path, "prompt", steps))},
+            streamlog={"partial_timeout": 200},
+        )
     )
     wait_for(
         lambda: any(r.data == b"Continue? [y/N] " and r.partial for r in sup.records("prompt")),

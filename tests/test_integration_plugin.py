@@ -10,31 +10,14 @@ import sys
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import List
 
 import pytest
 
 from supervisor_streamlog.ondisk.formats import iter_records
 
 from .helpers import line_numbers, quiet_program
-from .supervisor import Supervisor, emit, program, wait_for
-
-Factory = Callable[..., Supervisor]
-
-
-@pytest.fixture
-def plugin_supervisor(tmp_path: Path) -> Iterator[Factory]:
-    started: List[Supervisor] = []
-
-    def make(**kwargs: object) -> Supervisor:
-        kwargs.setdefault("base", "plugin.conf")
-        sup = Supervisor(tmp_path, **kwargs)  # type: ignore[arg-type]
-        started.append(sup)
-        return sup.start()
-
-    yield make
-    for sup in started:
-        sup.stop()
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 
 def exited(sup: Supervisor, name: str) -> bool:
@@ -43,13 +26,17 @@ def exited(sup: Supervisor, name: str) -> bool:
 
 @pytest.mark.parametrize("daemon", [False, True])
 def test_million_lines_block_writes_complete_in_order(
-    plugin_supervisor: Factory, daemon: bool
+    tmp_path: Path, supervisord: Supervisors, daemon: bool
 ) -> None:
     count = 1_000_000
-    sup = plugin_supervisor(
-        programs={"bulk": quiet_program(emit("burst", count, 100, "block"))},
-        streamlog={"maxbytes": "20MB", "backups": 100, "compress": "true"},
-        daemon=daemon,
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={"bulk": quiet_program(emit("burst", count, 100, "block"))},
+            streamlog={"maxbytes": "20MB", "backups": 100, "compress": "true"},
+            daemon=daemon,
+            base="plugin.conf",
+        )
     )
     sup.wait_state("bulk", "EXITED", timeout=120)
     wait_for(lambda: exited(sup, "bulk"), 60, "the EXITED record")
@@ -64,15 +51,19 @@ def test_million_lines_block_writes_complete_in_order(
     assert "INFO streamlog: capturing bulk into" in sup.main_log()  # not a WARN
 
 
-def test_line_per_write_and_three_floods_at_once(plugin_supervisor: Factory) -> None:
-    sup = plugin_supervisor(
-        programs={
-            "lines": quiet_program(emit("burst", 200_000, 100, "line")),
-            "flood1": quiet_program(emit("burst", 300_000, 100, "block")),
-            "flood2": quiet_program(emit("burst", 300_000, 100, "block", "stderr")),
-            "flood3": quiet_program(emit("burst", 300_000, 100, "line")),
-        },
-        streamlog={"maxbytes": "8MB", "backups": 100},
+def test_line_per_write_and_three_floods_at_once(tmp_path: Path, supervisord: Supervisors) -> None:
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={
+                "lines": quiet_program(emit("burst", 200_000, 100, "line")),
+                "flood1": quiet_program(emit("burst", 300_000, 100, "block")),
+                "flood2": quiet_program(emit("burst", 300_000, 100, "block", "stderr")),
+                "flood3": quiet_program(emit("burst", 300_000, 100, "line")),
+            },
+            streamlog={"maxbytes": "8MB", "backups": 100},
+            base="plugin.conf",
+        )
     )
     for name in ("lines", "flood1", "flood2", "flood3"):
         sup.wait_state(name, "EXITED", timeout=180)
@@ -83,13 +74,17 @@ def test_line_per_write_and_three_floods_at_once(plugin_supervisor: Factory) -> 
     assert line_numbers(sup.records("flood3")) == list(range(300_000))
 
 
-def test_exit_status_and_partial_line_in_process(plugin_supervisor: Factory) -> None:
-    sup = plugin_supervisor(
-        programs={
-            "crash": quiet_program(
-                f"{sys.executable} -c \"import sys; sys.stdout.write('bye'); sys.exit(7)\""
-            )
-        },
+def test_exit_status_and_partial_line_in_process(tmp_path: Path, supervisord: Supervisors) -> None:
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={
+                "crash": quiet_program(
+                    f"{sys.executable} -c \"import sys; sys.stdout.write('bye'); sys.exit(7)\""
+                )
+            },
+            base="plugin.conf",
+        )
     )
     sup.wait_state("crash", "EXITED")
     wait_for(lambda: exited(sup, "crash"), 20, "the EXITED record")
@@ -99,17 +94,21 @@ def test_exit_status_and_partial_line_in_process(plugin_supervisor: Factory) -> 
 
 
 def test_reload_neither_duplicates_nor_loses_and_subscribes_once(
-    tmp_path: Path, plugin_supervisor: Factory
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = plugin_supervisor(
-        programs={
-            "ticker": quiet_program(
-                emit("tick", 0.002),
-                autorestart="true",
-                environment=f"EMIT_COUNT_FILE={tmp_path}/counts",
-            )
-        },
-        streamlog={"maxbytes": "64KB", "backups": 200},
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={
+                "ticker": quiet_program(
+                    emit("tick", 0.002),
+                    autorestart="true",
+                    environment=f"EMIT_COUNT_FILE={tmp_path}/counts",
+                )
+            },
+            streamlog={"maxbytes": "64KB", "backups": 200},
+            base="plugin.conf",
+        )
     )
 
     def runs() -> List[List[int]]:
@@ -140,8 +139,12 @@ def test_reload_neither_duplicates_nor_loses_and_subscribes_once(
     assert sup.main_log().count("streamlog: capturing ticker into") == 3
 
 
-def test_update_after_capture_restarts_nothing(plugin_supervisor: Factory) -> None:
-    sup = plugin_supervisor(programs={"svc": quiet_program(emit("tick", 0.05))})
+def test_update_after_capture_restarts_nothing(tmp_path: Path, supervisord: Supervisors) -> None:
+    sup = supervisord(
+        Supervisor(
+            tmp_path, programs={"svc": quiet_program(emit("tick", 0.05))}, base="plugin.conf"
+        )
+    )
     wait_for(lambda: len(line_numbers(sup.records("svc"))) > 3, 20, "svc lines")
     pid = sup.info("svc:svc")["pid"]
     ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sup.conf)]
@@ -157,15 +160,19 @@ def test_update_after_capture_restarts_nothing(plugin_supervisor: Factory) -> No
 
 
 def test_writer_failure_reported_once_and_others_still_captured(
-    plugin_supervisor: Factory, tmp_path: Path
+    supervisord: Supervisors, tmp_path: Path
 ) -> None:
     logdir = tmp_path / "streamlog"
     (logdir / "broken.log").mkdir(parents=True)  # a directory where the file should be
-    sup = plugin_supervisor(
-        programs={
-            "broken": quiet_program(emit("tick", 0.01)),
-            "fine": quiet_program(emit("tick", 0.01)),
-        }
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={
+                "broken": quiet_program(emit("tick", 0.01)),
+                "fine": quiet_program(emit("tick", 0.01)),
+            },
+            base="plugin.conf",
+        )
     )
     wait_for(lambda: len(line_numbers(sup.records("fine"))) > 100, 30, "fine's lines")
     assert sup.state("broken:broken") == "RUNNING"
@@ -184,8 +191,14 @@ def test_writer_failure_reported_once_and_others_still_captured(
     assert "No help" not in helped.stdout and "streamlog status" in helped.stdout
 
 
-def test_removed_group_is_closed_and_added_group_captured(plugin_supervisor: Factory) -> None:
-    sup = plugin_supervisor(programs={"old": quiet_program(emit("tick", 0.05))})
+def test_removed_group_is_closed_and_added_group_captured(
+    tmp_path: Path, supervisord: Supervisors
+) -> None:
+    sup = supervisord(
+        Supervisor(
+            tmp_path, programs={"old": quiet_program(emit("tick", 0.05))}, base="plugin.conf"
+        )
+    )
     wait_for(lambda: len(line_numbers(sup.records("old"))) > 2, 20, "old's lines")
     text = sup.conf.read_text().replace("[program:old]", "[program:new]")
     sup.conf.write_text(text)
@@ -199,7 +212,9 @@ def test_removed_group_is_closed_and_added_group_captured(plugin_supervisor: Fac
     assert states[-1] == "STOPPED"
 
 
-def test_same_records_as_listener_mode_but_for_timestamps(tmp_path: Path) -> None:
+def test_same_records_as_listener_mode_but_for_timestamps(
+    tmp_path: Path, supervisord: Supervisors
+) -> None:
     """Both front ends share the core: the same output gives the same records."""
     euro = "€".encode()
     steps = [
@@ -215,25 +230,30 @@ def test_same_records_as_listener_mode_but_for_timestamps(tmp_path: Path) -> Non
     for base in ("listener.conf", "plugin.conf"):
         workdir = tmp_path / base.split(".")[0]
         workdir.mkdir()
-        sup = Supervisor(
-            workdir, {"same": program(emit("script", tmp_path / "steps.json"))}, base=base
-        ).start()
-        try:
-            sup.wait_state("same", "EXITED")
-            wait_for(partial(exited, sup, "same"), 20, "the EXITED record")
-            results.append(
-                [(r.stream, r.data, r.partial) for r in sup.records("same") if r.stream != "status"]
+        sup = supervisord(
+            Supervisor(
+                workdir, {"same": program(emit("script", tmp_path / "steps.json"))}, base=base
             )
-        finally:
-            sup.stop()
+        )
+        sup.wait_state("same", "EXITED")
+        wait_for(partial(exited, sup, "same"), 20, "the EXITED record")
+        results.append(
+            [(r.stream, r.data, r.partial) for r in sup.records("same") if r.stream != "status"]
+        )
+        sup.stop()  # one at a time
     assert results[0] == results[1]
     assert results[0][-1] == ("stdout", b"tail without newline", True)
 
 
 def test_reopen_through_supervisorctl_after_an_external_rotation(
-    plugin_supervisor: Factory,
+    tmp_path: Path,
+    supervisord: Supervisors,
 ) -> None:
-    sup = plugin_supervisor(programs={"svc": quiet_program(emit("tick", 0.01))})
+    sup = supervisord(
+        Supervisor(
+            tmp_path, programs={"svc": quiet_program(emit("tick", 0.01))}, base="plugin.conf"
+        )
+    )
     wait_for(lambda: len(line_numbers(sup.records("svc"))) > 5, 20, "svc lines")
     live = sup.logdir / "svc.log"
     moved = sup.logdir / "svc.log-logrotate"
@@ -250,7 +270,7 @@ def test_reopen_through_supervisorctl_after_an_external_rotation(
 
 
 def test_a_killed_compressions_tmp_is_finished_at_start_for_a_silent_program(
-    tmp_path: Path, plugin_supervisor: Factory
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     # Files as a crash left them: .1 rotated, its compression killed half way
     # (a partial .gz.tmp nobody holds).  The program never writes again.
@@ -264,9 +284,13 @@ def test_a_killed_compressions_tmp_is_finished_at_start_for_a_silent_program(
     (logdir / "quiet.log.1").write_bytes(backup)
     (logdir / "quiet.log").write_bytes(live)
     (logdir / "quiet.log.1.gz.tmp").write_bytes(gzip.compress(backup)[:100])
-    sup = plugin_supervisor(
-        programs={"quiet": quiet_program("sleep 60", autostart="false")},
-        streamlog={"compress": "true", "maxbytes": "1MB"},
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={"quiet": quiet_program("sleep 60", autostart="false")},
+            streamlog={"compress": "true", "maxbytes": "1MB"},
+            base="plugin.conf",
+        )
     )
     wait_for(
         lambda: sorted(p.name for p in logdir.iterdir()) == ["quiet.log", "quiet.log.1.gz"],
@@ -277,7 +301,7 @@ def test_a_killed_compressions_tmp_is_finished_at_start_for_a_silent_program(
 
 
 def test_a_dying_programs_last_line_and_exit_are_written_promptly(
-    tmp_path: Path, plugin_supervisor: Factory
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     # supervisord sleeps up to 1 s in poll() and reaps only between sleeps: without
     # the plugin's signal wake-up about a third of these exits came ~1 s late.
@@ -285,8 +309,12 @@ def test_a_dying_programs_last_line_and_exit_are_written_promptly(
     script.write_text(
         "import os, time\nos.write(1, ('last %.6f\\n' % time.time()).encode())\nos._exit(3)\n"
     )
-    sup = plugin_supervisor(
-        programs={"dying": quiet_program(f"{sys.executable} {script}", autostart="false")},
+    sup = supervisord(
+        Supervisor(
+            tmp_path,
+            programs={"dying": quiet_program(f"{sys.executable} {script}", autostart="false")},
+            base="plugin.conf",
+        )
     )
     path = tmp_path / "streamlog" / "dying.log"
     runs = 15

@@ -1,11 +1,11 @@
-"""The sidecar against a real supervisord, real capture, real WebSocket clients."""
+"""The sidecar against a real supervisord, real capture, real WebSocket clients; its
+refusals and limits over a written logdir, served from this process (tests.sidecar.in_process)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
-import json
 import os
 import re
 import sys
@@ -22,8 +22,9 @@ import tornado.websocket
 from supervisor_streamlog.ondisk.files import is_header
 from supervisor_streamlog.ondisk.formats import parse
 
-from .sidecar import Live, get, numbered, raw_handshake, read_frames, send_text, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
+from .logfile import Log
+from .sidecar import Live, get, in_process, numbered, raw_handshake, read_frames, send_text, serving
+from .supervisor import Supervisors, emit, program, wait_for
 
 
 def quiet(command: str, **options: object) -> dict:
@@ -32,16 +33,26 @@ def quiet(command: str, **options: object) -> dict:
     return section
 
 
+def written(tmp_path: Path, lines: List[bytes]) -> None:
+    """app:app's log in tmp_path/streamlog, as the capture writes it: for the tests
+    that serve it from this process (tests.sidecar.in_process)."""
+    log = Log(tmp_path, logdir=str(tmp_path / "streamlog"), maxbytes="10MB")
+    for line in lines:
+        log.write(line)
+    log.close()
+
+
 def test_rotation_during_a_50k_lines_per_second_stream_delivers_every_line_once(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     count = 150_000
-    sup = with_sidecar(
-        tmp_path,
-        {"fast": quiet(emit("rate", count, 50_000), autostart="false")},
-        streamlog={"maxbytes": "1MB", "backups": 100},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"fast": quiet(emit("rate", count, 50_000), autostart="false")},
+            streamlog={"maxbytes": "1MB", "backups": 100},
+        )
     )
-    stopper.append(sup)
     # The process's file exists once it has a record: start it, and subscribe
     # from offset 0 so that nothing it ever wrote can be missed.
     sup.rpc.supervisor.startProcess("fast")
@@ -75,14 +86,15 @@ def test_rotation_during_a_50k_lines_per_second_stream_delivers_every_line_once(
 
 
 def test_reconnect_with_cursor_has_no_gap_and_no_duplicate(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = with_sidecar(
-        tmp_path,
-        {"ticker": quiet(emit("tick", 0.002))},
-        streamlog={"maxbytes": "32KB", "backups": 100},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"ticker": quiet(emit("tick", 0.002))},
+            streamlog={"maxbytes": "32KB", "backups": 100},
+        )
     )
-    stopper.append(sup)
     wait_for(lambda: get(sup.url + "/api/log/ticker")[0] == 200, 20, "ticker's log")
 
     async def run() -> List[int]:
@@ -103,15 +115,16 @@ def test_reconnect_with_cursor_has_no_gap_and_no_duplicate(
 
 
 def test_a_client_that_stops_reading_is_skipped_while_another_keeps_up(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     count = 200_000  # 28 MB of records at 20 000 lines/s: far more than socket buffers hold
-    sup = with_sidecar(
-        tmp_path,
-        {"fast": quiet(emit("rate", count, 20_000), autostart="false")},
-        streamlog={"maxbytes": "10MB", "backups": 100},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"fast": quiet(emit("rate", count, 20_000), autostart="false")},
+            streamlog={"maxbytes": "10MB", "backups": 100},
+        )
     )
-    stopper.append(sup)
     sup.rpc.supervisor.startProcess("fast")
     wait_for(lambda: get(sup.url + "/api/log/fast")[0] == 200, 20, "fast's log")
     # A browser tab that stops reading: subscribed live, never reads again.
@@ -141,52 +154,53 @@ def test_a_client_that_stops_reading_is_skipped_while_another_keeps_up(
     assert skipped and float(skipped[0].split()[-1]) > 0
 
 
-def test_cross_origin_traversal_and_bad_messages_are_refused(
-    tmp_path: Path, stopper: List[Supervisor]
-) -> None:
-    sup = with_sidecar(tmp_path, {"app": quiet(emit("tick", 0.05))})
-    stopper.append(sup)
-    wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
-    for name in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "..", "app%00", "nope"]:
-        assert get(sup.url + "/api/log/" + name)[0] == 404, name
-    status, body = get(sup.url + "/api/log/app?limit=100000")
-    assert status == 400
+def test_cross_origin_traversal_and_bad_messages_are_refused(tmp_path: Path) -> None:
+    written(tmp_path, [b"tick 1\n", b"tick 2\n"])
+    with in_process(tmp_path) as sup:
+        wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
+        for name in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "..", "app%00", "nope"]:
+            assert get(sup.url + "/api/log/" + name)[0] == 404, name
+        status, body = get(sup.url + "/api/log/app?limit=100000")
+        assert status == 400
 
-    async def run() -> None:
-        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
-            await Live.connect(sup.url, {"Origin": "http://evil.example"})
-        assert refused.value.code == 403
-        live = await Live.connect(sup.url)
-        await live.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
-        bad_messages = [
-            "not json",
-            '{"type": "subscribe", "process": "../../etc/passwd"}',
-            '{"type": "subscribe", "process": "app", "tail": -1}',
-            "[1, 2]",
-        ]
-        for number, bad in enumerate(bad_messages, 1):
-            await live.connection.write_message(bad)
-            await live.until(
-                lambda c, n=number: sum(f["type"] == "error" for f in c.frames) == n, 10, "an error"
-            )
-        await live.connection.write_message("x" * 100_000)  # over the message limit
-        closed = await asyncio.wait_for(live.connection.read_message(), 10)
-        assert closed is None  # the server closed the connection
+        async def run() -> None:
+            with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+                await Live.connect(sup.url, {"Origin": "http://evil.example"})
+            assert refused.value.code == 403
+            live = await Live.connect(sup.url)
+            await live.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
+            bad_messages = [
+                "not json",
+                '{"type": "subscribe", "process": "../../etc/passwd"}',
+                '{"type": "subscribe", "process": "app", "tail": -1}',
+                "[1, 2]",
+            ]
+            for number, bad in enumerate(bad_messages, 1):
+                await live.connection.write_message(bad)
+                await live.until(
+                    lambda c, n=number: sum(f["type"] == "error" for f in c.frames) == n,
+                    10,
+                    "an error",
+                )
+            await live.connection.write_message("x" * 100_000)  # over the message limit
+            closed = await asyncio.wait_for(live.connection.read_message(), 10)
+            assert closed is None  # the server closed the connection
 
-    asyncio.run(run())
-    assert get(sup.url + "/healthz")[0] == 200
+        asyncio.run(run())
+        assert get(sup.url + "/healthz")[0] == 200
 
 
 def test_basic_auth_with_sha_password_guards_page_api_and_websocket(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     digest = hashlib.sha1(b"s3cret").hexdigest()
-    sup = with_sidecar(
-        tmp_path,
-        {"app": quiet(emit("tick", 0.05))},
-        streamlog={"username": "ops", "password": "{SHA}" + digest},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"app": quiet(emit("tick", 0.05))},
+            streamlog={"username": "ops", "password": "{SHA}" + digest},
+        )
     )
-    stopper.append(sup)
     good = {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret").decode()}
     bad = {"Authorization": "Basic " + base64.b64encode(b"ops:wrong").decode()}
     for path in ["/", "/api/processes", "/api/log/app", "/metrics", "/static/app.js"]:
@@ -207,13 +221,14 @@ def test_basic_auth_with_sha_password_guards_page_api_and_websocket(
     assert "s3cret" not in (tmp_path / "sidecar.err").read_text()
 
 
-def test_page_and_processes_api(tmp_path: Path, stopper: List[Supervisor]) -> None:
-    sup = with_sidecar(
-        tmp_path,
-        {"app": quiet(emit("tick", 0.05)), "other": quiet(emit("tick", 0.05))},
-        streamlog={"programs": "app"},
+def test_page_and_processes_api(tmp_path: Path, supervisord: Supervisors) -> None:
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"app": quiet(emit("tick", 0.05)), "other": quiet(emit("tick", 0.05))},
+            streamlog={"programs": "app"},
+        )
     )
-    stopper.append(sup)
     status, page = get(sup.url + "/")
     assert status == 200 and b"<title>streamlog</title>" in page
 
@@ -228,14 +243,15 @@ def test_page_and_processes_api(tmp_path: Path, stopper: List[Supervisor]) -> No
     assert processes["other:other"]["state"] == "RUNNING"
 
 
-def test_history_pages_search_and_time_jump(tmp_path: Path, stopper: List[Supervisor]) -> None:
+def test_history_pages_search_and_time_jump(tmp_path: Path, supervisord: Supervisors) -> None:
     count = 20_000
-    sup = with_sidecar(
-        tmp_path,
-        {"hist": quiet(emit("burst", count, 100, "block"))},
-        streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {"hist": quiet(emit("burst", count, 100, "block"))},
+            streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+        )
     )
-    stopper.append(sup)
     sup.wait_state("hist", "EXITED")
     wait_for(lambda: get(sup.url + "/api/log/hist")[0] == 200, 20, "hist's log")
 
@@ -277,12 +293,13 @@ def test_history_pages_search_and_time_jump(tmp_path: Path, stopper: List[Superv
 
 
 def test_websocket_off_keeps_history_and_sigterm_stops_cleanly(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
-    sup = with_sidecar(
-        tmp_path, {"app": quiet(emit("tick", 0.05))}, streamlog={"websocket_enabled": "false"}
+    sup = supervisord(
+        serving(
+            tmp_path, {"app": quiet(emit("tick", 0.05))}, streamlog={"websocket_enabled": "false"}
+        )
     )
-    stopper.append(sup)
     wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
     assert get(sup.url + "/api/log/app")[1]["entries"]
 
@@ -299,34 +316,31 @@ def test_websocket_off_keeps_history_and_sigterm_stops_cleanly(
     assert "Traceback" not in (tmp_path / "sidecar.err").read_text()
 
 
-def test_dns_rebinding_and_catastrophic_regex_are_refused(
-    tmp_path: Path, stopper: List[Supervisor]
-) -> None:
-    steps = [["out", (b"a" * 40 + b"b\n").hex()], ["sleep", 3600]]
-    (tmp_path / "redos.json").write_text(json.dumps(steps))
-    sup = with_sidecar(tmp_path, {"app": quiet(emit("script", tmp_path / "redos.json"))})
-    stopper.append(sup)
-    wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
-    port = urllib.parse.urlparse(sup.url).port
-    # A page on another site whose name resolves to 127.0.0.1 (DNS rebinding).
-    evil = {"Host": f"evil.example:{port}"}
-    assert get(sup.url + "/api/log/app", evil)[0] == 403
-    assert get(sup.url + "/", evil)[0] == 403
-    assert get(sup.url + "/api/log/app", {"Host": f"localhost:{port}"})[0] == 200
+def test_dns_rebinding_and_catastrophic_regex_are_refused(tmp_path: Path) -> None:
+    written(tmp_path, [b"a" * 40 + b"b\n"])
+    with in_process(tmp_path) as sup:
+        wait_for(lambda: get(sup.url + "/api/log/app")[0] == 200, 20, "app's log")
+        port = urllib.parse.urlparse(sup.url).port
+        # A page on another site whose name resolves to 127.0.0.1 (DNS rebinding).
+        evil = {"Host": f"evil.example:{port}"}
+        assert get(sup.url + "/api/log/app", evil)[0] == 403
+        assert get(sup.url + "/", evil)[0] == 403
+        assert get(sup.url + "/api/log/app", {"Host": f"localhost:{port}"})[0] == 200
 
-    async def websocket_refused() -> int:
-        with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
-            await Live.connect(
-                sup.url, {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
-            )
-        return caught.value.code
+        async def websocket_refused() -> int:
+            with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
+                await Live.connect(
+                    sup.url,
+                    {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"},
+                )
+            return caught.value.code
 
-    assert asyncio.run(websocket_refused()) == 403
-    # (a+)+c backtracks for hours on 40 a's: stopped, and the server goes on.
-    pattern = urllib.parse.quote("(a+)+c")
-    status, body = get(sup.url + f"/api/log/app?q={pattern}&regex=1")
-    assert status == 400 and "took too long" in body["error"]
-    assert get(sup.url + "/api/log/app?q=aaab")[1]["entries"]
+        assert asyncio.run(websocket_refused()) == 403
+        # (a+)+c backtracks for hours on 40 a's: stopped, and the server goes on.
+        pattern = urllib.parse.quote("(a+)+c")
+        status, body = get(sup.url + f"/api/log/app?q={pattern}&regex=1")
+        assert status == 400 and "took too long" in body["error"]
+        assert get(sup.url + "/api/log/app?q=aaab")[1]["entries"]
 
 
 def fetch(url: str) -> Tuple[int, Dict[str, str], bytes]:
@@ -339,16 +353,17 @@ def fetch(url: str) -> Tuple[int, Dict[str, str], bytes]:
 
 
 def test_download_streams_every_backup_without_headers(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     count = 20_000
     hostile = 'ev"il<b>&..'
-    sup = with_sidecar(
-        tmp_path,
-        {hostile: quiet(emit("burst", count, 100, "block"))},
-        streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {hostile: quiet(emit("burst", count, 100, "block"))},
+            streamlog={"maxbytes": "256KB", "backups": 100, "compress": "true"},
+        )
     )
-    stopper.append(sup)
     sup.wait_state(hostile, "EXITED")
     url = sup.url + "/api/log/" + urllib.parse.quote(hostile, safe="")
     wait_for(lambda: get(url)[0] == 200, 20, "the log")
@@ -377,29 +392,24 @@ def test_download_streams_every_backup_without_headers(
     assert fetch(url + "/download?from=x")[0] == 400
 
 
-def test_connection_limit_counts_the_client_behind_a_trusted_proxy(
-    tmp_path: Path, stopper: List[Supervisor]
-) -> None:
-    sup = with_sidecar(
-        tmp_path, {"app": quiet(emit("tick", 0.5))}, streamlog={"trusted_proxies": "127.0.0.1"}
-    )
-    stopper.append(sup)
+def test_connection_limit_counts_the_client_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    with in_process(tmp_path, {"trusted_proxies": "127.0.0.1"}) as sup:
 
-    async def run() -> None:
-        def behind(address: str) -> Dict[str, str]:
-            return {"X-Forwarded-For": address}
+        async def run() -> None:
+            def behind(address: str) -> Dict[str, str]:
+                return {"X-Forwarded-For": address}
 
-        first = [await Live.connect(sup.url, behind("203.0.113.1")) for _ in range(32)]
-        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
-            await Live.connect(sup.url, behind("203.0.113.1"))
-        assert refused.value.code == 429
-        # Another browser behind the same proxy is not refused.
-        other = await Live.connect(sup.url, behind("203.0.113.2"))
-        await other.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
-        for live in first + [other]:
-            live.close()
+            first = [await Live.connect(sup.url, behind("203.0.113.1")) for _ in range(32)]
+            with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+                await Live.connect(sup.url, behind("203.0.113.1"))
+            assert refused.value.code == 429
+            # Another browser behind the same proxy is not refused.
+            other = await Live.connect(sup.url, behind("203.0.113.2"))
+            await other.until(lambda c: c.frames and c.frames[0]["type"] == "hello", 10, "hello")
+            for live in first + [other]:
+                live.close()
 
-    asyncio.run(run())
+        asyncio.run(run())
 
 
 RAW_CHILD = """
@@ -445,29 +455,30 @@ def raw_numbers(entries: List[dict], stream: str) -> List[int]:
 
 
 def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     (tmp_path / "raw_child.py").write_text(RAW_CHILD)
     (tmp_path / "cut_child.py").write_text(CUT_CHILD)
     child = f"{sys.executable} {tmp_path / 'raw_child.py'}"
-    sup = with_sidecar(
-        tmp_path,
-        {
-            "app": quiet(emit("tick", 0.5)),
-            # Not captured (programs = app): supervisord's own files, AUTO for stdout.
-            "plain": quiet(f"{child} 0.01", stderr_logfile=tmp_path / "plain.err"),
-            "rot": quiet(
-                f"{sys.executable} {tmp_path / 'cut_child.py'} 0.001",
-                stdout_logfile=tmp_path / "rot.out",
-                stdout_logfile_maxbytes="20KB",
-                stdout_logfile_backups=3,
-                stderr_logfile="NONE",
-            ),
-            "mute": quiet(f"{child} 1", stdout_logfile="NONE", stderr_logfile="NONE"),
-        },
-        streamlog={"programs": "app"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {
+                "app": quiet(emit("tick", 0.5)),
+                # Not captured (programs = app): supervisord's own files, AUTO for stdout.
+                "plain": quiet(f"{child} 0.01", stderr_logfile=tmp_path / "plain.err"),
+                "rot": quiet(
+                    f"{sys.executable} {tmp_path / 'cut_child.py'} 0.001",
+                    stdout_logfile=tmp_path / "rot.out",
+                    stdout_logfile_maxbytes="20KB",
+                    stdout_logfile_backups=3,
+                    stderr_logfile="NONE",
+                ),
+                "mute": quiet(f"{child} 1", stdout_logfile="NONE", stderr_logfile="NONE"),
+            },
+            streamlog={"programs": "app"},
+        )
     )
-    stopper.append(sup)
 
     def listed() -> Dict[str, dict]:
         return {p["name"]: p for p in get(sup.url + "/api/processes")[1]["processes"]}
@@ -548,23 +559,24 @@ def test_uncaptured_processes_are_shown_from_supervisords_own_logs(
 
 
 def test_an_uncaptured_process_supervisord_removes_is_closed_and_forgotten(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     (tmp_path / "raw_child.py").write_text(RAW_CHILD)
     out, err = tmp_path / "gone.out", tmp_path / "gone.err"
-    sup = with_sidecar(
-        tmp_path,
-        {
-            "app": quiet(emit("tick", 0.5)),
-            "gone": quiet(
-                f"{sys.executable} {tmp_path / 'raw_child.py'} 0.01",
-                stdout_logfile=out,
-                stderr_logfile=err,
-            ),
-        },
-        streamlog={"programs": "app"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {
+                "app": quiet(emit("tick", 0.5)),
+                "gone": quiet(
+                    f"{sys.executable} {tmp_path / 'raw_child.py'} 0.01",
+                    stdout_logfile=out,
+                    stderr_logfile=err,
+                ),
+            },
+            streamlog={"programs": "app"},
+        )
     )
-    stopper.append(sup)
     sidecar_pid = int(str(sup.info("sidecar")["pid"]))
 
     def listed() -> Dict[str, dict]:
@@ -634,23 +646,24 @@ LONG_LINE = "".join(f"{i:07d}," for i in range(100000))
 
 
 def test_an_uncaptured_line_longer_than_a_read_comes_in_pieces(
-    tmp_path: Path, stopper: List[Supervisor]
+    tmp_path: Path, supervisord: Supervisors
 ) -> None:
     (tmp_path / "long_child.py").write_text(LONG_CHILD)
     go = tmp_path / "go"
-    sup = with_sidecar(
-        tmp_path,
-        {
-            "app": quiet(emit("tick", 0.5)),
-            "long": quiet(
-                f"{sys.executable} {tmp_path / 'long_child.py'} {go}",
-                stdout_logfile=tmp_path / "long.out",
-                stderr_logfile=tmp_path / "long.err",
-            ),
-        },
-        streamlog={"programs": "app"},
+    sup = supervisord(
+        serving(
+            tmp_path,
+            {
+                "app": quiet(emit("tick", 0.5)),
+                "long": quiet(
+                    f"{sys.executable} {tmp_path / 'long_child.py'} {go}",
+                    stdout_logfile=tmp_path / "long.out",
+                    stderr_logfile=tmp_path / "long.err",
+                ),
+            },
+            streamlog={"programs": "app"},
+        )
     )
-    stopper.append(sup)
     wait_for(
         lambda: any(
             p["name"] == "long:long" and p.get("uncaptured")

@@ -18,8 +18,8 @@ from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
 from .browsing import answers, assert_contiguous, overlaps, record, script
 from .page import TailPage
-from .sidecar import get, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
+from .sidecar import get, serving
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +34,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
         tmp / "quiet.json",
         [["out", b"".join(b"line %09d quiet\n" % n for n in range(300)).hex()], ["sleep", 3600]],
     )
-    sup = with_sidecar(
-        tmp,
-        {
-            "app": program(emit("tick", 0.05)),
-            "quiet": program(emit("script", quiet)),
-            "web": program(emit("tick", 0.1)),
-            "crashy": program(emit("script", crashy), autorestart="true", startsecs=0),
-        },
-        streamlog={"programs": "app web crashy quiet"},
-    )
-    try:
+    with Supervisors() as started:
+        sup = started(
+            serving(
+                tmp,
+                {
+                    "app": program(emit("tick", 0.05)),
+                    "quiet": program(emit("script", quiet)),
+                    "web": program(emit("tick", 0.1)),
+                    "crashy": program(emit("script", crashy), autorestart="true", startsecs=0),
+                },
+                streamlog={"programs": "app web crashy quiet"},
+            )
+        )
         for name in ("app", "web", "crashy", "quiet"):
             wait_for(partial(answers, f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
         yield sup
-    finally:
-        sup.stop()
 
 
 def listed_once(

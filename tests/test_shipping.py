@@ -42,7 +42,7 @@ from supervisor_streamlog.ondisk.formats import JsonFormat, Record, parse
 from supervisor_streamlog.tail import run as tail_run
 
 from .rsyslog import Rsyslog, environment_problem, free_port, parse_sd
-from .supervisor import Supervisor, emit, program, wait_for
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 STAMP = "2026-11-27T01:23:45.678901+00:00"
 
@@ -214,7 +214,9 @@ def jsonl(path: Path) -> List[Dict[str, str]]:
 
 @pytest.mark.usefixtures("rsyslog_installed")
 @pytest.mark.parametrize("compress", ["false", "true"])
-def test_imfile_recipe_ships_every_line_once_across_rotation(tmp_path: Path, compress: str) -> None:
+def test_imfile_recipe_ships_every_line_once_across_rotation(
+    tmp_path: Path, compress: str, supervisord: Supervisors
+) -> None:
     count = 20_000
     logdir = tmp_path / "streamlog"
     server, output = imfile_rsyslog(tmp_path, logdir)
@@ -242,24 +244,22 @@ def test_imfile_recipe_ships_every_line_once_across_rotation(tmp_path: Path, com
         base="plugin.conf",
     )
     with server:
-        sup.start()
-        try:
-            sup.rpc.supervisor.startProcess("alpha")
-            sup.rpc.supervisor.startProcess("beta:beta_00")
-            for name in ("alpha", "beta:beta_00"):
-                sup.wait_state(name, "EXITED", timeout=120)
+        supervisord(sup)
+        sup.rpc.supervisor.startProcess("alpha")
+        sup.rpc.supervisor.startProcess("beta:beta_00")
+        for name in ("alpha", "beta:beta_00"):
+            sup.wait_state(name, "EXITED", timeout=120)
 
-            def arrived() -> int:
-                try:
-                    return (output / "records.jsonl").read_bytes().count(b"\n")
-                except FileNotFoundError:
-                    return 0
+        def arrived() -> int:
+            try:
+                return (output / "records.jsonl").read_bytes().count(b"\n")
+            except FileNotFoundError:
+                return 0
 
-            wait_for(lambda: arrived() >= 2 * count, 120, f"{2 * count} records at rsyslog")
-            # Anything repeated would come within imfile's next reads: wait for quiet.
-            settle(arrived, 2.0, 30)
-        finally:
-            sup.stop()
+        wait_for(lambda: arrived() >= 2 * count, 120, f"{2 * count} records at rsyslog")
+        # Anything repeated would come within imfile's next reads: wait for quiet.
+        settle(arrived, 2.0, 30)
+        sup.stop()
         rotated = list(logdir.glob("alpha.log.*"))
         assert len(rotated) >= 5, "the files rotated while rsyslog read them"
     records = jsonl(output / "records.jsonl")
@@ -352,7 +352,9 @@ def rotating_under_imfile(
 
 
 @pytest.mark.usefixtures("rsyslog_installed")
-def test_imfile_recipe_loses_the_files_rotated_while_rsyslog_is_down(tmp_path: Path) -> None:
+def test_imfile_recipe_loses_the_files_rotated_while_rsyslog_is_down(
+    tmp_path: Path, supervisord: Supervisors
+) -> None:
     """What docs/shipping.md says a file shipper cannot do, measured: rsyslog is
     stopped while the files rotate.  Nothing comes twice; the lines lost are one
     stretch -- those imfile had not read of the file live at the stop and every
@@ -364,23 +366,21 @@ def test_imfile_recipe_loses_the_files_rotated_while_rsyslog_is_down(tmp_path: P
     live = logdir / "alpha.log"
 
     with server:
-        sup.start()
-        try:
-            sup.rpc.supervisor.startProcess("alpha")
-            wait_for(lambda: len(numbers()) >= 2_000, 60, "lines at rsyslog before the outage")
-            server.stop()  # SIGTERM: imfile saves where it was
-            read_before = len(numbers())
-            rotated = backups()
-            wait_for(lambda: backups() >= rotated + 3, 60, "three rotations during the outage")
-            live_before = first_line_number(live)
-            server.start()
-            time.sleep(0.5)  # imfile has looked at the files by now
-            live_after = first_line_number(live)
-            sup.wait_state("alpha", "EXITED", timeout=120)
-            wait_for(lambda: numbers()[-1:] == [count - 1], 60, "the last line at rsyslog")
-            settle(lambda: len(numbers()), 2.0, 30)
-        finally:
-            sup.stop()
+        supervisord(sup)
+        sup.rpc.supervisor.startProcess("alpha")
+        wait_for(lambda: len(numbers()) >= 2_000, 60, "lines at rsyslog before the outage")
+        server.stop()  # SIGTERM: imfile saves where it was
+        read_before = len(numbers())
+        rotated = backups()
+        wait_for(lambda: backups() >= rotated + 3, 60, "three rotations during the outage")
+        live_before = first_line_number(live)
+        server.start()
+        time.sleep(0.5)  # imfile has looked at the files by now
+        live_after = first_line_number(live)
+        sup.wait_state("alpha", "EXITED", timeout=120)
+        wait_for(lambda: numbers()[-1:] == [count - 1], 60, "the last line at rsyslog")
+        settle(lambda: len(numbers()), 2.0, 30)
+        sup.stop()
     got = numbers()
     assert len(got) == len(set(got)), "no line twice"
     missing = lost_stretch(got, count)
@@ -393,7 +393,9 @@ def test_imfile_recipe_loses_the_files_rotated_while_rsyslog_is_down(tmp_path: P
 
 
 @pytest.mark.usefixtures("rsyslog_installed")
-def test_imfile_recipe_misses_a_file_rotated_before_imfile_looked(tmp_path: Path) -> None:
+def test_imfile_recipe_misses_a_file_rotated_before_imfile_looked(
+    tmp_path: Path, supervisord: Supervisors
+) -> None:
     """imfile (inotify mode) opens a new file by its name when it handles the
     creation: a file created and renamed before then is never read.  rsyslog is
     frozen (SIGSTOP) while the files rotate three times, then thawed."""
@@ -402,24 +404,22 @@ def test_imfile_recipe_misses_a_file_rotated_before_imfile_looked(tmp_path: Path
     server, sup, numbers, backups = rotating_under_imfile(tmp_path, logdir, count)
 
     with server:
-        sup.start()
+        supervisord(sup)
+        sup.rpc.supervisor.startProcess("alpha")
+        wait_for(lambda: len(numbers()) >= 2_000, 60, "lines at rsyslog before the freeze")
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
         try:
-            sup.rpc.supervisor.startProcess("alpha")
-            wait_for(lambda: len(numbers()) >= 2_000, 60, "lines at rsyslog before the freeze")
-            assert server.pid is not None
-            os.kill(server.pid, signal.SIGSTOP)
-            try:
-                frozen_live = first_line_number(logdir / "alpha.log")
-                rotated = backups()
-                wait_for(lambda: backups() >= rotated + 3, 60, "three rotations while frozen")
-                thawed_live = first_line_number(logdir / "alpha.log")
-            finally:
-                os.kill(server.pid, signal.SIGCONT)
-            sup.wait_state("alpha", "EXITED", timeout=120)
-            wait_for(lambda: numbers()[-1:] == [count - 1], 60, "the last line at rsyslog")
-            settle(lambda: len(numbers()), 2.0, 30)
+            frozen_live = first_line_number(logdir / "alpha.log")
+            rotated = backups()
+            wait_for(lambda: backups() >= rotated + 3, 60, "three rotations while frozen")
+            thawed_live = first_line_number(logdir / "alpha.log")
         finally:
-            sup.stop()
+            os.kill(server.pid, signal.SIGCONT)
+        sup.wait_state("alpha", "EXITED", timeout=120)
+        wait_for(lambda: numbers()[-1:] == [count - 1], 60, "the last line at rsyslog")
+        settle(lambda: len(numbers()), 2.0, 30)
+        sup.stop()
     got = numbers()
     assert len(got) == len(set(got)), "no line twice"
     missing = lost_stretch(got, count)

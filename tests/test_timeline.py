@@ -13,10 +13,10 @@ from playwright.sync_api import Page
 
 from .browsing import answers
 from .helpers import LEVEL_EXTRA_CASES
+from .histogram_counts import counted, is_error, seconds
 from .page import TailPage
-from .sidecar import get, history, with_sidecar
-from .supervisor import Supervisor, emit, program, wait_for
-from .test_integration_histogram import counted, is_error, seconds
+from .sidecar import get, history, serving
+from .supervisor import Supervisor, Supervisors, emit, program, wait_for
 
 
 def text(prefix: str, n: int, levels: bool) -> str:
@@ -52,32 +52,32 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     (tmp / "alarm.json").write_text(json.dumps(alarm))
     (tmp / "other.json").write_text(json.dumps(steps("other", 90, 30) + [["sleep", 3600]]))
     once = {"autorestart": "false", "startsecs": "0"}
-    sup = with_sidecar(
-        tmp,
-        {
-            "spread": program(emit("script", tmp / "spread.json"), **once),
-            "other": program(emit("script", tmp / "other.json")),
-            "ticker": program(emit("tick", 0.05)),
-            "alarm": program(emit("script", tmp / "alarm.json"), autorestart="false"),
-            # Not captured: shown from supervisord's own log, without times.
-            "plain": program(emit("tick", 0.2), stdout_logfile=str(tmp / "plain.out")),
-        },
-        streamlog={
-            "maxbytes": "8KB",
-            "compress": "true",
-            "backups": "100",
-            "programs": "spread other ticker alarm",
-        },
-    )
-    try:
+    with Supervisors() as started:
+        sup = started(
+            serving(
+                tmp,
+                {
+                    "spread": program(emit("script", tmp / "spread.json"), **once),
+                    "other": program(emit("script", tmp / "other.json")),
+                    "ticker": program(emit("tick", 0.05)),
+                    "alarm": program(emit("script", tmp / "alarm.json"), autorestart="false"),
+                    # Not captured: shown from supervisord's own log, without times.
+                    "plain": program(emit("tick", 0.2), stdout_logfile=str(tmp / "plain.out")),
+                },
+                streamlog={
+                    "maxbytes": "8KB",
+                    "compress": "true",
+                    "backups": "100",
+                    "programs": "spread other ticker alarm",
+                },
+            )
+        )
         for name in ("spread", "other", "ticker", "plain"):
             wait_for(partial(answers, f"{sup.url}/api/log/{name}"), 30, f"{name}'s log")
         sup.wait_state("spread", "EXITED")
         wait_for(partial(finished, sup, "spread", "EXITED"), 30, "spread's exit record")
         wait_for(partial(finished, sup, "other", "other 000000089"), 30, "other's last line")
         yield sup
-    finally:
-        sup.stop()
 
 
 def finished(sup: Supervisor, name: str, text: str) -> bool:
