@@ -29,6 +29,7 @@ from supervisor_streamlog.logread.levels import (
     level_of_line,
     visible_text,
 )
+from supervisor_streamlog.sidecar.handlers import LEVEL_RULES_MARK, level_rules
 
 from . import helpers
 from .helpers import LEVEL_CASES, LEVEL_EXTRA_CASES
@@ -134,12 +135,17 @@ def code_of(name: str) -> str:
 
 
 def test_the_page_takes_its_rules_from_the_same_file() -> None:
-    """levels.js fetches levels.json (preloaded by index.html) and neither it nor
-    structured.js spells a level word, field or pattern of its own."""
+    """levels.js reads levels.json as the sidecar puts it into the page, and neither it
+    nor structured.js spells a level word, field or pattern of its own."""
     levels_js = code_of("levels.js")
-    assert 'fetch(new URL("./levels.json", import.meta.url))' in levels_js
+    assert 'JSON.parse(document.getElementById("level-rules").textContent)' in levels_js
     with open(os.path.join(STATIC, "index.html"), encoding="utf-8") as handle:
-        assert 'as="fetch" crossorigin="anonymous" href="/static/levels.json"' in handle.read()
+        page = handle.read()
+    element = '<script type="application/json" id="level-rules"><!-- level rules --></script>'
+    assert element in page and LEVEL_RULES_MARK.decode() in element
+    inlined = level_rules().decode()
+    assert "<" not in inlined  # no text of the rules can end the element
+    assert json.loads(inlined) == rules_data()
     for name in ("levels.js", "structured.js"):
         code = code_of(name)
         literals = {m.lower() for m in re.findall(r"[\"'`]([A-Za-z. ]+)[\"'`]", code)}

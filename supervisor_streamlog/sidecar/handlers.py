@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import functools
 import html
+import json
 import os
 import re
 from typing import Any, Awaitable, Dict, List, Optional
@@ -81,10 +82,24 @@ class PageHandler(BaseHandler):
         with open(os.path.join(STATIC, "index.html"), "rb") as handle:
             page = handle.read()
         self.set_header("Content-Type", "text/html; charset=utf-8")
+        page = page.replace(LEVEL_RULES_MARK, level_rules(), 1)
         if self.get_argument("at", None) is None:
             names = [n for n in self.get_arguments("process") if self.registry.lookup(n)]
             page = page.replace(FIRST_PAGE_MARK, first_page_links(names), 1)
         self.finish(page)
+
+
+#: Where index.html takes the level rules (static/levels.json) that levels.js reads.
+LEVEL_RULES_MARK = b"<!-- level rules -->"
+
+
+def level_rules() -> bytes:
+    """static/levels.json as the text of the page's ``<script type="application/json">``:
+    compact, and with ``<`` escaped so that no text in it can end the element."""
+    with open(os.path.join(STATIC, "levels.json"), encoding="utf-8") as handle:
+        rules = json.load(handle)
+    text = json.dumps(rules, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").encode("utf-8")
 
 
 #: Where index.html takes the preloads of :func:`first_page_links`.

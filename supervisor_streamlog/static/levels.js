@@ -4,18 +4,13 @@
 // real-world lines through them. The JSON and logfmt fields themselves are
 // read by structured.js, which asks levelOf() about a field's value.
 // The rules are data, in levels.json: the sidecar's histogram reads the same
-// file (logread/levels.py) and builds the same expressions from it. It is
-// fetched once, as this module loads (index.html preloads it beside the
-// modules): the page's modules start when it has come.
+// file (logread/levels.py) and builds the same expressions from it. The sidecar
+// puts the file's contents into the page (<script type="application/json"
+// id="level-rules">), so they are there as this module loads: no request, and
+// nothing for the page's first lines to wait on.
 
 /** The rules (levels.json): words, fields, numbers, the plain-text patterns' parts. */
-export const RULES = await loadRules();
-
-async function loadRules() {
-  const response = await fetch(new URL("./levels.json", import.meta.url));
-  if (!response.ok) throw new Error(`levels.json: ${response.status}`);
-  return response.json();
-}
+export const RULES = JSON.parse(document.getElementById("level-rules").textContent);
 
 /** The levels, most severe first, and the letter each is marked with. */
 export const LEVELS = RULES.levels;
