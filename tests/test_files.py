@@ -26,7 +26,7 @@ from supervisor_streamlog.ondisk.files import (
     process_files,
     read_base,
 )
-from supervisor_streamlog.ondisk.gzipped import GzipStream, gunzip, inflate, read_whole
+from supervisor_streamlog.ondisk.gzipped import PIECE, GzipStream, gunzip, inflate, read_whole
 
 
 def make(tmp_path: Path, compressor: Optional[Compressor] = None, **settings: str) -> Capture:
@@ -439,6 +439,27 @@ def test_a_gzip_stream_reads_a_file_forward_in_bounded_pieces(tmp_path: Path) ->
                 assert stream.compressed == len(raw)
             stream.close()
             stream.close()  # twice: harmless
+
+
+def test_a_gzip_stream_holds_a_piece_of_a_file_that_expands_a_thousandfold(
+    tmp_path: Path,
+) -> None:
+    """An export or a scan of a very repetitive backup: a read of the next piece as it
+    comes (size -1) is still at most PIECE bytes, whatever one compressed read holds."""
+    contents = b"2026-12-07T00:00:00.000000+00:00 stdout " + b"a" * 60 + b"\n"
+    contents *= 200_000  # 20 MB that gzip makes ~60 KB
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(contents))
+    stream = GzipStream(os.open(path, os.O_RDONLY), chunk=1 << 20)
+    got: List[bytes] = []
+    while True:
+        piece = stream.read()
+        if not piece:
+            break
+        assert len(piece) <= PIECE
+        got.append(piece)
+    stream.close()
+    assert b"".join(got) == contents and stream.complete
 
 
 def drive(contents: Any) -> Tuple[bytes, bool]:

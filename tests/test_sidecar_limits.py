@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import socket
 import threading
@@ -221,3 +222,20 @@ def test_a_stalled_client_gets_an_exact_skipped_notice_then_live_lines_with_no_g
     # The queue for a client is bounded: the sidecar did not hold 10 MB per client.
     print(f"sidecar peak RSS {peak / 1024:.1f} MiB over {count} lines, {len(skips)} skips")
     assert peak < 200 * 1024
+
+
+def test_the_page_is_only_served_with_its_level_rules(tmp_path: Path) -> None:
+    """``/static/index.html`` would be the page without the rules the sidecar puts into
+    it (levels.js could not start): it sends the browser to ``/`` instead."""
+    with in_process(tmp_path) as sup:
+        status, body = get(sup.url + "/")
+        assert status == 200 and b'id="level-rules">{' in body
+        host, port = sup.url[len("http://") :].split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("GET", "/static/index.html?process=app")
+        answer = connection.getresponse()
+        assert (answer.status, answer.getheader("Location")) == (302, "/?process=app")
+        connection.close()
+        status, body = get(sup.url + "/static/index.html?process=app")
+        assert status == 200 and b'id="level-rules">{' in body
+        assert get(sup.url + "/static/levels.js")[0] == 200

@@ -63,8 +63,7 @@ _READ_SIZE = 1024 * 1024
 #: Compressed bytes read at a time from a ``.gz`` backup, and the most
 #: decompressed at a time: zlib drops a call's output when it meets damage,
 #: so small pieces keep a damaged backup readable up to about where the damage
-#: is (as gzip.GzipFile, which the follower used before, did).  A header read
-#: takes the first piece.
+#: is.  A header read takes the first piece.
 _GZ_CHUNK = 64 * 1024
 _GZ_PIECE = 64 * 1024
 
@@ -127,8 +126,8 @@ class _Source:
         """Up to ``count`` bytes of the contents from ``pos``: forward through the
         stream, skipping what is before ``pos`` (from the start again for a
         position behind it).  Raises :class:`_Damaged` when the contents end
-        early before ``count`` bytes: as with gzip.GzipFile before, a read that
-        meets the damage gives nothing, and the follower skips the rest of the file."""
+        early before ``count`` bytes: a read that meets the damage gives nothing,
+        and the follower skips the rest of the file."""
         if pos < self._read_to:
             stream.rewind()
             self._read_to = 0
@@ -190,12 +189,9 @@ def _open_source(name: str, index: int) -> Optional[_Source]:
 def _packed_first_line(raw: bytes, size: int) -> Optional[bytes]:
     """The first line of a ``.gz`` backup's contents from its first compressed
     bytes ``raw`` (b"" when there is none); None when it is damaged before
-    that line ends -- where gzip.GzipFile's readline, which the follower used
-    before, raised: it decompressed 8 KiB at a time and checked the trailer
-    only after the contents.  So here too: pieces of 8 KiB, and never all of
-    the ``size`` the trailer gives (zlib checks the trailer in the call that
-    gives the last byte); damage after the line is met, reported and skipped
-    by the reads that come to it."""
+    that line ends.  Pieces of 8 KiB, and never all of the ``size`` the trailer
+    gives (zlib checks the trailer in the call that gives the last byte): damage
+    after the line is met, reported and skipped by the reads that come to it."""
     contents = inflate((raw,), _FIRST_LINE_LIMIT, max(1, min(8192, size - 1)))
     head = b""
     while b"\n" not in head and len(head) < _FIRST_LINE_LIMIT:

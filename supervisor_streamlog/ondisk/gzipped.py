@@ -74,6 +74,10 @@ def inflate(
     return unpack.eof or not started
 
 
+#: What a :class:`GzipStream` decompresses at most at once.
+PIECE = 256 * 1024
+
+
 def gunzip(raw: bytes, limit: int = 0) -> bytes:
     """Gzip data in memory, decompressed (:func:`inflate`): up to ``limit`` bytes (0: all)."""
     out = list(inflate((raw,), limit))
@@ -90,10 +94,11 @@ class GzipStream:
     raise OSError (the disk), never a decompression error; once it gave the
     end (b""), :attr:`complete` says whether that was the contents' clean end
     or damage (see :func:`inflate`).  ``piece`` bounds each piece decompressed
-    (0: as they come).
+    (:data:`PIECE` by default, so that memory stays at a piece even for a file
+    that expands a thousandfold; 0: as they come).
     """
 
-    def __init__(self, fd: int, chunk: int = 256 * 1024, piece: int = 0) -> None:
+    def __init__(self, fd: int, chunk: int = 256 * 1024, piece: int = PIECE) -> None:
         self.fd = fd
         self._chunk = max(1, chunk)
         self._piece = piece

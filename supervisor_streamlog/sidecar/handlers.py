@@ -143,6 +143,13 @@ class StaticHandler(tornado.web.StaticFileHandler):
             send_refusal(self, refusal, body=False)
         return None
 
+    async def get(self, path: str, include_body: bool = True) -> None:
+        if path == "index.html":  # the page is "/", where the sidecar fills in its rules
+            query = self.request.query
+            self.redirect("/" + ("?" + query if query else ""))
+            return
+        await super().get(path, include_body)
+
 
 class ProcessesHandler(BaseHandler):
     def initialize(  # type: ignore[override]
