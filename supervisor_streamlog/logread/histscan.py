@@ -364,7 +364,7 @@ class _GzScan:
     """Whole-record blocks of a ``.gz`` file, decompressed as they are read."""
 
     def __init__(self, fd: int) -> None:
-        self.stream = GzipStream(fd, _CHUNK // 4)
+        self.stream = GzipStream(fd, _CHUNK // 4, piece=_CHUNK)  # blocks as a plain file's
         self.rest = b""  # a record cut by the last block's edge
         self.done = False
 
