@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlencode
 
 from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 # A numbered line of the test children (tests/children): "line 000000042 ...".
 NUMBERED = re.compile(r"^line (\d{9})")
@@ -330,12 +331,23 @@ class TailPage:
     def wait_held_stream(self, stream: str, n: int, timeout: float = 20_000) -> None:
         """Wait until ``n`` lines of ``stream`` are held (internal: the counts bar counts
         the markers too)."""
-        self.page.wait_for_function(
-            "([s, n]) => window.streamlog.store.lines.filter(l => l.stream === s).length >= n",
-            arg=[stream, n],
-            timeout=timeout,
-            polling=500,
-        )
+        try:
+            self.page.wait_for_function(
+                "([s, n]) => window.streamlog.store.lines.filter(l => l.stream === s).length >= n",
+                arg=[stream, n],
+                timeout=timeout,
+                polling=500,
+            )
+        except PlaywrightTimeoutError as exc:
+            # Say how far it got, and whether lines are missing or only late.
+            held = self.page.evaluate(
+                """(s) => { const l = window.streamlog.store.lines.filter(x => x.stream === s);
+                    return [l.length, l.length ? l[l.length - 1].text.slice(0, 20) : null,
+                            document.getElementById('connection').dataset.state]; }""",
+                stream,
+            )
+            shown = f"(held, last, state) {held}"
+            raise AssertionError(f"{n} {stream} lines not held in time: {shown}") from exc
 
     def wait_older_read(self, process: str, held: int, timeout: float = 30_000) -> None:
         """Wait until more than ``held`` lines are held, or ``process`` has nothing older
