@@ -77,19 +77,10 @@ def parse_when(text: str, now: Optional[float] = None) -> float:
         return now - float(match.group(2)) * _UNITS[unit[0]]
     if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?", text.strip()):
         text = f"{midnight.date().isoformat()} {text.strip()}"
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"not a time: {text!r} (try 2026-12-02 14:05, RFC 3339, -5m or '1h ago')"
-        ) from None
-    return moment.timestamp()  # naive: local time
-
-
-def record_time(stamp: str) -> float:
-    """A record's time as epoch seconds (0 when it cannot be read)."""
-    seconds = record_seconds(stamp)
-    return 0.0 if seconds is None else seconds
+    moment = record_seconds(text.strip())  # read as a record's stamp; naive: local time
+    if moment is None:
+        raise ValueError(f"not a time: {text!r} (try 2026-12-02 14:05, RFC 3339, -5m or '1h ago')")
+    return moment
 
 
 # ---------------------------------------------------------------- rendering
@@ -209,7 +200,7 @@ class Joiner:
         held = self.held.pop(record.stream, None)
         if held is None:
             held = Line(
-                record_time(record.time),
+                record_seconds(record.time) or 0.0,  # 0: a stamp that does not read
                 self._seq(),
                 record.time,
                 self.name,
