@@ -38,6 +38,9 @@ SLOT_LIMIT = 2048
 #: Exact exit times one file's index keeps at most (its slots count them all).
 EXIT_LIMIT = 1024
 _CHUNK = 1024 * 1024
+#: The most of a ``.gz`` decompressed at once: a history step's worth (smaller
+#: blocks cost the scan more per byte; docs/benchmarks.md, December 7).
+_GZ_BLOCK = 8 * _CHUNK
 
 # stdout, stderr, status, exits, errors: the columns of a slot.
 _STDOUT, _STDERR, _STATUS, _EXITS, _ERRORS = range(5)
@@ -364,7 +367,7 @@ class _GzScan:
     """Whole-record blocks of a ``.gz`` file, decompressed as they are read."""
 
     def __init__(self, fd: int) -> None:
-        self.stream = GzipStream(fd, _CHUNK // 4, piece=_CHUNK)  # blocks as a plain file's
+        self.stream = GzipStream(fd, _CHUNK // 4, piece=_GZ_BLOCK)
         self.rest = b""  # a record cut by the last block's edge
         self.done = False
 
